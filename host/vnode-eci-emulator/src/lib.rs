@@ -1,0 +1,1 @@
+//! A wire-faithful emulator of the ECI OpenAPI (2018-08-08).
