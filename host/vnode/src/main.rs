@@ -32,6 +32,9 @@ enum Command {
     Apiserver(cmd::apiserver::Args),
     /// The offline sandbox: API server, ECI emulator and the vnode daemon in one process.
     Dev(cmd::dev::Args),
+    /// Benchmarks that print a report.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
             Command::EciEmulator(a) => cmd::eci_emulator::run(a).await,
             Command::Apiserver(a) => cmd::apiserver::run(a).await,
             Command::Dev(a) => cmd::dev::run(a).await,
+            Command::Bench(c) => cmd::bench::run(c).await,
         }
     })
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each owns its clap `Args` and an async `run`.
 
 pub mod apiserver;
+pub mod bench;
 pub mod dev;
 pub mod eci_emulator;
 pub mod plugin;
