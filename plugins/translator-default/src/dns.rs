@@ -1,0 +1,89 @@
+//! DNS policy and configuration, as a kubelet would write resolv.conf.
+
+use vnode_plugin_sdk::translator::{EciDnsConfig, NodeDefaults, ResolvedPod};
+
+use crate::errors::{Result, invalid};
+
+/// `(DnsPolicy, DnsConfig)` for the request.
+///
+/// - `ClusterFirst` (the default, and `ClusterFirstWithHostNet`, which means the same without
+///   host networking): ECI policy `None` with the node's cluster DNS servers, the search path
+///   `<ns>.svc.<domain> svc.<domain> <domain>` and `ndots:5`, then the pod's own `dnsConfig`
+///   merged in the kubelet's way (servers and searches appended, options overriding by name).
+///   Without configured cluster DNS servers the kubelet falls back to `Default`, and so do we.
+/// - `Default`: ECI `Default` (the VPC resolver), plus the pod's `dnsConfig` if any.
+/// - `None`: ECI `None` with exactly the pod's `dnsConfig` (Kubernetes requires one).
+pub fn dns(
+    pod: &ResolvedPod,
+    node: &NodeDefaults,
+) -> Result<(Option<String>, Option<EciDnsConfig>)> {
+    let own = pod.dns_config.as_ref().map(|c| EciDnsConfig {
+        name_servers: c.nameservers.clone(),
+        searches: c.searches.clone(),
+        options: c
+            .options
+            .iter()
+            .map(|o| (o.name.clone(), o.value.clone()))
+            .collect(),
+    });
+    let policy = pod.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    match policy {
+        "ClusterFirst" | "ClusterFirstWithHostNet" if !node.cluster_dns.is_empty() => {
+            let domain = node.cluster_domain.trim_matches('.');
+            let domain = if domain.is_empty() {
+                "cluster.local"
+            } else {
+                domain
+            };
+            let ns = &pod.meta.namespace;
+            let mut cfg = EciDnsConfig {
+                name_servers: node.cluster_dns.clone(),
+                searches: vec![
+                    format!("{ns}.svc.{domain}"),
+                    format!("svc.{domain}"),
+                    domain.to_string(),
+                ],
+                options: vec![("ndots".to_string(), Some("5".to_string()))],
+            };
+            if let Some(own) = own {
+                merge(&mut cfg, own);
+            }
+            Ok((Some("None".to_string()), Some(cfg)))
+        }
+        "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" => {
+            Ok((Some("Default".to_string()), own))
+        }
+        "None" => match own {
+            Some(cfg) => Ok((Some("None".to_string()), Some(cfg))),
+            None => Err(invalid(
+                "spec.dnsConfig",
+                "dnsPolicy None needs a dnsConfig",
+            )),
+        },
+        other => Err(invalid(
+            "spec.dnsPolicy",
+            format!("unknown DNS policy {other:?}"),
+        )),
+    }
+}
+
+/// Appends `extra` to `base` the way the kubelet merges a pod's `dnsConfig`: servers and
+/// searches appended without duplicates, options replaced by name or appended.
+pub fn merge(base: &mut EciDnsConfig, extra: EciDnsConfig) {
+    for s in extra.name_servers {
+        if !base.name_servers.contains(&s) {
+            base.name_servers.push(s);
+        }
+    }
+    for s in extra.searches {
+        if !base.searches.contains(&s) {
+            base.searches.push(s);
+        }
+    }
+    for (name, value) in extra.options {
+        match base.options.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => base.options.push((name, value)),
+        }
+    }
+}
