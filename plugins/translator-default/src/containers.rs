@@ -72,15 +72,24 @@ pub fn map_container(
             .map(|p| map_probe(p, c, &format!("{at}.{name}")))
             .transpose()
     };
-    let (liveness_probe, readiness_probe, startup_probe) = if init {
-        (None, None, None)
+    let (mut liveness_probe, readiness_probe) = if init {
+        (None, None)
     } else {
         (
             probe(&c.liveness_probe, "livenessProbe")?,
             probe(&c.readiness_probe, "readinessProbe")?,
-            probe(&c.startup_probe, "startupProbe")?,
         )
     };
+    // ECI has no startup probe. What one buys in Kubernetes is a liveness probe that waits until
+    // a slow start is over, so its worst-case duration (initial delay + period × failure
+    // threshold) is added to the liveness probe's initial delay: the pre-startupProbe idiom.
+    if let (Some(startup), Some(live), false) = (&c.startup_probe, liveness_probe.as_mut(), init) {
+        let period = i64::from(startup.period_seconds.unwrap_or(10));
+        let failures = i64::from(startup.failure_threshold.unwrap_or(3));
+        let budget = i64::from(startup.initial_delay_seconds.unwrap_or(0)) + period * failures;
+        let delay = i64::from(live.initial_delay_seconds.unwrap_or(0)) + budget;
+        live.initial_delay_seconds = Some(i32::try_from(delay).unwrap_or(i32::MAX));
+    }
     let (mut post_start, mut pre_stop) = (None, None);
     if let (Some(l), false) = (&c.lifecycle, init) {
         post_start = l
@@ -109,7 +118,7 @@ pub fn map_container(
         volume_mounts,
         liveness_probe,
         readiness_probe,
-        startup_probe,
+        startup_probe: None,
         post_start,
         pre_stop,
         security_context: security_context(c.security_context.as_ref(), pod_sc, at)?,
@@ -256,8 +265,15 @@ fn map_probe(p: &Probe, c: &Container, at: &str) -> Result<EciProbe> {
     if matches!(p.handler, Handler::Sleep(_)) {
         return Err(invalid(at, "a probe cannot be a sleep action"));
     }
+    let mut handler = map_handler(&p.handler, c, at)?;
+    // ECI probes take path, port and scheme only: a custom Host header or other headers cannot
+    // be sent, so the probe goes to the pod IP without them.
+    if let EciHandler::HttpGet(g) = &mut handler {
+        g.host = None;
+        g.headers.clear();
+    }
     Ok(EciProbe {
-        handler: map_handler(&p.handler, c, at)?,
+        handler,
         initial_delay_seconds: p.initial_delay_seconds,
         period_seconds: p.period_seconds,
         timeout_seconds: p.timeout_seconds,

@@ -958,7 +958,7 @@ mod tests {
         match &c.liveness_probe.as_ref().unwrap().handler {
             EciHandler::HttpGet(g) => {
                 assert_eq!(g.port, 8080, "named port resolved");
-                assert_eq!(g.headers[0].key, "X-Probe");
+                assert!(g.headers.is_empty(), "ECI probes send no headers");
             }
             other => panic!("{other:?}"),
         }
@@ -991,6 +991,39 @@ mod tests {
         assert_eq!(
             refusal(translate(&input(p))).0,
             "spec.containers[0].readinessProbe.tcpSocket.port"
+        );
+    }
+
+    #[test]
+    fn startup_probe_extends_the_liveness_delay() {
+        let mut p = pod();
+        let tcp = |delay, period, failures| Probe {
+            handler: Handler::TcpSocket(TcpSocketAction {
+                port: IntOrString::Int(80),
+                host: None,
+            }),
+            initial_delay_seconds: delay,
+            period_seconds: period,
+            timeout_seconds: None,
+            success_threshold: None,
+            failure_threshold: failures,
+        };
+        p.containers[0].liveness_probe = Some(tcp(Some(5), Some(10), Some(3)));
+        p.containers[0].startup_probe = Some(tcp(Some(10), Some(5), Some(30)));
+        let r = ok(&input(p.clone()));
+        assert_eq!(
+            r.containers[0]
+                .liveness_probe
+                .as_ref()
+                .unwrap()
+                .initial_delay_seconds,
+            Some(5 + 10 + 5 * 30)
+        );
+        assert!(r.containers[0].startup_probe.is_none());
+        p.containers[0].liveness_probe = None;
+        assert!(
+            ok(&input(p)).containers[0].liveness_probe.is_none(),
+            "no liveness probe: nothing to delay"
         );
     }
 
