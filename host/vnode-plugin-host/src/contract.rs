@@ -1,0 +1,78 @@
+//! The plugin contract on the host side: one `bindgen!` module per supported WIT version (Zed
+//! style, `wit/v<version>/`), and flat re-exports of the **latest** version's types, which is
+//! what the rest of vnode codes against (`vnode_plugin_host::contract::PodView`, …).
+//!
+//! Only this crate knows the generated bindings; other crates see plain Rust records.
+
+/// Contract versions this host loads, newest first. A plugin built against another version is
+/// refused with [`crate::PluginError::UnsupportedContractVersion`].
+pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+
+/// The newest contract version (the one [`crate::contract`]'s re-exports belong to).
+pub const LATEST_VERSION: &str = v0_1_0::VERSION;
+
+/// The WIT package name shared by every version.
+pub const PACKAGE: &str = "vnode:plugin";
+
+/// `vnode:plugin@0.1.0` (`wit/v0.1.0`).
+pub mod v0_1_0 {
+    /// This module's contract version.
+    pub const VERSION: &str = "0.1.0";
+
+    /// The `placement-plugin` world (also owns the shared `types` and `host` interfaces).
+    pub mod placement {
+        wasmtime::component::bindgen!({
+            path: "../../wit/v0.1.0",
+            world: "vnode:plugin/placement-plugin@0.1.0",
+            additional_derives: [PartialEq],
+        });
+    }
+
+    /// The `translator-plugin` world; shares `types` and `host` with [`placement`].
+    pub mod translator {
+        wasmtime::component::bindgen!({
+            path: "../../wit/v0.1.0",
+            world: "vnode:plugin/translator-plugin@0.1.0",
+            additional_derives: [PartialEq],
+            with: {
+                "vnode:plugin/types": super::placement::vnode::plugin::types,
+                "vnode:plugin/host": super::placement::vnode::plugin::host,
+            },
+        });
+    }
+}
+
+use v0_1_0 as latest;
+
+// Shared types (`interface types`, `interface host`).
+pub use latest::placement::vnode::plugin::host::LogLevel;
+pub use latest::placement::vnode::plugin::types::{
+    Attempt, InstanceSpec, KeyValue, PluginInfo, PodMeta, ResourceList, ResourceRequirements,
+    Sizing, SpotStrategy, Toleration, ZoneVswitch,
+};
+
+// Placement (`interface placement`).
+pub use latest::placement::exports::vnode::plugin::placement::{
+    Accepted, ContainerView, Decision, Deferral, PlacementContext, PodView, Stockout, ZoneUsage,
+};
+
+// Translator input (`interface pod`).
+pub use latest::translator::vnode::plugin::pod::{
+    ClaimSource, Container, ContainerPort, DnsConfig, DnsOption, EmptyDirSource, EnvValue, EnvVar,
+    File, FileSet, GrpcAction, Handler, HostAlias, HostPathSource, HttpGetAction, HttpHeader,
+    IntOrString, Lifecycle, NfsSource, PodSecurityContext, Probe, PullSecret, ResolvedPod,
+    SecurityContext, Sysctl, TcpSocketAction, Volume, VolumeMount, VolumeSource,
+};
+
+// Translator output (`interface request`).
+pub use latest::translator::vnode::plugin::request::{
+    ContainerGroupRequest, EciConfigFile, EciConfigFileVolume, EciContainer, EciDisk, EciDnsConfig,
+    EciEip, EciEmptyDir, EciEnv, EciFlex, EciHandler, EciHostAlias, EciHostPath, EciHttpGet,
+    EciNfs, EciPort, EciProbe, EciSecurityContext, EciTcpSocket, EciVolume, EciVolumeKind,
+    EciVolumeMount, RegistryCredential,
+};
+
+// Translator call (`interface translator`).
+pub use latest::translator::exports::vnode::plugin::translator::{
+    FieldError, NodeDefaults, TranslateError, TranslateInput,
+};

@@ -1,0 +1,226 @@
+//! The one wasmtime engine of the process, its linkers, the epoch ticker and the limits every
+//! call runs under.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::contract::v0_1_0;
+use crate::error::PluginError;
+use crate::state::HostState;
+
+/// Limits and sizing of the plugin runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// CPU deadline of one call (instantiation excluded). Default 50 ms.
+    pub call_timeout: Duration,
+    /// Linear memory a plugin may use per call. Default 64 MiB.
+    pub memory_limit_bytes: u64,
+    /// Calls running at once through the async API (more wait). Default 8.
+    pub max_concurrent_calls: usize,
+    /// Instances prepared ahead of need per loaded plugin version (0 = instantiate on the call
+    /// path). Each is used for exactly one decision. Default 4.
+    pub warm_instances: usize,
+    /// Epoch tick: the deadline's granularity. Default 5 ms.
+    pub epoch_tick: Duration,
+    /// Use the pooling allocator (falls back to on-demand if the machine cannot reserve the
+    /// address space). Default true.
+    pub pooling: bool,
+    /// Largest placement answer accepted, in bytes of strings. Default 64 KiB.
+    pub max_placement_output_bytes: usize,
+    /// Largest translator answer accepted, in bytes of strings. Default 8 MiB (config files
+    /// travel inside it).
+    pub max_translator_output_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            call_timeout: Duration::from_millis(50),
+            memory_limit_bytes: 64 << 20,
+            max_concurrent_calls: 8,
+            warm_instances: 4,
+            epoch_tick: Duration::from_millis(5),
+            pooling: true,
+            max_placement_output_bytes: 64 << 10,
+            max_translator_output_bytes: 8 << 20,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Epoch ticks per call deadline (at least 1).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let tick = self.epoch_tick.as_nanos().max(1);
+        (self.call_timeout.as_nanos().div_ceil(tick) as u64).max(1)
+    }
+}
+
+/// The shared engine: compile, link and run every plugin of the process.
+pub struct PluginEngine {
+    pub(crate) engine: Engine,
+    pub(crate) placement_linker: Linker<HostState>,
+    pub(crate) translator_linker: Linker<HostState>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) calls: Arc<tokio::sync::Semaphore>,
+    pooling: bool,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine")
+            .field("config", &self.config)
+            .field("pooling", &self.pooling)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginEngine {
+    /// Builds the engine (pooling allocator unless unavailable), both linkers and the epoch
+    /// ticker thread (which stops when the engine is dropped).
+    pub fn new(config: RuntimeConfig) -> Result<Arc<PluginEngine>, PluginError> {
+        let (engine, pooling) = build_engine(&config)?;
+        let placement_linker = placement_linker(&engine)?;
+        let translator_linker = translator_linker(&engine)?;
+        start_epoch_ticker(engine.weak(), config.epoch_tick)?;
+        Ok(Arc::new(PluginEngine {
+            engine,
+            placement_linker,
+            translator_linker,
+            calls: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1))),
+            config,
+            pooling,
+        }))
+    }
+
+    /// Whether the pooling allocator is in use (false after the fallback).
+    pub fn uses_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// A hash of everything that makes a compiled artifact loadable by this engine (wasmtime
+    /// version, settings, CPU features): part of the compiled-cache key.
+    pub(crate) fn compatibility_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: stable for one build of vnode, which is all a cache key
+        // needs (another build may differ and simply recompiles).
+        #[allow(deprecated)]
+        let mut hasher = std::hash::SipHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+fn base_config(config: &RuntimeConfig) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    c.parallel_compilation(true);
+    // Bound the guest stack (default 512 KiB) so deep recursion traps quickly.
+    c.max_wasm_stack(512 << 10);
+    let _ = config;
+    c
+}
+
+fn build_engine(config: &RuntimeConfig) -> Result<(Engine, bool), PluginError> {
+    if config.pooling {
+        let mut c = base_config(config);
+        let mut pool = PoolingAllocationConfig::default();
+        // Sized for: active + previous version of two kinds (+ a shadow), each with its warm
+        // instances, plus the calls in flight; with room to spare. A Rust wasip2 component has
+        // a few core instances (the module plus shims).
+        let instances = 256;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances)
+            .total_tables(instances * 2)
+            .total_stacks(instances)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(2)
+            .max_tables_per_component(4)
+            // Above the per-call limit, so the limiter (which reports `MemoryLimit`) is what
+            // stops a growing guest, not a silent failed `memory.grow` at the slot's end.
+            .max_memory_size((config.memory_limit_bytes as usize).saturating_mul(2))
+            .max_unused_warm_slots(64)
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&c) {
+            Ok(engine) => return Ok((engine, true)),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "pooling allocator unavailable (address space?); falling back to on-demand instance allocation"
+            ),
+        }
+    }
+    let c = base_config(config);
+    let engine = Engine::new(&c).map_err(|e| PluginError::Internal(format!("wasmtime engine: {e}")))?;
+    Ok((engine, false))
+}
+
+fn linker_error(e: wasmtime::Error) -> PluginError {
+    PluginError::Internal(format!("building the plugin linker: {e}"))
+}
+
+fn placement_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(linker_error)?;
+    v0_1_0::placement::PlacementPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(linker_error)?;
+    Ok(linker)
+}
+
+fn translator_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(linker_error)?;
+    v0_1_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(linker_error)?;
+    Ok(linker)
+}
+
+/// Bumps the engine's epoch every `tick` until the engine is dropped.
+fn start_epoch_ticker(engine: EngineWeak, tick: Duration) -> Result<(), PluginError> {
+    std::thread::Builder::new()
+        .name("vnode-plugin-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| PluginError::Internal(format!("starting the epoch ticker thread: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_ticks_round_up() {
+        let mut c = RuntimeConfig::default();
+        assert_eq!(c.deadline_ticks(), 10);
+        c.call_timeout = Duration::from_millis(51);
+        assert_eq!(c.deadline_ticks(), 11);
+        c.call_timeout = Duration::ZERO;
+        assert_eq!(c.deadline_ticks(), 1);
+    }
+
+    #[test]
+    fn engine_builds_with_pooling_or_falls_back() {
+        let engine = PluginEngine::new(RuntimeConfig::default()).expect("engine");
+        // Either is fine; the point is that construction never fails on this machine.
+        let _ = engine.uses_pooling();
+        assert_ne!(engine.compatibility_hash(), 0);
+    }
+}

@@ -1,0 +1,309 @@
+//! A loaded, validated plugin version and the calls into it.
+//!
+//! Every decision runs in a fresh instance that is used exactly once, so nothing leaks from one
+//! pod to the next and a trap can never poison a later call. To keep instantiation off the
+//! decision's critical path, a background thread per plugin version keeps a few instances
+//! ready ([`RuntimeConfig::warm_instances`](crate::RuntimeConfig)); each was warmed by one
+//! call to the pure `info` export (which pays for the guest's allocator start-up and first page
+//! faults) and is then handed to exactly one decision.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use parking_lot::Mutex;
+use wasmtime::Store;
+
+use crate::contract::v0_1_0::{placement as pw, translator as tw};
+use crate::contract::{
+    ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError, TranslateInput,
+};
+use crate::engine::PluginEngine;
+use crate::error::{CallError, PluginError};
+use crate::identity::{PluginIdentity, PluginKind};
+use crate::state::HostState;
+
+/// The pre-linked component of one world.
+#[derive(Clone)]
+pub(crate) enum WorldPre {
+    Placement(pw::PlacementPluginPre<HostState>),
+    Translator(tw::TranslatorPluginPre<HostState>),
+}
+
+/// An instantiated component of one world.
+pub(crate) enum Bound {
+    Placement(pw::PlacementPlugin),
+    Translator(tw::TranslatorPlugin),
+}
+
+/// A fresh store with its instance, ready for exactly one decision.
+pub(crate) struct Ready {
+    pub(crate) store: Store<HostState>,
+    pub(crate) bound: Bound,
+}
+
+/// A decision's result together with the plugin version that made it.
+#[derive(Debug, Clone)]
+pub struct Decided<T> {
+    /// The plugin's answer.
+    pub value: T,
+    /// Which plugin version answered.
+    pub plugin: Arc<PluginIdentity>,
+}
+
+/// One loaded, validated plugin version. Cheap to share (`Arc`); calls in flight keep the
+/// version they started on alive after a hot reload swapped it out.
+pub struct LoadedPlugin {
+    identity: Arc<PluginIdentity>,
+    config: String,
+    engine: Arc<PluginEngine>,
+    pre: WorldPre,
+    warm: Option<Mutex<Receiver<Ready>>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    pub(crate) fn new(
+        identity: Arc<PluginIdentity>,
+        config: String,
+        engine: Arc<PluginEngine>,
+        pre: WorldPre,
+    ) -> LoadedPlugin {
+        let warm = match engine.config.warm_instances {
+            0 => None,
+            n => start_warm_pool(n, engine.clone(), pre.clone(), identity.clone()),
+        };
+        LoadedPlugin { identity, config, engine, pre, warm: warm.map(Mutex::new) }
+    }
+
+    /// Name, version, hash … of this version.
+    pub fn identity(&self) -> &Arc<PluginIdentity> {
+        &self.identity
+    }
+
+    /// The engine this version runs on.
+    pub(crate) fn engine(&self) -> &Arc<PluginEngine> {
+        &self.engine
+    }
+
+    /// Placement or translator.
+    pub fn kind(&self) -> PluginKind {
+        self.identity.kind
+    }
+
+    /// The configuration string this version was initialised with.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// An instance for one decision: a prepared one if available, else a new one.
+    fn take_ready(&self) -> Result<Ready, PluginError> {
+        if let Some(warm) = &self.warm
+            && let Ok(ready) = warm.lock().try_recv()
+        {
+            return Ok(ready);
+        }
+        instantiate(&self.engine, &self.pre, Some(self.identity.clone()), false)
+    }
+
+    /// Benchmark support: creates `n` fresh instances (store + instantiation, no call) and
+    /// returns how long each took. Not for production use.
+    #[doc(hidden)]
+    pub fn measure_instantiation(&self, n: usize, warm_up_call: bool) -> Result<Vec<std::time::Duration>, PluginError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = std::time::Instant::now();
+            let ready = instantiate(&self.engine, &self.pre, Some(self.identity.clone()), warm_up_call)?;
+            out.push(started.elapsed());
+            drop(ready);
+        }
+        Ok(out)
+    }
+
+    fn call_error(&self, error: PluginError) -> CallError {
+        CallError { plugin: self.identity.clone(), error }
+    }
+
+    /// Asks the placement plugin about one pod. Blocking (runs wasm on this thread): use
+    /// [`crate::PluginSlot::place`] from async code. `context.config` is replaced by this
+    /// version's configuration.
+    pub fn place_blocking(
+        &self,
+        pod: &PodView,
+        mut context: PlacementContext,
+    ) -> Result<Decided<Decision>, CallError> {
+        context.config.clone_from(&self.config);
+        let Ready { mut store, bound } = self.take_ready().map_err(|e| self.call_error(e))?;
+        let Bound::Placement(bindings) = bound else {
+            return Err(self.call_error(PluginError::Internal("placement call on a translator".into())));
+        };
+        arm_deadline(&mut store, &self.engine);
+        let decision = bindings
+            .vnode_plugin_placement()
+            .call_place(&mut store, pod, &context)
+            .map_err(|e| self.call_error(classify(e, &store, &self.engine)))?;
+        note_dropped_logs(&store, &self.identity);
+        let decision = check_decision(decision, self.engine.config.max_placement_output_bytes)
+            .map_err(|e| self.call_error(e))?;
+        Ok(Decided { value: decision, plugin: self.identity.clone() })
+    }
+
+    /// Asks the translator for one pod's request. Blocking: use
+    /// [`crate::PluginSlot::translate`] from async code. `input.config` is replaced by this
+    /// version's configuration. The inner `Result` is the plugin's own verdict on the pod.
+    pub fn translate_blocking(
+        &self,
+        mut input: TranslateInput,
+    ) -> Result<Decided<Result<ContainerGroupRequest, TranslateError>>, CallError> {
+        input.config.clone_from(&self.config);
+        let Ready { mut store, bound } = self.take_ready().map_err(|e| self.call_error(e))?;
+        let Bound::Translator(bindings) = bound else {
+            return Err(self.call_error(PluginError::Internal("translator call on a placement plugin".into())));
+        };
+        arm_deadline(&mut store, &self.engine);
+        let result = bindings
+            .vnode_plugin_translator()
+            .call_translate(&mut store, &input)
+            .map_err(|e| self.call_error(classify(e, &store, &self.engine)))?;
+        note_dropped_logs(&store, &self.identity);
+        if let Ok(request) = &result {
+            let size = crate::limits::request_size(request);
+            let limit = self.engine.config.max_translator_output_bytes;
+            if size > limit {
+                return Err(self.call_error(PluginError::OutputTooLarge {
+                    what: "the container-group request",
+                    size,
+                    limit,
+                }));
+            }
+        }
+        Ok(Decided { value: result, plugin: self.identity.clone() })
+    }
+}
+
+fn note_dropped_logs(store: &Store<HostState>, identity: &PluginIdentity) {
+    let dropped = store.data().dropped_log_lines();
+    if dropped > 0 {
+        tracing::debug!(plugin = %identity, dropped, "plugin log lines over the per-call bound were dropped");
+    }
+}
+
+/// Sets the per-call CPU deadline, relative to now (never to when the store was made).
+fn arm_deadline(store: &mut Store<HostState>, engine: &PluginEngine) {
+    store.set_epoch_deadline(engine.config.deadline_ticks());
+}
+
+/// Creates a store and instantiates the component in it; with `warm_up`, also makes the
+/// pure `info` call so the guest's one-time start-up is paid here rather than by a decision.
+pub(crate) fn instantiate(
+    engine: &PluginEngine,
+    pre: &WorldPre,
+    identity: Option<Arc<PluginIdentity>>,
+    warm_up: bool,
+) -> Result<Ready, PluginError> {
+    let mut store = Store::new(&engine.engine, HostState::new(identity, engine.config.memory_limit_bytes));
+    store.limiter(|s| &mut s.limiter);
+    arm_deadline(&mut store, engine);
+    let bound = match pre {
+        WorldPre::Placement(p) => {
+            let b = p.instantiate(&mut store).map_err(|e| classify(e, &store, engine))?;
+            if warm_up {
+                b.vnode_plugin_plugin().call_info(&mut store).map_err(|e| classify(e, &store, engine))?;
+            }
+            Bound::Placement(b)
+        }
+        WorldPre::Translator(p) => {
+            let b = p.instantiate(&mut store).map_err(|e| classify(e, &store, engine))?;
+            if warm_up {
+                b.vnode_plugin_plugin().call_info(&mut store).map_err(|e| classify(e, &store, engine))?;
+            }
+            Bound::Translator(b)
+        }
+    };
+    Ok(Ready { store, bound })
+}
+
+/// Turns a wasmtime error from a call into what the user should hear.
+pub(crate) fn classify(err: wasmtime::Error, store: &Store<HostState>, engine: &PluginEngine) -> PluginError {
+    if store.data().limiter.hit_memory_limit {
+        return PluginError::MemoryLimit { limit_bytes: store.data().limiter.memory_limit_bytes };
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return PluginError::Timeout { limit_ms: engine.config.call_timeout.as_millis() as u64 };
+        }
+        let stderr = store.data().stderr_text();
+        let message = if stderr.is_empty() { trap.to_string() } else { format!("{trap}; plugin stderr: {stderr}") };
+        return PluginError::Trap { message };
+    }
+    let stderr = store.data().stderr_text();
+    let message = if stderr.is_empty() { format!("{err:#}") } else { format!("{err:#}; plugin stderr: {stderr}") };
+    PluginError::Trap { message }
+}
+
+/// Contract rules the WIT types cannot express.
+fn check_decision(decision: Decision, limit: usize) -> Result<Decision, PluginError> {
+    let size = crate::limits::decision_size(&decision);
+    if size > limit {
+        return Err(PluginError::OutputTooLarge { what: "the placement decision", size, limit });
+    }
+    match decision {
+        Decision::Accept(a) if a.attempts.is_empty() => {
+            Err(PluginError::InvalidOutput("accept must list at least one attempt".into()))
+        }
+        Decision::Accept(a) if a.attempts.len() > crate::limits::MAX_ATTEMPTS => Err(PluginError::OutputTooLarge {
+            what: "the attempt list (entries)",
+            size: a.attempts.len(),
+            limit: crate::limits::MAX_ATTEMPTS,
+        }),
+        Decision::Defer(mut d) => {
+            d.retry_after_ms = d.retry_after_ms.min(crate::limits::MAX_DEFER_MS);
+            Ok(Decision::Defer(d))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Starts the background thread that keeps `n` instances ready. It stops by itself when the
+/// plugin version is dropped (the channel's receiver goes away), or on the first failure (the
+/// call path then instantiates inline and reports that failure itself).
+fn start_warm_pool(
+    n: usize,
+    engine: Arc<PluginEngine>,
+    pre: WorldPre,
+    identity: Arc<PluginIdentity>,
+) -> Option<Receiver<Ready>> {
+    let (tx, rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
+    let name = format!("vnode-plugin-warm-{}", identity.sha256_short());
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        loop {
+            let ready = match instantiate(&engine, &pre, Some(identity.clone()), true) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(plugin = %identity, error = %e, "cannot prepare plugin instances ahead; calls will instantiate inline");
+                    return;
+                }
+            };
+            match tx.try_send(ready) {
+                Ok(()) => {}
+                Err(TrySendError::Full(ready)) => {
+                    if tx.send(ready).is_err() {
+                        return;
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    });
+    match spawned {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the plugin warm-instance thread; calls will instantiate inline");
+            None
+        }
+    }
+}
