@@ -40,7 +40,10 @@ pub enum EciRequestError {
 
 impl EciRequestError {
     fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidValue { field: field.into(), message: message.into() }
+        Self::InvalidValue {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -108,7 +111,11 @@ pub fn to_create_request(
     req: &c::ContainerGroupRequest,
     client_token: &str,
 ) -> Result<eci::CreateContainerGroupRequest, EciRequestError> {
-    let token = if req.client_token.is_empty() { client_token } else { req.client_token.as_str() };
+    let token = if req.client_token.is_empty() {
+        client_token
+    } else {
+        req.client_token.as_str()
+    };
     let containers = req
         .containers
         .iter()
@@ -131,7 +138,10 @@ pub fn to_create_request(
         (!list.is_empty()).then(|| eci::PodSecurityContext {
             sysctls: list
                 .iter()
-                .map(|kv| eci::NameValue { name: kv.key.clone(), value: Some(kv.value.clone()) })
+                .map(|kv| eci::NameValue {
+                    name: kv.key.clone(),
+                    value: Some(kv.value.clone()),
+                })
                 .collect(),
         })
     };
@@ -158,11 +168,19 @@ pub fn to_create_request(
         security_group_id: req.security_group_id.clone(),
         vswitch_ids: req.vswitch_ids.clone(),
         schedule_strategy: req.schedule_strategy.clone(),
-        spot_strategy: req.spot_strategy.as_deref().map(spot_strategy).transpose()?,
+        spot_strategy: req
+            .spot_strategy
+            .as_deref()
+            .map(spot_strategy)
+            .transpose()?,
         spot_price_limit: req.spot_price_limit,
         spot_duration: req.spot_duration_hours.map(i64::from),
         client_token: (!token.is_empty()).then(|| token.to_string()),
-        tags: req.tags.iter().map(|t| eci::Tag::new(&t.key, &t.value)).collect(),
+        tags: req
+            .tags
+            .iter()
+            .map(|t| eci::Tag::new(&t.key, &t.value))
+            .collect(),
         image_registry_credentials: req
             .image_registry_credentials
             .iter()
@@ -178,12 +196,22 @@ pub fn to_create_request(
         dns_config: req.dns_config.as_ref().map(|d| eci::DnsConfig {
             name_servers: d.name_servers.clone(),
             searches: d.searches.clone(),
-            options: d.options.iter().map(|(n, v)| eci::NameValue { name: n.clone(), value: v.clone() }).collect(),
+            options: d
+                .options
+                .iter()
+                .map(|(n, v)| eci::NameValue {
+                    name: n.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
         }),
         host_aliases: req
             .host_aliases
             .iter()
-            .map(|h| eci::HostAlias { ip: h.ip.clone(), hostnames: h.hostnames.clone() })
+            .map(|h| eci::HostAlias {
+                ip: h.ip.clone(),
+                hostnames: h.hostnames.clone(),
+            })
             .collect(),
         host_name: req.hostname.clone(),
         security_context: sysctls(&req.sysctls),
@@ -211,7 +239,10 @@ pub fn extra_params(params: &[c::KeyValue]) -> Result<Vec<(String, String)>, Eci
     let mut out: Vec<(String, String)> = Vec::with_capacity(params.len());
     for kv in params {
         let key = kv.key.as_str();
-        let bad = |reason: &str| EciRequestError::InvalidExtraParam { key: key.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| EciRequestError::InvalidExtraParam {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
         let segments: Vec<&str> = key.split('.').collect();
         if key.is_empty() || segments.iter().any(|s| s.is_empty()) {
             return Err(bad("is not a flattened parameter name (empty segment)"));
@@ -228,7 +259,10 @@ pub fn extra_params(params: &[c::KeyValue]) -> Result<Vec<(String, String)>, Eci
             }
         }
         if let Some(family) = MODELLED_FAMILIES.iter().find(|f| **f == segments[0]) {
-            return Err(EciRequestError::ExtraParamCollision { key: key.to_string(), family: family.to_string() });
+            return Err(EciRequestError::ExtraParamCollision {
+                key: key.to_string(),
+                family: family.to_string(),
+            });
         }
         if out.iter().any(|(k, _)| k == key) {
             return Err(bad("is given twice"));
@@ -243,7 +277,10 @@ fn restart_policy(s: &str) -> Result<eci::RestartPolicy, EciRequestError> {
         "" | "Always" => Ok(eci::RestartPolicy::Always),
         "OnFailure" => Ok(eci::RestartPolicy::OnFailure),
         "Never" => Ok(eci::RestartPolicy::Never),
-        other => Err(EciRequestError::invalid("restart-policy", format!("{other:?} is not Always, OnFailure or Never"))),
+        other => Err(EciRequestError::invalid(
+            "restart-policy",
+            format!("{other:?} is not Always, OnFailure or Never"),
+        )),
     }
 }
 
@@ -281,7 +318,11 @@ fn probe(p: &c::EciProbe, at: &str) -> Result<eci::Probe, EciRequestError> {
         ..Default::default()
     };
     match &p.handler {
-        c::EciHandler::Exec(cmd) => out.exec = Some(eci::ExecAction { command: cmd.clone() }),
+        c::EciHandler::Exec(cmd) => {
+            out.exec = Some(eci::ExecAction {
+                command: cmd.clone(),
+            })
+        }
         c::EciHandler::HttpGet(g) => {
             if !g.headers.is_empty() || g.host.is_some() {
                 return Err(EciRequestError::invalid(
@@ -296,19 +337,39 @@ fn probe(p: &c::EciProbe, at: &str) -> Result<eci::Probe, EciRequestError> {
             });
         }
         c::EciHandler::TcpSocket(t) => {
-            out.tcp_socket = Some(eci::TcpSocketAction { port: Some(i64::from(t.port)), host: t.host.clone() })
+            out.tcp_socket = Some(eci::TcpSocketAction {
+                port: Some(i64::from(t.port)),
+                host: t.host.clone(),
+            })
         }
     }
     Ok(out)
 }
 
 fn headers(h: &[c::KeyValue]) -> Vec<eci::HttpHeader> {
-    h.iter().map(|kv| eci::HttpHeader { name: kv.key.clone(), value: kv.value.clone() }).collect()
+    h.iter()
+        .map(|kv| eci::HttpHeader {
+            name: kv.key.clone(),
+            value: kv.value.clone(),
+        })
+        .collect()
 }
 
-fn container(ct: &c::EciContainer, at: &str, init: bool) -> Result<eci::Container, EciRequestError> {
-    if init && (ct.liveness_probe.is_some() || ct.readiness_probe.is_some() || ct.post_start.is_some() || ct.pre_stop.is_some()) {
-        return Err(EciRequestError::invalid(at, "ECI init containers have no probes or lifecycle hooks"));
+fn container(
+    ct: &c::EciContainer,
+    at: &str,
+    init: bool,
+) -> Result<eci::Container, EciRequestError> {
+    if init
+        && (ct.liveness_probe.is_some()
+            || ct.readiness_probe.is_some()
+            || ct.post_start.is_some()
+            || ct.pre_stop.is_some())
+    {
+        return Err(EciRequestError::invalid(
+            at,
+            "ECI init containers have no probes or lifecycle hooks",
+        ));
     }
     if ct.startup_probe.is_some() {
         return Err(EciRequestError::invalid(
@@ -319,11 +380,17 @@ fn container(ct: &c::EciContainer, at: &str, init: bool) -> Result<eci::Containe
     let sc = ct.security_context.as_ref();
     let nested_sc = sc
         .map(|s| eci::ContainerSecurityContext {
-            capability: (!s.capabilities_add.is_empty()).then(|| eci::Capability { add: s.capabilities_add.clone() }),
+            capability: (!s.capabilities_add.is_empty()).then(|| eci::Capability {
+                add: s.capabilities_add.clone(),
+            }),
             read_only_root_filesystem: s.read_only_root_filesystem,
             run_as_user: s.run_as_user,
         })
-        .filter(|s| s.capability.is_some() || s.read_only_root_filesystem.is_some() || s.run_as_user.is_some());
+        .filter(|s| {
+            s.capability.is_some()
+                || s.read_only_root_filesystem.is_some()
+                || s.run_as_user.is_some()
+        });
     let mut out = eci::Container {
         name: ct.name.clone(),
         image: ct.image.clone(),
@@ -331,7 +398,11 @@ fn container(ct: &c::EciContainer, at: &str, init: bool) -> Result<eci::Containe
         memory: ct.memory,
         gpu: ct.gpu.map(i64::from),
         working_dir: ct.working_dir.clone(),
-        image_pull_policy: ct.image_pull_policy.as_deref().map(|p| pull_policy(p, at)).transpose()?,
+        image_pull_policy: ct
+            .image_pull_policy
+            .as_deref()
+            .map(|p| pull_policy(p, at))
+            .transpose()?,
         command: ct.command.clone(),
         args: ct.args.clone(),
         env: ct
@@ -340,13 +411,19 @@ fn container(ct: &c::EciContainer, at: &str, init: bool) -> Result<eci::Containe
             .map(|e| eci::EnvVar {
                 key: e.key.clone(),
                 value: e.value.clone(),
-                field_ref: e.field_path.clone().map(|field_path| eci::FieldRef { field_path }),
+                field_ref: e
+                    .field_path
+                    .clone()
+                    .map(|field_path| eci::FieldRef { field_path }),
             })
             .collect(),
         ports: ct
             .ports
             .iter()
-            .map(|p| eci::ContainerPort { port: i64::from(p.port), protocol: Some(p.protocol.clone()) })
+            .map(|p| eci::ContainerPort {
+                port: i64::from(p.port),
+                protocol: Some(p.protocol.clone()),
+            })
             .collect(),
         volume_mounts: ct
             .volume_mounts
@@ -359,8 +436,16 @@ fn container(ct: &c::EciContainer, at: &str, init: bool) -> Result<eci::Containe
                 mount_propagation: m.mount_propagation.clone(),
             })
             .collect(),
-        readiness_probe: ct.readiness_probe.as_ref().map(|p| probe(p, &format!("{at}.readiness-probe"))).transpose()?,
-        liveness_probe: ct.liveness_probe.as_ref().map(|p| probe(p, &format!("{at}.liveness-probe"))).transpose()?,
+        readiness_probe: ct
+            .readiness_probe
+            .as_ref()
+            .map(|p| probe(p, &format!("{at}.readiness-probe")))
+            .transpose()?,
+        liveness_probe: ct
+            .liveness_probe
+            .as_ref()
+            .map(|p| probe(p, &format!("{at}.liveness-probe")))
+            .transpose()?,
         security_context: nested_sc,
         security_context_privileged: sc.and_then(|s| s.privileged),
         security_context_run_as_group: sc.and_then(|s| s.run_as_group),
@@ -408,11 +493,17 @@ fn container(ct: &c::EciContainer, at: &str, init: bool) -> Result<eci::Containe
 }
 
 fn volume(v: &c::EciVolume, at: &str) -> Result<eci::Volume, EciRequestError> {
-    let mut out = eci::Volume { name: v.name.clone(), ..Default::default() };
+    let mut out = eci::Volume {
+        name: v.name.clone(),
+        ..Default::default()
+    };
     match &v.kind {
         c::EciVolumeKind::EmptyDir(e) => {
             out.kind = Some(eci::VolumeType::EmptyDirVolume);
-            out.empty_dir_volume = Some(eci::EmptyDirVolume { medium: e.medium.clone(), size_limit: e.size_limit.clone() });
+            out.empty_dir_volume = Some(eci::EmptyDirVolume {
+                medium: e.medium.clone(),
+                size_limit: e.size_limit.clone(),
+            });
         }
         c::EciVolumeKind::Nfs(n) => {
             out.kind = Some(eci::VolumeType::NfsVolume);
@@ -424,7 +515,10 @@ fn volume(v: &c::EciVolume, at: &str) -> Result<eci::Volume, EciRequestError> {
         }
         c::EciVolumeKind::ConfigFile(f) => {
             if f.files.is_empty() {
-                return Err(EciRequestError::invalid(format!("{at}.config-file"), "a config-file volume needs at least one file"));
+                return Err(EciRequestError::invalid(
+                    format!("{at}.config-file"),
+                    "a config-file volume needs at least one file",
+                ));
             }
             out.kind = Some(eci::VolumeType::ConfigFileVolume);
             out.config_file_volume = Some(eci::ConfigFileVolume {
@@ -442,18 +536,32 @@ fn volume(v: &c::EciVolume, at: &str) -> Result<eci::Volume, EciRequestError> {
         }
         c::EciVolumeKind::Flex(f) => {
             out.kind = Some(eci::VolumeType::FlexVolume);
-            out.flex_volume = Some(eci::FlexVolume { driver: f.driver.clone(), fs_type: f.fs_type.clone(), options: f.options.clone() });
+            out.flex_volume = Some(eci::FlexVolume {
+                driver: f.driver.clone(),
+                fs_type: f.fs_type.clone(),
+                options: f.options.clone(),
+            });
         }
         c::EciVolumeKind::Disk(d) => {
             let Some(disk_id) = d.disk_id.clone() else {
-                return Err(EciRequestError::invalid(format!("{at}.disk.disk-id"), "a DiskVolume needs the disk's ID"));
+                return Err(EciRequestError::invalid(
+                    format!("{at}.disk.disk-id"),
+                    "a DiskVolume needs the disk's ID",
+                ));
             };
             out.kind = Some(eci::VolumeType::DiskVolume);
-            out.disk_volume = Some(eci::DiskVolume { disk_id, disk_size: d.size_gib.map(i64::from), fs_type: d.fs_type.clone() });
+            out.disk_volume = Some(eci::DiskVolume {
+                disk_id,
+                disk_size: d.size_gib.map(i64::from),
+                fs_type: d.fs_type.clone(),
+            });
         }
         c::EciVolumeKind::HostPath(h) => {
             out.kind = Some(eci::VolumeType::HostPathVolume);
-            out.host_path_volume = Some(eci::HostPathVolume { path: h.path.clone(), kind: h.type_.clone() });
+            out.host_path_volume = Some(eci::HostPathVolume {
+                path: h.path.clone(),
+                kind: h.type_.clone(),
+            });
         }
     }
     Ok(out)
@@ -462,7 +570,9 @@ fn volume(v: &c::EciVolume, at: &str) -> Result<eci::Volume, EciRequestError> {
 /// The request as the ECI client puts it on the wire (minus `RegionId` and the signature):
 /// the flattened typed parameters followed by the `extra` pairs, sorted by key. Used by the
 /// golden tests and by `vnode` diagnostics.
-pub fn wire_params(req: &eci::CreateContainerGroupRequest) -> Result<Vec<(String, String)>, vnode_eci::wire::params::ParamError> {
+pub fn wire_params(
+    req: &eci::CreateContainerGroupRequest,
+) -> Result<Vec<(String, String)>, vnode_eci::wire::params::ParamError> {
     let mut params = vnode_eci::wire::params::to_params(req)?;
     params.extend(req.extra.iter().cloned());
     params.sort();

@@ -22,8 +22,8 @@
 //! | anything else | Unknown | |
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
-    PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vnode_eci::model::{self as eci, ContainerGroupStatus as S};
@@ -50,7 +50,12 @@ pub fn phase(status: &S) -> &'static str {
 ///
 /// `detail` is the group's entry from `DescribeContainerGroupStatus`, if the caller has it: it
 /// supplies image IDs (digests), which `DescribeContainerGroups` lacks.
-pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, pod: &Pod, now: jiff::Timestamp) -> PodStatus {
+pub fn pod_status(
+    group: &eci::ContainerGroup,
+    detail: Option<&eci::PodStatus>,
+    pod: &Pod,
+    now: jiff::Timestamp,
+) -> PodStatus {
     let previous = pod.status.as_ref();
     let spec = pod.spec.as_ref();
     let phase = phase(&group.status);
@@ -61,7 +66,13 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
             .map(|c| c.image_id.clone())
             .unwrap_or_default()
     };
-    let find = |name: &str| group.containers.iter().chain(group.init_containers.iter()).find(|c| c.name == name);
+    let find = |name: &str| {
+        group
+            .containers
+            .iter()
+            .chain(group.init_containers.iter())
+            .find(|c| c.name == name)
+    };
 
     let status_of = |name: &str, spec_image: &str| -> ContainerStatus {
         let info = find(name);
@@ -71,13 +82,25 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
                     .or_else(|| not_started_state(&group.status));
                 let last = container_state(&i.previous_state, &group.container_group_id, name);
                 let running = state.as_ref().is_some_and(|s| s.running.is_some());
-                let image = if i.image.is_empty() { spec_image.to_string() } else { i.image.clone() };
+                let image = if i.image.is_empty() {
+                    spec_image.to_string()
+                } else {
+                    i.image.clone()
+                };
                 (state, last, i.ready && running, i.restart_count, image)
             }
-            None => (not_started_state(&group.status), None, false, 0, spec_image.to_string()),
+            None => (
+                not_started_state(&group.status),
+                None,
+                false,
+                0,
+                spec_image.to_string(),
+            ),
         };
         let started = state.as_ref().is_some_and(|s| s.running.is_some());
-        let has_run = state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+        let has_run = state
+            .as_ref()
+            .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
         ContainerStatus {
             name: name.to_string(),
             image,
@@ -96,13 +119,24 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
         Some(s) => {
             // Native sidecars run as regular containers on ECI but report among the init
             // containers in Kubernetes.
-            s.containers.iter().map(|c| status_of(&c.name, c.image.as_deref().unwrap_or(""))).collect()
+            s.containers
+                .iter()
+                .map(|c| status_of(&c.name, c.image.as_deref().unwrap_or("")))
+                .collect()
         }
-        None => group.containers.iter().map(|c| status_of(&c.name, &c.image)).collect(),
+        None => group
+            .containers
+            .iter()
+            .map(|c| status_of(&c.name, &c.image))
+            .collect(),
     };
     let init_containers: Vec<ContainerStatus> = spec
         .and_then(|s| s.init_containers.as_ref())
-        .map(|list| list.iter().map(|c| status_of(&c.name, c.image.as_deref().unwrap_or(""))).collect())
+        .map(|list| {
+            list.iter()
+                .map(|c| status_of(&c.name, c.image.as_deref().unwrap_or("")))
+                .collect()
+        })
         .unwrap_or_default();
 
     // Conditions.
@@ -113,7 +147,9 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
         S::Running | S::Terminating | S::Succeeded => true,
         _ => init_containers.iter().all(|c| {
             let state = c.state.as_ref();
-            let done = state.and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
+            let done = state
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0);
             done || (state.is_some_and(|s| s.running.is_some()) && is_sidecar(pod, &c.name))
         }),
     };
@@ -124,13 +160,29 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
     let gates_ok = readiness_gates_ok(pod);
 
     let (scheduled, sched_reason, sched_msg) = match &group.status {
-        S::Scheduling => (false, "Scheduling", "ECI is allocating an instance for the container group".to_string()),
-        S::ScheduleFailed => (false, "ScheduleFailed", latest_warning(group).unwrap_or_else(|| "ECI could not create an instance".into())),
+        S::Scheduling => (
+            false,
+            "Scheduling",
+            "ECI is allocating an instance for the container group".to_string(),
+        ),
+        S::ScheduleFailed => (
+            false,
+            "ScheduleFailed",
+            latest_warning(group).unwrap_or_else(|| "ECI could not create an instance".into()),
+        ),
         _ => (true, "", String::new()),
     };
-    let not_ready_reason = if completed { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready_reason = if completed {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let not_ready_msg = || {
-        let names: Vec<&str> = containers.iter().filter(|c| !c.ready).map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = containers
+            .iter()
+            .filter(|c| !c.ready)
+            .map(|c| c.name.as_str())
+            .collect();
         if completed || names.is_empty() {
             format!("container group is {}", group.status)
         } else {
@@ -142,18 +194,39 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
         condition(
             "Initialized",
             initialized,
-            if initialized { "" } else { "ContainersNotInitialized" },
-            &if initialized { String::new() } else { "init containers have not completed".to_string() },
+            if initialized {
+                ""
+            } else {
+                "ContainersNotInitialized"
+            },
+            &if initialized {
+                String::new()
+            } else {
+                "init containers have not completed".to_string()
+            },
         ),
         condition(
             "ContainersReady",
             containers_ready,
-            if containers_ready { "" } else { not_ready_reason },
-            &if containers_ready { String::new() } else { not_ready_msg() },
+            if containers_ready {
+                ""
+            } else {
+                not_ready_reason
+            },
+            &if containers_ready {
+                String::new()
+            } else {
+                not_ready_msg()
+            },
         ),
         match (containers_ready, gates_ok) {
             (true, true) => condition("Ready", true, "", ""),
-            (true, false) => condition("Ready", false, "ReadinessGatesNotReady", "the pod's readiness gates are not all True"),
+            (true, false) => condition(
+                "Ready",
+                false,
+                "ReadinessGatesNotReady",
+                "the pod's readiness gates are not all True",
+            ),
             (false, _) => condition("Ready", false, not_ready_reason, &not_ready_msg()),
         },
     ];
@@ -168,7 +241,10 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
     for c in &mut conditions {
         let kept = previous
             .and_then(|p| p.conditions.as_ref())
-            .and_then(|list| list.iter().find(|p| p.type_ == c.type_ && p.status == c.status))
+            .and_then(|list| {
+                list.iter()
+                    .find(|p| p.type_ == c.type_ && p.status == c.status)
+            })
             .and_then(|p| p.last_transition_time.clone());
         if c.last_transition_time.is_none() {
             c.last_transition_time = Some(kept.unwrap_or(Time(now)));
@@ -176,23 +252,31 @@ pub fn pod_status(group: &eci::ContainerGroup, detail: Option<&eci::PodStatus>, 
     }
 
     let (reason, message) = match &group.status {
-        S::Expired => (Some("Expired".to_string()), Some("the spot instance running the pod was reclaimed by ECI".to_string())),
+        S::Expired => (
+            Some("Expired".to_string()),
+            Some("the spot instance running the pod was reclaimed by ECI".to_string()),
+        ),
         S::ScheduleFailed => (Some("ScheduleFailed".to_string()), Some(sched_msg.clone())),
-        S::Other(s) if s == "StartingFailed" => {
-            (Some("StartingFailed".to_string()), Some("the container group did not start in time".to_string()))
-        }
+        S::Other(s) if s == "StartingFailed" => (
+            Some("StartingFailed".to_string()),
+            Some("the container group did not start in time".to_string()),
+        ),
         _ => (None, None),
     };
 
     let ip = (!group.intranet_ip.is_empty()).then(|| group.intranet_ip.clone());
     let mut pod_ips: Vec<PodIP> = ip.iter().map(|i| PodIP { ip: i.clone() }).collect();
     if !group.ipv6_address.is_empty() && ip.is_some() {
-        pod_ips.push(PodIP { ip: group.ipv6_address.clone() });
+        pod_ips.push(PodIP {
+            ip: group.ipv6_address.clone(),
+        });
     }
     let start_time = previous
         .and_then(|p| p.start_time.clone())
         .or_else(|| parse_time(&group.creation_time))
-        .or_else(|| (!matches!(group.status, S::Scheduling | S::ScheduleFailed)).then_some(Time(now)));
+        .or_else(|| {
+            (!matches!(group.status, S::Scheduling | S::ScheduleFailed)).then_some(Time(now))
+        });
 
     PodStatus {
         phase: Some(phase.to_string()),
@@ -221,10 +305,15 @@ fn is_sidecar(pod: &Pod, name: &str) -> bool {
 }
 
 fn readiness_gates_ok(pod: &Pod) -> bool {
-    let Some(gates) = pod.spec.as_ref().and_then(|s| s.readiness_gates.as_ref()) else { return true };
+    let Some(gates) = pod.spec.as_ref().and_then(|s| s.readiness_gates.as_ref()) else {
+        return true;
+    };
     let conds = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     gates.iter().all(|g| {
-        conds.is_some_and(|list| list.iter().any(|c| c.type_ == g.condition_type && c.status == "True"))
+        conds.is_some_and(|list| {
+            list.iter()
+                .any(|c| c.type_ == g.condition_type && c.status == "True")
+        })
     })
 }
 
@@ -251,7 +340,9 @@ fn waiting(reason: &str, message: &str) -> ContainerState {
 /// The state of a container ECI has not reported (yet).
 fn not_started_state(status: &S) -> Option<ContainerState> {
     match status {
-        S::Scheduling | S::Pending | S::Restarting | S::Updating => Some(waiting("ContainerCreating", "")),
+        S::Scheduling | S::Pending | S::Restarting | S::Updating => {
+            Some(waiting("ContainerCreating", ""))
+        }
         S::ScheduleFailed => Some(waiting("ScheduleFailed", "no ECI instance was created")),
         _ => None,
     }
@@ -269,12 +360,19 @@ fn container_state(s: &eci::ContainerState, group_id: &str, name: &str) -> Optio
     match s.state.as_str() {
         "" => None,
         "Running" => Some(ContainerState {
-            running: Some(ContainerStateRunning { started_at: parse_time(&s.start_time) }),
+            running: Some(ContainerStateRunning {
+                started_at: parse_time(&s.start_time),
+            }),
             ..Default::default()
         }),
         "Terminated" | "Succeeded" | "Failed" | "Canceled" => {
-            let exit_code = i32::try_from(s.exit_code).unwrap_or(if s.exit_code < 0 { i32::MIN } else { i32::MAX });
-            let reason = opt(&s.reason).unwrap_or_else(|| if exit_code == 0 { "Completed" } else { "Error" }.to_string());
+            let exit_code = i32::try_from(s.exit_code).unwrap_or(if s.exit_code < 0 {
+                i32::MIN
+            } else {
+                i32::MAX
+            });
+            let reason = opt(&s.reason)
+                .unwrap_or_else(|| if exit_code == 0 { "Completed" } else { "Error" }.to_string());
             Some(ContainerState {
                 terminated: Some(ContainerStateTerminated {
                     exit_code,
@@ -290,9 +388,15 @@ fn container_state(s: &eci::ContainerState, group_id: &str, name: &str) -> Optio
         }
         // `Waiting` and anything newer: waiting, with ECI's reason or detail.
         other => {
-            let reason = opt(&s.reason).or_else(|| opt(&s.detail_status)).unwrap_or_else(|| {
-                if other == "Waiting" { "ContainerCreating".to_string() } else { other.to_string() }
-            });
+            let reason = opt(&s.reason)
+                .or_else(|| opt(&s.detail_status))
+                .unwrap_or_else(|| {
+                    if other == "Waiting" {
+                        "ContainerCreating".to_string()
+                    } else {
+                        other.to_string()
+                    }
+                });
             Some(waiting(&reason, &s.message))
         }
     }
@@ -305,5 +409,11 @@ fn latest_warning(group: &eci::ContainerGroup) -> Option<String> {
         .iter()
         .filter(|e| e.kind == "Warning")
         .max_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp))
-        .map(|e| if e.reason.is_empty() { e.message.clone() } else { format!("{}: {}", e.reason, e.message) })
+        .map(|e| {
+            if e.reason.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.reason, e.message)
+            }
+        })
 }

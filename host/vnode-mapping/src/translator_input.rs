@@ -106,7 +106,10 @@ impl MissingReference {
             MissingKind::ServiceAccountToken => "service account token for audience",
         };
         match &self.key {
-            Some(key) => format!("{}: key {key:?} not found in {what} {:?}", self.field, self.name),
+            Some(key) => format!(
+                "{}: key {key:?} not found in {what} {:?}",
+                self.field, self.name
+            ),
             None => format!("{}: {what} {:?} not found", self.field, self.name),
         }
     }
@@ -141,7 +144,10 @@ pub enum ResolveError {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ResolveError {
-    ResolveError::Invalid { field: field.into(), message: message.into() }
+    ResolveError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// What [`resolve`] will look up for this pod.
@@ -183,7 +189,8 @@ pub fn references(pod: &k::Pod) -> ReferenceSet {
                 set.secrets.insert(s.name.clone());
             }
             if let Some(t) = &src.service_account_token {
-                set.token_audiences.insert(t.audience.clone().unwrap_or_default());
+                set.token_audiences
+                    .insert(t.audience.clone().unwrap_or_default());
             }
         }
     }
@@ -194,14 +201,27 @@ pub fn references(pod: &k::Pod) -> ReferenceSet {
 }
 
 fn all_containers(spec: &k::PodSpec) -> impl Iterator<Item = &k::Container> {
-    spec.init_containers.iter().flatten().chain(spec.containers.iter())
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
 }
 
 /// Resolves the pod. `node_name` is the virtual node (for `spec.nodeName` refs of a pod not
 /// yet updated with it).
 pub fn resolve(pod: &k::Pod, refs: &Referenced, node_name: &str) -> Result<Resolved, ResolveError> {
-    let spec = pod.spec.as_ref().ok_or_else(|| invalid("spec", "the pod has no spec"))?;
-    let mut r = Resolver { pod, spec, refs, node_name, missing: Vec::new(), skipped: Vec::new() };
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| invalid("spec", "the pod has no spec"))?;
+    let mut r = Resolver {
+        pod,
+        spec,
+        refs,
+        node_name,
+        missing: Vec::new(),
+        skipped: Vec::new(),
+    };
     let init_containers = spec
         .init_containers
         .iter()
@@ -228,7 +248,12 @@ pub fn resolve(pod: &k::Pod, refs: &Referenced, node_name: &str) -> Result<Resol
             Some(secret) => image_pull_secrets.push(c::PullSecret {
                 name: s.name.clone(),
                 type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_string()),
-                data: secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+                data: secret
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
             }),
             None => r.missing.push(MissingReference {
                 kind: MissingKind::PullSecret,
@@ -251,24 +276,40 @@ pub fn resolve(pod: &k::Pod, refs: &Referenced, node_name: &str) -> Result<Resol
         .find(|o| o.controller == Some(true))
         .or_else(|| meta.owner_references.iter().flatten().next());
     let kv_list = |m: &Option<BTreeMap<String, String>>| -> Vec<c::KeyValue> {
-        m.iter().flatten().map(|(k, v)| c::KeyValue { key: k.clone(), value: v.clone() }).collect()
+        m.iter()
+            .flatten()
+            .map(|(k, v)| c::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect()
     };
     let resolved = c::ResolvedPod {
         meta: c::PodMeta {
-            namespace: meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            namespace: meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
             name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
             labels: kv_list(&meta.labels),
             annotations: kv_list(&meta.annotations),
             owner_kind: owner.map(|o| o.kind.clone()),
             owner_name: owner.map(|o| o.name.clone()),
-            creation_timestamp: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+            creation_timestamp: meta
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
         },
         init_containers,
         containers,
         volumes,
         image_pull_secrets,
-        restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".to_string()),
+        restart_policy: spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".to_string()),
         dns_policy: spec.dns_policy.clone(),
         dns_config: spec.dns_config.as_ref().map(|d| c::DnsConfig {
             nameservers: d.nameservers.clone().unwrap_or_default(),
@@ -277,14 +318,22 @@ pub fn resolve(pod: &k::Pod, refs: &Referenced, node_name: &str) -> Result<Resol
                 .options
                 .iter()
                 .flatten()
-                .filter_map(|o| o.name.clone().map(|name| c::DnsOption { name, value: o.value.clone() }))
+                .filter_map(|o| {
+                    o.name.clone().map(|name| c::DnsOption {
+                        name,
+                        value: o.value.clone(),
+                    })
+                })
                 .collect(),
         }),
         host_aliases: spec
             .host_aliases
             .iter()
             .flatten()
-            .map(|h| c::HostAlias { ip: h.ip.clone(), hostnames: h.hostnames.clone().unwrap_or_default() })
+            .map(|h| c::HostAlias {
+                ip: h.ip.clone(),
+                hostnames: h.hostnames.clone().unwrap_or_default(),
+            })
             .collect(),
         hostname: spec.hostname.clone(),
         subdomain: spec.subdomain.clone(),
@@ -294,19 +343,25 @@ pub fn resolve(pod: &k::Pod, refs: &Referenced, node_name: &str) -> Result<Resol
         host_network: spec.host_network.unwrap_or(false),
         host_pid: spec.host_pid.unwrap_or(false),
         host_ipc: spec.host_ipc.unwrap_or(false),
-        security_context: spec.security_context.as_ref().map(|s| c::PodSecurityContext {
-            run_as_user: s.run_as_user,
-            run_as_group: s.run_as_group,
-            run_as_non_root: s.run_as_non_root,
-            fs_group: s.fs_group,
-            supplemental_groups: s.supplemental_groups.clone().unwrap_or_default(),
-            sysctls: s
-                .sysctls
-                .iter()
-                .flatten()
-                .map(|x| c::Sysctl { name: x.name.clone(), value: x.value.clone() })
-                .collect(),
-        }),
+        security_context: spec
+            .security_context
+            .as_ref()
+            .map(|s| c::PodSecurityContext {
+                run_as_user: s.run_as_user,
+                run_as_group: s.run_as_group,
+                run_as_non_root: s.run_as_non_root,
+                fs_group: s.fs_group,
+                supplemental_groups: s.supplemental_groups.clone().unwrap_or_default(),
+                sysctls: s
+                    .sysctls
+                    .iter()
+                    .flatten()
+                    .map(|x| c::Sysctl {
+                        name: x.name.clone(),
+                        value: x.value.clone(),
+                    })
+                    .collect(),
+            }),
         service_account_name: spec.service_account_name.clone(),
         node_selector: kv_list(&spec.node_selector),
         tolerations: spec
@@ -323,7 +378,11 @@ pub fn resolve(pod: &k::Pod, refs: &Referenced, node_name: &str) -> Result<Resol
             .collect(),
         priority_class: spec.priority_class_name.clone(),
     };
-    Ok(Resolved { pod: resolved, missing_optional: optional, skipped_env_keys: r.skipped })
+    Ok(Resolved {
+        pod: resolved,
+        missing_optional: optional,
+        skipped_env_keys: r.skipped,
+    })
 }
 
 /// Parses `requests`/`limits` into the contract's resource list.
@@ -331,20 +390,31 @@ pub fn resource_list(
     map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
     field: &str,
 ) -> Result<c::ResourceList, ResolveError> {
-    let mut out = c::ResourceList { cpu_millis: None, memory_bytes: None, gpu: None, ephemeral_storage_bytes: None, other: Vec::new() };
+    let mut out = c::ResourceList {
+        cpu_millis: None,
+        memory_bytes: None,
+        gpu: None,
+        ephemeral_storage_bytes: None,
+        other: Vec::new(),
+    };
     for (name, q) in map.into_iter().flatten() {
         let at = || format!("{field}[{name}]");
         let err = |e: quantity::QuantityError| invalid(at(), e.to_string());
         match name.as_str() {
             "cpu" => out.cpu_millis = Some(quantity::cpu_millis(&q.0).map_err(err)?),
             "memory" => out.memory_bytes = Some(quantity::bytes(&q.0).map_err(err)?),
-            "ephemeral-storage" => out.ephemeral_storage_bytes = Some(quantity::bytes(&q.0).map_err(err)?),
+            "ephemeral-storage" => {
+                out.ephemeral_storage_bytes = Some(quantity::bytes(&q.0).map_err(err)?)
+            }
             n if n.ends_with("/gpu") => {
                 let count = quantity::count(&q.0).map_err(err)?;
                 let count = u32::try_from(count).map_err(|_| invalid(at(), "too many GPUs"))?;
                 out.gpu = Some(out.gpu.unwrap_or(0) + count);
             }
-            _ => out.other.push(c::KeyValue { key: name.clone(), value: q.0.clone() }),
+            _ => out.other.push(c::KeyValue {
+                key: name.clone(),
+                value: q.0.clone(),
+            }),
         }
     }
     Ok(out)
@@ -366,10 +436,13 @@ pub fn expand(input: &str, vars: &[(String, c::EnvValue)]) -> String {
         return input.to_string();
     }
     let lookup = |name: &str| {
-        vars.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| match v {
-            c::EnvValue::Literal(s) => Some(s.as_str()),
-            c::EnvValue::FieldRef(_) => None,
-        })
+        vars.iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| match v {
+                c::EnvValue::Literal(s) => Some(s.as_str()),
+                c::EnvValue::FieldRef(_) => None,
+            })
     };
     let bytes = input.as_bytes();
     let mut out = String::with_capacity(input.len());
@@ -407,7 +480,8 @@ pub fn expand(input: &str, vars: &[(String, c::EnvValue)]) -> String {
 
 fn is_c_identifier(s: &str) -> bool {
     let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 fn bytes_to_string(b: &[u8]) -> String {
@@ -415,7 +489,14 @@ fn bytes_to_string(b: &[u8]) -> String {
 }
 
 impl Resolver<'_> {
-    fn miss(&mut self, kind: MissingKind, name: &str, key: Option<&str>, optional: bool, field: &str) {
+    fn miss(
+        &mut self,
+        kind: MissingKind,
+        name: &str,
+        key: Option<&str>,
+        optional: bool,
+        field: &str,
+    ) {
         self.missing.push(MissingReference {
             kind,
             name: name.to_string(),
@@ -426,7 +507,13 @@ impl Resolver<'_> {
     }
 
     /// A key of a ConfigMap (`data` or `binaryData`), recording a miss.
-    fn config_map_key(&mut self, name: &str, key: &str, optional: bool, field: &str) -> Option<Vec<u8>> {
+    fn config_map_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        optional: bool,
+        field: &str,
+    ) -> Option<Vec<u8>> {
         let Some(cm) = self.refs.config_maps.get(name) else {
             self.miss(MissingKind::ConfigMap, name, None, optional, field);
             return None;
@@ -436,14 +523,25 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|d| d.get(key))
             .map(|s| s.as_bytes().to_vec())
-            .or_else(|| cm.binary_data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone()));
+            .or_else(|| {
+                cm.binary_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|b| b.0.clone())
+            });
         if v.is_none() {
             self.miss(MissingKind::ConfigMapKey, name, Some(key), optional, field);
         }
         v
     }
 
-    fn secret_key(&mut self, name: &str, key: &str, optional: bool, field: &str) -> Option<Vec<u8>> {
+    fn secret_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        optional: bool,
+        field: &str,
+    ) -> Option<Vec<u8>> {
         let Some(s) = self.refs.secrets.get(name) else {
             self.miss(MissingKind::Secret, name, None, optional, field);
             return None;
@@ -453,7 +551,12 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|d| d.get(key))
             .map(|b| b.0.clone())
-            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.as_bytes().to_vec()));
+            .or_else(|| {
+                s.string_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|s| s.as_bytes().to_vec())
+            });
         if v.is_none() {
             self.miss(MissingKind::SecretKey, name, Some(key), optional, field);
         }
@@ -475,15 +578,31 @@ impl Resolver<'_> {
             "metadata.uid" => meta.uid.clone().unwrap_or_default(),
             "metadata.labels" => downward_map(meta.labels.as_ref()),
             "metadata.annotations" => downward_map(meta.annotations.as_ref()),
-            "spec.nodeName" => self.spec.node_name.clone().unwrap_or_else(|| self.node_name.to_string()),
+            "spec.nodeName" => self
+                .spec
+                .node_name
+                .clone()
+                .unwrap_or_else(|| self.node_name.to_string()),
             "spec.serviceAccountName" => self.spec.service_account_name.clone().unwrap_or_default(),
-            "status.podIP" | "status.podIPs" | "status.hostIP" | "status.hostIPs" => return Ok(None),
+            "status.podIP" | "status.podIPs" | "status.hostIP" | "status.hostIPs" => {
+                return Ok(None);
+            }
             p if p.starts_with("metadata.labels[") => match map_key("metadata.labels[") {
-                Some(k) => meta.labels.as_ref().and_then(|l| l.get(&k)).cloned().unwrap_or_default(),
+                Some(k) => meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(&k))
+                    .cloned()
+                    .unwrap_or_default(),
                 None => return Err(invalid(field, format!("malformed field path {p:?}"))),
             },
             p if p.starts_with("metadata.annotations[") => match map_key("metadata.annotations[") {
-                Some(k) => meta.annotations.as_ref().and_then(|l| l.get(&k)).cloned().unwrap_or_default(),
+                Some(k) => meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|l| l.get(&k))
+                    .cloned()
+                    .unwrap_or_default(),
                 None => return Err(invalid(field, format!("malformed field path {p:?}"))),
             },
             p => return Err(invalid(field, format!("unsupported field path {p:?}"))),
@@ -492,26 +611,54 @@ impl Resolver<'_> {
 
     /// `resourceFieldRef`: the container's limit (else request), divided by the divisor and
     /// rounded up, as the kubelet does.
-    fn resource_value(&self, sel: &k::ResourceFieldSelector, own: &str, field: &str) -> Result<String, ResolveError> {
-        let name = sel.container_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(own);
+    fn resource_value(
+        &self,
+        sel: &k::ResourceFieldSelector,
+        own: &str,
+        field: &str,
+    ) -> Result<String, ResolveError> {
+        let name = sel
+            .container_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(own);
         let ctr = all_containers(self.spec)
             .find(|c| c.name == name)
             .ok_or_else(|| invalid(field, format!("no container named {name:?}")))?;
         let res = ctr.resources.as_ref();
-        let (kind, what) = sel.resource.split_once('.').ok_or_else(|| invalid(field, format!("unsupported resource {:?}", sel.resource)))?;
+        let (kind, what) = sel
+            .resource
+            .split_once('.')
+            .ok_or_else(|| invalid(field, format!("unsupported resource {:?}", sel.resource)))?;
         let map = match kind {
-            "limits" => res.and_then(|r| r.limits.as_ref()).or(res.and_then(|r| r.requests.as_ref())),
+            "limits" => res
+                .and_then(|r| r.limits.as_ref())
+                .or(res.and_then(|r| r.requests.as_ref())),
             "requests" => res.and_then(|r| r.requests.as_ref()),
-            _ => return Err(invalid(field, format!("unsupported resource {:?}", sel.resource))),
+            _ => {
+                return Err(invalid(
+                    field,
+                    format!("unsupported resource {:?}", sel.resource),
+                ));
+            }
         };
-        let q = map.and_then(|m| m.get(what)).map(|q| q.0.as_str()).unwrap_or("0");
+        let q = map
+            .and_then(|m| m.get(what))
+            .map(|q| q.0.as_str())
+            .unwrap_or("0");
         let divisor = sel.divisor.as_ref().map(|d| d.0.as_str()).unwrap_or("1");
         let err = |e: quantity::QuantityError| invalid(field, e.to_string());
         let v = if what == "cpu" {
-            let (v, d) = (quantity::cpu_millis(q).map_err(err)?, quantity::cpu_millis(divisor).map_err(err)?);
+            let (v, d) = (
+                quantity::cpu_millis(q).map_err(err)?,
+                quantity::cpu_millis(divisor).map_err(err)?,
+            );
             v.div_ceil(d.max(1))
         } else {
-            let (v, d) = (quantity::bytes(q).map_err(err)?, quantity::bytes(divisor).map_err(err)?);
+            let (v, d) = (
+                quantity::bytes(q).map_err(err)?,
+                quantity::bytes(divisor).map_err(err)?,
+            );
             v.div_ceil(d.max(1))
         };
         Ok(v.to_string())
@@ -529,14 +676,36 @@ impl Resolver<'_> {
             let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
             if let Some(r) = &src.config_map_ref {
                 match self.refs.config_maps.get(&r.name) {
-                    Some(cm) => pairs.extend(cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))),
-                    None => self.miss(MissingKind::ConfigMap, &r.name, None, r.optional.unwrap_or(false), &field),
+                    Some(cm) => pairs.extend(
+                        cm.data
+                            .iter()
+                            .flatten()
+                            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec())),
+                    ),
+                    None => self.miss(
+                        MissingKind::ConfigMap,
+                        &r.name,
+                        None,
+                        r.optional.unwrap_or(false),
+                        &field,
+                    ),
                 }
             }
             if let Some(r) = &src.secret_ref {
                 match self.refs.secrets.get(&r.name) {
-                    Some(s) => pairs.extend(s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()))),
-                    None => self.miss(MissingKind::Secret, &r.name, None, r.optional.unwrap_or(false), &field),
+                    Some(s) => pairs.extend(
+                        s.data
+                            .iter()
+                            .flatten()
+                            .map(|(k, v)| (k.clone(), v.0.clone())),
+                    ),
+                    None => self.miss(
+                        MissingKind::Secret,
+                        &r.name,
+                        None,
+                        r.optional.unwrap_or(false),
+                        &field,
+                    ),
                 }
             }
             for (k, v) in pairs {
@@ -553,24 +722,39 @@ impl Resolver<'_> {
             let value = match (&e.value, &e.value_from) {
                 (_, Some(vf)) => {
                     if let Some(r) = &vf.config_map_key_ref {
-                        match self.config_map_key(&r.name, &r.key, r.optional.unwrap_or(false), &field) {
+                        match self.config_map_key(
+                            &r.name,
+                            &r.key,
+                            r.optional.unwrap_or(false),
+                            &field,
+                        ) {
                             Some(b) => c::EnvValue::Literal(bytes_to_string(&b)),
                             None => continue,
                         }
                     } else if let Some(r) = &vf.secret_key_ref {
-                        match self.secret_key(&r.name, &r.key, r.optional.unwrap_or(false), &field) {
+                        match self.secret_key(&r.name, &r.key, r.optional.unwrap_or(false), &field)
+                        {
                             Some(b) => c::EnvValue::Literal(bytes_to_string(&b)),
                             None => continue,
                         }
                     } else if let Some(f) = &vf.field_ref {
-                        match self.field_value(&f.field_path, &format!("{field}.valueFrom.fieldRef"))? {
+                        match self
+                            .field_value(&f.field_path, &format!("{field}.valueFrom.fieldRef"))?
+                        {
                             Some(v) => c::EnvValue::Literal(v),
                             None => c::EnvValue::FieldRef(f.field_path.clone()),
                         }
                     } else if let Some(r) = &vf.resource_field_ref {
-                        c::EnvValue::Literal(self.resource_value(r, &ctr.name, &format!("{field}.valueFrom.resourceFieldRef"))?)
+                        c::EnvValue::Literal(self.resource_value(
+                            r,
+                            &ctr.name,
+                            &format!("{field}.valueFrom.resourceFieldRef"),
+                        )?)
                     } else {
-                        return Err(invalid(format!("{field}.valueFrom"), "no supported source (fileKeyRef?)"));
+                        return Err(invalid(
+                            format!("{field}.valueFrom"),
+                            "no supported source (fileKeyRef?)",
+                        ));
                     }
                 }
                 (v, None) => c::EnvValue::Literal(expand(v.as_deref().unwrap_or(""), &env)),
@@ -579,8 +763,14 @@ impl Resolver<'_> {
         }
         let resources = ctr.resources.as_ref();
         let requirements = c::ResourceRequirements {
-            requests: resource_list(resources.and_then(|r| r.requests.as_ref()), &format!("{at}.resources.requests"))?,
-            limits: resource_list(resources.and_then(|r| r.limits.as_ref()), &format!("{at}.resources.limits"))?,
+            requests: resource_list(
+                resources.and_then(|r| r.requests.as_ref()),
+                &format!("{at}.resources.requests"),
+            )?,
+            limits: resource_list(
+                resources.and_then(|r| r.limits.as_ref()),
+                &format!("{at}.resources.limits"),
+            )?,
         };
         let probe = |p: &Option<k::Probe>| -> Option<c::Probe> {
             let p = p.as_ref()?;
@@ -596,10 +786,18 @@ impl Resolver<'_> {
         Ok(c::Container {
             name: ctr.name.clone(),
             image: ctr.image.clone().unwrap_or_default(),
-            command: ctr.command.iter().flatten().map(|s| expand(s, &env)).collect(),
+            command: ctr
+                .command
+                .iter()
+                .flatten()
+                .map(|s| expand(s, &env))
+                .collect(),
             args: ctr.args.iter().flatten().map(|s| expand(s, &env)).collect(),
             working_dir: ctr.working_dir.clone(),
-            env: env.into_iter().map(|(name, value)| c::EnvVar { name, value }).collect(),
+            env: env
+                .into_iter()
+                .map(|(name, value)| c::EnvVar { name, value })
+                .collect(),
             ports: ctr
                 .ports
                 .iter()
@@ -632,8 +830,16 @@ impl Resolver<'_> {
                 pre_stop: l.pre_stop.as_ref().and_then(lifecycle_handler),
             }),
             security_context: ctr.security_context.as_ref().map(|s| c::SecurityContext {
-                capabilities_add: s.capabilities.as_ref().and_then(|c| c.add.clone()).unwrap_or_default(),
-                capabilities_drop: s.capabilities.as_ref().and_then(|c| c.drop.clone()).unwrap_or_default(),
+                capabilities_add: s
+                    .capabilities
+                    .as_ref()
+                    .and_then(|c| c.add.clone())
+                    .unwrap_or_default(),
+                capabilities_drop: s
+                    .capabilities
+                    .as_ref()
+                    .and_then(|c| c.drop.clone())
+                    .unwrap_or_default(),
                 privileged: s.privileged,
                 run_as_user: s.run_as_user,
                 run_as_group: s.run_as_group,
@@ -662,12 +868,27 @@ impl Resolver<'_> {
     ) -> bool {
         let all: Option<BTreeMap<String, Vec<u8>>> = match kind {
             MissingKind::ConfigMap => self.refs.config_maps.get(name).map(|cm| {
-                let mut m: BTreeMap<String, Vec<u8>> =
-                    cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
-                m.extend(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
+                let mut m: BTreeMap<String, Vec<u8>> = cm
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+                    .collect();
+                m.extend(
+                    cm.binary_data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.0.clone())),
+                );
                 m
             }),
-            _ => self.refs.secrets.get(name).map(|s| s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()),
+            _ => self.refs.secrets.get(name).map(|s| {
+                s.data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect()
+            }),
         };
         let Some(all) = all else {
             self.miss(kind, name, None, optional, field);
@@ -675,32 +896,57 @@ impl Resolver<'_> {
         };
         match items {
             Some(items) if !items.is_empty() => {
-                let key_kind = if kind == MissingKind::ConfigMap { MissingKind::ConfigMapKey } else { MissingKind::SecretKey };
+                let key_kind = if kind == MissingKind::ConfigMap {
+                    MissingKind::ConfigMapKey
+                } else {
+                    MissingKind::SecretKey
+                };
                 for it in items {
                     match all.get(&it.key) {
-                        Some(v) => files.push(c::File { path: it.path.clone(), content: v.clone(), mode: it.mode.map(mode) }),
+                        Some(v) => files.push(c::File {
+                            path: it.path.clone(),
+                            content: v.clone(),
+                            mode: it.mode.map(mode),
+                        }),
                         None => self.miss(key_kind, name, Some(&it.key), optional, field),
                     }
                 }
             }
-            _ => files.extend(all.into_iter().map(|(k, v)| c::File { path: k, content: v, mode: None })),
+            _ => files.extend(all.into_iter().map(|(k, v)| c::File {
+                path: k,
+                content: v,
+                mode: None,
+            })),
         }
         true
     }
 
-    fn downward_files(&self, items: Option<&Vec<k::DownwardAPIVolumeFile>>, field: &str, files: &mut Vec<c::File>) -> Result<(), ResolveError> {
+    fn downward_files(
+        &self,
+        items: Option<&Vec<k::DownwardAPIVolumeFile>>,
+        field: &str,
+        files: &mut Vec<c::File>,
+    ) -> Result<(), ResolveError> {
         for (j, it) in items.into_iter().flatten().enumerate() {
             let at = format!("{field}.items[{j}]");
             let value = if let Some(f) = &it.field_ref {
-                self.field_value(&f.field_path, &at)?
-                    .ok_or_else(|| invalid(&at, format!("{} is not available in a downward-API volume", f.field_path)))?
+                self.field_value(&f.field_path, &at)?.ok_or_else(|| {
+                    invalid(
+                        &at,
+                        format!("{} is not available in a downward-API volume", f.field_path),
+                    )
+                })?
             } else if let Some(r) = &it.resource_field_ref {
                 let own = r.container_name.clone().unwrap_or_default();
                 self.resource_value(r, &own, &at)?
             } else {
                 return Err(invalid(at, "neither fieldRef nor resourceFieldRef"));
             };
-            files.push(c::File { path: it.path.clone(), content: value.into_bytes(), mode: it.mode.map(mode) });
+            files.push(c::File {
+                path: it.path.clone(),
+                content: value.into_bytes(),
+                mode: it.mode.map(mode),
+            });
         }
         Ok(())
     }
@@ -710,57 +956,134 @@ impl Resolver<'_> {
             let size = e.size_limit.as_ref().map(|q| q.0.clone());
             let bytes = size
                 .as_deref()
-                .map(|s| quantity::bytes(s).map_err(|e| invalid(format!("{at}.emptyDir.sizeLimit"), e.to_string())))
+                .map(|s| {
+                    quantity::bytes(s)
+                        .map_err(|e| invalid(format!("{at}.emptyDir.sizeLimit"), e.to_string()))
+                })
                 .transpose()?;
-            c::VolumeSource::EmptyDir(c::EmptyDirSource { medium: e.medium.clone().filter(|m| !m.is_empty()), size_limit: size, size_limit_bytes: bytes })
+            c::VolumeSource::EmptyDir(c::EmptyDirSource {
+                medium: e.medium.clone().filter(|m| !m.is_empty()),
+                size_limit: size,
+                size_limit_bytes: bytes,
+            })
         } else if let Some(cm) = &v.config_map {
             let mut files = Vec::new();
             let optional = cm.optional.unwrap_or(false);
-            let found = self.key_files(MissingKind::ConfigMap, &cm.name, cm.items.as_ref(), optional, &format!("{at}.configMap"), &mut files);
-            c::VolumeSource::ConfigMap(c::FileSet { files, default_mode: cm.default_mode.map(mode), optional_missing: !found })
+            let found = self.key_files(
+                MissingKind::ConfigMap,
+                &cm.name,
+                cm.items.as_ref(),
+                optional,
+                &format!("{at}.configMap"),
+                &mut files,
+            );
+            c::VolumeSource::ConfigMap(c::FileSet {
+                files,
+                default_mode: cm.default_mode.map(mode),
+                optional_missing: !found,
+            })
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
             let mut files = Vec::new();
             let optional = s.optional.unwrap_or(false);
-            let found = self.key_files(MissingKind::Secret, &name, s.items.as_ref(), optional, &format!("{at}.secret"), &mut files);
-            c::VolumeSource::Secret(c::FileSet { files, default_mode: s.default_mode.map(mode), optional_missing: !found })
+            let found = self.key_files(
+                MissingKind::Secret,
+                &name,
+                s.items.as_ref(),
+                optional,
+                &format!("{at}.secret"),
+                &mut files,
+            );
+            c::VolumeSource::Secret(c::FileSet {
+                files,
+                default_mode: s.default_mode.map(mode),
+                optional_missing: !found,
+            })
         } else if let Some(p) = &v.projected {
             let mut files = Vec::new();
             for (j, src) in p.sources.iter().flatten().enumerate() {
                 let field = format!("{at}.projected.sources[{j}]");
                 if let Some(cm) = &src.config_map {
                     let optional = cm.optional.unwrap_or(false);
-                    self.key_files(MissingKind::ConfigMap, &cm.name, cm.items.as_ref(), optional, &field, &mut files);
+                    self.key_files(
+                        MissingKind::ConfigMap,
+                        &cm.name,
+                        cm.items.as_ref(),
+                        optional,
+                        &field,
+                        &mut files,
+                    );
                 } else if let Some(s) = &src.secret {
                     let optional = s.optional.unwrap_or(false);
-                    self.key_files(MissingKind::Secret, &s.name, s.items.as_ref(), optional, &field, &mut files);
+                    self.key_files(
+                        MissingKind::Secret,
+                        &s.name,
+                        s.items.as_ref(),
+                        optional,
+                        &field,
+                        &mut files,
+                    );
                 } else if let Some(d) = &src.downward_api {
                     self.downward_files(d.items.as_ref(), &field, &mut files)?;
                 } else if let Some(t) = &src.service_account_token {
                     let audience = t.audience.clone().unwrap_or_default();
                     match self.refs.service_account_tokens.get(&audience) {
-                        Some(token) => files.push(c::File { path: t.path.clone(), content: token.clone().into_bytes(), mode: None }),
-                        None => self.miss(MissingKind::ServiceAccountToken, &audience, None, false, &field),
+                        Some(token) => files.push(c::File {
+                            path: t.path.clone(),
+                            content: token.clone().into_bytes(),
+                            mode: None,
+                        }),
+                        None => self.miss(
+                            MissingKind::ServiceAccountToken,
+                            &audience,
+                            None,
+                            false,
+                            &field,
+                        ),
                     }
                 } else {
-                    return Err(invalid(field, "unsupported projected source (clusterTrustBundle?)"));
+                    return Err(invalid(
+                        field,
+                        "unsupported projected source (clusterTrustBundle?)",
+                    ));
                 }
             }
-            c::VolumeSource::Projected(c::FileSet { files, default_mode: p.default_mode.map(mode), optional_missing: false })
+            c::VolumeSource::Projected(c::FileSet {
+                files,
+                default_mode: p.default_mode.map(mode),
+                optional_missing: false,
+            })
         } else if let Some(d) = &v.downward_api {
             let mut files = Vec::new();
             self.downward_files(d.items.as_ref(), &format!("{at}.downwardAPI"), &mut files)?;
-            c::VolumeSource::DownwardApi(c::FileSet { files, default_mode: d.default_mode.map(mode), optional_missing: false })
+            c::VolumeSource::DownwardApi(c::FileSet {
+                files,
+                default_mode: d.default_mode.map(mode),
+                optional_missing: false,
+            })
         } else if let Some(n) = &v.nfs {
-            c::VolumeSource::Nfs(c::NfsSource { server: n.server.clone(), path: n.path.clone(), read_only: n.read_only.unwrap_or(false) })
+            c::VolumeSource::Nfs(c::NfsSource {
+                server: n.server.clone(),
+                path: n.path.clone(),
+                read_only: n.read_only.unwrap_or(false),
+            })
         } else if let Some(h) = &v.host_path {
-            c::VolumeSource::HostPath(c::HostPathSource { path: h.path.clone(), type_: h.type_.clone() })
+            c::VolumeSource::HostPath(c::HostPathSource {
+                path: h.path.clone(),
+                type_: h.type_.clone(),
+            })
         } else if let Some(p) = &v.persistent_volume_claim {
-            c::VolumeSource::PersistentVolumeClaim(c::ClaimSource { claim_name: p.claim_name.clone(), read_only: p.read_only.unwrap_or(false) })
+            c::VolumeSource::PersistentVolumeClaim(c::ClaimSource {
+                claim_name: p.claim_name.clone(),
+                read_only: p.read_only.unwrap_or(false),
+            })
         } else {
             c::VolumeSource::Other(other_volume_kind(v).to_string())
         };
-        Ok(c::Volume { name: v.name.clone(), source })
+        Ok(c::Volume {
+            name: v.name.clone(),
+            source,
+        })
     }
 }
 
@@ -819,13 +1142,19 @@ fn http_get(h: &k::HTTPGetAction) -> c::HttpGetAction {
             .http_headers
             .iter()
             .flatten()
-            .map(|x| c::HttpHeader { name: x.name.clone(), value: x.value.clone() })
+            .map(|x| c::HttpHeader {
+                name: x.name.clone(),
+                value: x.value.clone(),
+            })
             .collect(),
     }
 }
 
 fn tcp(t: &k::TCPSocketAction) -> c::TcpSocketAction {
-    c::TcpSocketAction { port: int_or_string(&t.port), host: t.host.clone() }
+    c::TcpSocketAction {
+        port: int_or_string(&t.port),
+        host: t.host.clone(),
+    }
 }
 
 fn probe_handler(p: &k::Probe) -> Option<c::Handler> {
@@ -836,7 +1165,12 @@ fn probe_handler(p: &k::Probe) -> Option<c::Handler> {
     } else if let Some(t) = &p.tcp_socket {
         Some(c::Handler::TcpSocket(tcp(t)))
     } else {
-        p.grpc.as_ref().map(|g| c::Handler::Grpc(c::GrpcAction { port: g.port, service: g.service.clone() }))
+        p.grpc.as_ref().map(|g| {
+            c::Handler::Grpc(c::GrpcAction {
+                port: g.port,
+                service: g.service.clone(),
+            })
+        })
     }
 }
 
