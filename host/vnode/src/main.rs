@@ -30,6 +30,8 @@ enum Command {
     EciEmulator(cmd::eci_emulator::Args),
     /// Run the embedded Kubernetes API server.
     Apiserver(cmd::apiserver::Args),
+    /// Run the virtual node daemon (the Virtual Kubelet replacement).
+    Run(cmd::run::Args),
     /// The offline sandbox: API server, ECI emulator and the vnode daemon in one process.
     Dev(cmd::dev::Args),
     /// Benchmarks that print a report.
@@ -49,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             Command::Plugin(c) => cmd::plugin::run(c).await,
             Command::EciEmulator(a) => cmd::eci_emulator::run(a).await,
             Command::Apiserver(a) => cmd::apiserver::run(a).await,
+            Command::Run(a) => cmd::run::run(a).await,
             Command::Dev(a) => cmd::dev::run(a).await,
             Command::Bench(c) => cmd::bench::run(c).await,
         }

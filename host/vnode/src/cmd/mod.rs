@@ -5,6 +5,7 @@ pub mod bench;
 pub mod dev;
 pub mod eci_emulator;
 pub mod plugin;
+pub mod run;
 
 /// Resolves when the process receives Ctrl-C or SIGTERM.
 #[allow(dead_code)]

@@ -1,0 +1,23 @@
+//! The virtual-node daemon behind `vnode run`.
+//!
+//! Module map:
+//! - [`config`]: one typed, validated [`config::Config`] from flags, environment and a YAML file.
+//! - [`kube_client`]: the Kubernetes client and the start-up preflight.
+//! - [`node`]: Node registration and re-creation, status, the heartbeat Lease, plugin health.
+//! - [`leader`]: Lease-based leader election between replicas.
+//! - [`kubelet_api`]: the kubelet HTTPS API (logs, pods, stats, exec) and its authn/authz.
+//! - [`metrics`]: the `vnode_` Prometheus registry and the `/metrics` `/healthz` `/readyz` server.
+//! - [`pods`]: the pod controller: watcher, keyed queue, the pure lifecycle `step`.
+//! - [`daemon`]: wiring of all of the above under one cancellation token.
+
+pub mod config;
+pub mod daemon;
+pub mod kube_client;
+pub mod kubelet_api;
+pub mod leader;
+pub mod metrics;
+pub mod node;
+pub mod pods;
+
+#[cfg(test)]
+pub(crate) mod testing;
