@@ -40,6 +40,10 @@ fn test(root: &Path) -> Result<()> {
     // Build every binary (and, through vnode-plugin-host's build script, every plugin)
     // once; the end-to-end tests start the built `vnode` binary.
     run(Command::new("cargo").args(["build", "--workspace", "--bins"]))?;
+    // The plugins' decision logic, natively (fast; the Wasm builds are tested by the host).
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--manifest-path", "plugins/Cargo.toml"])
+        .env("CARGO_TARGET_DIR", root.join("target/plugins")))?;
     let nextest = Command::new("cargo")
         .args(["nextest", "--version"])
         .output()
