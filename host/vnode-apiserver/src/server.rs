@@ -1,0 +1,191 @@
+//! The HTTPS front: TLS (HTTP/2 and HTTP/1.1 by ALPN), authentication, graceful shutdown.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, ConnInfo};
+use crate::pki::{self, Pki, files};
+use crate::store::Store;
+use crate::{ApiServerConfig, ApiServerError, controllers};
+
+/// A server that has its certificates, token and kubeconfig in place and is ready to
+/// accept connections. [`serve`] is `bind` + `run`; callers that need the URL or the
+/// kubeconfig before serving (the CLI's ready line, in-process tests) use the two steps.
+pub struct ApiServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<AppState>,
+    config: ApiServerConfig,
+    url: String,
+    pki: Pki,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves (see [`ApiServer::bind`]).
+pub async fn serve(
+    listener: TcpListener,
+    config: ApiServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiServerError> {
+    ApiServer::bind(listener, config)?.run(shutdown).await
+}
+
+impl ApiServer {
+    /// Loads or creates the CA in `config.dir`, issues the serving certificate (SANs
+    /// 127.0.0.1, ::1, localhost, the bound address and `extra_sans`) and the kubelet
+    /// client certificate, loads or creates the bearer token, and writes `kubeconfig`
+    /// with the bound port. Nothing is accepted until [`ApiServer::run`].
+    pub fn bind(listener: TcpListener, config: ApiServerConfig) -> Result<Self, ApiServerError> {
+        let local = listener.local_addr().map_err(ApiServerError::Listener)?;
+        let pki = Pki::load_or_create(&config.dir)?;
+        let host = match local.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        let url = format!("https://{host}:{}", local.port());
+        let mut sans: Vec<String> = vec!["127.0.0.1".into(), "::1".into(), "localhost".into()];
+        if !local.ip().is_unspecified() && !sans.contains(&local.ip().to_string()) {
+            sans.push(local.ip().to_string());
+        }
+        sans.extend(config.extra_sans.iter().cloned());
+        let serving = pki.issue_server_cert("kube-apiserver", &sans)?;
+        pki.write_pair(files::SERVING_CERT, files::SERVING_KEY, &serving)?;
+        let kubelet_client = pki.issue_client_cert(pki::KUBELET_CLIENT_CN, &["system:masters"])?;
+        pki.write_pair(files::KUBELET_CLIENT_CERT, files::KUBELET_CLIENT_KEY, &kubelet_client)?;
+        let token = pki::load_or_create_token(&config.dir)?;
+        pki::write_kubeconfig(&config.dir, &url, pki.ca_pem(), &token)?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der().clone()).map_err(|e| ApiServerError::Tls(e.to_string()))?;
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ApiServerError::Tls(e.to_string()))?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ApiServerError::Tls(e.to_string()))?
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(vec![serving.cert_der.clone(), pki.ca_der().clone()], serving.private_key())
+            .map_err(|e| ApiServerError::Tls(e.to_string()))?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+
+        let mut kubelet_tls = pki.client_tls(Some(&kubelet_client))?;
+        kubelet_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let kubelet_http = reqwest::Client::builder()
+            .tls_backend_preconfigured(kubelet_tls)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ApiServerError::Tls(e.to_string()))?;
+
+        let cancel = CancellationToken::new();
+        let state = Arc::new(AppState {
+            store: Arc::new(Store::new(config.watch_window)),
+            token,
+            server_address: format!("{host}:{}", local.port()),
+            kubelet_http,
+            shutdown: cancel,
+            bookmark_interval: config.bookmark_interval,
+            ca_pem: pki.ca_pem().to_string(),
+        });
+        api::seed(&state);
+        Ok(Self { listener, acceptor, state, config, url, pki })
+    }
+
+    /// The server's `https://` URL (what the kubeconfig says).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Path of the kubeconfig written by [`ApiServer::bind`].
+    pub fn kubeconfig_path(&self) -> std::path::PathBuf {
+        self.config.kubeconfig_path()
+    }
+
+    /// The CA (to issue kubelet serving certificates or client certificates).
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// The admin bearer token.
+    pub fn token(&self) -> &str {
+        &self.state.token
+    }
+
+    /// Serves until `shutdown` resolves, then closes watches and drains connections
+    /// (at most 5 s).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ApiServerError> {
+        let Self { listener, acceptor, state, config, url, pki: _ } = self;
+        let cancel = state.shutdown.clone();
+        let controllers = tokio::spawn(controllers::run(state.store.clone(), cancel.clone(), config.scheduler));
+        let router = api::router(state);
+        tracing::info!(%url, dir = %config.dir.display(), "apiserver serving");
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Transient (EMFILE, aborted handshakes): log and keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                // The verifier only lets a certificate through if the CA signed it.
+                let info = ConnInfo { client_cert: tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()) };
+                let svc = tower::ServiceExt::map_request(router, move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info);
+                    req
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        tracing::info!("apiserver shutting down");
+        cancel.cancel();
+        drop(listener);
+        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+            tracing::warn!("connections still open after 5 s; closing them");
+        }
+        let _ = controllers.await;
+        Ok(())
+    }
+}
