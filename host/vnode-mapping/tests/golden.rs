@@ -97,8 +97,8 @@ impl Pipeline {
         }
     }
 
-    /// The wire parameters, or the refusal as `<kind> <field>: <message>`.
-    fn run(&self, docs: &Docs) -> Result<Vec<(String, String)>, String> {
+    /// The typed ECI request, or the refusal as `<kind> <field>: <message>`.
+    fn run(&self, docs: &Docs) -> Result<vnode_eci::model::CreateContainerGroupRequest, String> {
         let pod = &docs.pod;
         let view = placement_input::pod_view(pod).map_err(|e| format!("placement input: {e}"))?;
         let context = PlacementContext {
@@ -169,9 +169,7 @@ impl Pipeline {
             TranslateError::Internal(m) => format!("internal: {m}"),
         })?;
         let token = vnode_eci::client_token_for_pod(&uid, 0);
-        let eci = eci_request::to_create_request(&request, &token)
-            .map_err(|e| format!("eci request: {e}"))?;
-        eci_request::wire_params(&eci).map_err(|e| format!("flattening: {e}"))
+        eci_request::to_create_request(&request, &token).map_err(|e| format!("eci request: {e}"))
     }
 }
 
@@ -253,6 +251,7 @@ fn corpus() {
         cases.len()
     );
     let mut failures = Vec::new();
+    let mut accepted = Vec::new();
     for dir in &cases {
         let name = dir
             .file_name()
@@ -260,7 +259,12 @@ fn corpus() {
             .unwrap_or_default();
         let docs = read_docs(&dir.join("pod.yaml"));
         let (actual, file, other) = match pipeline.run(&docs) {
-            Ok(params) => (render(&params), "expected.txt", "expected-error.txt"),
+            Ok(request) => {
+                let params = eci_request::wire_params(&request)
+                    .unwrap_or_else(|e| panic!("{name}: flattening: {e}"));
+                accepted.push((name.clone(), request));
+                (render(&params), "expected.txt", "expected-error.txt")
+            }
             Err(e) => (format!("{e}\n"), "expected-error.txt", "expected.txt"),
         };
         let expected_path = dir.join(file);
@@ -286,6 +290,97 @@ fn corpus() {
         failures.len(),
         failures.join("\n\n")
     );
+    assert!(
+        accepted.len() >= 25,
+        "only {} accepted pods",
+        accepted.len()
+    );
+    check_through_emulator(accepted);
+}
+
+/// Every accepted request goes over HTTP, signed, through the real client to the emulator,
+/// which must accept it; what the emulator then describes must be the group we asked for.
+/// The emulator decodes parameters with the same model the client encodes with, so the
+/// decoded request must also re-encode to exactly the parameters we sent (nothing lost on the
+/// way in).
+fn check_through_emulator(requests: Vec<(String, vnode_eci::model::CreateContainerGroupRequest)>) {
+    use vnode_eci::model::{DescribeContainerGroupsRequest, Tag};
+    use vnode_eci::wire::params::{from_params, to_params};
+
+    for (name, req) in &requests {
+        let sent = to_params(req).expect("flattens");
+        let decoded: vnode_eci::model::CreateContainerGroupRequest = from_params(&sent)
+            .unwrap_or_else(|e| panic!("{name}: the emulator's decoder refuses the request: {e}"));
+        let mut again = to_params(&decoded).expect("re-flattens");
+        let mut sent_sorted = sent.clone();
+        again.sort();
+        sent_sorted.sort();
+        assert_eq!(
+            again, sent_sorted,
+            "{name}: decoding lost or changed parameters"
+        );
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let config = vnode_eci_emulator::EmulatorConfig::default().lift_quotas();
+        let server = tokio::spawn(vnode_eci_emulator::serve(listener, config, async move {
+            let _ = stop_rx.await;
+        }));
+        let mut client_config = vnode_eci::EciClientConfig::new(
+            "cn-hangzhou",
+            vnode_eci::Credentials::new(
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID,
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET,
+            ),
+        );
+        client_config.endpoint = Some(format!("http://{addr}"));
+        client_config.retry = vnode_eci::RetryPolicy::none();
+        client_config.rate_limits = vnode_eci::RateLimits::unlimited();
+        let client = vnode_eci::EciClient::new(client_config).expect("client");
+        for (name, req) in &requests {
+            let created = client
+                .create_container_group(req)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: the emulator refused the request: {e}"));
+            let described = client
+                .describe_container_groups(&DescribeContainerGroupsRequest {
+                    container_group_ids: vec![created.container_group_id.clone()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{name}: describe: {e}"));
+            let group = described
+                .container_groups
+                .first()
+                .unwrap_or_else(|| panic!("{name}: created group not listed"));
+            assert_eq!(
+                group.container_group_name, req.container_group_name,
+                "{name}"
+            );
+            let names = |v: &[vnode_eci::model::ContainerInfo]| {
+                v.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+            };
+            let want: Vec<String> = req.containers.iter().map(|c| c.name.clone()).collect();
+            assert_eq!(names(&group.containers), want, "{name}: containers");
+            for tag in &req.tags {
+                assert!(
+                    group.tags.contains(&Tag::new(&tag.key, &tag.value)),
+                    "{name}: tag {tag:?} missing"
+                );
+            }
+        }
+        let _ = stop_tx.send(());
+        let _ = server.await;
+    });
 }
 
 fn diff(expected: &str, actual: &str) -> String {
