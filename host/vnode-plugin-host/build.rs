@@ -11,8 +11,13 @@ use std::process::Command;
 const SHIPPED: &[&str] = &["zone-spread", "cost-aware", "translator-default"];
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.join("../..").canonicalize().expect("the repository root exists");
+    let manifest_dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists");
     let plugins = root.join("plugins");
     let wit = root.join("wit");
     let target_dir = root.join("target").join("plugins");
@@ -27,7 +32,14 @@ fn main() {
 
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--workspace", "--keep-going"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--workspace",
+            "--keep-going",
+        ])
         .arg("--manifest-path")
         .arg(plugins.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir);
@@ -50,7 +62,11 @@ fn main() {
     let failed = !output.status.success();
     if failed {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).take(20).collect();
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .take(20)
+            .collect();
         println!(
             "cargo:warning=some plugins failed to build for wasm32-wasip2 (is the target installed? `rustup target add wasm32-wasip2`): {}",
             errors.join(" | ")
@@ -63,7 +79,10 @@ fn main() {
     for name in &crates {
         let file = release.join(format!("{}.wasm", name.replace('-', "_")));
         if !file.exists() {
-            println!("cargo:warning=plugin `{name}` has no built component at {}", file.display());
+            println!(
+                "cargo:warning=plugin `{name}` has no built component at {}",
+                file.display()
+            );
             continue;
         }
         // (No rerun-if-changed on the component itself: the build above rewrites it while this
@@ -83,7 +102,10 @@ fn main() {
     }
     src.push_str("\n/// Every built component of the plugins workspace: (crate name, path).\npub const ALL: &[(&str, &str)] = &[\n");
     for (name, file) in &all {
-        src.push_str(&format!("    ({name:?}, {:?}),\n", file.display().to_string()));
+        src.push_str(&format!(
+            "    ({name:?}, {:?}),\n",
+            file.display().to_string()
+        ));
     }
     src.push_str("];\n");
     std::fs::write(out_dir.join("builtin.rs"), src).expect("writing builtin.rs");
@@ -92,20 +114,38 @@ fn main() {
 /// Crate names of the plugins workspace that build a component (`cdylib`).
 fn discover(cargo: &str, plugins: &Path) -> Vec<String> {
     let output = Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(plugins.join("Cargo.toml"))
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .expect("running cargo metadata on plugins/");
     if !output.status.success() {
-        panic!("cargo metadata on plugins/ failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        panic!(
+            "cargo metadata on plugins/ failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
     let mut names = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
-        let is_component = package["targets"].as_array().into_iter().flatten().any(|t| {
-            t["crate_types"].as_array().into_iter().flatten().any(|c| c == "cdylib")
-        });
+        let is_component = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["crate_types"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c == "cdylib")
+            });
         if is_component && let Some(name) = package["name"].as_str() {
             names.push(name.to_string());
         }
@@ -116,9 +156,17 @@ fn discover(cargo: &str, plugins: &Path) -> Vec<String> {
 
 /// `rerun-if-changed` on every source directory of the plugins workspace (not its target).
 fn rerun_on_sources(plugins: &Path) {
-    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
-    let Ok(entries) = std::fs::read_dir(plugins) else { return };
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.lock").display()
+    );
+    let Ok(entries) = std::fs::read_dir(plugins) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if !path.is_dir() || path.file_name().is_some_and(|n| n == "target") {

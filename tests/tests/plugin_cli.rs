@@ -9,23 +9,44 @@ fn component(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/plugins/wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: `cargo build -p vnode` builds the plugins", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p vnode` builds the plugins",
+        path.display()
+    );
     path.to_string_lossy().into_owned()
 }
 
 fn repo_file(rel: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel).to_string_lossy().into_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
 fn check_describes_a_good_plugin() {
-    let (code, stdout, stderr) = run_vnode(&["plugin", "check", &component("zone_spread")]).expect("runs");
+    let (code, stdout, stderr) =
+        run_vnode(&["plugin", "check", &component("zone_spread")]).expect("runs");
     assert_eq!(code, 0, "{stderr}");
-    for want in ["zone-spread", "vnode:plugin/placement-plugin", "vnode:plugin@0.1.0", "sha256:", "smoke test:  passed"] {
+    for want in [
+        "zone-spread",
+        "vnode:plugin/placement-plugin",
+        "vnode:plugin@0.1.0",
+        "sha256:",
+        "smoke test:  passed",
+    ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
-    let (code, stdout, stderr) =
-        run_vnode(&["plugin", "check", "--output", "json", &component("translator_default")]).expect("runs");
+    let (code, stdout, stderr) = run_vnode(&[
+        "plugin",
+        "check",
+        "--output",
+        "json",
+        &component("translator_default"),
+    ])
+    .expect("runs");
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(v["kind"], "translator");
@@ -37,19 +58,35 @@ fn check_refuses_bad_files_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = dir.path().join("notes.wasm");
     std::fs::write(&text, "just some text").expect("write");
-    let (code, _, stderr) = run_vnode(&["plugin", "check", text.to_str().expect("utf8")]).expect("runs");
+    let (code, _, stderr) =
+        run_vnode(&["plugin", "check", text.to_str().expect("utf8")]).expect("runs");
     assert_ne!(code, 0);
     assert!(stderr.contains("not a WebAssembly file"), "{stderr}");
 
-    let (code, _, stderr) =
-        run_vnode(&["plugin", "check", "--kind", "placement", &component("translator_default")]).expect("runs");
+    let (code, _, stderr) = run_vnode(&[
+        "plugin",
+        "check",
+        "--kind",
+        "placement",
+        &component("translator_default"),
+    ])
+    .expect("runs");
     assert_ne!(code, 0);
     assert!(stderr.contains("wrong plugin world"), "{stderr}");
 
-    let (code, _, stderr) =
-        run_vnode(&["plugin", "check", "--config", "colour = blue", &component("zone_spread")]).expect("runs");
+    let (code, _, stderr) = run_vnode(&[
+        "plugin",
+        "check",
+        "--config",
+        "colour = blue",
+        &component("zone_spread"),
+    ])
+    .expect("runs");
     assert_ne!(code, 0);
-    assert!(stderr.contains("refused its configuration") && stderr.contains("colour"), "{stderr}");
+    assert!(
+        stderr.contains("refused its configuration") && stderr.contains("colour"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = run_vnode(&["plugin", "check", "/nonexistent/x.wasm"]).expect("runs");
     assert_ne!(code, 0);
@@ -76,19 +113,52 @@ fn simulate_prints_placement_decisions() {
     let rows: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let rows = rows.as_array().expect("array");
     assert_eq!(rows.len(), 5);
-    let by_pod = |name: &str| rows.iter().find(|r| r["pod"] == name).unwrap_or_else(|| panic!("{name} missing"));
-    assert_eq!(by_pod("shop/web-7d4b9c6f5-x2x9k")["decision"]["accept"]["attempts"][0]["spot"], "NoSpot");
-    assert_eq!(by_pod("batch/report-28841-abcde")["decision"]["accept"]["attempts"][0]["spot"], "SpotAsPriceGo");
-    assert_eq!(by_pod("db/postgres-0")["decision"]["accept"]["attempts"][0]["spot"], "NoSpot");
-    assert!(by_pod("payments/legacy-api")["decision"]["refuse"].as_str().expect("refused").contains("payments"));
-    assert!(by_pod("shop/web-7d4b9c6f5-x2x9k")["plugin"].as_str().expect("identity").starts_with("cost-aware"));
+    let by_pod = |name: &str| {
+        rows.iter()
+            .find(|r| r["pod"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(
+        by_pod("shop/web-7d4b9c6f5-x2x9k")["decision"]["accept"]["attempts"][0]["spot"],
+        "NoSpot"
+    );
+    assert_eq!(
+        by_pod("batch/report-28841-abcde")["decision"]["accept"]["attempts"][0]["spot"],
+        "SpotAsPriceGo"
+    );
+    assert_eq!(
+        by_pod("db/postgres-0")["decision"]["accept"]["attempts"][0]["spot"],
+        "NoSpot"
+    );
+    assert!(
+        by_pod("payments/legacy-api")["decision"]["refuse"]
+            .as_str()
+            .expect("refused")
+            .contains("payments")
+    );
+    assert!(
+        by_pod("shop/web-7d4b9c6f5-x2x9k")["plugin"]
+            .as_str()
+            .expect("identity")
+            .starts_with("cost-aware")
+    );
 
     // zone-spread, as a table: the pinned pod stays pinned; others spread over zones.
-    let (code, stdout, stderr) =
-        run_vnode(&["plugin", "simulate", "--plugin", &component("zone_spread"), "--pods", &pods]).expect("runs");
+    let (code, stdout, stderr) = run_vnode(&[
+        "plugin",
+        "simulate",
+        "--plugin",
+        &component("zone_spread"),
+        "--pods",
+        &pods,
+    ])
+    .expect("runs");
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("POD"), "{stdout}");
-    assert!(stdout.contains("ml/gpu-infer") && stdout.contains("pinned"), "{stdout}");
+    assert!(
+        stdout.contains("ml/gpu-infer") && stdout.contains("pinned"),
+        "{stdout}"
+    );
     for zone in ["cn-hangzhou-h", "cn-hangzhou-i", "cn-hangzhou-j"] {
         assert!(stdout.contains(zone), "pods spread over {zone}:\n{stdout}");
     }
@@ -112,18 +182,39 @@ fn simulate_translates_with_a_translator() {
     .expect("runs");
     assert_eq!(code, 0, "{stderr}");
     let rows: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    let web = rows.as_array().expect("array").iter().find(|r| r["pod"] == "shop/web-7d4b9c6f5-x2x9k").expect("web");
+    let web = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["pod"] == "shop/web-7d4b9c6f5-x2x9k")
+        .expect("web");
     let t = &web["translation"];
-    assert!(t["plugin"].as_str().expect("identity").starts_with("translator-default"), "{t}");
-    assert_eq!(t["containers"][0]["image"], "registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0", "{t}");
-    assert_eq!(t["zone"], web["decision"]["accept"]["attempts"][0]["zone"], "{t}");
+    assert!(
+        t["plugin"]
+            .as_str()
+            .expect("identity")
+            .starts_with("translator-default"),
+        "{t}"
+    );
+    assert_eq!(
+        t["containers"][0]["image"], "registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0",
+        "{t}"
+    );
+    assert_eq!(
+        t["zone"], web["decision"]["accept"]["attempts"][0]["zone"],
+        "{t}"
+    );
 }
 
 #[test]
 fn simulate_rejects_non_pod_documents() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pods = dir.path().join("cm.yaml");
-    std::fs::write(&pods, "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n").expect("write");
+    std::fs::write(
+        &pods,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n",
+    )
+    .expect("write");
     let (code, _, stderr) = run_vnode(&[
         "plugin",
         "simulate",

@@ -89,7 +89,9 @@ impl PluginEngine {
             engine,
             placement_linker,
             translator_linker,
-            calls: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1))),
+            calls: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_calls.max(1),
+            )),
             config,
             pooling,
         }))
@@ -113,7 +115,9 @@ impl PluginEngine {
         // needs (another build may differ and simply recompiles).
         #[allow(deprecated)]
         let mut hasher = std::hash::SipHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         hasher.finish()
     }
 }
@@ -161,7 +165,8 @@ fn build_engine(config: &RuntimeConfig) -> Result<(Engine, bool), PluginError> {
         }
     }
     let c = base_config(config);
-    let engine = Engine::new(&c).map_err(|e| PluginError::Internal(format!("wasmtime engine: {e}")))?;
+    let engine =
+        Engine::new(&c).map_err(|e| PluginError::Internal(format!("wasmtime engine: {e}")))?;
     Ok((engine, false))
 }
 
@@ -172,16 +177,22 @@ fn linker_error(e: wasmtime::Error) -> PluginError {
 fn placement_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(linker_error)?;
-    v0_1_0::placement::PlacementPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-        .map_err(linker_error)?;
+    v0_1_0::placement::PlacementPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(linker_error)?;
     Ok(linker)
 }
 
 fn translator_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(linker_error)?;
-    v0_1_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-        .map_err(linker_error)?;
+    v0_1_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(linker_error)?;
     Ok(linker)
 }
 

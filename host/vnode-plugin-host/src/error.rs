@@ -10,7 +10,9 @@ use crate::identity::{PluginIdentity, PluginKind};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
     /// The bytes are not WebAssembly at all (or are truncated before the header).
-    #[error("not a WebAssembly file ({detail}); a plugin is a `.wasm` component built for wasm32-wasip2")]
+    #[error(
+        "not a WebAssembly file ({detail}); a plugin is a `.wasm` component built for wasm32-wasip2"
+    )]
     NotWasm {
         /// What was found instead.
         detail: String,
@@ -25,7 +27,9 @@ pub enum PluginError {
     #[error("the component is invalid: {0}")]
     InvalidComponent(String),
     /// The component is not the kind of plugin that was asked for.
-    #[error("wrong plugin world: expected a {expected} plugin (world `{expected_world}`), but this component {found}")]
+    #[error(
+        "wrong plugin world: expected a {expected} plugin (world `{expected_world}`), but this component {found}"
+    )]
     WrongWorld {
         /// The kind the caller wanted.
         expected: PluginKind,
@@ -68,7 +72,9 @@ pub enum PluginError {
         limit_ms: u64,
     },
     /// The plugin tried to grow its memory beyond the cap.
-    #[error("the plugin tried to use more than its {limit_bytes}-byte memory limit and was stopped")]
+    #[error(
+        "the plugin tried to use more than its {limit_bytes}-byte memory limit and was stopped"
+    )]
     MemoryLimit {
         /// The cap.
         limit_bytes: u64,

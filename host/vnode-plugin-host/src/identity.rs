@@ -73,6 +73,12 @@ impl PluginIdentity {
 
 impl fmt::Display for PluginIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} (sha256 {})", self.name, self.version, self.sha256_short())
+        write!(
+            f,
+            "{} {} (sha256 {})",
+            self.name,
+            self.version,
+            self.sha256_short()
+        )
     }
 }

@@ -48,8 +48,14 @@ fn container_size(c: &EciContainer) -> usize {
         + c.image.len()
         + strings(&c.command)
         + strings(&c.args)
-        + c.env.iter().map(|e| e.key.len() + opt(&e.value) + opt(&e.field_path)).sum::<usize>()
-        + c.volume_mounts.iter().map(|m| m.name.len() + m.mount_path.len() + opt(&m.sub_path)).sum::<usize>()
+        + c.env
+            .iter()
+            .map(|e| e.key.len() + opt(&e.value) + opt(&e.field_path))
+            .sum::<usize>()
+        + c.volume_mounts
+            .iter()
+            .map(|m| m.name.len() + m.mount_path.len() + opt(&m.sub_path))
+            .sum::<usize>()
         + 64
 }
 
@@ -63,9 +69,11 @@ pub(crate) fn request_size(r: &ContainerGroupRequest) -> usize {
         .map(|v| {
             v.name.len()
                 + match &v.kind {
-                    EciVolumeKind::ConfigFile(c) => {
-                        c.files.iter().map(|f| f.path.len() + f.content_base64.len()).sum()
-                    }
+                    EciVolumeKind::ConfigFile(c) => c
+                        .files
+                        .iter()
+                        .map(|f| f.path.len() + f.content_base64.len())
+                        .sum(),
                     EciVolumeKind::Flex(f) => f.driver.len() + opt(&f.options),
                     _ => 64,
                 }

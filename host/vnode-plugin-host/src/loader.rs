@@ -52,8 +52,14 @@ impl PluginLoader {
 
     /// Reads a plugin file (following symlinks, e.g. a ConfigMap's `..data` link).
     pub fn read(path: &Path) -> Result<PluginSource, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Io { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(PluginSource { bytes, path: Some(path.to_path_buf()) })
+        let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(PluginSource {
+            bytes,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// Loads on a blocking thread (compilation takes tens to hundreds of milliseconds).
@@ -86,12 +92,22 @@ impl PluginLoader {
         let link = |e: wasmtime::Error| PluginError::Link(format!("{e:#}"));
         let pre = match kind {
             PluginKind::Placement => WorldPre::Placement(
-                pw::PlacementPluginPre::new(engine.placement_linker.instantiate_pre(&component).map_err(link)?)
-                    .map_err(link)?,
+                pw::PlacementPluginPre::new(
+                    engine
+                        .placement_linker
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
             ),
             PluginKind::Translator => WorldPre::Translator(
-                tw::TranslatorPluginPre::new(engine.translator_linker.instantiate_pre(&component).map_err(link)?)
-                    .map_err(link)?,
+                tw::TranslatorPluginPre::new(
+                    engine
+                        .translator_linker
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
             ),
         };
 
@@ -101,16 +117,30 @@ impl PluginLoader {
         let (info, init) = match &ready.bound {
             Bound::Placement(b) => {
                 let p = b.vnode_plugin_plugin();
-                let info = p.call_info(&mut *store).map_err(|e| classify(e, store, engine))?;
-                (info, p.call_init(&mut *store, config).map_err(|e| classify(e, store, engine))?)
+                let info = p
+                    .call_info(&mut *store)
+                    .map_err(|e| classify(e, store, engine))?;
+                (
+                    info,
+                    p.call_init(&mut *store, config)
+                        .map_err(|e| classify(e, store, engine))?,
+                )
             }
             Bound::Translator(b) => {
                 let p = b.vnode_plugin_plugin();
-                let info = p.call_info(&mut *store).map_err(|e| classify(e, store, engine))?;
-                (info, p.call_init(&mut *store, config).map_err(|e| classify(e, store, engine))?)
+                let info = p
+                    .call_info(&mut *store)
+                    .map_err(|e| classify(e, store, engine))?;
+                (
+                    info,
+                    p.call_init(&mut *store, config)
+                        .map_err(|e| classify(e, store, engine))?,
+                )
             }
         };
-        init.map_err(|msg| PluginError::InitRejected(crate::state::truncate_utf8(&msg, 4096).to_string()))?;
+        init.map_err(|msg| {
+            PluginError::InitRejected(crate::state::truncate_utf8(&msg, 4096).to_string())
+        })?;
         let bad_info = |what: &str| PluginError::InvalidOutput(format!("info() returned {what}"));
         if info.name.trim().is_empty() {
             return Err(bad_info("an empty name"));
@@ -130,7 +160,12 @@ impl PluginLoader {
             source: source.path.clone(),
             loaded_at: SystemTime::now(),
         });
-        let plugin = Arc::new(LoadedPlugin::new(identity, config.to_string(), engine.clone(), pre));
+        let plugin = Arc::new(LoadedPlugin::new(
+            identity,
+            config.to_string(),
+            engine.clone(),
+            pre,
+        ));
         smoke_test(&plugin)?;
         Ok(plugin)
     }
@@ -139,15 +174,23 @@ impl PluginLoader {
     /// costs a recompile, never a failed load.
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, PluginError> {
         let engine = &self.engine.engine;
-        let compile = || Component::new(engine, bytes).map_err(|e| PluginError::InvalidComponent(format!("{e:#}")));
+        let compile = || {
+            Component::new(engine, bytes)
+                .map_err(|e| PluginError::InvalidComponent(format!("{e:#}")))
+        };
         let Some(dir) = &self.cache_dir else {
             return compile();
         };
-        let path = dir.join(format!("{sha256}-{:016x}.cwasm", self.engine.compatibility_hash()));
+        let path = dir.join(format!(
+            "{sha256}-{:016x}.cwasm",
+            self.engine.compatibility_hash()
+        ));
         if let Ok(data) = std::fs::read(&path) {
             match deserialize_verified(engine, &data) {
                 Some(component) => return Ok(component),
-                None => tracing::warn!(path = %path.display(), "compiled plugin cache entry unusable; recompiling"),
+                None => {
+                    tracing::warn!(path = %path.display(), "compiled plugin cache entry unusable; recompiling")
+                }
             }
         }
         let component = compile()?;
@@ -166,7 +209,8 @@ fn write_cache_entry(dir: &Path, path: &Path, component: &Component) -> Result<(
     let payload = component.serialize().map_err(|e| e.to_string())?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
     use std::io::Write;
-    tmp.write_all(&Sha256::digest(&payload)).map_err(|e| e.to_string())?;
+    tmp.write_all(&Sha256::digest(&payload))
+        .map_err(|e| e.to_string())?;
     tmp.write_all(&payload).map_err(|e| e.to_string())?;
     tmp.persist(path).map_err(|e| e.to_string())?;
     Ok(())
@@ -191,11 +235,19 @@ fn deserialize_verified(engine: &wasmtime::Engine, data: &[u8]) -> Option<Compon
 /// Rejects non-wasm bytes and core modules before compiling anything.
 pub fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
     if bytes.len() < 8 {
-        return Err(PluginError::NotWasm { detail: format!("the file is only {} bytes", bytes.len()) });
+        return Err(PluginError::NotWasm {
+            detail: format!("the file is only {} bytes", bytes.len()),
+        });
     }
     if &bytes[..4] != b"\0asm" {
-        let detail = if bytes[..4].iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
-            format!("it starts with the text {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(16)]))
+        let detail = if bytes[..4]
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        {
+            format!(
+                "it starts with the text {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(16)])
+            )
         } else {
             format!("it starts with bytes {}", hex::encode(&bytes[..4]))
         };
@@ -219,11 +271,18 @@ fn detect_world(
     expected: Option<PluginKind>,
 ) -> Result<(PluginKind, String), PluginError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(&engine.engine).map(|(name, _)| name.to_string()).collect();
-    let found = [PluginKind::Placement, PluginKind::Translator].into_iter().find_map(|kind| {
-        let prefix = format!("{}/{}@", contract::PACKAGE, kind.interface());
-        exports.iter().find_map(|name| name.strip_prefix(&prefix).map(|v| (kind, v.to_string())))
-    });
+    let exports: Vec<String> = ty
+        .exports(&engine.engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let found = [PluginKind::Placement, PluginKind::Translator]
+        .into_iter()
+        .find_map(|kind| {
+            let prefix = format!("{}/{}@", contract::PACKAGE, kind.interface());
+            exports
+                .iter()
+                .find_map(|name| name.strip_prefix(&prefix).map(|v| (kind, v.to_string())))
+        });
     let Some((kind, version)) = found else {
         let expected = expected.unwrap_or(PluginKind::Placement);
         let found = if exports.is_empty() {
@@ -231,7 +290,11 @@ fn detect_world(
         } else {
             format!("exports {} (no vnode:plugin world)", exports.join(", "))
         };
-        return Err(PluginError::WrongWorld { expected, expected_world: expected.world(), found });
+        return Err(PluginError::WrongWorld {
+            expected,
+            expected_world: expected.world(),
+            found,
+        });
     };
     if let Some(expected) = expected
         && expected != kind
@@ -245,7 +308,10 @@ fn detect_world(
     if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
         return Err(PluginError::UnsupportedContractVersion {
             plugin: version,
-            host_supported: SUPPORTED_VERSIONS.iter().map(|v| (*v).to_string()).collect(),
+            host_supported: SUPPORTED_VERSIONS
+                .iter()
+                .map(|v| (*v).to_string())
+                .collect(),
         });
     }
     Ok((kind, version))
@@ -257,12 +323,18 @@ fn smoke_test(plugin: &LoadedPlugin) -> Result<(), PluginError> {
     match plugin.kind() {
         PluginKind::Placement => {
             let (pod, context) = samples::placement_sample();
-            plugin.place_blocking(&pod, context).map_err(|e| smoke(e.error))?;
+            plugin
+                .place_blocking(&pod, context)
+                .map_err(|e| smoke(e.error))?;
         }
         PluginKind::Translator => {
-            let decided = plugin.translate_blocking(samples::translate_sample()).map_err(|e| smoke(e.error))?;
+            let decided = plugin
+                .translate_blocking(samples::translate_sample())
+                .map_err(|e| smoke(e.error))?;
             if let Err(e) = decided.value {
-                return Err(smoke(PluginError::InvalidOutput(format!("it refused the sample pod: {e:?}"))));
+                return Err(smoke(PluginError::InvalidOutput(format!(
+                    "it refused the sample pod: {e:?}"
+                ))));
             }
         }
     }
@@ -275,9 +347,18 @@ mod tests {
 
     #[test]
     fn header_check_names_the_problem() {
-        assert!(matches!(check_header(b"hello world, not wasm"), Err(PluginError::NotWasm { .. })));
-        assert!(matches!(check_header(b"\0as"), Err(PluginError::NotWasm { .. })));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(PluginError::NotAComponent)));
+        assert!(matches!(
+            check_header(b"hello world, not wasm"),
+            Err(PluginError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header(b"\0as"),
+            Err(PluginError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(PluginError::NotAComponent)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
         let err = check_header(b"#!/bin/sh\necho hi\n").expect_err("text");
         assert!(err.to_string().contains("#!/bin/sh"), "{err}");

@@ -62,7 +62,9 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("LoadedPlugin")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +79,13 @@ impl LoadedPlugin {
             0 => None,
             n => start_warm_pool(n, engine.clone(), pre.clone(), identity.clone()),
         };
-        LoadedPlugin { identity, config, engine, pre, warm: warm.map(Mutex::new) }
+        LoadedPlugin {
+            identity,
+            config,
+            engine,
+            pre,
+            warm: warm.map(Mutex::new),
+        }
     }
 
     /// Name, version, hash … of this version.
@@ -113,11 +121,20 @@ impl LoadedPlugin {
     /// Benchmark support: creates `n` fresh instances (store + instantiation, no call) and
     /// returns how long each took. Not for production use.
     #[doc(hidden)]
-    pub fn measure_instantiation(&self, n: usize, warm_up_call: bool) -> Result<Vec<std::time::Duration>, PluginError> {
+    pub fn measure_instantiation(
+        &self,
+        n: usize,
+        warm_up_call: bool,
+    ) -> Result<Vec<std::time::Duration>, PluginError> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let started = std::time::Instant::now();
-            let ready = instantiate(&self.engine, &self.pre, Some(self.identity.clone()), warm_up_call)?;
+            let ready = instantiate(
+                &self.engine,
+                &self.pre,
+                Some(self.identity.clone()),
+                warm_up_call,
+            )?;
             out.push(started.elapsed());
             drop(ready);
         }
@@ -125,7 +142,10 @@ impl LoadedPlugin {
     }
 
     fn call_error(&self, error: PluginError) -> CallError {
-        CallError { plugin: self.identity.clone(), error }
+        CallError {
+            plugin: self.identity.clone(),
+            error,
+        }
     }
 
     /// Asks the placement plugin about one pod. Blocking (runs wasm on this thread): use
@@ -139,7 +159,9 @@ impl LoadedPlugin {
         context.config.clone_from(&self.config);
         let Ready { mut store, bound } = self.take_ready().map_err(|e| self.call_error(e))?;
         let Bound::Placement(bindings) = bound else {
-            return Err(self.call_error(PluginError::Internal("placement call on a translator".into())));
+            return Err(self.call_error(PluginError::Internal(
+                "placement call on a translator".into(),
+            )));
         };
         arm_deadline(&mut store, &self.engine);
         let decision = bindings
@@ -149,7 +171,10 @@ impl LoadedPlugin {
         note_dropped_logs(&store, &self.identity);
         let decision = check_decision(decision, self.engine.config.max_placement_output_bytes)
             .map_err(|e| self.call_error(e))?;
-        Ok(Decided { value: decision, plugin: self.identity.clone() })
+        Ok(Decided {
+            value: decision,
+            plugin: self.identity.clone(),
+        })
     }
 
     /// Asks the translator for one pod's request. Blocking: use
@@ -162,7 +187,9 @@ impl LoadedPlugin {
         input.config.clone_from(&self.config);
         let Ready { mut store, bound } = self.take_ready().map_err(|e| self.call_error(e))?;
         let Bound::Translator(bindings) = bound else {
-            return Err(self.call_error(PluginError::Internal("translator call on a placement plugin".into())));
+            return Err(self.call_error(PluginError::Internal(
+                "translator call on a placement plugin".into(),
+            )));
         };
         arm_deadline(&mut store, &self.engine);
         let result = bindings
@@ -181,7 +208,10 @@ impl LoadedPlugin {
                 }));
             }
         }
-        Ok(Decided { value: result, plugin: self.identity.clone() })
+        Ok(Decided {
+            value: result,
+            plugin: self.identity.clone(),
+        })
     }
 }
 
@@ -205,21 +235,32 @@ pub(crate) fn instantiate(
     identity: Option<Arc<PluginIdentity>>,
     warm_up: bool,
 ) -> Result<Ready, PluginError> {
-    let mut store = Store::new(&engine.engine, HostState::new(identity, engine.config.memory_limit_bytes));
+    let mut store = Store::new(
+        &engine.engine,
+        HostState::new(identity, engine.config.memory_limit_bytes),
+    );
     store.limiter(|s| &mut s.limiter);
     arm_deadline(&mut store, engine);
     let bound = match pre {
         WorldPre::Placement(p) => {
-            let b = p.instantiate(&mut store).map_err(|e| classify(e, &store, engine))?;
+            let b = p
+                .instantiate(&mut store)
+                .map_err(|e| classify(e, &store, engine))?;
             if warm_up {
-                b.vnode_plugin_plugin().call_info(&mut store).map_err(|e| classify(e, &store, engine))?;
+                b.vnode_plugin_plugin()
+                    .call_info(&mut store)
+                    .map_err(|e| classify(e, &store, engine))?;
             }
             Bound::Placement(b)
         }
         WorldPre::Translator(p) => {
-            let b = p.instantiate(&mut store).map_err(|e| classify(e, &store, engine))?;
+            let b = p
+                .instantiate(&mut store)
+                .map_err(|e| classify(e, &store, engine))?;
             if warm_up {
-                b.vnode_plugin_plugin().call_info(&mut store).map_err(|e| classify(e, &store, engine))?;
+                b.vnode_plugin_plugin()
+                    .call_info(&mut store)
+                    .map_err(|e| classify(e, &store, engine))?;
             }
             Bound::Translator(b)
         }
@@ -228,20 +269,36 @@ pub(crate) fn instantiate(
 }
 
 /// Turns a wasmtime error from a call into what the user should hear.
-pub(crate) fn classify(err: wasmtime::Error, store: &Store<HostState>, engine: &PluginEngine) -> PluginError {
+pub(crate) fn classify(
+    err: wasmtime::Error,
+    store: &Store<HostState>,
+    engine: &PluginEngine,
+) -> PluginError {
     if store.data().limiter.hit_memory_limit {
-        return PluginError::MemoryLimit { limit_bytes: store.data().limiter.memory_limit_bytes };
+        return PluginError::MemoryLimit {
+            limit_bytes: store.data().limiter.memory_limit_bytes,
+        };
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
-            return PluginError::Timeout { limit_ms: engine.config.call_timeout.as_millis() as u64 };
+            return PluginError::Timeout {
+                limit_ms: engine.config.call_timeout.as_millis() as u64,
+            };
         }
         let stderr = store.data().stderr_text();
-        let message = if stderr.is_empty() { trap.to_string() } else { format!("{trap}; plugin stderr: {stderr}") };
+        let message = if stderr.is_empty() {
+            trap.to_string()
+        } else {
+            format!("{trap}; plugin stderr: {stderr}")
+        };
         return PluginError::Trap { message };
     }
     let stderr = store.data().stderr_text();
-    let message = if stderr.is_empty() { format!("{err:#}") } else { format!("{err:#}; plugin stderr: {stderr}") };
+    let message = if stderr.is_empty() {
+        format!("{err:#}")
+    } else {
+        format!("{err:#}; plugin stderr: {stderr}")
+    };
     PluginError::Trap { message }
 }
 
@@ -249,17 +306,23 @@ pub(crate) fn classify(err: wasmtime::Error, store: &Store<HostState>, engine: &
 fn check_decision(decision: Decision, limit: usize) -> Result<Decision, PluginError> {
     let size = crate::limits::decision_size(&decision);
     if size > limit {
-        return Err(PluginError::OutputTooLarge { what: "the placement decision", size, limit });
+        return Err(PluginError::OutputTooLarge {
+            what: "the placement decision",
+            size,
+            limit,
+        });
     }
     match decision {
-        Decision::Accept(a) if a.attempts.is_empty() => {
-            Err(PluginError::InvalidOutput("accept must list at least one attempt".into()))
+        Decision::Accept(a) if a.attempts.is_empty() => Err(PluginError::InvalidOutput(
+            "accept must list at least one attempt".into(),
+        )),
+        Decision::Accept(a) if a.attempts.len() > crate::limits::MAX_ATTEMPTS => {
+            Err(PluginError::OutputTooLarge {
+                what: "the attempt list (entries)",
+                size: a.attempts.len(),
+                limit: crate::limits::MAX_ATTEMPTS,
+            })
         }
-        Decision::Accept(a) if a.attempts.len() > crate::limits::MAX_ATTEMPTS => Err(PluginError::OutputTooLarge {
-            what: "the attempt list (entries)",
-            size: a.attempts.len(),
-            limit: crate::limits::MAX_ATTEMPTS,
-        }),
         Decision::Defer(mut d) => {
             d.retry_after_ms = d.retry_after_ms.min(crate::limits::MAX_DEFER_MS);
             Ok(Decision::Defer(d))

@@ -4,7 +4,10 @@
 use crate::contract::*;
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: value.into() }
+    KeyValue {
+        key: key.into(),
+        value: value.into(),
+    }
 }
 
 fn resources(cpu_millis: u64, memory_mib: u64) -> ResourceRequirements {
@@ -15,7 +18,10 @@ fn resources(cpu_millis: u64, memory_mib: u64) -> ResourceRequirements {
         ephemeral_storage_bytes: None,
         other: Vec::new(),
     };
-    ResourceRequirements { requests: list(cpu_millis, memory_mib), limits: list(cpu_millis * 2, memory_mib) }
+    ResourceRequirements {
+        requests: list(cpu_millis, memory_mib),
+        limits: list(cpu_millis * 2, memory_mib),
+    }
 }
 
 /// The sample pod's metadata.
@@ -24,7 +30,11 @@ pub fn sample_meta() -> PodMeta {
         namespace: "default".into(),
         name: "web-7d4b9c6f5-x2x9k".into(),
         uid: "5f0c2a1e-3b7d-4c1e-9a55-0d2b7c9e4f11".into(),
-        labels: vec![kv("app", "web"), kv("pod-template-hash", "7d4b9c6f5"), kv("team", "storefront")],
+        labels: vec![
+            kv("app", "web"),
+            kv("pod-template-hash", "7d4b9c6f5"),
+            kv("team", "storefront"),
+        ],
         annotations: vec![
             kv("kubernetes.io/psp", "restricted"),
             kv("prometheus.io/scrape", "true"),
@@ -39,9 +49,18 @@ pub fn sample_meta() -> PodMeta {
 /// The zones of the sample node.
 pub fn sample_zones() -> Vec<ZoneVswitch> {
     vec![
-        ZoneVswitch { zone_id: "cn-hangzhou-h".into(), vswitch_id: "vsw-bp1h000000000000000a".into() },
-        ZoneVswitch { zone_id: "cn-hangzhou-i".into(), vswitch_id: "vsw-bp1i000000000000000b".into() },
-        ZoneVswitch { zone_id: "cn-hangzhou-j".into(), vswitch_id: "vsw-bp1j000000000000000c".into() },
+        ZoneVswitch {
+            zone_id: "cn-hangzhou-h".into(),
+            vswitch_id: "vsw-bp1h000000000000000a".into(),
+        },
+        ZoneVswitch {
+            zone_id: "cn-hangzhou-i".into(),
+            vswitch_id: "vsw-bp1i000000000000000b".into(),
+        },
+        ZoneVswitch {
+            zone_id: "cn-hangzhou-j".into(),
+            vswitch_id: "vsw-bp1j000000000000000c".into(),
+        },
     ]
 }
 
@@ -55,10 +74,20 @@ pub fn placement_sample() -> (PodView, PlacementContext) {
     let pod = PodView {
         meta: sample_meta(),
         containers: vec![
-            container("web", "registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0", 500, 1024),
+            container(
+                "web",
+                "registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0",
+                500,
+                1024,
+            ),
             container("envoy", "envoyproxy/envoy:v1.31.0", 250, 256),
         ],
-        init_containers: vec![container("migrate", "registry.cn-hangzhou.aliyuncs.com/shop/migrate:1.42.0", 250, 256)],
+        init_containers: vec![container(
+            "migrate",
+            "registry.cn-hangzhou.aliyuncs.com/shop/migrate:1.42.0",
+            250,
+            256,
+        )],
         node_selector: vec![kv("type", "virtual-kubelet")],
         tolerations: vec![Toleration {
             key: Some("virtual-kubelet.io/provider".into()),
@@ -74,16 +103,38 @@ pub fn placement_sample() -> (PodView, PlacementContext) {
     let context = PlacementContext {
         region: "cn-hangzhou".into(),
         zones: sample_zones(),
-        candidate_specs: [(250, 512), (500, 1024), (1000, 2048), (2000, 4096), (4000, 8192)]
-            .into_iter()
-            .map(|(cpu_millis, memory_mib)| InstanceSpec { cpu_millis, memory_mib })
-            .collect(),
+        candidate_specs: [
+            (250, 512),
+            (500, 1024),
+            (1000, 2048),
+            (2000, 4096),
+            (4000, 8192),
+        ]
+        .into_iter()
+        .map(|(cpu_millis, memory_mib)| InstanceSpec {
+            cpu_millis,
+            memory_mib,
+        })
+        .collect(),
         usage: vec![
-            ZoneUsage { zone_id: "cn-hangzhou-h".into(), container_groups: 12 },
-            ZoneUsage { zone_id: "cn-hangzhou-i".into(), container_groups: 9 },
-            ZoneUsage { zone_id: "cn-hangzhou-j".into(), container_groups: 11 },
+            ZoneUsage {
+                zone_id: "cn-hangzhou-h".into(),
+                container_groups: 12,
+            },
+            ZoneUsage {
+                zone_id: "cn-hangzhou-i".into(),
+                container_groups: 9,
+            },
+            ZoneUsage {
+                zone_id: "cn-hangzhou-j".into(),
+                container_groups: 11,
+            },
         ],
-        recent_stockouts: vec![Stockout { zone_id: "cn-hangzhou-j".into(), spec: "2-4Gi".into(), seconds_ago: 40 }],
+        recent_stockouts: vec![Stockout {
+            zone_id: "cn-hangzhou-j".into(),
+            spec: "2-4Gi".into(),
+            seconds_ago: 40,
+        }],
         previous_decisions: 0,
         node_name: "vnode-eci".into(),
         cluster_name: "prod-hz".into(),
@@ -100,11 +151,25 @@ fn container(name: &str, image: &str, cpu: u64, mem: u64) -> Container {
         args: vec!["--port=8080".into(), "--log-format=json".into()],
         working_dir: None,
         env: vec![
-            EnvVar { name: "APP_ENV".into(), value: EnvValue::Literal("production".into()) },
-            EnvVar { name: "DB_PASSWORD".into(), value: EnvValue::Literal("s3cr3t-from-secret".into()) },
-            EnvVar { name: "POD_IP".into(), value: EnvValue::FieldRef("status.podIP".into()) },
+            EnvVar {
+                name: "APP_ENV".into(),
+                value: EnvValue::Literal("production".into()),
+            },
+            EnvVar {
+                name: "DB_PASSWORD".into(),
+                value: EnvValue::Literal("s3cr3t-from-secret".into()),
+            },
+            EnvVar {
+                name: "POD_IP".into(),
+                value: EnvValue::FieldRef("status.podIP".into()),
+            },
         ],
-        ports: vec![ContainerPort { name: Some("http".into()), container_port: 8080, protocol: Some("TCP".into()), host_port: None }],
+        ports: vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            protocol: Some("TCP".into()),
+            host_port: None,
+        }],
         resources: resources(cpu, mem),
         volume_mounts: vec![VolumeMount {
             name: "config".into(),
@@ -128,7 +193,10 @@ fn container(name: &str, image: &str, cpu: u64, mem: u64) -> Container {
             failure_threshold: Some(3),
         }),
         readiness_probe: Some(Probe {
-            handler: Handler::TcpSocket(TcpSocketAction { port: IntOrString::Int(8080), host: None }),
+            handler: Handler::TcpSocket(TcpSocketAction {
+                port: IntOrString::Int(8080),
+                host: None,
+            }),
             initial_delay_seconds: None,
             period_seconds: Some(5),
             timeout_seconds: None,
@@ -154,7 +222,12 @@ pub fn resolved_sample() -> ResolvedPod {
         meta: sample_meta(),
         init_containers: Vec::new(),
         containers: vec![
-            container("web", "registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0", 500, 1024),
+            container(
+                "web",
+                "registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0",
+                500,
+                1024,
+            ),
             container("envoy", "envoyproxy/envoy:v1.31.0", 250, 256),
         ],
         volumes: vec![Volume {

@@ -7,7 +7,9 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::contract::{ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError, TranslateInput};
+use crate::contract::{
+    ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError, TranslateInput,
+};
 use crate::error::{CallError, PluginError};
 use crate::identity::{PluginIdentity, PluginKind};
 use crate::plugin::{Decided, LoadedPlugin};
@@ -47,15 +49,26 @@ pub struct PluginSlot {
 
 impl std::fmt::Debug for PluginSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginSlot").field("kind", &self.kind).field("active", &self.current.load().identity()).finish()
+        f.debug_struct("PluginSlot")
+            .field("kind", &self.kind)
+            .field("active", &self.current.load().identity())
+            .finish()
     }
 }
 
 impl PluginSlot {
     /// A slot serving `initial`.
     pub fn new(initial: Arc<LoadedPlugin>) -> PluginSlot {
-        let status = SlotStatus { active: initial.identity().clone(), generation: 0, last_refused: None };
-        PluginSlot { kind: initial.kind(), current: ArcSwap::new(initial), status: watch::Sender::new(status) }
+        let status = SlotStatus {
+            active: initial.identity().clone(),
+            generation: 0,
+            last_refused: None,
+        };
+        PluginSlot {
+            kind: initial.kind(),
+            current: ArcSwap::new(initial),
+            status: watch::Sender::new(status),
+        }
     }
 
     /// Placement or translator.
@@ -118,7 +131,11 @@ impl PluginSlot {
     }
 
     /// Placement for one pod, on a blocking thread behind the engine's concurrency bound.
-    pub async fn place(&self, pod: PodView, context: PlacementContext) -> Result<Decided<Decision>, CallError> {
+    pub async fn place(
+        &self,
+        pod: PodView,
+        context: PlacementContext,
+    ) -> Result<Decided<Decision>, CallError> {
         let plugin = self.current();
         let identity = plugin.identity().clone();
         let permit = acquire(&plugin).await?;
@@ -147,7 +164,11 @@ impl PluginSlot {
     }
 
     /// Placement on the current thread (for callers already on a blocking thread).
-    pub fn place_blocking(&self, pod: &PodView, context: PlacementContext) -> Result<Decided<Decision>, CallError> {
+    pub fn place_blocking(
+        &self,
+        pod: &PodView,
+        context: PlacementContext,
+    ) -> Result<Decided<Decision>, CallError> {
         self.current().place_blocking(pod, context)
     }
 
@@ -160,14 +181,19 @@ impl PluginSlot {
     }
 }
 
-async fn acquire(plugin: &Arc<LoadedPlugin>) -> Result<tokio::sync::OwnedSemaphorePermit, CallError> {
+async fn acquire(
+    plugin: &Arc<LoadedPlugin>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, CallError> {
     plugin
         .engine()
         .calls
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| CallError { plugin: plugin.identity().clone(), error: PluginError::ShuttingDown })
+        .map_err(|_| CallError {
+            plugin: plugin.identity().clone(),
+            error: PluginError::ShuttingDown,
+        })
 }
 
 fn join<T>(
@@ -175,6 +201,9 @@ fn join<T>(
     plugin: Arc<PluginIdentity>,
 ) -> Result<T, CallError> {
     result.unwrap_or_else(|e| {
-        Err(CallError { plugin, error: PluginError::Internal(format!("plugin call task failed: {e}")) })
+        Err(CallError {
+            plugin,
+            error: PluginError::Internal(format!("plugin call task failed: {e}")),
+        })
     })
 }

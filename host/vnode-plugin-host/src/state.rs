@@ -40,8 +40,12 @@ impl HostState {
             // Deterministic, replayable: a fixed clock and a fixed random stream.
             .wall_clock(FixedWallClock)
             .monotonic_clock(FixedMonotonicClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(DETERMINISTIC_SEED.to_vec()))
-            .insecure_random(wasmtime_wasi::Deterministic::new(DETERMINISTIC_SEED.to_vec()))
+            .secure_random(wasmtime_wasi::Deterministic::new(
+                DETERMINISTIC_SEED.to_vec(),
+            ))
+            .insecure_random(wasmtime_wasi::Deterministic::new(
+                DETERMINISTIC_SEED.to_vec(),
+            ))
             .insecure_random_seed(0x766e_6f64_6500)
             .max_random_size(4096)
             // No network at all (no preopens, env or args is the builder's default).
@@ -53,13 +57,19 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: CallLimiter::new(memory_limit_bytes),
             stderr,
-            log: LogSink { plugin, lines: 0, dropped: 0 },
+            log: LogSink {
+                plugin,
+                lines: 0,
+                dropped: 0,
+            },
         }
     }
 
     /// What the guest wrote to stderr (e.g. a panic message), lossily decoded.
     pub(crate) fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
     }
 
     /// Log lines dropped by the bound during this call.
@@ -97,7 +107,10 @@ impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -110,7 +123,10 @@ pub(crate) struct CallLimiter {
 
 impl CallLimiter {
     fn new(memory_limit_bytes: u64) -> Self {
-        CallLimiter { memory_limit_bytes, hit_memory_limit: false }
+        CallLimiter {
+            memory_limit_bytes,
+            hit_memory_limit: false,
+        }
     }
 }
 
@@ -180,11 +196,21 @@ impl host::Host for HostState {
             None => ("(loading)", ""),
         };
         match level {
-            LogLevel::Trace => tracing::trace!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}"),
-            LogLevel::Info => tracing::info!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}"),
-            LogLevel::Error => tracing::error!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}"),
+            LogLevel::Trace => {
+                tracing::trace!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "vnode::plugin", plugin = name, sha256 = sha, "{message}")
+            }
         }
     }
 }

@@ -52,7 +52,10 @@ pub struct WatchOptions {
 
 impl Default for WatchOptions {
     fn default() -> Self {
-        WatchOptions { debounce: Duration::from_millis(150), partial_write_retry: Duration::from_millis(500) }
+        WatchOptions {
+            debounce: Duration::from_millis(150),
+            partial_write_retry: Duration::from_millis(500),
+        }
     }
 }
 
@@ -79,7 +82,11 @@ impl Drop for PluginWatcher {
 impl PluginWatcher {
     /// Starts watching. Checks the files once right away (so a file that differs from what the
     /// slot serves is picked up), then on every change.
-    pub fn start(loader: PluginLoader, target: WatchTarget, options: WatchOptions) -> Result<PluginWatcher, PluginError> {
+    pub fn start(
+        loader: PluginLoader,
+        target: WatchTarget,
+        options: WatchOptions,
+    ) -> Result<PluginWatcher, PluginError> {
         let mut names: BTreeSet<OsString> = BTreeSet::new();
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for file in std::iter::once(&target.plugin_file).chain(target.config_file.as_ref()) {
@@ -95,7 +102,8 @@ impl PluginWatcher {
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
             let relevant = event.paths.iter().any(|p| {
-                p.file_name().is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with(".."))
+                p.file_name()
+                    .is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with(".."))
             });
             if relevant {
                 let _ = tx.send(());
@@ -105,7 +113,10 @@ impl PluginWatcher {
         for dir in &dirs {
             watcher
                 .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| PluginError::Io { path: dir.clone(), message: format!("cannot watch: {e}") })?;
+                .map_err(|e| PluginError::Io {
+                    path: dir.clone(),
+                    message: format!("cannot watch: {e}"),
+                })?;
         }
         let thread = std::thread::Builder::new()
             .name(format!("vnode-plugin-watch-{}", target.slot.kind()))
@@ -113,7 +124,11 @@ impl PluginWatcher {
                 let mut state = ReloadState::default();
                 state.check(&loader, &target, options);
                 loop {
-                    let wait = if state.retry_pending { options.partial_write_retry } else { Duration::from_secs(3600) };
+                    let wait = if state.retry_pending {
+                        options.partial_write_retry
+                    } else {
+                        Duration::from_secs(3600)
+                    };
                     match rx.recv_timeout(wait) {
                         Ok(()) => {}
                         Err(RecvTimeoutError::Timeout) if state.retry_pending => {}
@@ -132,7 +147,10 @@ impl PluginWatcher {
                 }
             })
             .map_err(|e| PluginError::Internal(format!("starting the watcher thread: {e}")))?;
-        Ok(PluginWatcher { _watcher: watcher, thread: Some(thread) })
+        Ok(PluginWatcher {
+            _watcher: watcher,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -166,7 +184,13 @@ impl ReloadState {
                 return;
             }
             Err(e) => {
-                self.refuse(slot, &target.plugin_file, None, ("".into(), "".into()), format!("cannot read the plugin: {e}"));
+                self.refuse(
+                    slot,
+                    &target.plugin_file,
+                    None,
+                    ("".into(), "".into()),
+                    format!("cannot read the plugin: {e}"),
+                );
                 return;
             }
         };
@@ -179,7 +203,13 @@ impl ReloadState {
                     return;
                 }
                 Err(e) => {
-                    self.refuse(slot, path, None, ("".into(), "".into()), format!("cannot read the plugin configuration: {e}"));
+                    self.refuse(
+                        slot,
+                        path,
+                        None,
+                        ("".into(), "".into()),
+                        format!("cannot read the plugin configuration: {e}"),
+                    );
                     return;
                 }
             },
@@ -193,18 +223,30 @@ impl ReloadState {
         if self.refused.as_ref() == Some(&key) {
             return;
         }
-        let source = PluginSource { bytes, path: Some(target.plugin_file.clone()) };
+        let source = PluginSource {
+            bytes,
+            path: Some(target.plugin_file.clone()),
+        };
         match loader.load_blocking(&source, Some(slot.kind()), &config) {
             Ok(plugin) => {
                 if let Err(e) = slot.swap(plugin) {
-                    self.refuse(slot, &target.plugin_file, Some(key.0.clone()), key, e.to_string());
+                    self.refuse(
+                        slot,
+                        &target.plugin_file,
+                        Some(key.0.clone()),
+                        key,
+                        e.to_string(),
+                    );
                     return;
                 }
                 self.refused = None;
                 self.retrying = None;
             }
             Err(e) => {
-                let maybe_partial = matches!(e, PluginError::NotWasm { .. } | PluginError::InvalidComponent(_));
+                let maybe_partial = matches!(
+                    e,
+                    PluginError::NotWasm { .. } | PluginError::InvalidComponent(_)
+                );
                 if maybe_partial && self.retrying.as_ref() != Some(&key) {
                     // Possibly still being written (`kubectl cp`): look again after a pause.
                     tracing::debug!(file = %target.plugin_file.display(), error = %e, "plugin candidate does not parse yet; retrying shortly");
@@ -213,13 +255,31 @@ impl ReloadState {
                     return;
                 }
                 self.retrying = None;
-                self.refuse(slot, &target.plugin_file, Some(key.0.clone()), key, e.to_string());
+                self.refuse(
+                    slot,
+                    &target.plugin_file,
+                    Some(key.0.clone()),
+                    key,
+                    e.to_string(),
+                );
             }
         }
     }
 
-    fn refuse(&mut self, slot: &PluginSlot, file: &Path, sha256: Option<String>, key: (String, String), reason: String) {
-        slot.record_refusal(RefusedReload { at: SystemTime::now(), file: file.to_path_buf(), sha256, reason });
+    fn refuse(
+        &mut self,
+        slot: &PluginSlot,
+        file: &Path,
+        sha256: Option<String>,
+        key: (String, String),
+        reason: String,
+    ) {
+        slot.record_refusal(RefusedReload {
+            at: SystemTime::now(),
+            file: file.to_path_buf(),
+            sha256,
+            reason,
+        });
         self.refused = Some(key);
     }
 }

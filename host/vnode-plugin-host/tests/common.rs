@@ -5,10 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vnode_plugin_host::contract::Decision;
-use vnode_plugin_host::{PluginEngine, PluginKind, PluginLoader, PluginSource, RuntimeConfig, builtin};
+use vnode_plugin_host::{
+    PluginEngine, PluginKind, PluginLoader, PluginSource, RuntimeConfig, builtin,
+};
 
 pub fn engine() -> Arc<PluginEngine> {
-    PluginEngine::new(RuntimeConfig { warm_instances: 2, ..RuntimeConfig::default() }).expect("engine")
+    PluginEngine::new(RuntimeConfig {
+        warm_instances: 2,
+        ..RuntimeConfig::default()
+    })
+    .expect("engine")
 }
 
 pub fn loader() -> PluginLoader {
@@ -16,7 +22,10 @@ pub fn loader() -> PluginLoader {
 }
 
 pub fn source(bytes: &[u8]) -> PluginSource {
-    PluginSource { bytes: bytes.to_vec(), path: None }
+    PluginSource {
+        bytes: bytes.to_vec(),
+        path: None,
+    }
 }
 
 pub fn hostile_bytes() -> Vec<u8> {
@@ -48,8 +57,14 @@ pub fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-pub fn load_placement(loader: &PluginLoader, bytes: &[u8], config: &str) -> Arc<vnode_plugin_host::LoadedPlugin> {
-    loader.load_blocking(&source(bytes), Some(PluginKind::Placement), config).expect("loads")
+pub fn load_placement(
+    loader: &PluginLoader,
+    bytes: &[u8],
+    config: &str,
+) -> Arc<vnode_plugin_host::LoadedPlugin> {
+    loader
+        .load_blocking(&source(bytes), Some(PluginKind::Placement), config)
+        .expect("loads")
 }
 
 pub fn is_accept(d: &Decision) -> bool {

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use vnode_plugin_host::{PluginSlot, PluginWatcher, WatchOptions, WatchTarget, builtin, samples, sha256_hex};
+use vnode_plugin_host::{
+    PluginSlot, PluginWatcher, WatchOptions, WatchTarget, builtin, samples, sha256_hex,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,7 +22,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
 }
 
 fn start(slot: &Arc<PluginSlot>, file: &Path, config: Option<&Path>) -> PluginWatcher {
-    let target = WatchTarget { slot: slot.clone(), plugin_file: file.to_path_buf(), config_file: config.map(Path::to_path_buf) };
+    let target = WatchTarget {
+        slot: slot.clone(),
+        plugin_file: file.to_path_buf(),
+        config_file: config.map(Path::to_path_buf),
+    };
     PluginWatcher::start(loader(), target, WatchOptions::default()).expect("watcher starts")
 }
 
@@ -46,7 +52,8 @@ fn reload_under_concurrent_calls_drops_the_old_version() {
     let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
     let workers: Vec<_> = (0..3)
         .map(|_| {
-            let (slot, stop, failed, seen) = (slot.clone(), stop.clone(), failed.clone(), seen.clone());
+            let (slot, stop, failed, seen) =
+                (slot.clone(), stop.clone(), failed.clone(), seen.clone());
             std::thread::spawn(move || {
                 let (pod, ctx) = samples::placement_sample();
                 while !stop.load(Ordering::Relaxed) {
@@ -65,7 +72,10 @@ fn reload_under_concurrent_calls_drops_the_old_version() {
 
     std::thread::sleep(Duration::from_millis(100));
     write_atomically(&file, &v2);
-    assert!(wait_for(WAIT, || serving(&slot) == sha256_hex(&v2)), "v2 never served");
+    assert!(
+        wait_for(WAIT, || serving(&slot) == sha256_hex(&v2)),
+        "v2 never served"
+    );
     assert!(status.has_changed().expect("sender alive"));
     assert_eq!(status.borrow_and_update().generation, 1);
     std::thread::sleep(Duration::from_millis(100));
@@ -73,10 +83,20 @@ fn reload_under_concurrent_calls_drops_the_old_version() {
     for w in workers {
         w.join().expect("worker");
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no call may fail across a swap");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no call may fail across a swap"
+    );
     let seen = seen.lock().expect("lock").clone();
-    assert!(seen.contains(&sha256_hex(&v1)) && seen.contains(&sha256_hex(&v2)), "both versions served: {seen:?}");
-    assert!(wait_for(WAIT, || weak_v1.upgrade().is_none()), "the old version is freed once its calls finished");
+    assert!(
+        seen.contains(&sha256_hex(&v1)) && seen.contains(&sha256_hex(&v2)),
+        "both versions served: {seen:?}"
+    );
+    assert!(
+        wait_for(WAIT, || weak_v1.upgrade().is_none()),
+        "the old version is freed once its calls finished"
+    );
 }
 
 #[test]
@@ -94,13 +114,25 @@ fn identical_content_is_ignored_and_a_bad_candidate_is_refused_once() {
 
     // Garbage (a wrong world here: the translator) is refused; v1 keeps serving.
     write_atomically(&file, builtin::TRANSLATOR_DEFAULT);
-    assert!(wait_for(WAIT, || slot.status().last_refused.is_some()), "refusal recorded");
+    assert!(
+        wait_for(WAIT, || slot.status().last_refused.is_some()),
+        "refusal recorded"
+    );
     let refused = slot.status().last_refused.expect("refused");
-    assert!(refused.reason.contains("wrong plugin world"), "{}", refused.reason);
-    assert_eq!(refused.sha256.as_deref(), Some(sha256_hex(builtin::TRANSLATOR_DEFAULT).as_str()));
+    assert!(
+        refused.reason.contains("wrong plugin world"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(
+        refused.sha256.as_deref(),
+        Some(sha256_hex(builtin::TRANSLATOR_DEFAULT).as_str())
+    );
     assert_eq!(serving(&slot), sha256_hex(&v1));
     let (pod, ctx) = samples::placement_sample();
-    assert!(is_accept(&slot.place_blocking(&pod, ctx).expect("still serving").value));
+    assert!(is_accept(
+        &slot.place_blocking(&pod, ctx).expect("still serving").value
+    ));
 
     // A good candidate afterwards clears the refusal.
     let v2 = variant(&v1, "v2");
@@ -122,15 +154,29 @@ fn partial_in_place_write_is_never_swapped_in() {
     // `kubectl cp` style: the same inode, written in two bursts with a pause longer than the
     // debounce between them.
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).expect("open");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&file)
+        .expect("open");
     f.write_all(&v2[..v2.len() / 2]).expect("first half");
     f.flush().expect("flush");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(serving(&slot), sha256_hex(&v1), "half a file is never served");
+    assert_eq!(
+        serving(&slot),
+        sha256_hex(&v1),
+        "half a file is never served"
+    );
     f.write_all(&v2[v2.len() / 2..]).expect("second half");
     drop(f);
-    assert!(wait_for(WAIT, || serving(&slot) == sha256_hex(&v2)), "the complete file is served");
-    assert!(slot.status().last_refused.is_none(), "a partial write is not reported as a refusal");
+    assert!(
+        wait_for(WAIT, || serving(&slot) == sha256_hex(&v2)),
+        "the complete file is served"
+    );
+    assert!(
+        slot.status().last_refused.is_none(),
+        "a partial write is not reported as a refusal"
+    );
 }
 
 #[cfg(unix)]
@@ -150,17 +196,28 @@ fn configmap_data_symlink_swap_reloads() {
     symlink("..data/placement.conf", d.join("placement.conf")).expect("key link");
 
     let slot = Arc::new(PluginSlot::new(load_placement(&loader(), &v1, "")));
-    let _watcher = start(&slot, &d.join("placement.wasm"), Some(&d.join("placement.conf")));
+    let _watcher = start(
+        &slot,
+        &d.join("placement.wasm"),
+        Some(&d.join("placement.conf")),
+    );
 
     // kubelet's update: new timestamped dir, temp symlink, rename over `..data`.
     std::fs::create_dir(d.join("..2026_11_25_10_05_00.2")).expect("mkdir");
     std::fs::write(d.join("..2026_11_25_10_05_00.2/placement.wasm"), &v2).expect("v2");
-    std::fs::write(d.join("..2026_11_25_10_05_00.2/placement.conf"), "tag.rev = 2\n").expect("conf");
+    std::fs::write(
+        d.join("..2026_11_25_10_05_00.2/placement.conf"),
+        "tag.rev = 2\n",
+    )
+    .expect("conf");
     symlink("..2026_11_25_10_05_00.2", d.join("..data_tmp")).expect("tmp link");
     std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("swap");
     std::fs::remove_dir_all(d.join("..2026_11_25_10_00_00.1")).expect("cleanup");
 
-    assert!(wait_for(WAIT, || serving(&slot) == sha256_hex(&v2)), "the swap is picked up");
+    assert!(
+        wait_for(WAIT, || serving(&slot) == sha256_hex(&v2)),
+        "the swap is picked up"
+    );
     assert_eq!(slot.current().config(), "tag.rev = 2\n");
 }
 
@@ -171,16 +228,26 @@ fn config_file_change_reloads_and_bad_config_is_refused() {
     let conf = dir.path().join("placement.conf");
     std::fs::write(&file, builtin::ZONE_SPREAD).expect("write");
     std::fs::write(&conf, "").expect("conf");
-    let slot = Arc::new(PluginSlot::new(load_placement(&loader(), builtin::ZONE_SPREAD, "")));
+    let slot = Arc::new(PluginSlot::new(load_placement(
+        &loader(),
+        builtin::ZONE_SPREAD,
+        "",
+    )));
     let _watcher = start(&slot, &file, Some(&conf));
 
     write_atomically(&conf, b"spot-strategy = SpotAsPriceGo\n");
-    assert!(wait_for(WAIT, || slot.current().config().contains("SpotAsPriceGo")), "config reloaded");
+    assert!(
+        wait_for(WAIT, || slot.current().config().contains("SpotAsPriceGo")),
+        "config reloaded"
+    );
     assert_eq!(slot.status().generation, 1);
 
     write_atomically(&conf, b"spot-strategy = Free\n");
     assert!(wait_for(WAIT, || slot.status().last_refused.is_some()));
     let reason = slot.status().last_refused.expect("refused").reason;
     assert!(reason.contains("Free"), "{reason}");
-    assert!(slot.current().config().contains("SpotAsPriceGo"), "old config keeps serving");
+    assert!(
+        slot.current().config().contains("SpotAsPriceGo"),
+        "old config keeps serving"
+    );
 }

@@ -19,16 +19,27 @@ fn loads_zone_spread_and_decides_with_identity() {
     assert_eq!(id.kind, PluginKind::Placement);
     assert_eq!(id.name, "zone-spread");
     assert_eq!(id.contract_version, "0.1.0");
-    assert_eq!(id.sha256, vnode_plugin_host::sha256_hex(builtin::ZONE_SPREAD));
+    assert_eq!(
+        id.sha256,
+        vnode_plugin_host::sha256_hex(builtin::ZONE_SPREAD)
+    );
     let (pod, ctx) = samples::placement_sample();
     let d = plugin.place_blocking(&pod, ctx.clone()).expect("decides");
     assert_eq!(d.plugin.sha256, id.sha256);
-    let Decision::Accept(a) = &d.value else { panic!("expected accept: {:?}", d.value) };
+    let Decision::Accept(a) = &d.value else {
+        panic!("expected accept: {:?}", d.value)
+    };
     // Zone i has the fewest groups in the sample; j had a recent stock-out.
     assert_eq!(a.attempts[0].zone_id.as_deref(), Some("cn-hangzhou-i"));
     // Deterministic: the same input gives the same decision, on a fresh instance each time.
     for _ in 0..5 {
-        assert_eq!(plugin.place_blocking(&pod, ctx.clone()).expect("decides").value, d.value);
+        assert_eq!(
+            plugin
+                .place_blocking(&pod, ctx.clone())
+                .expect("decides")
+                .value,
+            d.value
+        );
     }
 }
 
@@ -37,13 +48,28 @@ fn config_reaches_the_plugin_and_bad_config_is_refused() {
     let loader = loader();
     let plugin = load_placement(&loader, builtin::ZONE_SPREAD, "tag.team = platform");
     let (pod, ctx) = samples::placement_sample();
-    let Decision::Accept(a) = plugin.place_blocking(&pod, ctx).expect("decides").value else { panic!() };
-    assert_eq!(a.attempts[0].extra_tags, [KeyValue { key: "team".into(), value: "platform".into() }]);
+    let Decision::Accept(a) = plugin.place_blocking(&pod, ctx).expect("decides").value else {
+        panic!()
+    };
+    assert_eq!(
+        a.attempts[0].extra_tags,
+        [KeyValue {
+            key: "team".into(),
+            value: "platform".into()
+        }]
+    );
 
     let err = loader
-        .load_blocking(&source(builtin::ZONE_SPREAD), Some(PluginKind::Placement), "colour = blue")
+        .load_blocking(
+            &source(builtin::ZONE_SPREAD),
+            Some(PluginKind::Placement),
+            "colour = blue",
+        )
         .expect_err("bad config");
-    assert!(matches!(&err, PluginError::InitRejected(m) if m.contains("colour")), "{err}");
+    assert!(
+        matches!(&err, PluginError::InitRejected(m) if m.contains("colour")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -53,7 +79,9 @@ fn translator_default_loads_and_translates_the_sample() {
         .load_blocking(&source(builtin::TRANSLATOR_DEFAULT), None, "")
         .expect("translator-default loads");
     assert_eq!(plugin.kind(), PluginKind::Translator);
-    let d = plugin.translate_blocking(samples::translate_sample()).expect("call succeeds");
+    let d = plugin
+        .translate_blocking(samples::translate_sample())
+        .expect("call succeeds");
     let request = d.value.expect("the sample pod translates");
     assert_eq!(request.containers.len(), 2);
 }
@@ -62,21 +90,40 @@ fn translator_default_loads_and_translates_the_sample() {
 fn wrong_world_non_wasm_and_core_modules_get_typed_errors() {
     let loader = loader();
     let err = loader
-        .load_blocking(&source(builtin::TRANSLATOR_DEFAULT), Some(PluginKind::Placement), "")
+        .load_blocking(
+            &source(builtin::TRANSLATOR_DEFAULT),
+            Some(PluginKind::Placement),
+            "",
+        )
         .expect_err("a translator is not a placement plugin");
-    assert!(matches!(err, PluginError::WrongWorld { expected: PluginKind::Placement, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PluginError::WrongWorld {
+                expected: PluginKind::Placement,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("translator"), "{err}");
 
-    let err = loader.load_blocking(&source(b"apiVersion: v1\nkind: Pod\n"), None, "").expect_err("yaml");
+    let err = loader
+        .load_blocking(&source(b"apiVersion: v1\nkind: Pod\n"), None, "")
+        .expect_err("yaml");
     assert!(matches!(err, PluginError::NotWasm { .. }), "{err}");
 
     // The smallest valid core module.
-    let err = loader.load_blocking(&source(b"\0asm\x01\0\0\0"), None, "").expect_err("module");
+    let err = loader
+        .load_blocking(&source(b"\0asm\x01\0\0\0"), None, "")
+        .expect_err("module");
     assert!(matches!(err, PluginError::NotAComponent), "{err}");
 
     // A truncated component.
     let half = &builtin::ZONE_SPREAD[..builtin::ZONE_SPREAD.len() / 2];
-    let err = loader.load_blocking(&source(half), None, "").expect_err("truncated");
+    let err = loader
+        .load_blocking(&source(half), None, "")
+        .expect_err("truncated");
     assert!(matches!(err, PluginError::InvalidComponent(_)), "{err}");
 }
 
@@ -107,7 +154,10 @@ fn hostile_plugins_fail_typed_and_quickly_while_good_calls_continue() {
 
     let call = |behaviour: &str| {
         let (mut pod, ctx) = samples::placement_sample();
-        pod.meta.annotations.push(KeyValue { key: "hostile.vnode.io/behaviour".into(), value: behaviour.into() });
+        pod.meta.annotations.push(KeyValue {
+            key: "hostile.vnode.io/behaviour".into(),
+            value: behaviour.into(),
+        });
         let started = Instant::now();
         let result = hostile.place_blocking(&pod, ctx);
         (result, started.elapsed())
@@ -124,7 +174,10 @@ fn hostile_plugins_fail_typed_and_quickly_while_good_calls_continue() {
 
     let (r, _) = call("trap");
     let e = r.expect_err("trap").error;
-    assert!(matches!(&e, PluginError::Trap { message } if message.contains("panicked on purpose")), "{e}");
+    assert!(
+        matches!(&e, PluginError::Trap { message } if message.contains("panicked on purpose")),
+        "{e}"
+    );
 
     let (r, _) = call("huge");
     let e = r.expect_err("huge").error;
@@ -147,19 +200,43 @@ fn hostile_plugins_fail_typed_and_quickly_while_good_calls_continue() {
     for w in workers {
         w.join().expect("worker");
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "a good call failed meanwhile");
-    assert!(ok.load(Ordering::Relaxed) > 10, "good calls kept being served");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a good call failed meanwhile"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 10,
+        "good calls kept being served"
+    );
 }
 
 #[test]
 fn hostile_smoke_and_init_are_refused_at_load() {
     let loader = loader();
     let bytes = hostile_bytes();
-    let err = loader.load_blocking(&source(&bytes), Some(PluginKind::Placement), "always = trap").expect_err("smoke");
-    assert!(matches!(&err, PluginError::SmokeFailed(inner) if matches!(**inner, PluginError::Trap { .. })), "{err}");
-    let err = loader.load_blocking(&source(&bytes), Some(PluginKind::Placement), "init = loop").expect_err("init loop");
+    let err = loader
+        .load_blocking(
+            &source(&bytes),
+            Some(PluginKind::Placement),
+            "always = trap",
+        )
+        .expect_err("smoke");
+    assert!(
+        matches!(&err, PluginError::SmokeFailed(inner) if matches!(**inner, PluginError::Trap { .. })),
+        "{err}"
+    );
+    let err = loader
+        .load_blocking(&source(&bytes), Some(PluginKind::Placement), "init = loop")
+        .expect_err("init loop");
     assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
-    let err = loader.load_blocking(&source(&bytes), Some(PluginKind::Placement), "init = reject").expect_err("init");
+    let err = loader
+        .load_blocking(
+            &source(&bytes),
+            Some(PluginKind::Placement),
+            "init = reject",
+        )
+        .expect_err("init");
     assert!(matches!(err, PluginError::InitRejected(_)), "{err}");
 }
 
@@ -169,10 +246,21 @@ fn compiled_cache_is_used_and_survives_corruption() {
     let engine = engine();
     let loader = PluginLoader::new(engine.clone(), Some(dir.path().to_path_buf()));
     load_placement(&loader, builtin::ZONE_SPREAD, "");
-    let entries: Vec<_> = std::fs::read_dir(dir.path()).expect("cache dir").flatten().map(|e| e.path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert_eq!(entries.len(), 1, "one entry: {entries:?}");
-    let name = entries[0].file_name().and_then(|n| n.to_str()).expect("name").to_string();
-    assert!(name.starts_with(&vnode_plugin_host::sha256_hex(builtin::ZONE_SPREAD)), "{name}");
+    let name = entries[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
+    assert!(
+        name.starts_with(&vnode_plugin_host::sha256_hex(builtin::ZONE_SPREAD)),
+        "{name}"
+    );
 
     // A second loader (a "restart") deserializes from the cache.
     let again = PluginLoader::new(engine.clone(), Some(dir.path().to_path_buf()));
@@ -182,14 +270,23 @@ fn compiled_cache_is_used_and_survives_corruption() {
     std::fs::write(&entries[0], b"garbage").expect("corrupt");
     let plugin = load_placement(&again, builtin::ZONE_SPREAD, "");
     let (pod, ctx) = samples::placement_sample();
-    assert!(is_accept(&plugin.place_blocking(&pod, ctx).expect("decides").value));
+    assert!(is_accept(
+        &plugin.place_blocking(&pod, ctx).expect("decides").value
+    ));
     assert!(std::fs::read(&entries[0]).expect("rewritten").len() > 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_calls_through_a_slot() {
     let loader = loader();
-    let plugin = loader.load(source(builtin::COST_AWARE), Some(PluginKind::Placement), String::new()).await.expect("loads");
+    let plugin = loader
+        .load(
+            source(builtin::COST_AWARE),
+            Some(PluginKind::Placement),
+            String::new(),
+        )
+        .await
+        .expect("loads");
     let slot = vnode_plugin_host::PluginSlot::new(plugin);
     let mut calls = Vec::new();
     let slot = Arc::new(slot);

@@ -4,7 +4,9 @@
 
 use vnode_plugin_sdk::placement::{Accepted, Decision, PlacementContext, PodView};
 use vnode_plugin_sdk::util::{annotation, label, parse_key_values};
-use vnode_plugin_sdk::{Attempt, KeyValue, PlacementPlugin, Plugin, PluginInfo, Sizing, SpotStrategy};
+use vnode_plugin_sdk::{
+    Attempt, KeyValue, PlacementPlugin, Plugin, PluginInfo, Sizing, SpotStrategy,
+};
 
 /// Label or annotation by which a pod declares it tolerates interruption: `"true"` asks for
 /// spot, `"false"` forbids it. The annotation wins over the label.
@@ -48,7 +50,12 @@ impl Default for Config {
 }
 
 fn list(value: &str) -> Vec<String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
@@ -62,7 +69,9 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
 fn parse_price(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
         Ok(p) if p.is_finite() && p > 0.0 => Ok(p),
-        _ => Err(format!("spot price limit {value:?} is not a positive number")),
+        _ => Err(format!(
+            "spot price limit {value:?} is not a positive number"
+        )),
     }
 }
 
@@ -82,18 +91,22 @@ impl Config {
                     c.spot_duration_hours = match value {
                         "0" => 0,
                         "1" => 1,
-                        other => return Err(format!("spot-duration-hours: {other:?} must be 0 or 1")),
+                        other => {
+                            return Err(format!("spot-duration-hours: {other:?} must be 0 or 1"));
+                        }
                     }
                 }
                 "on-demand-fallback" => c.on_demand_fallback = parse_bool(key, value)?,
                 "on-demand-min-priority" => {
-                    c.on_demand_min_priority =
-                        value.parse().map_err(|_| format!("on-demand-min-priority: {value:?} is not an integer"))?;
+                    c.on_demand_min_priority = value.parse().map_err(|_| {
+                        format!("on-demand-min-priority: {value:?} is not an integer")
+                    })?;
                 }
                 _ => match key.strip_prefix("tag.") {
-                    Some(tag) if !tag.is_empty() => {
-                        c.tags.push(KeyValue { key: tag.to_string(), value: value.to_string() })
-                    }
+                    Some(tag) if !tag.is_empty() => c.tags.push(KeyValue {
+                        key: tag.to_string(),
+                        value: value.to_string(),
+                    }),
                     _ => return Err(format!("unknown configuration key {key:?}")),
                 },
             }
@@ -101,10 +114,16 @@ impl Config {
         c.spot = match (strategy.as_deref(), limit) {
             (None | Some("SpotAsPriceGo"), None) => SpotStrategy::SpotAsPriceGo,
             (Some("SpotWithPriceLimit"), Some(l)) => SpotStrategy::SpotWithPriceLimit(l),
-            (Some("SpotWithPriceLimit"), None) => return Err("SpotWithPriceLimit needs spot-price-limit".into()),
-            (_, Some(_)) => return Err("spot-price-limit needs spot-strategy = SpotWithPriceLimit".into()),
+            (Some("SpotWithPriceLimit"), None) => {
+                return Err("SpotWithPriceLimit needs spot-price-limit".into());
+            }
+            (_, Some(_)) => {
+                return Err("spot-price-limit needs spot-strategy = SpotWithPriceLimit".into());
+            }
             (Some(other), None) => {
-                return Err(format!("spot-strategy {other:?} must be SpotAsPriceGo or SpotWithPriceLimit"));
+                return Err(format!(
+                    "spot-strategy {other:?} must be SpotAsPriceGo or SpotWithPriceLimit"
+                ));
             }
         };
         Ok(c)
@@ -120,15 +139,19 @@ enum Capacity {
 
 fn capacity(pod: &PodView, config: &Config) -> Result<Capacity, String> {
     let meta = &pod.meta;
-    let ns_forbids = config.never_spot_namespaces.iter().any(|n| n == &meta.namespace);
+    let ns_forbids = config
+        .never_spot_namespaces
+        .iter()
+        .any(|n| n == &meta.namespace);
     // 1. An explicit ECI strategy is the most specific ask.
     if let Some(strategy) = annotation(meta, ANN_SPOT_STRATEGY) {
         let explicit = match strategy.trim() {
             "NoSpot" => None,
             "SpotAsPriceGo" => Some(SpotStrategy::SpotAsPriceGo),
             "SpotWithPriceLimit" => {
-                let limit = annotation(meta, ANN_SPOT_PRICE_LIMIT)
-                    .ok_or_else(|| format!("{ANN_SPOT_STRATEGY}=SpotWithPriceLimit needs {ANN_SPOT_PRICE_LIMIT}"))?;
+                let limit = annotation(meta, ANN_SPOT_PRICE_LIMIT).ok_or_else(|| {
+                    format!("{ANN_SPOT_STRATEGY}=SpotWithPriceLimit needs {ANN_SPOT_PRICE_LIMIT}")
+                })?;
                 Some(SpotStrategy::SpotWithPriceLimit(parse_price(limit)?))
             }
             other => return Err(format!("{ANN_SPOT_STRATEGY}: unknown strategy {other:?}")),
@@ -143,7 +166,11 @@ fn capacity(pod: &PodView, config: &Config) -> Result<Capacity, String> {
     let declared = annotation(meta, INTERRUPTIBLE).or_else(|| label(meta, INTERRUPTIBLE));
     match declared.map(str::trim) {
         Some("true") => {}
-        Some("false") => return Ok(Capacity::OnDemand("the pod declares it is not interruptible")),
+        Some("false") => {
+            return Ok(Capacity::OnDemand(
+                "the pod declares it is not interruptible",
+            ));
+        }
         Some(other) => return Err(format!("{INTERRUPTIBLE}: {other:?} must be true or false")),
         None => {
             let why = if meta.owner_kind.as_deref() == Some("StatefulSet") {
@@ -157,17 +184,27 @@ fn capacity(pod: &PodView, config: &Config) -> Result<Capacity, String> {
     if ns_forbids {
         return Ok(Capacity::OnDemand("the namespace never runs on spot"));
     }
-    if pod.priority.is_some_and(|p| p >= config.on_demand_min_priority) {
-        return Ok(Capacity::OnDemand("the pod's priority is too high for spot"));
+    if pod
+        .priority
+        .is_some_and(|p| p >= config.on_demand_min_priority)
+    {
+        return Ok(Capacity::OnDemand(
+            "the pod's priority is too high for spot",
+        ));
     }
-    Ok(Capacity::Spot(config.spot, "the pod declares vnode.io/interruptible"))
+    Ok(Capacity::Spot(
+        config.spot,
+        "the pod declares vnode.io/interruptible",
+    ))
 }
 
 /// The whole decision, as a pure function.
 pub fn decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Decision {
     let ns = &pod.meta.namespace;
     if config.refuse_namespaces.iter().any(|n| n == ns) {
-        return Decision::Refuse(format!("namespace {ns} may not run on this virtual node (cost-aware refuse-namespaces)"));
+        return Decision::Refuse(format!(
+            "namespace {ns} may not run on this virtual node (cost-aware refuse-namespaces)"
+        ));
     }
     let capacity = match capacity(pod, config) {
         Ok(c) => c,
@@ -180,23 +217,35 @@ pub fn decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Decisio
         .iter()
         .enumerate()
         .map(|(i, z)| {
-            let used = ctx.usage.iter().filter(|u| u.zone_id == z.zone_id).map(|u| u.container_groups).sum();
+            let used = ctx
+                .usage
+                .iter()
+                .filter(|u| u.zone_id == z.zone_id)
+                .map(|u| u.container_groups)
+                .sum();
             (used, i)
         })
         .collect();
     zones.sort();
-    let vswitch_ids: Vec<String> = zones.iter().map(|&(_, i)| ctx.zones[i].vswitch_id.clone()).collect();
+    let vswitch_ids: Vec<String> = zones
+        .iter()
+        .map(|&(_, i)| ctx.zones[i].vswitch_id.clone())
+        .collect();
     let schedule_strategy = (vswitch_ids.len() > 1).then(|| "VSwitchOrdered".to_string());
     let attempt = |spot: SpotStrategy, label: &str| {
         let mut tags = config.tags.clone();
-        tags.push(KeyValue { key: "vnode.io/capacity".into(), value: label.into() });
+        tags.push(KeyValue {
+            key: "vnode.io/capacity".into(),
+            value: label.into(),
+        });
         Attempt {
             zone_id: None,
             vswitch_ids: vswitch_ids.clone(),
             schedule_strategy: schedule_strategy.clone(),
             sizing: Sizing::Auto,
             spot,
-            spot_duration_hours: (spot != SpotStrategy::OnDemand).then_some(config.spot_duration_hours),
+            spot_duration_hours: (spot != SpotStrategy::OnDemand)
+                .then_some(config.spot_duration_hours),
             compute_categories: Vec::new(),
             extra_tags: tags,
         }
@@ -207,10 +256,17 @@ pub fn decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Decisio
             if config.on_demand_fallback {
                 attempts.push(attempt(SpotStrategy::OnDemand, "on-demand"));
             }
-            let fallback = if config.on_demand_fallback { ", on-demand if spot is out of stock" } else { "" };
+            let fallback = if config.on_demand_fallback {
+                ", on-demand if spot is out of stock"
+            } else {
+                ""
+            };
             (attempts, format!("spot: {why}{fallback}"))
         }
-        Capacity::OnDemand(why) => (vec![attempt(SpotStrategy::OnDemand, "on-demand")], format!("on-demand: {why}")),
+        Capacity::OnDemand(why) => (
+            vec![attempt(SpotStrategy::OnDemand, "on-demand")],
+            format!("on-demand: {why}"),
+        ),
     };
     Decision::Accept(Accepted { attempts, reason })
 }

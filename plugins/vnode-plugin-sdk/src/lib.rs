@@ -70,13 +70,15 @@ pub mod host {
 /// The placement world's types (`interface placement`).
 pub mod placement {
     pub use crate::placement_bindings::exports::vnode::plugin::placement::{
-        Accepted, ContainerView, Decision, Deferral, PlacementContext, PodView, Stockout,
-        ZoneUsage,
+        Accepted, ContainerView, Decision, Deferral, PlacementContext, PodView, Stockout, ZoneUsage,
     };
 }
 
 /// The translator world's types (`interfaces pod`, `request` and `translator`).
 pub mod translator {
+    pub use crate::translator_bindings::exports::vnode::plugin::translator::{
+        FieldError, NodeDefaults, TranslateError, TranslateInput,
+    };
     pub use crate::translator_bindings::vnode::plugin::pod::{
         ClaimSource, Container, ContainerPort, DnsConfig, DnsOption, EmptyDirSource, EnvValue,
         EnvVar, File, FileSet, GrpcAction, Handler, HostAlias, HostPathSource, HttpGetAction,
@@ -88,9 +90,6 @@ pub mod translator {
         EciDnsConfig, EciEip, EciEmptyDir, EciEnv, EciFlex, EciHandler, EciHostAlias, EciHostPath,
         EciHttpGet, EciNfs, EciPort, EciProbe, EciSecurityContext, EciTcpSocket, EciVolume,
         EciVolumeKind, EciVolumeMount, RegistryCredential,
-    };
-    pub use crate::translator_bindings::exports::vnode::plugin::translator::{
-        FieldError, NodeDefaults, TranslateError, TranslateInput,
     };
 }
 
@@ -226,7 +225,10 @@ pub mod util {
 
     /// The value for `key` in a list of pairs (first match, as Kubernetes keys are unique).
     pub fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-        pairs.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
+        pairs
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| kv.value.as_str())
     }
 
     /// Parses the simple configuration format the shipped plugins use: one `key = value` per
@@ -306,13 +308,19 @@ pub mod testing {
 
     /// Adds an annotation.
     pub fn annotate(mut pod: PodView, key: &str, value: &str) -> PodView {
-        pod.meta.annotations.push(KeyValue { key: key.into(), value: value.into() });
+        pod.meta.annotations.push(KeyValue {
+            key: key.into(),
+            value: value.into(),
+        });
         pod
     }
 
     /// Adds a label.
     pub fn label(mut pod: PodView, key: &str, value: &str) -> PodView {
-        pod.meta.labels.push(KeyValue { key: key.into(), value: value.into() });
+        pod.meta.labels.push(KeyValue {
+            key: key.into(),
+            value: value.into(),
+        });
         pod
     }
 
@@ -322,16 +330,31 @@ pub mod testing {
             region: "cn-hangzhou".into(),
             zones: zones
                 .iter()
-                .map(|(z, v, _)| ZoneVswitch { zone_id: (*z).into(), vswitch_id: (*v).into() })
+                .map(|(z, v, _)| ZoneVswitch {
+                    zone_id: (*z).into(),
+                    vswitch_id: (*v).into(),
+                })
                 .collect(),
             candidate_specs: vec![
-                InstanceSpec { cpu_millis: 250, memory_mib: 512 },
-                InstanceSpec { cpu_millis: 1000, memory_mib: 2048 },
-                InstanceSpec { cpu_millis: 2000, memory_mib: 4096 },
+                InstanceSpec {
+                    cpu_millis: 250,
+                    memory_mib: 512,
+                },
+                InstanceSpec {
+                    cpu_millis: 1000,
+                    memory_mib: 2048,
+                },
+                InstanceSpec {
+                    cpu_millis: 2000,
+                    memory_mib: 4096,
+                },
             ],
             usage: zones
                 .iter()
-                .map(|(z, _, n)| ZoneUsage { zone_id: (*z).into(), container_groups: *n })
+                .map(|(z, _, n)| ZoneUsage {
+                    zone_id: (*z).into(),
+                    container_groups: *n,
+                })
                 .collect(),
             recent_stockouts: Vec::new(),
             previous_decisions: 0,

@@ -90,7 +90,9 @@ impl Config {
         if let Some(strategy) = strategy {
             config.spot = spot_strategy(&strategy, price_limit)?;
         } else if price_limit.is_some() {
-            return Err("spot-price-limit is set but spot-strategy is not SpotWithPriceLimit".into());
+            return Err(
+                "spot-price-limit is set but spot-strategy is not SpotWithPriceLimit".into(),
+            );
         }
         Ok(config)
     }
@@ -114,7 +116,9 @@ pub fn spot_strategy(name: &str, price_limit: Option<f64>) -> Result<SpotStrateg
 fn parse_price(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
         Ok(price) if price.is_finite() && price > 0.0 => Ok(price),
-        _ => Err(format!("spot price limit {value:?} is not a positive number")),
+        _ => Err(format!(
+            "spot price limit {value:?} is not a positive number"
+        )),
     }
 }
 
@@ -347,7 +351,11 @@ fn usage_of(ctx: &PlacementContext, zone: &str) -> u32 {
 fn single_zone_of(vswitches: &[String], zones: &[ZoneVswitch]) -> Option<String> {
     let mut zone: Option<&str> = None;
     for vsw in vswitches {
-        let z = zones.iter().find(|z| &z.vswitch_id == vsw)?.zone_id.as_str();
+        let z = zones
+            .iter()
+            .find(|z| &z.vswitch_id == vsw)?
+            .zone_id
+            .as_str();
         match zone {
             Some(prev) if prev != z => return None,
             _ => zone = Some(z),

@@ -23,13 +23,23 @@ fn refused(d: Decision) -> String {
 }
 
 fn zones_of(a: &Accepted) -> Vec<&str> {
-    a.attempts.iter().map(|t| t.zone_id.as_deref().unwrap_or("-")).collect()
+    a.attempts
+        .iter()
+        .map(|t| t.zone_id.as_deref().unwrap_or("-"))
+        .collect()
 }
 
 #[test]
 fn least_loaded_zone_first_ties_in_config_order() {
-    let a = accepted(decide(&pod("default", "web"), &context(ZONES, ""), &Config::default()));
-    assert_eq!(zones_of(&a), ["cn-hangzhou-i", "cn-hangzhou-j", "cn-hangzhou-h"]);
+    let a = accepted(decide(
+        &pod("default", "web"),
+        &context(ZONES, ""),
+        &Config::default(),
+    ));
+    assert_eq!(
+        zones_of(&a),
+        ["cn-hangzhou-i", "cn-hangzhou-j", "cn-hangzhou-h"]
+    );
     assert_eq!(a.attempts[0].vswitch_ids, ["vsw-i"]);
     assert_eq!(a.attempts[0].spot, SpotStrategy::OnDemand);
     assert_eq!(a.attempts[0].sizing, Sizing::Auto);
@@ -45,7 +55,10 @@ fn recent_stockout_moves_zone_last_until_it_expires() {
         seconds_ago: 10,
     });
     let a = accepted(decide(&pod("default", "web"), &ctx, &Config::default()));
-    assert_eq!(zones_of(&a), ["cn-hangzhou-j", "cn-hangzhou-h", "cn-hangzhou-i"]);
+    assert_eq!(
+        zones_of(&a),
+        ["cn-hangzhou-j", "cn-hangzhou-h", "cn-hangzhou-i"]
+    );
     ctx.recent_stockouts[0].seconds_ago = 301;
     let a = accepted(decide(&pod("default", "web"), &ctx, &Config::default()));
     assert_eq!(zones_of(&a)[0], "cn-hangzhou-i");
@@ -65,15 +78,25 @@ fn pinned_vswitch_annotation_wins() {
 
 #[test]
 fn use_specs_become_sizings_in_order() {
-    let p = annotate(pod("default", "web"), ANN_USE_SPECS, "2-4Gi,ecs.c6.large,0.5-1Gi,ecs.g6.large");
+    let p = annotate(
+        pod("default", "web"),
+        ANN_USE_SPECS,
+        "2-4Gi,ecs.c6.large,0.5-1Gi,ecs.g6.large",
+    );
     let a = accepted(decide(&p, &context(&ZONES[..1], ""), &Config::default()));
     let sizings: Vec<_> = a.attempts.iter().map(|t| t.sizing.clone()).collect();
     assert_eq!(
         sizings,
         [
-            Sizing::Spec(InstanceSpec { cpu_millis: 2000, memory_mib: 4096 }),
+            Sizing::Spec(InstanceSpec {
+                cpu_millis: 2000,
+                memory_mib: 4096
+            }),
             Sizing::InstanceTypes(vec!["ecs.c6.large".into(), "ecs.g6.large".into()]),
-            Sizing::Spec(InstanceSpec { cpu_millis: 500, memory_mib: 1024 }),
+            Sizing::Spec(InstanceSpec {
+                cpu_millis: 500,
+                memory_mib: 1024
+            }),
         ]
     );
     let p = annotate(pod("default", "web"), ANN_USE_SPECS, "lots");
@@ -83,7 +106,11 @@ fn use_specs_become_sizings_in_order() {
 #[test]
 fn spot_annotations_override_config() {
     let p = annotate(
-        annotate(pod("default", "web"), ANN_SPOT_STRATEGY, "SpotWithPriceLimit"),
+        annotate(
+            pod("default", "web"),
+            ANN_SPOT_STRATEGY,
+            "SpotWithPriceLimit",
+        ),
         ANN_SPOT_PRICE_LIMIT,
         "0.25",
     );
@@ -92,12 +119,17 @@ fn spot_annotations_override_config() {
     assert_eq!(a.attempts[0].spot, SpotStrategy::SpotWithPriceLimit(0.25));
     assert_eq!(a.attempts[0].spot_duration_hours, Some(0));
 
-    let p = annotate(pod("default", "web"), ANN_SPOT_STRATEGY, "SpotWithPriceLimit");
+    let p = annotate(
+        pod("default", "web"),
+        ANN_SPOT_STRATEGY,
+        "SpotWithPriceLimit",
+    );
     let reason = refused(decide(&p, &context(ZONES, ""), &Config::default()));
     assert!(reason.contains("price limit"), "{reason}");
 
     let p = annotate(pod("default", "web"), ANN_SPOT_STRATEGY, "NoSpot");
-    let config = Config::parse("spot-strategy = SpotAsPriceGo\nspot-duration-hours = 1").expect("valid");
+    let config =
+        Config::parse("spot-strategy = SpotAsPriceGo\nspot-duration-hours = 1").expect("valid");
     let a = accepted(decide(&p, &context(ZONES, ""), &config));
     assert_eq!(a.attempts[0].spot, SpotStrategy::OnDemand);
     assert_eq!(a.attempts[0].spot_duration_hours, None);
@@ -110,28 +142,53 @@ fn config_sets_defaults() {
          schedule-strategy = VSwitchRandom\ncompute-categories = economy, general\ntag.team = infra",
     )
     .expect("valid");
-    let p = annotate(pod("default", "web"), ANN_SCHEDULE_STRATEGY, "VSwitchOrdered");
+    let p = annotate(
+        pod("default", "web"),
+        ANN_SCHEDULE_STRATEGY,
+        "VSwitchOrdered",
+    );
     let a = accepted(decide(&p, &context(ZONES, ""), &config));
     let t = &a.attempts[0];
     assert_eq!(t.spot, SpotStrategy::SpotAsPriceGo);
     assert_eq!(t.spot_duration_hours, Some(1));
     assert_eq!(t.schedule_strategy.as_deref(), Some("VSwitchOrdered"));
     assert_eq!(t.compute_categories, ["economy", "general"]);
-    assert_eq!(t.extra_tags, [KeyValue { key: "team".into(), value: "infra".into() }]);
+    assert_eq!(
+        t.extra_tags,
+        [KeyValue {
+            key: "team".into(),
+            value: "infra".into()
+        }]
+    );
 }
 
 #[test]
 fn bad_config_is_refused_with_the_reason() {
     assert!(Config::parse("").is_ok());
-    assert!(Config::parse("zones = a").expect_err("unknown key").contains("zones"));
-    assert!(Config::parse("spot-strategy = Cheap").expect_err("bad").contains("Cheap"));
-    assert!(Config::parse("spot-price-limit = 0.1").is_err(), "limit without strategy");
+    assert!(
+        Config::parse("zones = a")
+            .expect_err("unknown key")
+            .contains("zones")
+    );
+    assert!(
+        Config::parse("spot-strategy = Cheap")
+            .expect_err("bad")
+            .contains("Cheap")
+    );
+    assert!(
+        Config::parse("spot-price-limit = 0.1").is_err(),
+        "limit without strategy"
+    );
     assert!(ZoneSpread::init("spot-duration-hours = 7".into()).is_err());
 }
 
 #[test]
 fn no_zones_configured_lets_eci_choose() {
-    let a = accepted(decide(&pod("default", "web"), &context(&[], ""), &Config::default()));
+    let a = accepted(decide(
+        &pod("default", "web"),
+        &context(&[], ""),
+        &Config::default(),
+    ));
     assert_eq!(a.attempts.len(), 1);
     assert_eq!(a.attempts[0].zone_id, None);
     assert!(a.attempts[0].vswitch_ids.is_empty());

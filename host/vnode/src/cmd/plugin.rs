@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use vnode_plugin_host::contract::{
-    Attempt, Decision, InstanceSpec, NodeDefaults, PlacementContext, Sizing, SpotStrategy, TranslateInput, ZoneUsage,
-    ZoneVswitch,
+    Attempt, Decision, InstanceSpec, NodeDefaults, PlacementContext, Sizing, SpotStrategy,
+    TranslateInput, ZoneUsage, ZoneVswitch,
 };
 use vnode_plugin_host::{LoadedPlugin, PluginEngine, PluginKind, PluginLoader, RuntimeConfig};
 
@@ -116,25 +116,39 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
 fn read_config(inline: Option<String>, file: Option<&Path>) -> Result<String> {
     match (inline, file) {
         (Some(c), _) => Ok(c),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading the config file {}", f.display())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the config file {}", f.display())),
         (None, None) => Ok(String::new()),
     }
 }
 
 fn loader() -> Result<PluginLoader> {
     // The CLI makes a handful of calls: no instances prepared ahead, no compiled cache.
-    let config = RuntimeConfig { warm_instances: 0, ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        warm_instances: 0,
+        ..RuntimeConfig::default()
+    };
     Ok(PluginLoader::new(PluginEngine::new(config)?, None))
 }
 
-async fn load(loader: &PluginLoader, path: &Path, kind: Option<PluginKind>, config: String) -> Result<Arc<LoadedPlugin>> {
+async fn load(
+    loader: &PluginLoader,
+    path: &Path,
+    kind: Option<PluginKind>,
+    config: String,
+) -> Result<Arc<LoadedPlugin>> {
     let source = PluginLoader::read(path)?;
-    loader.load(source, kind, config).await.with_context(|| format!("{} cannot be loaded", path.display()))
+    loader
+        .load(source, kind, config)
+        .await
+        .with_context(|| format!("{} cannot be loaded", path.display()))
 }
 
 async fn check(args: CheckArgs) -> Result<()> {
     let config = read_config(args.config, args.config_file.as_deref())?;
-    let size = std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?
+        .len();
     let plugin = load(&loader()?, &args.file, args.kind.map(Into::into), config).await?;
     let id = plugin.identity();
     match args.output {
@@ -156,11 +170,18 @@ async fn check(args: CheckArgs) -> Result<()> {
         Output::Table => {
             println!("plugin:      {} {}", id.name, id.version);
             println!("description: {}", id.description);
-            println!("world:       vnode:plugin/{} ({})", id.kind.world(), id.kind);
+            println!(
+                "world:       vnode:plugin/{} ({})",
+                id.kind.world(),
+                id.kind
+            );
             println!("contract:    vnode:plugin@{}", id.contract_version);
             println!("sha256:      {}", id.sha256);
             println!("size:        {size} bytes");
-            println!("init:        configuration accepted ({} bytes)", plugin.config().len());
+            println!(
+                "init:        configuration accepted ({} bytes)",
+                plugin.config().len()
+            );
             println!("smoke test:  passed (one decision on the built-in sample pod)");
         }
     }
@@ -186,26 +207,48 @@ struct Inputs {
 
 fn read_inputs(path: &Path) -> Result<Inputs> {
     use serde::Deserialize;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut inputs = Inputs { pods: Vec::new(), referenced: Default::default() };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut inputs = Inputs {
+        pods: Vec::new(),
+        referenced: Default::default(),
+    };
     for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let at = || format!("{}: document {}", path.display(), i + 1);
         let value = serde_yaml::Value::deserialize(doc).with_context(at)?;
         if value.is_null() {
             continue;
         }
-        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("Pod").to_string();
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("Pod")
+            .to_string();
         match kind.as_str() {
-            "Pod" => inputs.pods.push(serde_yaml::from_value(value).with_context(|| format!("{} is not a valid Pod", at()))?),
+            "Pod" => inputs.pods.push(
+                serde_yaml::from_value(value)
+                    .with_context(|| format!("{} is not a valid Pod", at()))?,
+            ),
             "ConfigMap" => {
-                let cm: k8s_openapi::api::core::v1::ConfigMap = serde_yaml::from_value(value).with_context(at)?;
-                inputs.referenced.config_maps.insert(cm.metadata.name.clone().unwrap_or_default(), cm);
+                let cm: k8s_openapi::api::core::v1::ConfigMap =
+                    serde_yaml::from_value(value).with_context(at)?;
+                inputs
+                    .referenced
+                    .config_maps
+                    .insert(cm.metadata.name.clone().unwrap_or_default(), cm);
             }
             "Secret" => {
-                let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_value(value).with_context(at)?;
-                inputs.referenced.secrets.insert(secret.metadata.name.clone().unwrap_or_default(), secret);
+                let secret: k8s_openapi::api::core::v1::Secret =
+                    serde_yaml::from_value(value).with_context(at)?;
+                inputs
+                    .referenced
+                    .secrets
+                    .insert(secret.metadata.name.clone().unwrap_or_default(), secret);
             }
-            other => bail!("{} is a {other}, not a Pod (ConfigMaps and Secrets are accepted as references)", at()),
+            other => bail!(
+                "{} is a {other}, not a Pod (ConfigMaps and Secrets are accepted as references)",
+                at()
+            ),
         }
     }
     if inputs.pods.is_empty() {
@@ -219,9 +262,15 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
     let config = read_config(args.config.clone(), args.config_file.as_deref())?;
     let placement = load(&loader, &args.plugin, Some(PluginKind::Placement), config).await?;
     let translator = match &args.translator {
-        Some(path) => {
-            Some(load(&loader, path, Some(PluginKind::Translator), args.translator_config.clone().unwrap_or_default()).await?)
-        }
+        Some(path) => Some(
+            load(
+                &loader,
+                path,
+                Some(PluginKind::Translator),
+                args.translator_config.clone().unwrap_or_default(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let inputs = read_inputs(&args.pods)?;
@@ -231,12 +280,17 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
     } else {
         parse_pairs(&args.vswitches, "vswitch")?
             .into_iter()
-            .map(|(zone_id, vswitch_id)| ZoneVswitch { zone_id, vswitch_id })
+            .map(|(zone_id, vswitch_id)| ZoneVswitch {
+                zone_id,
+                vswitch_id,
+            })
             .collect()
     };
     let mut usage: BTreeMap<String, u32> = zones.iter().map(|z| (z.zone_id.clone(), 0)).collect();
     for (zone, n) in parse_pairs(&args.usage, "usage")? {
-        let n: u32 = n.parse().with_context(|| format!("--usage {zone}={n}: not a number"))?;
+        let n: u32 = n
+            .parse()
+            .with_context(|| format!("--usage {zone}={n}: not a number"))?;
         usage.insert(zone, n);
     }
 
@@ -258,7 +312,13 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
             region: args.region.clone(),
             zones: zones.clone(),
             candidate_specs: default_specs(),
-            usage: usage.iter().map(|(z, n)| ZoneUsage { zone_id: z.clone(), container_groups: *n }).collect(),
+            usage: usage
+                .iter()
+                .map(|(z, n)| ZoneUsage {
+                    zone_id: z.clone(),
+                    container_groups: *n,
+                })
+                .collect(),
             recent_stockouts: Vec::new(),
             previous_decisions: 0,
             node_name: args.node_name.clone(),
@@ -286,7 +346,8 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
                 *usage.entry(zone.clone()).or_default() += 1;
             }
             if let Some(t) = &translator {
-                row["translation"] = translate(t, pod, &inputs.referenced, first, &args, &zones).await;
+                row["translation"] =
+                    translate(t, pod, &inputs.referenced, first, &args, &zones).await;
             }
         }
         rows.push(row);
@@ -301,10 +362,20 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
 
 /// ECI's common vCPU/memory combinations, smallest first.
 fn default_specs() -> Vec<InstanceSpec> {
-    [(250, 512), (500, 1024), (1000, 2048), (2000, 4096), (4000, 8192), (8000, 16384)]
-        .into_iter()
-        .map(|(cpu_millis, memory_mib)| InstanceSpec { cpu_millis, memory_mib })
-        .collect()
+    [
+        (250, 512),
+        (500, 1024),
+        (1000, 2048),
+        (2000, 4096),
+        (4000, 8192),
+        (8000, 16384),
+    ]
+    .into_iter()
+    .map(|(cpu_millis, memory_mib)| InstanceSpec {
+        cpu_millis,
+        memory_mib,
+    })
+    .collect()
 }
 
 async fn translate(
@@ -315,7 +386,8 @@ async fn translate(
     args: &SimulateArgs,
     zones: &[ZoneVswitch],
 ) -> Value {
-    let resolved = match vnode_mapping::translator_input::resolve(pod, referenced, &args.node_name) {
+    let resolved = match vnode_mapping::translator_input::resolve(pod, referenced, &args.node_name)
+    {
         Ok(r) => r,
         Err(e) => return json!({"error": format!("cannot resolve the pod: {e}")}),
     };
@@ -339,7 +411,12 @@ async fn translate(
         Ok(Err(e)) => return json!({"error": e.to_string()}),
         Err(e) => return json!({"error": format!("translation task failed: {e}")}),
     };
-    let plugin = format!("{} {} ({})", decided.plugin.name, decided.plugin.version, decided.plugin.sha256_short());
+    let plugin = format!(
+        "{} {} ({})",
+        decided.plugin.name,
+        decided.plugin.version,
+        decided.plugin.sha256_short()
+    );
     match decided.value {
         Ok(r) => json!({
             "plugin": plugin,
@@ -370,7 +447,11 @@ fn spot_json(s: &SpotStrategy) -> Value {
 fn sizing_text(s: &Sizing) -> String {
     match s {
         Sizing::Auto => "auto".into(),
-        Sizing::Spec(s) => format!("{}-{}Gi", s.cpu_millis as f64 / 1000.0, s.memory_mib as f64 / 1024.0),
+        Sizing::Spec(s) => format!(
+            "{}-{}Gi",
+            s.cpu_millis as f64 / 1000.0,
+            s.memory_mib as f64 / 1024.0
+        ),
         Sizing::InstanceTypes(t) => t.join(","),
     }
 }
@@ -390,14 +471,21 @@ fn attempt_json(a: &Attempt) -> Value {
 
 fn decision_json(d: &Decision) -> Value {
     match d {
-        Decision::Accept(a) => json!({"accept": {"reason": a.reason, "attempts": a.attempts.iter().map(attempt_json).collect::<Vec<_>>()}}),
+        Decision::Accept(a) => {
+            json!({"accept": {"reason": a.reason, "attempts": a.attempts.iter().map(attempt_json).collect::<Vec<_>>()}})
+        }
         Decision::Refuse(r) => json!({"refuse": r}),
-        Decision::Defer(d) => json!({"defer": {"retry_after_ms": d.retry_after_ms, "reason": d.reason}}),
+        Decision::Defer(d) => {
+            json!({"defer": {"retry_after_ms": d.retry_after_ms, "reason": d.reason}})
+        }
     }
 }
 
 fn print_table(rows: &[Value]) {
-    println!("{:<36} {:<8} {:<16} {:<12} {:<22} REASON", "POD", "DECISION", "ZONE", "SIZING", "SPOT");
+    println!(
+        "{:<36} {:<8} {:<16} {:<12} {:<22} REASON",
+        "POD", "DECISION", "ZONE", "SIZING", "SPOT"
+    );
     for row in rows {
         let pod = row["pod"].as_str().unwrap_or("?");
         if let Some(e) = row.get("error").and_then(Value::as_str) {
@@ -413,7 +501,11 @@ fn print_table(rows: &[Value]) {
                 other => other.to_string(),
             };
             let n = a["attempts"].as_array().map_or(0, Vec::len);
-            let more = if n > 1 { format!(" (+{} fallback attempts)", n - 1) } else { String::new() };
+            let more = if n > 1 {
+                format!(" (+{} fallback attempts)", n - 1)
+            } else {
+                String::new()
+            };
             println!(
                 "{pod:<36} {:<8} {zone:<16} {:<12} {spot:<22} {}{more}",
                 "accept",
@@ -421,7 +513,14 @@ fn print_table(rows: &[Value]) {
                 a["reason"].as_str().unwrap_or("")
             );
         } else if let Some(r) = d.get("refuse") {
-            println!("{pod:<36} {:<8} {:<16} {:<12} {:<22} {}", "refuse", "-", "-", "-", r.as_str().unwrap_or(""));
+            println!(
+                "{pod:<36} {:<8} {:<16} {:<12} {:<22} {}",
+                "refuse",
+                "-",
+                "-",
+                "-",
+                r.as_str().unwrap_or("")
+            );
         } else if let Some(df) = d.get("defer") {
             println!(
                 "{pod:<36} {:<8} {:<16} {:<12} {:<22} retry in {} ms: {}",

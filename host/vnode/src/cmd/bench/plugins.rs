@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vnode_plugin_host::{
-    LoadedPlugin, PluginEngine, PluginKind, PluginLoader, PluginSlot, PluginSource, PluginWatcher, RuntimeConfig,
-    WatchOptions, WatchTarget, builtin, samples, sha256_hex,
+    LoadedPlugin, PluginEngine, PluginKind, PluginLoader, PluginSlot, PluginSource, PluginWatcher,
+    RuntimeConfig, WatchOptions, WatchTarget, builtin, samples, sha256_hex,
 };
 
 #[derive(clap::Args)]
@@ -39,7 +39,11 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
     let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
-    Stats { p50: pick(0.50), p99: pick(0.99), mean }
+    Stats {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        mean,
+    }
 }
 
 fn us(d: Duration) -> String {
@@ -47,10 +51,19 @@ fn us(d: Duration) -> String {
 }
 
 fn row(name: &str, s: &Stats, note: &str) {
-    println!("{name:<58} {:>12} {:>12} {:>12}  {note}", us(s.p50), us(s.p99), us(s.mean));
+    println!(
+        "{name:<58} {:>12} {:>12} {:>12}  {note}",
+        us(s.p50),
+        us(s.p99),
+        us(s.mean)
+    );
 }
 
-fn time_n(n: usize, pace: Option<Duration>, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
+fn time_n(
+    n: usize,
+    pace: Option<Duration>,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         if let Some(p) = pace {
@@ -64,7 +77,14 @@ fn time_n(n: usize, pace: Option<Duration>, mut f: impl FnMut() -> Result<()>) -
 }
 
 fn load(loader: &PluginLoader, bytes: &[u8], kind: PluginKind) -> Result<Arc<LoadedPlugin>> {
-    Ok(loader.load_blocking(&PluginSource { bytes: bytes.to_vec(), path: None }, Some(kind), "")?)
+    Ok(loader.load_blocking(
+        &PluginSource {
+            bytes: bytes.to_vec(),
+            path: None,
+        },
+        Some(kind),
+        "",
+    )?)
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -75,7 +95,10 @@ fn bench(args: Args) -> Result<()> {
     let n = args.iterations.max(100);
     let pace = Some(Duration::from_micros(args.pace_us));
     let warm_engine = PluginEngine::new(RuntimeConfig::default())?;
-    let cold_engine = PluginEngine::new(RuntimeConfig { warm_instances: 0, ..RuntimeConfig::default() })?;
+    let cold_engine = PluginEngine::new(RuntimeConfig {
+        warm_instances: 0,
+        ..RuntimeConfig::default()
+    })?;
     println!(
         "vnode bench plugins: {n} decisions per row, sample pod {}/{}; pooling allocator: {}",
         samples::sample_meta().namespace,
@@ -107,35 +130,83 @@ fn bench(args: Args) -> Result<()> {
     let input = samples::translate_sample();
 
     // Instantiation.
-    row("instantiate (store + instance from pre-linked)", &stats(placement.measure_instantiation(n, false)?), "zone-spread");
-    row("instantiate + warm-up info() call (background worker)", &stats(placement.measure_instantiation(n, true)?), "zone-spread");
-    row("instantiate (translator)", &stats(translator.measure_instantiation(n, false)?), "translator-default");
+    row(
+        "instantiate (store + instance from pre-linked)",
+        &stats(placement.measure_instantiation(n, false)?),
+        "zone-spread",
+    );
+    row(
+        "instantiate + warm-up info() call (background worker)",
+        &stats(placement.measure_instantiation(n, true)?),
+        "zone-spread",
+    );
+    row(
+        "instantiate (translator)",
+        &stats(translator.measure_instantiation(n, false)?),
+        "translator-default",
+    );
 
     // Placement.
     let place = |p: &LoadedPlugin| {
-        p.place_blocking(&pod, ctx.clone()).map(|_| ()).context("placement call")
+        p.place_blocking(&pod, ctx.clone())
+            .map(|_| ())
+            .context("placement call")
     };
     let translate = |p: &LoadedPlugin| {
-        p.translate_blocking(input.clone()).map(|_| ()).context("translate call")
+        p.translate_blocking(input.clone())
+            .map(|_| ())
+            .context("translate call")
     };
-    row("placement, instance prepared ahead (paced)", &stats(time_n(n, pace, || place(&placement))?), "the daemon's path");
-    row("placement, instantiate on the call path", &stats(time_n(n, None, || place(&placement_cold))?), "no warm pool");
-    row("placement, back-to-back (pool drains)", &stats(time_n(n, None, || place(&placement))?), "");
-    row("translation, instance prepared ahead (paced)", &stats(time_n(n, pace, || translate(&translator))?), "the daemon's path");
-    row("translation, instantiate on the call path", &stats(time_n(n, None, || translate(&translator_cold))?), "no warm pool");
+    row(
+        "placement, instance prepared ahead (paced)",
+        &stats(time_n(n, pace, || place(&placement))?),
+        "the daemon's path",
+    );
+    row(
+        "placement, instantiate on the call path",
+        &stats(time_n(n, None, || place(&placement_cold))?),
+        "no warm pool",
+    );
+    row(
+        "placement, back-to-back (pool drains)",
+        &stats(time_n(n, None, || place(&placement))?),
+        "",
+    );
+    row(
+        "translation, instance prepared ahead (paced)",
+        &stats(time_n(n, pace, || translate(&translator))?),
+        "the daemon's path",
+    );
+    row(
+        "translation, instantiate on the call path",
+        &stats(time_n(n, None, || translate(&translator_cold))?),
+        "no warm pool",
+    );
 
     // The target: both decisions for one pod.
     let both = stats(time_n(n, pace, || {
         place(&placement)?;
         translate(&translator)
     })?);
-    let verdict = if both.p99 <= Duration::from_micros(50) { "target ≤ 50 µs p99: MET" } else { "target ≤ 50 µs p99: NOT MET" };
-    row("placement + translation per pod (prepared, paced)", &both, verdict);
+    let verdict = if both.p99 <= Duration::from_micros(50) {
+        "target ≤ 50 µs p99: MET"
+    } else {
+        "target ≤ 50 µs p99: NOT MET"
+    };
+    row(
+        "placement + translation per pod (prepared, paced)",
+        &both,
+        verdict,
+    );
     let both_cold = stats(time_n(n, None, || {
         place(&placement_cold)?;
         translate(&translator_cold)
     })?);
-    row("placement + translation per pod (instantiate inline)", &both_cold, "");
+    row(
+        "placement + translation per pod (instantiate inline)",
+        &both_cold,
+        "",
+    );
 
     // Through the async API (semaphore + spawn_blocking), as the daemon calls it.
     let slot = Arc::new(PluginSlot::new(placement.clone()));
@@ -145,12 +216,18 @@ fn bench(args: Args) -> Result<()> {
         for _ in 0..n {
             tokio::time::sleep(Duration::from_micros(args.pace_us)).await;
             let t = Instant::now();
-            slot.place(pod.clone(), ctx.clone()).await.context("async placement")?;
+            slot.place(pod.clone(), ctx.clone())
+                .await
+                .context("async placement")?;
             out.push(t.elapsed());
         }
         anyhow::Ok(out)
     })?;
-    row("placement via PluginSlot::place (async, spawn_blocking)", &stats(async_samples), "");
+    row(
+        "placement via PluginSlot::place (async, spawn_blocking)",
+        &stats(async_samples),
+        "",
+    );
 
     // Native comparison: the same zone-spread logic compiled for the host.
     let (native_pod, native_ctx) = native::sample();
@@ -158,7 +235,11 @@ fn bench(args: Args) -> Result<()> {
         std::hint::black_box(native::decide(&native_pod, native_ctx.clone()));
         Ok(())
     })?;
-    row("placement logic compiled natively (zone-spread)", &stats(native_samples), "same code, no Wasm");
+    row(
+        "placement logic compiled natively (zone-spread)",
+        &stats(native_samples),
+        "same code, no Wasm",
+    );
 
     // Hot reload: file write → new version serving.
     println!();
@@ -166,7 +247,11 @@ fn bench(args: Args) -> Result<()> {
     let file = dir.path().join("placement.wasm");
     std::fs::write(&file, builtin::ZONE_SPREAD)?;
     let slot = Arc::new(PluginSlot::new(placement.clone()));
-    let target = WatchTarget { slot: slot.clone(), plugin_file: file.clone(), config_file: None };
+    let target = WatchTarget {
+        slot: slot.clone(),
+        plugin_file: file.clone(),
+        config_file: None,
+    };
     let _watcher = PluginWatcher::start(warm.clone(), target, WatchOptions::default())?;
     let mut reloads = Vec::new();
     for round in 0..args.reload_rounds.max(1) {
@@ -190,8 +275,18 @@ fn bench(args: Args) -> Result<()> {
         reloads.len(),
         WatchOptions::default().debounce.as_millis(),
         r.p50.as_secs_f64() * 1e3,
-        reloads.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        if reloads.iter().all(|d| *d <= Duration::from_secs(1)) { "MET" } else { "NOT MET" }
+        reloads
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
+        if reloads.iter().all(|d| *d <= Duration::from_secs(1)) {
+            "MET"
+        } else {
+            "NOT MET"
+        }
     );
     Ok(())
 }
@@ -229,13 +324,28 @@ mod native {
     /// Roughly the host's sample (same zones and usage, labels and annotations).
     pub fn sample() -> (PodView, PlacementContext) {
         let mut p = pod("default", "web-7d4b9c6f5-x2x9k");
-        for (k, v) in [("app", "web"), ("pod-template-hash", "7d4b9c6f5"), ("team", "storefront")] {
+        for (k, v) in [
+            ("app", "web"),
+            ("pod-template-hash", "7d4b9c6f5"),
+            ("team", "storefront"),
+        ] {
             p = label(p, k, v);
         }
-        for (k, v) in [("kubernetes.io/psp", "restricted"), ("prometheus.io/scrape", "true"), ("prometheus.io/port", "9090")] {
+        for (k, v) in [
+            ("kubernetes.io/psp", "restricted"),
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "9090"),
+        ] {
             p = annotate(p, k, v);
         }
-        let ctx = context(&[("cn-hangzhou-h", "vsw-h", 12), ("cn-hangzhou-i", "vsw-i", 9), ("cn-hangzhou-j", "vsw-j", 11)], "");
+        let ctx = context(
+            &[
+                ("cn-hangzhou-h", "vsw-h", 12),
+                ("cn-hangzhou-i", "vsw-i", 9),
+                ("cn-hangzhou-j", "vsw-j", 11),
+            ],
+            "",
+        );
         (p, ctx)
     }
 
