@@ -507,10 +507,10 @@ impl Config {
         // --- plugins ---
         let plugins = PluginsConfig { placement: file.plugins.placement, translator: file.plugins.translator };
         for (key, spec) in [("plugins.placement.path", &plugins.placement), ("plugins.translator.path", &plugins.translator)] {
-            if let Some(spec) = spec {
-                if !spec.path.is_file() {
-                    return Err(ConfigError::invalid(f(key), format!("{} is not a readable file", spec.path.display())));
-                }
+            if let Some(spec) = spec
+                && !spec.path.is_file()
+            {
+                return Err(ConfigError::invalid(f(key), format!("{} is not a readable file", spec.path.display())));
             }
         }
 
@@ -565,10 +565,10 @@ impl Config {
             ("kubelet.tlsKeyFile", &k.tls_key_file),
             ("kubelet.clientCaFile", &k.client_ca_file),
         ] {
-            if let Some(p) = path {
-                if !p.is_file() {
-                    return Err(ConfigError::invalid(f(key), format!("{} is not a readable file", p.display())));
-                }
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(ConfigError::invalid(f(key), format!("{} is not a readable file", p.display())));
             }
         }
         let kubelet = KubeletServerConfig {

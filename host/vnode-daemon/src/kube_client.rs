@@ -27,7 +27,7 @@ pub enum KubeSetupError {
     },
     /// The identity lacks permissions the daemon needs.
     #[error(
-        "the daemon's Kubernetes identity may not {missing}; grant these in its ClusterRole (see examples/rbac.yaml)"
+        "the daemon's Kubernetes identity may not {missing}; grant these in its ClusterRole (the full list is in host/vnode-daemon/README.md, section Permissions)"
     )]
     Forbidden {
         /// e.g. "create nodes, update leases in kube-node-lease".

@@ -97,6 +97,67 @@ impl PluginHealth {
     }
 }
 
+fn active(identity: &vnode_plugin_host::PluginIdentity) -> ActivePlugin {
+    ActivePlugin {
+        name: identity.name.clone(),
+        version: identity.version.clone(),
+        hash: identity.sha256.chars().take(12).collect(),
+    }
+}
+
+fn refused(slot: &str, r: &vnode_plugin_host::RefusedReload) -> RefusedReload {
+    RefusedReload {
+        slot: slot.to_string(),
+        path: r.file.display().to_string(),
+        reason: r.reason.replace('\n', " "),
+        at: jiff::Timestamp::try_from(r.at).map(|t| t.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The node's view of the two plugin slots: both active versions, and the most recent
+/// refused reload of either.
+pub fn health_from_slots(
+    placement: &vnode_plugin_host::SlotStatus,
+    translator: &vnode_plugin_host::SlotStatus,
+) -> PluginHealth {
+    let newest = match (&placement.last_refused, &translator.last_refused) {
+        (Some(p), Some(t)) if t.at > p.at => Some(refused("translator", t)),
+        (Some(p), _) => Some(refused("placement", p)),
+        (None, Some(t)) => Some(refused("translator", t)),
+        (None, None) => None,
+    };
+    PluginHealth {
+        placement: Some(active(&placement.active)),
+        translator: Some(active(&translator.active)),
+        last_refused_reload: newest,
+    }
+}
+
+/// Forwards the plugin slots' status into the node's health channel until `token` is
+/// cancelled or a slot goes away. The plugin host's `PluginSlot::subscribe()` gives the
+/// receivers; `daemon::Handles::plugin_health` is the sender.
+pub async fn forward_slot_status(
+    mut placement: watch::Receiver<vnode_plugin_host::SlotStatus>,
+    mut translator: watch::Receiver<vnode_plugin_host::SlotStatus>,
+    health: watch::Sender<PluginHealth>,
+    token: CancellationToken,
+) {
+    loop {
+        let now = health_from_slots(&placement.borrow_and_update(), &translator.borrow_and_update());
+        health.send_if_modified(|h| {
+            let changed = *h != now;
+            *h = now;
+            changed
+        });
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            r = placement.changed() => if r.is_err() { return },
+            r = translator.changed() => if r.is_err() { return },
+        }
+    }
+}
+
 /// Labels the seed's pods select on (`nodeSelector`), plus the hostname label.
 pub fn node_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -234,10 +295,11 @@ pub fn merge_status(current: Option<&NodeStatus>, ours: NodeStatus) -> NodeStatu
     let mut conditions: Vec<NodeCondition> =
         old_conditions.iter().filter(|c| !OWNED_CONDITIONS.contains(&c.type_.as_str())).cloned().collect();
     for mut c in ours.conditions.unwrap_or_default() {
-        if let Some(old) = old_conditions.iter().find(|o| o.type_ == c.type_) {
-            if old.status == c.status && old.last_transition_time.is_some() {
-                c.last_transition_time = old.last_transition_time.clone();
-            }
+        if let Some(old) = old_conditions.iter().find(|o| o.type_ == c.type_)
+            && old.status == c.status
+            && old.last_transition_time.is_some()
+        {
+            c.last_transition_time = old.last_transition_time.clone();
         }
         conditions.push(c);
     }
@@ -619,6 +681,57 @@ mod tests {
             serde_json::from_str(node["metadata"]["annotations"][PLUGINS_ANNOTATION].as_str().unwrap_or_default())
                 .expect("annotation is JSON");
         assert_eq!(ann.translator.map(|t| t.version), Some("0.1.0".into()));
+    }
+
+    fn slot(name: &str, refused_at: Option<u64>) -> vnode_plugin_host::SlotStatus {
+        let at = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
+        vnode_plugin_host::SlotStatus {
+            active: Arc::new(vnode_plugin_host::PluginIdentity {
+                kind: vnode_plugin_host::PluginKind::Placement,
+                name: name.into(),
+                version: "1.0.0".into(),
+                description: String::new(),
+                contract_version: "0.1.0".into(),
+                sha256: "0123456789abcdef0123".into(),
+                config_sha256: String::new(),
+                source: None,
+                loaded_at: at(0),
+            }),
+            generation: 0,
+            last_refused: refused_at.map(|s| vnode_plugin_host::RefusedReload {
+                at: at(s),
+                file: format!("/plugins/{name}.wasm").into(),
+                sha256: None,
+                reason: "no such export".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn slot_status_becomes_node_health_with_the_newest_refusal() {
+        let h = health_from_slots(&slot("zones", Some(100)), &slot("default", Some(200)));
+        assert_eq!(h.placement.as_ref().map(|p| p.hash.as_str()), Some("0123456789ab"));
+        let r = h.last_refused_reload.expect("refusal");
+        assert_eq!((r.slot.as_str(), r.path.as_str()), ("translator", "/plugins/default.wasm"));
+        assert_eq!(r.at, "1970-01-01T00:03:20Z");
+        assert!(health_from_slots(&slot("a", None), &slot("b", None)).last_refused_reload.is_none());
+    }
+
+    #[tokio::test]
+    async fn slot_changes_are_forwarded() {
+        let (p_tx, p_rx) = watch::channel(slot("zones", None));
+        let (_t_tx, t_rx) = watch::channel(slot("default", None));
+        let (h_tx, mut h_rx) = watch::channel(PluginHealth::default());
+        let token = CancellationToken::new();
+        let task = tokio::spawn(forward_slot_status(p_rx, t_rx, h_tx, token.clone()));
+        tokio::time::timeout(Duration::from_secs(1), h_rx.wait_for(|h| h.placement.is_some())).await.expect("first").expect("open");
+        p_tx.send_replace(slot("zones", Some(5)));
+        tokio::time::timeout(Duration::from_secs(1), h_rx.wait_for(|h| h.last_refused_reload.is_some()))
+            .await
+            .expect("refusal forwarded")
+            .expect("open");
+        token.cancel();
+        task.await.expect("stops");
     }
 
     #[tokio::test]

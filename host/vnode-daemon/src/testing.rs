@@ -94,10 +94,10 @@ impl FakeApi {
     fn handle(&self, req: &Req) -> (u16, Value) {
         self.log.lock().push((req.method.clone(), req.path.clone()));
         let custom = self.handler.lock().clone();
-        if let Some(h) = custom {
-            if let Some(answer) = h(req) {
-                return answer;
-            }
+        if let Some(h) = custom
+            && let Some(answer) = h(req)
+        {
+            return answer;
         }
         let (path, status_sub) = match req.path.strip_suffix("/status") {
             Some(p) => (p.to_string(), true),
