@@ -85,7 +85,8 @@ impl Authenticator {
             .ok_or_else(|| ApiError::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))
     }
 
-    fn check_time_and_nonce(&self, timestamp: Option<&str>, nonce: Option<&str>) -> Result<(), ApiError> {
+    /// Checks the timestamp and that a nonce is present (before the signature is checked).
+    fn check_time(&self, timestamp: Option<&str>, nonce: Option<&str>) -> Result<(), ApiError> {
         let Some(ts) = timestamp else {
             return Err(ApiError::missing("Timestamp"));
         };
@@ -101,9 +102,16 @@ impl Authenticator {
         if skew > REPLAY_WINDOW.as_secs() {
             return Err(ApiError::new(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."));
         }
-        let Some(nonce) = nonce.filter(|n| !n.is_empty()) else {
+        if nonce.is_none_or(str::is_empty) {
             return Err(ApiError::missing("SignatureNonce"));
-        };
+        }
+        Ok(())
+    }
+
+    /// Records a nonce of a correctly signed request; a second use within the window fails.
+    /// Only signed requests consume nonces, so a forged request cannot burn a real one.
+    fn record_nonce(&self, nonce: &str) -> Result<(), ApiError> {
+        let now = jiff::Timestamp::now();
         let mut cache = self.nonces.lock();
         let window = jiff::SignedDuration::from_secs(REPLAY_WINDOW.as_secs() as i64);
         if cache.last_prune.is_none_or(|p| now.duration_since(p) > jiff::SignedDuration::from_secs(30)) {
@@ -143,7 +151,7 @@ impl Authenticator {
                 "Specified signature does not match our calculation: x-acs-content-sha256 does not match the body.",
             ));
         }
-        self.check_time_and_nonce(req.header("x-acs-date"), req.header("x-acs-signature-nonce"))?;
+        self.check_time(req.header("x-acs-date"), req.header("x-acs-signature-nonce"))?;
         let mut signed: Vec<(String, String)> = Vec::with_capacity(parsed.signed_headers.len());
         for name in &parsed.signed_headers {
             let values: Vec<&(String, String)> = req.headers.iter().filter(|(k, _)| k == name).collect();
@@ -172,7 +180,7 @@ impl Authenticator {
                 ),
             ));
         }
-        Ok(())
+        self.record_nonce(req.header("x-acs-signature-nonce").unwrap_or_default())
     }
 
     fn verify_v1(&self, req: &Incoming<'_>) -> Result<(), ApiError> {
@@ -188,7 +196,7 @@ impl Authenticator {
             Some(_) => return Err(ApiError::invalid_value("SignatureVersion")),
             None => return Err(ApiError::missing("SignatureVersion")),
         }
-        self.check_time_and_nonce(req.param("Timestamp"), req.param("SignatureNonce"))?;
+        self.check_time(req.param("Timestamp"), req.param("SignatureNonce"))?;
         let given = req.param("Signature").unwrap_or_default();
         let params: Vec<(String, String)> =
             req.query.iter().chain(req.form.iter()).filter(|(k, _)| k != "Signature").cloned().collect();
@@ -201,6 +209,6 @@ impl Authenticator {
                 format!("Specified signature does not match our calculation. server string to sign is:{sts}"),
             ));
         }
-        Ok(())
+        self.record_nonce(req.param("SignatureNonce").unwrap_or_default())
     }
 }

@@ -1,8 +1,50 @@
-//! Placeholder until its issue lands: the subcommand exists so the CLI shape is fixed.
+//! `vnode eci-emulator`: the ECI OpenAPI emulator as a standalone server.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use vnode_eci_emulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, EmulatorConfig, Profile};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Access key id the emulator accepts.
+    #[arg(long, env = "ECI_ACCESS_KEY", default_value = DEFAULT_ACCESS_KEY_ID)]
+    pub access_key_id: String,
+    /// Access key secret the emulator accepts.
+    #[arg(long, env = "ECI_SECRET_KEY", default_value = DEFAULT_ACCESS_KEY_SECRET, hide_env_values = true)]
+    pub access_key_secret: String,
+    /// Behaviour profile (YAML; see host/vnode-eci-emulator/PROFILE.md).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Persist container groups in this file across restarts.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Lift the per-minute API quotas.
+    #[arg(long)]
+    pub no_quotas: bool,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this subcommand is not implemented yet")
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let profile = match &args.profile {
+        Some(path) => Profile::from_file(path).with_context(|| format!("loading profile {}", path.display()))?,
+        None => Profile::default(),
+    };
+    let config = EmulatorConfig {
+        access_key_id: args.access_key_id,
+        access_key_secret: args.access_key_secret,
+        quotas_enabled: !args.no_quotas,
+        profile,
+        state_file: args.state,
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("eci-emulator listening on http://{addr}");
+    vnode_eci_emulator::serve(listener, config, super::shutdown_signal()).await?;
+    tracing::info!("eci-emulator stopped");
+    Ok(())
 }
