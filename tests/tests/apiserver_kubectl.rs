@@ -18,10 +18,21 @@ impl Cluster {
     fn start() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let d = dir.path().to_str().context("utf-8 temp dir")?;
-        let proc = VnodeProcess::start(&["apiserver", "--listen", "127.0.0.1:0", "--dir", d], Duration::from_secs(30))?;
-        ensure!(proc.url.starts_with("https://127.0.0.1:"), "ready line URL: {}", proc.url);
+        let proc = VnodeProcess::start(
+            &["apiserver", "--listen", "127.0.0.1:0", "--dir", d],
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            proc.url.starts_with("https://127.0.0.1:"),
+            "ready line URL: {}",
+            proc.url
+        );
         let kubeconfig = dir.path().join("kubeconfig");
-        Ok(Self { _proc: proc, dir, kubeconfig })
+        Ok(Self {
+            _proc: proc,
+            dir,
+            kubeconfig,
+        })
     }
 
     /// kubectl with a per-test discovery cache.
@@ -46,7 +57,12 @@ impl Cluster {
         Ok(p.to_string_lossy().into_owned())
     }
 
-    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if f()? {
@@ -209,15 +225,40 @@ fn apply_a_deployment_manifest_and_reapply_it() -> Result<()> {
     let f2 = c.write("deploy2.yaml", &changed)?;
     let out = c.ok(&["apply", "-f", &f2])?;
     ensure!(out.contains("configmap/vnode-config configured"), "{out}");
-    let region = c.ok(&["-n", "kube-system", "get", "configmap", "vnode-config", "-o", "jsonpath={.data.region}"])?;
+    let region = c.ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        "vnode-config",
+        "-o",
+        "jsonpath={.data.region}",
+    ])?;
     ensure!(region == "cn-beijing", "region {region}");
     // stringData became base64 data; the numeric cpu quantity is stored as a string.
-    let secret = json(&c.ok(&["-n", "kube-system", "get", "secret", "eci-credentials", "-o", "json"])?)?;
-    ensure!(secret["data"]["accessKeyId"] == "TFRBSWV4YW1wbGU=", "{secret}");
+    let secret = json(&c.ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "secret",
+        "eci-credentials",
+        "-o",
+        "json",
+    ])?)?;
+    ensure!(
+        secret["data"]["accessKeyId"] == "TFRBSWV4YW1wbGU=",
+        "{secret}"
+    );
     let deploy = json(&c.ok(&["-n", "kube-system", "get", "deploy", "vnode", "-o", "json"])?)?;
-    ensure!(deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1", "{deploy}");
+    ensure!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1",
+        "{deploy}"
+    );
     let table = c.ok(&["-n", "kube-system", "get", "deployments"])?;
-    ensure!(table.contains("NAME") && table.contains("READY") && table.contains("vnode"), "{table}");
+    ensure!(
+        table.contains("NAME") && table.contains("READY") && table.contains("vnode"),
+        "{table}"
+    );
     // Default namespaces and their service accounts exist.
     let ns = c.ok(&["get", "ns"])?;
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -233,19 +274,32 @@ fn seed_pod_is_scheduled_and_kubectl_verbs_work_on_it() -> Result<()> {
     c.add_virtual_node()?;
     let nodes = c.ok(&["get", "node"])?;
     ensure!(
-        nodes.lines().any(|l| l.starts_with("virtual-kubelet") && l.contains("Ready") && l.contains("agent")),
+        nodes.lines().any(|l| l.starts_with("virtual-kubelet")
+            && l.contains("Ready")
+            && l.contains("agent")),
         "node table:\n{nodes}"
     );
     let f = c.write("pod.yaml", SEED_POD)?;
     let out = c.ok(&["apply", "-f", &f])?;
     ensure!(out.contains("pod/nginx created"), "{out}");
-    c.ok(&["wait", "--for=condition=PodScheduled", "pod/nginx", "--timeout=20s"])?;
+    c.ok(&[
+        "wait",
+        "--for=condition=PodScheduled",
+        "pod/nginx",
+        "--timeout=20s",
+    ])?;
     let node = c.ok(&["get", "pod", "nginx", "-o", "jsonpath={.spec.nodeName}"])?;
     ensure!(node == "virtual-kubelet", "bound to {node:?}");
 
     // Table, JSON and YAML views, with the defaults a real server adds.
     let table = c.ok(&["get", "pods"])?;
-    ensure!(table.contains("READY") && table.lines().any(|l| l.starts_with("nginx") && l.contains("0/1") && l.contains("Pending")), "{table}");
+    ensure!(
+        table.contains("READY")
+            && table
+                .lines()
+                .any(|l| l.starts_with("nginx") && l.contains("0/1") && l.contains("Pending")),
+        "{table}"
+    );
     let wide = c.ok(&["get", "pods", "-o", "wide"])?;
     ensure!(wide.contains("virtual-kubelet"), "{wide}");
     let pod = json(&c.ok(&["get", "pod", "nginx", "-o", "json"])?)?;
@@ -253,14 +307,23 @@ fn seed_pod_is_scheduled_and_kubectl_verbs_work_on_it() -> Result<()> {
     ensure!(pod["spec"]["serviceAccountName"] == "default", "{pod}");
     ensure!(pod["status"]["qosClass"] == "BestEffort", "{pod}");
     ensure!(
-        pod["spec"]["volumes"][0]["name"].as_str().is_some_and(|n| n.starts_with("kube-api-access-")),
+        pod["spec"]["volumes"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("kube-api-access-")),
         "{pod}"
     );
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&c.ok(&["get", "pod", "nginx", "-o", "yaml"])?)?;
-    ensure!(yaml["metadata"]["name"].as_str() == Some("nginx"), "{yaml:?}");
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&c.ok(&["get", "pod", "nginx", "-o", "yaml"])?)?;
+    ensure!(
+        yaml["metadata"]["name"].as_str() == Some("nginx"),
+        "{yaml:?}"
+    );
 
     let described = c.ok(&["describe", "pod", "nginx"])?;
-    ensure!(described.contains("Successfully assigned default/nginx to virtual-kubelet"), "{described}");
+    ensure!(
+        described.contains("Successfully assigned default/nginx to virtual-kubelet"),
+        "{described}"
+    );
     ensure!(described.contains("default-scheduler"), "{described}");
 
     // label / annotate (merge patches), strategic, merge and JSON patches.
@@ -269,25 +332,85 @@ fn seed_pod_is_scheduled_and_kubectl_verbs_work_on_it() -> Result<()> {
     let labels = c.ok(&["get", "pods", "-l", "env=test", "-o", "name"])?;
     ensure!(labels.trim() == "pod/nginx", "{labels}");
     // kubectl checks label syntax itself; a raw patch reaches the server's validation.
-    let (code, _, err) = c.kubectl(&["patch", "pod", "nginx", "--type=merge", "-p", r#"{"metadata":{"labels":{"bad":"not ok!"}}}"#])?;
-    ensure!(code != 0 && err.contains("metadata.labels: Invalid value: \"not ok!\""), "bad label accepted: {err}");
-    c.ok(&["patch", "pod", "nginx", "-p", r#"{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}"#])?;
-    c.ok(&["patch", "pod", "nginx", "--type=merge", "-p", r#"{"metadata":{"labels":{"tier":"web"}}}"#])?;
-    c.ok(&["patch", "pod", "nginx", "--type=json", "-p", r#"[{"op":"add","path":"/metadata/annotations/j","value":"p"}]"#])?;
+    let (code, _, err) = c.kubectl(&[
+        "patch",
+        "pod",
+        "nginx",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"bad":"not ok!"}}}"#,
+    ])?;
+    ensure!(
+        code != 0 && err.contains("metadata.labels: Invalid value: \"not ok!\""),
+        "bad label accepted: {err}"
+    );
+    c.ok(&[
+        "patch",
+        "pod",
+        "nginx",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}"#,
+    ])?;
+    c.ok(&[
+        "patch",
+        "pod",
+        "nginx",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":"web"}}}"#,
+    ])?;
+    c.ok(&[
+        "patch",
+        "pod",
+        "nginx",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/annotations/j","value":"p"}]"#,
+    ])?;
     let pod = json(&c.ok(&["get", "pod", "nginx", "-o", "json"])?)?;
-    ensure!(pod["spec"]["containers"][0]["image"] == "nginx:1.27", "{pod}");
-    ensure!(pod["spec"]["containers"].as_array().map(Vec::len) == Some(1), "{pod}");
-    ensure!(pod["metadata"]["labels"]["tier"] == "web" && pod["metadata"]["labels"]["env"] == "test", "{pod}");
-    ensure!(pod["metadata"]["annotations"]["note"] == "hello" && pod["metadata"]["annotations"]["j"] == "p", "{pod}");
+    ensure!(
+        pod["spec"]["containers"][0]["image"] == "nginx:1.27",
+        "{pod}"
+    );
+    ensure!(
+        pod["spec"]["containers"].as_array().map(Vec::len) == Some(1),
+        "{pod}"
+    );
+    ensure!(
+        pod["metadata"]["labels"]["tier"] == "web" && pod["metadata"]["labels"]["env"] == "test",
+        "{pod}"
+    );
+    ensure!(
+        pod["metadata"]["annotations"]["note"] == "hello"
+            && pod["metadata"]["annotations"]["j"] == "p",
+        "{pod}"
+    );
     // Forbidden spec change on a pod: 422 like upstream.
-    let (code, _, err) = c.kubectl(&["patch", "pod", "nginx", "-p", r#"{"spec":{"restartPolicy":"Never"}}"#])?;
-    ensure!(code != 0 && err.contains("Forbidden: pod updates may not change fields"), "{err}");
+    let (code, _, err) = c.kubectl(&[
+        "patch",
+        "pod",
+        "nginx",
+        "-p",
+        r#"{"spec":{"restartPolicy":"Never"}}"#,
+    ])?;
+    ensure!(
+        code != 0 && err.contains("Forbidden: pod updates may not change fields"),
+        "{err}"
+    );
 
     // Graceful deletion: the pod is bound to a live node, so it stays Terminating until
     // "the kubelet" deletes it with grace 0. `kubectl delete` (which waits) returns then.
     let kubeconfig = c.kubeconfig.clone();
-    let cache = format!("--cache-dir={}", c.dir.path().join("kubectl-cache2").display());
-    let waiting = std::thread::spawn(move || kubectl(&kubeconfig, &[&cache, "delete", "pod", "nginx", "--timeout=30s"]));
+    let cache = format!(
+        "--cache-dir={}",
+        c.dir.path().join("kubectl-cache2").display()
+    );
+    let waiting = std::thread::spawn(move || {
+        kubectl(
+            &kubeconfig,
+            &[&cache, "delete", "pod", "nginx", "--timeout=30s"],
+        )
+    });
     c.wait_for("terminating pod", Duration::from_secs(10), || {
         let out = c.ok(&["get", "pod", "nginx", "-o", "json"])?;
         Ok(json(&out)?["metadata"]["deletionTimestamp"].is_string())
@@ -296,12 +419,23 @@ fn seed_pod_is_scheduled_and_kubectl_verbs_work_on_it() -> Result<()> {
     ensure!(pod["metadata"]["deletionGracePeriodSeconds"] == 30, "{pod}");
     let table = c.ok(&["get", "pod", "nginx"])?;
     ensure!(table.contains("Terminating"), "{table}");
-    ensure!(!waiting.is_finished(), "kubectl delete returned while the pod still existed");
+    ensure!(
+        !waiting.is_finished(),
+        "kubectl delete returned while the pod still existed"
+    );
     c.ok(&["delete", "pod", "nginx", "--grace-period=0", "--force"])?;
-    let (code, out, err) = waiting.join().map_err(|_| anyhow::anyhow!("delete thread panicked"))??;
-    ensure!(code == 0 && out.contains("pod \"nginx\" deleted"), "waiting delete: {code}\n{out}\n{err}");
+    let (code, out, err) = waiting
+        .join()
+        .map_err(|_| anyhow::anyhow!("delete thread panicked"))??;
+    ensure!(
+        code == 0 && out.contains("pod \"nginx\" deleted"),
+        "waiting delete: {code}\n{out}\n{err}"
+    );
     let (code, _, err) = c.kubectl(&["get", "pod", "nginx"])?;
-    ensure!(code != 0 && err.contains("NotFound") || err.contains("not found"), "{err}");
+    ensure!(
+        code != 0 && err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -309,7 +443,9 @@ fn seed_pod_is_scheduled_and_kubectl_verbs_work_on_it() -> Result<()> {
 fn unmatched_selector_stays_pending_with_failed_scheduling_event() -> Result<()> {
     let c = Cluster::start()?;
     c.add_virtual_node()?;
-    let pod = SEED_POD.replace("name: nginx\nspec", "name: lost\nspec").replace("type: virtual-kubelet", "type: nowhere");
+    let pod = SEED_POD
+        .replace("name: nginx\nspec", "name: lost\nspec")
+        .replace("type: virtual-kubelet", "type: nowhere");
     let f = c.write("lost.yaml", &pod)?;
     c.ok(&["apply", "-f", &f])?;
     let want = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.";
@@ -317,11 +453,25 @@ fn unmatched_selector_stays_pending_with_failed_scheduling_event() -> Result<()>
         let d = c.ok(&["describe", "pod", "lost"])?;
         Ok(d.contains("FailedScheduling") && d.contains(want))
     })?;
-    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=lost,reason=FailedScheduling"])?;
-    ensure!(events.contains("FailedScheduling") && events.contains("pod/lost"), "{events}");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=lost,reason=FailedScheduling",
+    ])?;
+    ensure!(
+        events.contains("FailedScheduling") && events.contains("pod/lost"),
+        "{events}"
+    );
     let pod = json(&c.ok(&["get", "pod", "lost", "-o", "json"])?)?;
-    ensure!(pod["status"]["phase"] == "Pending" && pod["spec"]["nodeName"].is_null(), "{pod}");
-    ensure!(pod["status"]["conditions"][0]["reason"] == "Unschedulable", "{pod}");
+    ensure!(
+        pod["status"]["phase"] == "Pending" && pod["spec"]["nodeName"].is_null(),
+        "{pod}"
+    );
+    ensure!(
+        pod["status"]["conditions"][0]["reason"] == "Unschedulable",
+        "{pod}"
+    );
     // A pod without a toleration for the node's taint gets the taint message.
     let untolerated = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: plain\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
     let f = c.write("plain.yaml", untolerated)?;
@@ -331,10 +481,17 @@ fn unmatched_selector_stays_pending_with_failed_scheduling_event() -> Result<()>
         Ok(d.contains("untolerated taint {virtual-kubelet.io/provider: alibabacloud}"))
     })?;
     // A new matching node makes the pending pod schedulable.
-    let node2 = VIRTUAL_NODE.replace("name: virtual-kubelet\n", "name: vk-2\n").replace("type: virtual-kubelet", "type: nowhere");
+    let node2 = VIRTUAL_NODE
+        .replace("name: virtual-kubelet\n", "name: vk-2\n")
+        .replace("type: virtual-kubelet", "type: nowhere");
     let f = c.write("node2.yaml", &node2)?;
     c.ok(&["apply", "-f", &f])?;
-    c.ok(&["wait", "--for=condition=PodScheduled", "pod/lost", "--timeout=20s"])?;
+    c.ok(&[
+        "wait",
+        "--for=condition=PodScheduled",
+        "pod/lost",
+        "--timeout=20s",
+    ])?;
     // Deleting an unbound pod is immediate (no kubelet owns it).
     c.ok(&["delete", "pod", "plain", "--timeout=10s"])?;
     let (code, _, _) = c.kubectl(&["get", "pod", "plain"])?;
@@ -358,7 +515,10 @@ fn bad_requests_get_upstream_codes_and_messages() -> Result<()> {
     let unknown = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: u\nspec:\n  bogus: 1\n  containers:\n  - name: c\n    image: i\n";
     let f = c.write("unknown.yaml", unknown)?;
     let (code, _, err) = c.kubectl(&["apply", "-f", &f])?;
-    ensure!(code != 0 && err.contains("strict decoding error: unknown field \"spec.bogus\""), "{err}");
+    ensure!(
+        code != 0 && err.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{err}"
+    );
     // With validation off the object is accepted and the unknown field dropped, as upstream.
     let (code, _, err) = c.kubectl(&["apply", "--validate=false", "-f", &f])?;
     ensure!(code == 0, "{err}");
@@ -366,18 +526,48 @@ fn bad_requests_get_upstream_codes_and_messages() -> Result<()> {
     ensure!(pod["spec"].get("bogus").is_none(), "{pod}");
     // Malformed JSON and the wrong kind on a typed endpoint → 400.
     let junk = c.write("junk.json", "{\"apiVersion\": \"v1\", \"kind\": ")?;
-    let (code, _, err) = c.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", &junk])?;
-    ensure!(code != 0 && err.contains("BadRequest") || err.contains("json parse error"), "{err}");
-    let wrong = c.write("wrong.json", r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#)?;
-    let (code, _, err) = c.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", &wrong])?;
-    ensure!(code != 0 && err.contains("does not match the expected kind (ConfigMap)"), "{err}");
+    let (code, _, err) = c.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &junk,
+    ])?;
+    ensure!(
+        code != 0 && err.contains("BadRequest") || err.contains("json parse error"),
+        "{err}"
+    );
+    let wrong = c.write(
+        "wrong.json",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#,
+    )?;
+    let (code, _, err) = c.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &wrong,
+    ])?;
+    ensure!(
+        code != 0 && err.contains("does not match the expected kind (ConfigMap)"),
+        "{err}"
+    );
     // Missing namespace → 404; duplicate → 409 AlreadyExists.
-    let dup = c.write("dup.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n")?;
+    let dup = c.write(
+        "dup.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n",
+    )?;
     let (code, _, err) = c.kubectl(&["-n", "nope", "create", "-f", &dup])?;
-    ensure!(code != 0 && err.contains("namespaces \"nope\" not found"), "{err}");
+    ensure!(
+        code != 0 && err.contains("namespaces \"nope\" not found"),
+        "{err}"
+    );
     c.ok(&["create", "-f", &dup])?;
     let (code, _, err) = c.kubectl(&["create", "-f", &dup])?;
-    ensure!(code != 0 && err.contains("configmaps \"dup\" already exists"), "{err}");
+    ensure!(
+        code != 0 && err.contains("configmaps \"dup\" already exists"),
+        "{err}"
+    );
     // No credentials → 401.
     let (code, _, err) = c.kubectl(&["--token=wrong", "get", "pods"])?;
     ensure!(code != 0 && err.contains("Unauthorized"), "{err}");

@@ -24,7 +24,11 @@ async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<std::sync::Mute
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der().clone())?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
     let tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -39,8 +43,14 @@ async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<std::sync::Mute
             let acceptor = acceptor.clone();
             let log = log.clone();
             tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(tcp).await else { return };
-                let client_cert = s.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let client_cert = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty());
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -52,12 +62,17 @@ async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<std::sync::Mute
                 let text = String::from_utf8_lossy(&buf).into_owned();
                 let request_line = text.lines().next().unwrap_or("").to_string();
                 if let Ok(mut l) = log.lock() {
-                    l.push(Seen { request_line: request_line.clone(), client_cert });
+                    l.push(Seen {
+                        request_line: request_line.clone(),
+                        client_cert,
+                    });
                 }
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
                 let _ = s.write_all(head.as_bytes()).await;
                 for part in ["hello from the kubelet\n", "second line\n"] {
-                    let _ = s.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes()).await;
+                    let _ = s
+                        .write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
+                        .await;
                     let _ = s.flush().await;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
@@ -74,7 +89,10 @@ async fn kubectl_logs_reaches_the_kubelet_over_mutual_tls() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().context("utf-8")?.to_string();
-    let proc = VnodeProcess::start(&["apiserver", "--listen", "127.0.0.1:0", "--dir", &d], Duration::from_secs(30))?;
+    let proc = VnodeProcess::start(
+        &["apiserver", "--listen", "127.0.0.1:0", "--dir", &d],
+        Duration::from_secs(30),
+    )?;
     let _keep = proc;
     let kubeconfig = dir.path().join("kubeconfig");
     let (port, seen) = fake_kubelet(dir.path()).await?;
@@ -103,33 +121,74 @@ async fn kubectl_logs_reaches_the_kubelet_over_mutual_tls() -> Result<()> {
         }
     };
     for f in [&node_file, &pod_file] {
-        let (code, out, err) = run(vec!["create".into(), "-f".into(), f.display().to_string()]).await?;
+        let (code, out, err) =
+            run(vec!["create".into(), "-f".into(), f.display().to_string()]).await?;
         ensure!(code == 0, "{out}{err}");
     }
 
-    let (code, out, err) = run(vec!["logs".into(), "web".into(), "--tail=5".into(), "--timestamps".into()]).await?;
+    let (code, out, err) = run(vec![
+        "logs".into(),
+        "web".into(),
+        "--tail=5".into(),
+        "--timestamps".into(),
+    ])
+    .await?;
     ensure!(code == 0, "kubectl logs failed: {err}");
     ensure!(out == "hello from the kubelet\nsecond line\n", "{out:?}");
     let calls = seen.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
     let first = calls.first().context("kubelet never called")?;
-    ensure!(first.client_cert, "the API server did not present its client certificate");
-    ensure!(first.request_line.starts_with("GET /containerLogs/default/web/app?"), "{first:?}");
-    ensure!(first.request_line.contains("tailLines=5") && first.request_line.contains("timestamps=true"), "{first:?}");
+    ensure!(
+        first.client_cert,
+        "the API server did not present its client certificate"
+    );
+    ensure!(
+        first
+            .request_line
+            .starts_with("GET /containerLogs/default/web/app?"),
+        "{first:?}"
+    );
+    ensure!(
+        first.request_line.contains("tailLines=5")
+            && first.request_line.contains("timestamps=true"),
+        "{first:?}"
+    );
 
     // follow=true streams: the first line arrives before the kubelet has sent the second.
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::default_namespaced(kube::Client::try_from(cfg)?);
-    let lp = kube::api::LogParams { follow: true, container: Some("app".into()), ..Default::default() };
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::default_namespaced(kube::Client::try_from(cfg)?);
+    let lp = kube::api::LogParams {
+        follow: true,
+        container: Some("app".into()),
+        ..Default::default()
+    };
     let started = std::time::Instant::now();
     let mut stream = Box::pin(pods.log_stream("web", &lp).await?);
     let mut first_chunk = [0u8; 64];
     let n = futures::AsyncReadExt::read(&mut stream, &mut first_chunk).await?;
-    ensure!(n > 0 && first_chunk[..n].starts_with(b"hello"), "{:?}", String::from_utf8_lossy(&first_chunk[..n]));
-    ensure!(started.elapsed() < Duration::from_millis(290), "the first chunk waited for the whole body");
+    ensure!(
+        n > 0 && first_chunk[..n].starts_with(b"hello"),
+        "{:?}",
+        String::from_utf8_lossy(&first_chunk[..n])
+    );
+    ensure!(
+        started.elapsed() < Duration::from_millis(290),
+        "the first chunk waited for the whole body"
+    );
 
     // A pod that is not bound, and a container that does not exist: 400s from the server.
-    let (code, _, err) = run(vec!["logs".into(), "web".into(), "-c".into(), "nope".into()]).await?;
-    ensure!(code != 0 && err.contains("container nope is not valid for pod web"), "{err}");
+    let (code, _, err) = run(vec![
+        "logs".into(),
+        "web".into(),
+        "-c".into(),
+        "nope".into(),
+    ])
+    .await?;
+    ensure!(
+        code != 0 && err.contains("container nope is not valid for pod web"),
+        "{err}"
+    );
     Ok(())
 }

@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
+    WatchParams,
+};
 use kube::runtime::watcher;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -31,18 +34,35 @@ fn start(window: usize) -> Result<Server> {
     let d = dir.path().to_str().context("utf-8")?.to_string();
     let w = window.to_string();
     let proc = VnodeProcess::start(
-        &["apiserver", "--listen", "127.0.0.1:0", "--dir", &d, "--watch-window", &w, "--bookmark-interval-secs", "1"],
+        &[
+            "apiserver",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            &d,
+            "--watch-window",
+            &w,
+            "--bookmark-interval-secs",
+            "1",
+        ],
         Duration::from_secs(30),
     )?;
     let addr: SocketAddr = proc.url.trim_start_matches("https://").parse()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    Ok(Server { _proc: proc, _dir: dir, addr, kubeconfig })
+    Ok(Server {
+        _proc: proc,
+        _dir: dir,
+        addr,
+        kubeconfig,
+    })
 }
 
 /// A kube client for `server`, optionally pointed at another address (the relay).
 async fn client(server: &Server, via: Option<SocketAddr>) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
     if let Some(addr) = via {
         cfg.cluster_url = format!("https://{addr}").parse()?;
     }
@@ -80,7 +100,9 @@ impl Relay {
                 }
                 let mut cut_rx = cut_tx.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut_rx.changed() => {}
@@ -88,7 +110,11 @@ impl Relay {
                 });
             }
         });
-        Ok(Self { addr, cut, refusing })
+        Ok(Self {
+            addr,
+            cut,
+            refusing,
+        })
     }
 
     fn cut_all(&self) {
@@ -105,12 +131,19 @@ async fn watch_resumes_from_a_resource_version() -> Result<()> {
     api.create(&PostParams::default(), &cm("b")?).await?;
     api.create(&PostParams::default(), &cm("c")?).await?;
     api.delete("a", &DeleteParams::default()).await?;
-    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv).await?.boxed();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await?
+        .boxed();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await?? {
-            Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.metadata.name.unwrap_or_default())),
-            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.metadata.name.unwrap_or_default())),
+            Some(WatchEvent::Added(o)) => {
+                seen.push(format!("ADDED {}", o.metadata.name.unwrap_or_default()))
+            }
+            Some(WatchEvent::Deleted(o)) => {
+                seen.push(format!("DELETED {}", o.metadata.name.unwrap_or_default()))
+            }
             Some(WatchEvent::Bookmark(_)) => {}
             Some(other) => bail!("unexpected {other:?}"),
             None => bail!("watch ended early"),
@@ -119,7 +152,10 @@ async fn watch_resumes_from_a_resource_version() -> Result<()> {
     ensure!(seen == ["ADDED b", "ADDED c", "DELETED a"], "{seen:?}");
     // Label and field selectors filter the stream.
     let mut sel = api
-        .watch(&WatchParams::default().fields("metadata.name=z").timeout(10), &rv)
+        .watch(
+            &WatchParams::default().fields("metadata.name=z").timeout(10),
+            &rv,
+        )
         .await?
         .boxed();
     api.create(&PostParams::default(), &cm("y")?).await?;
@@ -138,9 +174,13 @@ async fn too_old_resource_version_is_410_gone() -> Result<()> {
     let first = api.create(&PostParams::default(), &cm("first")?).await?;
     let rv = first.metadata.resource_version.context("rv")?;
     for i in 0..15 {
-        api.create(&PostParams::default(), &cm(&format!("n{i}"))?).await?;
+        api.create(&PostParams::default(), &cm(&format!("n{i}"))?)
+            .await?;
     }
-    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv).await?.boxed();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await?
+        .boxed();
     match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await?? {
         Some(WatchEvent::Error(e)) => {
             ensure!(e.code == 410 && e.reason == "Expired", "{e:?}");
@@ -157,10 +197,15 @@ async fn bookmarks_arrive_and_carry_the_latest_version() -> Result<()> {
     let api: Api<ConfigMap> = Api::default_namespaced(client(&s, None).await?);
     let list = api.list(&ListParams::default()).await?;
     let rv = list.metadata.resource_version.context("rv")?;
-    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv).await?.boxed();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await?
+        .boxed();
     // A change in another namespace moves the global version; the bookmark reports it.
     let other: Api<ConfigMap> = Api::namespaced(client(&s, None).await?, "kube-system");
-    let made = other.create(&PostParams::default(), &cm("elsewhere")?).await?;
+    let made = other
+        .create(&PostParams::default(), &cm("elsewhere")?)
+        .await?;
     let made_rv: u64 = made.metadata.resource_version.context("rv")?.parse()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -178,7 +223,8 @@ async fn bookmarks_arrive_and_carry_the_latest_version() -> Result<()> {
     }
 }
 
-type Events = futures::stream::BoxStream<'static, Result<watcher::Event<ConfigMap>, watcher::Error>>;
+type Events =
+    futures::stream::BoxStream<'static, Result<watcher::Event<ConfigMap>, watcher::Error>>;
 
 async fn next(events: &mut Events) -> Result<watcher::Event<ConfigMap>> {
     match tokio::time::timeout(Duration::from_secs(20), events.next()).await {
@@ -190,7 +236,10 @@ async fn next(events: &mut Events) -> Result<watcher::Event<ConfigMap>> {
 }
 
 fn names(objs: &[ConfigMap]) -> Vec<String> {
-    let mut v: Vec<String> = objs.iter().filter_map(|o| o.metadata.name.clone()).collect();
+    let mut v: Vec<String> = objs
+        .iter()
+        .filter_map(|o| o.metadata.name.clone())
+        .collect();
     v.sort();
     v
 }
@@ -201,7 +250,9 @@ async fn watcher_survives_a_dropped_connection_and_relists_after_410() -> Result
     let relay = Relay::start(s.addr).await?;
     let direct: Api<ConfigMap> = Api::default_namespaced(client(&s, None).await?);
     let via: Api<ConfigMap> = Api::default_namespaced(client(&s, Some(relay.addr)).await?);
-    direct.create(&PostParams::default(), &cm("before")?).await?;
+    direct
+        .create(&PostParams::default(), &cm("before")?)
+        .await?;
 
     let cfg = watcher::Config::default().labels("!ignored").timeout(30);
     let mut events: Events = watcher(via, cfg).boxed();
@@ -215,17 +266,26 @@ async fn watcher_survives_a_dropped_connection_and_relists_after_410() -> Result
             other => bail!("unexpected {other:?}"),
         }
     }
-    ensure!(names(&initial).contains(&"before".to_string()), "{:?}", names(&initial));
+    ensure!(
+        names(&initial).contains(&"before".to_string()),
+        "{:?}",
+        names(&initial)
+    );
 
     // 1. A cut inside the window: the watcher resumes and sees the next change as a plain
     //    Apply, without a relist.
     relay.cut_all();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    direct.create(&PostParams::default(), &cm("during-short-cut")?).await?;
+    direct
+        .create(&PostParams::default(), &cm("during-short-cut")?)
+        .await?;
     loop {
         match next(&mut events).await {
             Ok(watcher::Event::Apply(o)) => {
-                ensure!(o.metadata.name.as_deref() == Some("during-short-cut"), "{o:?}");
+                ensure!(
+                    o.metadata.name.as_deref() == Some("during-short-cut"),
+                    "{o:?}"
+                );
                 break;
             }
             Ok(other) => bail!("expected a resumed Apply, got {other:?}"),
@@ -239,7 +299,9 @@ async fn watcher_survives_a_dropped_connection_and_relists_after_410() -> Result
     relay.refusing.store(true, Ordering::SeqCst);
     relay.cut_all();
     for i in 0..30 {
-        direct.create(&PostParams::default(), &cm(&format!("outage-{i:02}"))?).await?;
+        direct
+            .create(&PostParams::default(), &cm(&format!("outage-{i:02}"))?)
+            .await?;
     }
     direct.delete("before", &DeleteParams::default()).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -269,8 +331,14 @@ async fn watcher_survives_a_dropped_connection_and_relists_after_410() -> Result
     }
     let objs = relisted.context("the watcher never relisted")?;
     let n = names(&objs);
-    ensure!(!n.contains(&"before".to_string()), "deleted object in relist: {n:?}");
-    ensure!(n.contains(&"outage-29".to_string()) && n.contains(&"during-short-cut".to_string()), "{n:?}");
+    ensure!(
+        !n.contains(&"before".to_string()),
+        "deleted object in relist: {n:?}"
+    );
+    ensure!(
+        n.contains(&"outage-29".to_string()) && n.contains(&"during-short-cut".to_string()),
+        "{n:?}"
+    );
     Ok(())
 }
 
@@ -290,16 +358,25 @@ async fn conflicts_preconditions_and_status_codes() -> Result<()> {
     }
     // A merge patch with a resourceVersion is conditional too.
     let p = serde_json::json!({ "metadata": { "resourceVersion": created.metadata.resource_version }, "data": { "k": "v4" } });
-    match api.patch("x", &PatchParams::default(), &Patch::Merge(&p)).await {
+    match api
+        .patch("x", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+    {
         Err(kube::Error::Api(e)) => ensure!(e.code == 409, "{e:?}"),
         other => bail!("stale patch: {other:?}"),
     }
     let dp = DeleteParams {
-        preconditions: Some(Preconditions { uid: Some("not-the-uid".into()), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     match api.delete("x", &dp).await {
-        Err(kube::Error::Api(e)) => ensure!(e.code == 409 && e.message.contains("Precondition failed: UID"), "{e:?}"),
+        Err(kube::Error::Api(e)) => ensure!(
+            e.code == 409 && e.message.contains("Precondition failed: UID"),
+            "{e:?}"
+        ),
         other => bail!("precondition: {other:?}"),
     }
     match api.get("missing").await {
@@ -308,23 +385,36 @@ async fn conflicts_preconditions_and_status_codes() -> Result<()> {
     }
     // Finalizers hold deletion until removed.
     let p = serde_json::json!({ "metadata": { "finalizers": ["example.com/hold"] } });
-    api.patch("x", &PatchParams::default(), &Patch::Merge(&p)).await?;
+    api.patch("x", &PatchParams::default(), &Patch::Merge(&p))
+        .await?;
     api.delete("x", &DeleteParams::default()).await?;
     let held = api.get("x").await?;
     ensure!(held.metadata.deletion_timestamp.is_some(), "{held:?}");
     let p = serde_json::json!({ "metadata": { "finalizers": null } });
-    api.patch("x", &PatchParams::default(), &Patch::Merge(&p)).await?;
-    ensure!(api.get_opt("x").await?.is_none(), "finalized object still present");
+    api.patch("x", &PatchParams::default(), &Patch::Merge(&p))
+        .await?;
+    ensure!(
+        api.get_opt("x").await?.is_none(),
+        "finalized object still present"
+    );
     // Server-side apply creates, then merges.
     let ssa = PatchParams::apply("vnode-test");
     let obj = serde_json::json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "applied" }, "data": { "a": "1" } });
     api.patch("applied", &ssa, &Patch::Apply(&obj)).await?;
     let obj = serde_json::json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "applied" }, "data": { "b": "2" } });
     let got = api.patch("applied", &ssa, &Patch::Apply(&obj)).await?;
-    ensure!(got.data.as_ref().and_then(|d| d.get("b")).map(String::as_str) == Some("2"), "{got:?}");
+    ensure!(
+        got.data
+            .as_ref()
+            .and_then(|d| d.get("b"))
+            .map(String::as_str)
+            == Some("2"),
+        "{got:?}"
+    );
     // Paging: limit + continue walks everything exactly once.
     for i in 0..7 {
-        api.create(&PostParams::default(), &cm(&format!("page-{i}"))?).await?;
+        api.create(&PostParams::default(), &cm(&format!("page-{i}"))?)
+            .await?;
     }
     let mut seen = Vec::new();
     let mut lp = ListParams::default().limit(3);

@@ -53,7 +53,9 @@ fn format_path(p: &serde_ignored::Path<'_>, out: &mut String) {
             }
             out.push_str(key);
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => format_path(parent, out),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => format_path(parent, out),
     }
 }
 
@@ -92,7 +94,9 @@ pub fn typed_check(res: ResourceId, obj: &Value) -> Result<Vec<String>, ApiError
         ("rbac.authorization.k8s.io", "roles") => typed::<rbac::v1::Role>(obj),
         ("rbac.authorization.k8s.io", "clusterroles") => typed::<rbac::v1::ClusterRole>(obj),
         ("rbac.authorization.k8s.io", "rolebindings") => typed::<rbac::v1::RoleBinding>(obj),
-        ("rbac.authorization.k8s.io", "clusterrolebindings") => typed::<rbac::v1::ClusterRoleBinding>(obj),
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            typed::<rbac::v1::ClusterRoleBinding>(obj)
+        }
         _ => Ok(Vec::new()),
     };
     r.map_err(|e| {
@@ -121,7 +125,9 @@ pub fn remove_path(obj: &mut Value, path: &str) {
             segs.push((String::new(), Some(i)));
         }
     }
-    let Some((last, rest)) = segs.split_last() else { return };
+    let Some((last, rest)) = segs.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for (name, idx) in rest {
         cur = match idx {
@@ -144,7 +150,15 @@ pub fn remove_path(obj: &mut Value, path: &str) {
 
 /// Quantity-valued maps: YAML numbers there (`cpu: 1`) are accepted and stored as strings,
 /// as upstream's Quantity unmarshalling does.
-const QUANTITY_MAPS: &[&str] = &["limits", "requests", "capacity", "allocatable", "overhead", "hard", "used"];
+const QUANTITY_MAPS: &[&str] = &[
+    "limits",
+    "requests",
+    "capacity",
+    "allocatable",
+    "overhead",
+    "hard",
+    "used",
+];
 
 /// Rewrites numeric quantities to strings in place.
 pub fn normalize_quantities(v: &mut Value) {
@@ -175,7 +189,8 @@ const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.as_bytes()[0] != b'-'
         && s.as_bytes()[s.len() - 1] != b'-'
 }
@@ -189,7 +204,8 @@ fn is_label_value(s: &str) -> bool {
         return true;
     }
     s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
@@ -203,12 +219,24 @@ fn is_qualified_name(s: &str) -> bool {
 }
 
 fn invalid(field: &str, value: &str, msg: &str) -> Cause {
-    Cause { reason: "FieldValueInvalid", message: format!("Invalid value: \"{value}\": {msg}"), field: field.into() }
+    Cause {
+        reason: "FieldValueInvalid",
+        message: format!("Invalid value: \"{value}\": {msg}"),
+        field: field.into(),
+    }
 }
 
 fn required(field: &str, msg: &str) -> Cause {
-    let message = if msg.is_empty() { "Required value".to_string() } else { format!("Required value: {msg}") };
-    Cause { reason: "FieldValueRequired", message, field: field.into() }
+    let message = if msg.is_empty() {
+        "Required value".to_string()
+    } else {
+        format!("Required value: {msg}")
+    };
+    Cause {
+        reason: "FieldValueRequired",
+        message,
+        field: field.into(),
+    }
 }
 
 /// Which name rule a resource's names follow.
@@ -218,7 +246,11 @@ fn name_causes(res: ResourceId, name: &str) -> Vec<Cause> {
     if info.group == "rbac.authorization.k8s.io" {
         // RBAC names are path segments (e.g. `system:controller:foo`).
         if name == "." || name == ".." || name.contains('/') || name.contains('%') {
-            return vec![invalid(f, name, "may not contain '/' or '%' and may not be '.' or '..'")];
+            return vec![invalid(
+                f,
+                name,
+                "may not contain '/' or '%' and may not be '.' or '..'",
+            )];
         }
         return Vec::new();
     }
@@ -248,7 +280,10 @@ fn metadata_causes(res: ResourceId, obj: &Value) -> Vec<Cause> {
     let meta = &obj["metadata"];
     let name = meta["name"].as_str().unwrap_or("");
     let mut causes = if name.is_empty() && meta["generateName"].as_str().unwrap_or("").is_empty() {
-        vec![required("metadata.name", "name or generateName is required")]
+        vec![required(
+            "metadata.name",
+            "name or generateName is required",
+        )]
     } else if name.is_empty() {
         Vec::new()
     } else {
@@ -262,7 +297,11 @@ fn metadata_causes(res: ResourceId, obj: &Value) -> Vec<Cause> {
             match v.as_str() {
                 Some(s) if is_label_value(s) => {}
                 Some(s) => causes.push(invalid("metadata.labels", s, LABEL_VALUE_MSG)),
-                None => causes.push(invalid("metadata.labels", &v.to_string(), "label values must be strings")),
+                None => causes.push(invalid(
+                    "metadata.labels",
+                    &v.to_string(),
+                    "label values must be strings",
+                )),
             }
         }
     }
@@ -289,7 +328,11 @@ fn pod_causes(obj: &Value) -> Vec<Cause> {
                 if name.is_empty() {
                     causes.push(required(&format!("spec.containers[{i}].name"), ""));
                 } else if !is_dns_label(name) {
-                    causes.push(invalid(&format!("spec.containers[{i}].name"), name, LABEL_MSG));
+                    causes.push(invalid(
+                        &format!("spec.containers[{i}].name"),
+                        name,
+                        LABEL_MSG,
+                    ));
                 } else if !seen.insert(name.to_string()) {
                     causes.push(Cause {
                         reason: "FieldValueDuplicate",
@@ -402,7 +445,11 @@ fn qos_class(spec: &Value) -> &'static str {
 
 fn default_container(c: &mut Value, token_mount: Option<&Value>) {
     let Some(m) = c.as_object_mut() else { return };
-    let image = m.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    let image = m
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     set_default(m, "imagePullPolicy", json!(pull_policy(&image)));
     set_default(m, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(m, "terminationMessagePolicy", json!("File"));
@@ -427,7 +474,9 @@ fn default_container(c: &mut Value, token_mount: Option<&Value>) {
 /// Pod defaulting on create (what a real API server's defaulting and admission add).
 /// `sa_automount` is the service account's `automountServiceAccountToken`, if set.
 pub fn default_pod(pod: &mut Value, sa_automount: Option<bool>) {
-    let Some(spec) = pod["spec"].as_object_mut() else { return };
+    let Some(spec) = pod["spec"].as_object_mut() else {
+        return;
+    };
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "schedulerName", json!("default-scheduler"));
@@ -440,18 +489,30 @@ pub fn default_pod(pod: &mut Value, sa_automount: Option<bool>) {
         .get("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or("default")
         .to_string();
     spec.insert("serviceAccountName".into(), json!(sa));
     spec.insert("serviceAccount".into(), json!(sa));
-    let automount = spec.get("automountServiceAccountToken").and_then(Value::as_bool).or(sa_automount).unwrap_or(true);
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or(sa_automount)
+        .unwrap_or(true);
     let token_mount = if automount {
         let vol_name = format!("kube-api-access-{}", random_suffix());
         let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
         let existing = volumes.as_array().and_then(|vs| {
             vs.iter()
-                .find(|v| v["name"].as_str().is_some_and(|n| n.starts_with("kube-api-access-")))
+                .find(|v| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("kube-api-access-"))
+                })
                 .and_then(|v| v["name"].as_str().map(String::from))
         });
         let vol_name = match existing {
@@ -473,7 +534,9 @@ pub fn default_pod(pod: &mut Value, sa_automount: Option<bool>) {
                 vol_name
             }
         };
-        Some(json!({ "name": vol_name, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true }))
+        Some(
+            json!({ "name": vol_name, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true }),
+        )
     } else {
         None
     };
@@ -486,7 +549,10 @@ pub fn default_pod(pod: &mut Value, sa_automount: Option<bool>) {
     }
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
     if let Some(list) = tolerations.as_array_mut() {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
             let present = list.iter().any(|t| {
                 (t["key"] == key || (t["key"].is_null() && t["operator"] == "Exists"))
                     && (t["effect"] == "NoExecute" || t["effect"].is_null())
@@ -613,7 +679,8 @@ mod tests {
         let ns = json!({"metadata": {"name": "a.b"}});
         assert!(validate(ids::NAMESPACES, &ns).is_err());
         let cr = json!({"metadata": {"name": "system:controller:x"}});
-        let crs = crate::resources::find("rbac.authorization.k8s.io", "v1", "clusterroles").expect("served");
+        let crs = crate::resources::find("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .expect("served");
         assert!(validate(crs, &cr).is_ok());
         let bad_label = json!({"metadata": {"name": "x", "labels": {"a": "not ok!"}}});
         assert!(validate(ids::CONFIGMAPS, &bad_label).is_err());
@@ -624,14 +691,27 @@ mod tests {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}], "extra": true}});
         let unknown = typed_check(ids::PODS, &pod).expect("decodes");
-        assert_eq!(unknown, vec!["spec.containers[0].bogus".to_string(), "spec.extra".to_string()]);
+        assert_eq!(
+            unknown,
+            vec![
+                "spec.containers[0].bogus".to_string(),
+                "spec.extra".to_string()
+            ]
+        );
         let mut cleaned = pod.clone();
         for p in &unknown {
             remove_path(&mut cleaned, p);
         }
-        assert!(typed_check(ids::PODS, &cleaned).expect("decodes").is_empty());
+        assert!(
+            typed_check(ids::PODS, &cleaned)
+                .expect("decodes")
+                .is_empty()
+        );
         let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "nope"}});
-        assert_eq!(typed_check(ids::PODS, &bad).expect_err("malformed").code, 400);
+        assert_eq!(
+            typed_check(ids::PODS, &bad).expect_err("malformed").code,
+            400
+        );
     }
 
     #[test]
@@ -643,9 +723,19 @@ mod tests {
         assert_eq!(spec["serviceAccountName"], "default");
         assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(spec["tolerations"].as_array().map(Vec::len), Some(2));
-        assert!(spec["volumes"][0]["name"].as_str().is_some_and(|n| n.starts_with("kube-api-access-")));
-        assert_eq!(spec["containers"][0]["volumeMounts"][0]["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount");
-        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        assert!(
+            spec["volumes"][0]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("kube-api-access-"))
+        );
+        assert_eq!(
+            spec["containers"][0]["volumeMounts"][0]["mountPath"],
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        );
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 /// Namespaces and service accounts a fresh cluster has.
 pub(crate) fn seed(state: &AppState) {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let mut obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+        let mut obj =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
         admission::default_namespace(&mut obj);
         if state.store.create(ids::NAMESPACES, obj, false).is_ok() {
             populate_namespace(state, ns);
@@ -95,7 +96,11 @@ struct Target {
 }
 
 fn parse_route(path: &str) -> Result<Route, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segs.as_slice() {
         ["healthz" | "livez" | "readyz", ..] => Ok(Route::Health),
         ["version"] => Ok(Route::Version),
@@ -119,7 +124,8 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Ap
         ["watch", tail @ ..] => (true, tail),
         _ => (false, rest),
     };
-    let find = |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let find =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
     let t = match rest {
         ["namespaces", ns, sub @ ("status" | "finalize")] => Target {
             res: ids::NAMESPACES,
@@ -167,17 +173,24 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Ap
 type Query = HashMap<String, String>;
 
 fn parse_query(q: Option<&str>) -> Query {
-    q.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+    q.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 fn authenticated(state: &AppState, headers: &HeaderMap, conn: Option<&ConnInfo>) -> bool {
     if conn.is_some_and(|c| c.client_cert) {
         return true;
     }
-    let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(tok) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) else {
+    let Some(tok) = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+    else {
         return false;
     };
     // Constant-time enough for a loopback sandbox token: compare all bytes regardless.
@@ -200,7 +213,10 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         Err(e) => Err(e),
         Ok(Route::Health) => Ok((StatusCode::OK, "ok").into_response()),
         Ok(Route::Version) => Ok(json_response(StatusCode::OK, &version())),
-        Ok(Route::Api) => Ok(json_response(StatusCode::OK, &resources::api_versions(&state.server_address))),
+        Ok(Route::Api) => Ok(json_response(
+            StatusCode::OK,
+            &resources::api_versions(&state.server_address),
+        )),
         Ok(Route::Apis) => Ok(json_response(StatusCode::OK, &resources::api_group_list())),
         Ok(Route::ApiGroup(g)) => resources::api_group_doc(&g)
             .map(|d| json_response(StatusCode::OK, &d))
@@ -208,12 +224,18 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         Ok(Route::Discovery(g, v)) => resources::api_resource_list(&g, &v)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::no_route),
-        Ok(Route::OpenApiV3Index) => Ok(json_response(StatusCode::OK, &resources::openapi_v3_index())),
+        Ok(Route::OpenApiV3Index) => Ok(json_response(
+            StatusCode::OK,
+            &resources::openapi_v3_index(),
+        )),
         Ok(Route::OpenApiV3(g, v)) => resources::openapi_v3_doc(&g, &v)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::no_route),
         Ok(Route::Resource(t)) => {
-            let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+            let body = if matches!(
+                method,
+                Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+            ) {
                 match axum::body::to_bytes(body, MAX_BODY).await {
                     Ok(b) => b,
                     Err(_) => return ApiError::too_large().into_response(),
@@ -257,7 +279,8 @@ async fn dispatch(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let is_watch = t.legacy_watch || matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
+    let is_watch =
+        t.legacy_watch || matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
     let sub = t.sub.as_deref();
     match (method, t.name.is_some(), sub) {
         (&Method::GET, false, None) if is_watch => watch(state, &t, q, headers).await,
@@ -270,13 +293,23 @@ async fn dispatch(
         }
         (&Method::GET, false, None) => list(state, &t, q, headers),
         (&Method::GET, true, None | Some("status")) => get(state, &t, q, headers),
-        (&Method::GET, true, Some("log")) => crate::proxy::pod_log(state, &t.ns.unwrap_or_default(), &t.name.unwrap_or_default(), q).await,
+        (&Method::GET, true, Some("log")) => {
+            crate::proxy::pod_log(
+                state,
+                &t.ns.unwrap_or_default(),
+                &t.name.unwrap_or_default(),
+                q,
+            )
+            .await
+        }
         (_, true, Some("exec")) => Err(ApiError::bad_request(
             "pods/exec is not implemented by vnode's embedded API server yet",
         )),
         (&Method::POST, false, None) => create(state, &t, q, headers, &body),
         (&Method::POST, true, Some("binding")) => bind(state, &t, &body),
-        (&Method::PUT, true, None | Some("status") | Some("finalize")) => update(state, &t, q, headers, &body),
+        (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
+            update(state, &t, q, headers, &body)
+        }
         (&Method::PATCH, true, None | Some("status")) => patch_object(state, &t, q, headers, &body),
         (&Method::DELETE, true, None) => delete(state, &t, q, &body),
         (&Method::DELETE, false, None) => delete_collection(state, &t, q, &body),
@@ -292,7 +325,11 @@ fn info_of(t: &Target) -> &'static resources::ResourceInfo {
 
 /// Converts a stored object to the view `res` serves (events.k8s.io/v1 events).
 fn to_view(res: ResourceId, obj: &Value) -> Value {
-    if res == ids::EVENTS_V1 { admission::event_core_to_v1(obj) } else { obj.clone() }
+    if res == ids::EVENTS_V1 {
+        admission::event_core_to_v1(obj)
+    } else {
+        obj.clone()
+    }
 }
 
 fn respond(code: StatusCode, res: ResourceId, obj: &Value) -> Response {
@@ -303,17 +340,25 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!("unsupported dryRun value {other:?}: only \"All\""))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unsupported dryRun value {other:?}: only \"All\""
+        ))),
     }
 }
 
 fn accept(headers: &HeaderMap) -> &str {
-    headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 fn selectors(t: &Target, q: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let ls = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-    let fs = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""), t.res)?;
+    let fs = FieldSelector::parse(
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        t.res,
+    )?;
     Ok((ls, fs))
 }
 
@@ -341,7 +386,10 @@ fn get(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<R
         let view = to_view(t.res, &obj);
         let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
         let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
-        return Ok(json_response(StatusCode::OK, &tables::table(storage, &[&view], rv, None, include)));
+        return Ok(json_response(
+            StatusCode::OK,
+            &tables::table(storage, &[&view], rv, None, include),
+        ));
     }
     Ok(respond(StatusCode::OK, t.res, &obj))
 }
@@ -353,12 +401,21 @@ struct ContinueToken {
     after_name: String,
 }
 
-fn list(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
+fn list(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     use base64::Engine as _;
     let info = info_of(t);
     let storage = resources::storage_of(t.res);
     let (ls, fs) = selectors(t, q)?;
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let cont: Option<ContinueToken> = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => Some(
             base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -369,10 +426,15 @@ fn list(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<
         ),
         None => None,
     };
-    let after = cont.as_ref().map(|c| (c.after_ns.clone(), c.after_name.clone()));
+    let after = cont
+        .as_ref()
+        .map(|c| (c.after_ns.clone(), c.after_name.clone()));
     let (mut items, rv) = state.store.list(storage, t.ns.as_deref(), |o| {
         if let Some((ans, aname)) = &after {
-            let key = (o["metadata"]["namespace"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""));
+            let key = (
+                o["metadata"]["namespace"].as_str().unwrap_or(""),
+                o["metadata"]["name"].as_str().unwrap_or(""),
+            );
             if key <= (ans.as_str(), aname.as_str()) {
                 return false;
             }
@@ -388,7 +450,10 @@ fn list(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<
         if let Some(last) = items.last() {
             let tok = ContinueToken {
                 rv: list_rv,
-                after_ns: last["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+                after_ns: last["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 after_name: last["metadata"]["name"].as_str().unwrap_or("").to_string(),
             };
             let raw = serde_json::to_vec(&tok).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -433,12 +498,25 @@ fn list(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<
         .map_err(|e| ApiError::internal(e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
-    Ok((StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], out).into_response())
+    Ok((
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response())
 }
 
 /// Decodes a request body (JSON or YAML).
-fn decode_body(headers: &HeaderMap, body: &[u8], kind: &str, version: &str) -> Result<Value, ApiError> {
-    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+fn decode_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: &str,
+    version: &str,
+) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let base = ct.split(';').next().unwrap_or("").trim();
     let v: Value = match base {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
@@ -498,7 +576,12 @@ fn check_type(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
 /// Runs typed decoding; unknown fields are an error under `Strict`, warnings otherwise,
 /// and are dropped from the object unless strict (upstream decodes into typed structs,
 /// which loses them).
-fn field_check(res: ResourceId, obj: &mut Value, fv: FieldValidation, warnings: &mut Vec<String>) -> Result<(), ApiError> {
+fn field_check(
+    res: ResourceId,
+    obj: &mut Value,
+    fv: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
     let unknown = admission::typed_check(res, obj)?;
     if unknown.is_empty() {
         return Ok(());
@@ -511,9 +594,15 @@ fn field_check(res: ResourceId, obj: &mut Value, fv: FieldValidation, warnings: 
     if fv == FieldValidation::Ignore {
         return Ok(());
     }
-    let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let msgs: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     if fv == FieldValidation::Strict {
-        return Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        )));
     }
     warnings.extend(msgs);
     Ok(())
@@ -543,7 +632,9 @@ fn ensure_namespace(state: &AppState, t: &Target) -> Result<(), ApiError> {
             info_of(t).plural,
             ""
         ));
-        e.details = Some(json!({ "kind": info_of(t).plural, "causes": [{ "reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace" }] }));
+        e.details = Some(
+            json!({ "kind": info_of(t).plural, "causes": [{ "reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace" }] }),
+        );
         return Err(e);
     }
     Ok(())
@@ -565,7 +656,9 @@ fn admit_create(state: &AppState, t: &Target, mut obj: Value) -> Result<Value, A
                 .unwrap_or("default")
                 .to_string();
             let sa = state.store.get(ids::SERVICEACCOUNTS, ns, &sa_name);
-            let automount = sa.as_ref().and_then(|s| s["automountServiceAccountToken"].as_bool());
+            let automount = sa
+                .as_ref()
+                .and_then(|s| s["automountServiceAccountToken"].as_bool());
             admission::default_pod(&mut obj, automount);
         }
         ids::NAMESPACES => admission::default_namespace(&mut obj),
@@ -581,7 +674,9 @@ fn admit_create(state: &AppState, t: &Target, mut obj: Value) -> Result<Value, A
                     &name,
                     vec![crate::status::Cause {
                         reason: "FieldValueInvalid",
-                        message: format!("Invalid value: \"{io_ns}\": does not match event.namespace"),
+                        message: format!(
+                            "Invalid value: \"{io_ns}\": does not match event.namespace"
+                        ),
                         field: "involvedObject.namespace".into(),
                     }],
                 ));
@@ -592,7 +687,13 @@ fn admit_create(state: &AppState, t: &Target, mut obj: Value) -> Result<Value, A
     Ok(obj)
 }
 
-fn create(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+fn create(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let info = info_of(t);
     let dry = dry_run(q)?;
     let fv = FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
@@ -602,7 +703,10 @@ fn create(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[
     field_check(t.res, &mut obj, fv, &mut warnings)?;
     if info.namespaced {
         let ns = t.ns.clone().ok_or_else(|| {
-            ApiError::bad_request(format!("the server could not find the requested resource ({} is namespaced)", info.plural))
+            ApiError::bad_request(format!(
+                "the server could not find the requested resource ({} is namespaced)",
+                info.plural
+            ))
         })?;
         match obj["metadata"]["namespace"].as_str() {
             Some(bns) if !bns.is_empty() && bns != ns => {
@@ -621,7 +725,10 @@ fn create(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[
     if storage == ids::NAMESPACES && !dry {
         populate_namespace(state, created["metadata"]["name"].as_str().unwrap_or(""));
     }
-    Ok(with_warnings(respond(StatusCode::CREATED, t.res, &created), &warnings))
+    Ok(with_warnings(
+        respond(StatusCode::CREATED, t.res, &created),
+        &warnings,
+    ))
 }
 
 fn rv_of(v: &Value) -> &str {
@@ -660,7 +767,9 @@ fn admit_update(t: &Target, cur: &Value, new: &Value) -> Result<(), ApiError> {
         admission::validate_pod_update(cur, new)?;
     }
     if resources::storage_of(t.res) == ids::PODS
-        && cur["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+        && cur["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
         && new["spec"]["nodeName"] != cur["spec"]["nodeName"]
     {
         let name = new["metadata"]["name"].as_str().unwrap_or("");
@@ -678,7 +787,13 @@ fn admit_update(t: &Target, cur: &Value, new: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn update(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+fn update(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let info = info_of(t);
     let dry = dry_run(q)?;
     let fv = FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
@@ -708,7 +823,11 @@ fn update(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[
     }
     admission::validate(t.res, &obj)?;
     admission::normalize_quantities(&mut obj);
-    let mut obj = if t.res == ids::EVENTS_V1 { admission::event_v1_to_core(obj) } else { obj };
+    let mut obj = if t.res == ids::EVENTS_V1 {
+        admission::event_v1_to_core(obj)
+    } else {
+        obj
+    };
     if resources::storage_of(t.res) == ids::SECRETS {
         admission::normalize_secret(&mut obj)?;
     }
@@ -725,21 +844,36 @@ fn update(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[
     let obj = match out {
         Outcome::Stored(o) | Outcome::Deleted(o) => o,
     };
-    Ok(with_warnings(respond(StatusCode::OK, t.res, &obj), &warnings))
+    Ok(with_warnings(
+        respond(StatusCode::OK, t.res, &obj),
+        &warnings,
+    ))
 }
 
-fn patch_object(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+fn patch_object(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let info = info_of(t);
     let dry = dry_run(q)?;
     let fv = FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
-    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let kind = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind =
+        PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let name = t.name.clone().unwrap_or_default();
     let ns = t.ns.clone().unwrap_or_default();
     let storage = resources::storage_of(t.res);
     if kind == PatchKind::Apply {
         if q.get("fieldManager").is_none_or(String::is_empty) {
-            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
         }
         if state.store.get(storage, &ns, &name).is_none() {
             // Server-side apply creates missing objects.
@@ -755,8 +889,20 @@ fn patch_object(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, bo
             obj["metadata"]["name"] = json!(name);
             let body = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
             let mut h = HeaderMap::new();
-            h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-            return create(state, &Target { name: None, ..t.clone() }, q, &h, &body);
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return create(
+                state,
+                &Target {
+                    name: None,
+                    ..t.clone()
+                },
+                q,
+                &h,
+                &body,
+            );
         }
     }
     let mut warnings = Vec::new();
@@ -777,7 +923,11 @@ fn patch_object(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, bo
         field_check(t.res, &mut doc, fv, &mut warnings)?;
         admission::validate(t.res, &doc)?;
         admission::normalize_quantities(&mut doc);
-        let mut doc = if t.res == ids::EVENTS_V1 { admission::event_v1_to_core(doc) } else { doc };
+        let mut doc = if t.res == ids::EVENTS_V1 {
+            admission::event_v1_to_core(doc)
+        } else {
+            doc
+        };
         if storage == ids::SECRETS {
             admission::normalize_secret(&mut doc)?;
         }
@@ -788,7 +938,10 @@ fn patch_object(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap, bo
     let obj = match out {
         Outcome::Stored(o) | Outcome::Deleted(o) => o,
     };
-    Ok(with_warnings(respond(StatusCode::OK, t.res, &obj), &warnings))
+    Ok(with_warnings(
+        respond(StatusCode::OK, t.res, &obj),
+        &warnings,
+    ))
 }
 
 /// `DeleteOptions` from the body and/or query.
@@ -801,9 +954,15 @@ pub(crate) struct DeleteOpts {
 }
 
 fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts, ApiError> {
-    let mut o = DeleteOpts { dry_run: dry_run(q)?, ..Default::default() };
+    let mut o = DeleteOpts {
+        dry_run: dry_run(q)?,
+        ..Default::default()
+    };
     if let Some(g) = q.get("gracePeriodSeconds") {
-        o.grace = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?);
+        o.grace = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
     }
     if !body.is_empty() && body.iter().any(|b| !b.is_ascii_whitespace()) {
         let v: Value = serde_json::from_slice(body)
@@ -812,8 +971,13 @@ fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts, ApiError> {
             o.grace = Some(g);
         }
         o.uid = v["preconditions"]["uid"].as_str().map(String::from);
-        o.rv = v["preconditions"]["resourceVersion"].as_str().map(String::from);
-        if v["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All")) {
+        o.rv = v["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from);
+        if v["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x == "All"))
+        {
             o.dry_run = true;
         }
     }
@@ -824,7 +988,12 @@ fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts, ApiError> {
 }
 
 /// Decides a deletion: immediate, graceful (pods on a live node), or held by finalizers.
-pub(crate) fn delete_decision(res: ResourceId, cur: &Value, inner: &Inner, opts: &DeleteOpts) -> Result<Change, ApiError> {
+pub(crate) fn delete_decision(
+    res: ResourceId,
+    cur: &Value,
+    inner: &Inner,
+    opts: &DeleteOpts,
+) -> Result<Change, ApiError> {
     let info = &RESOURCES[res];
     let name = cur["metadata"]["name"].as_str().unwrap_or("");
     if let Some(uid) = &opts.uid
@@ -847,10 +1016,15 @@ pub(crate) fn delete_decision(res: ResourceId, cur: &Value, inner: &Inner, opts:
             info.group,
             info.plural,
             name,
-            format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", rv_of(cur)),
+            format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                rv_of(cur)
+            ),
         ));
     }
-    let has_finalizers = cur["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    let has_finalizers = cur["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
     let already = cur["metadata"]["deletionTimestamp"].is_string();
     if res == ids::NAMESPACES {
         if matches!(name, "default" | "kube-system" | "kube-public") {
@@ -866,7 +1040,10 @@ pub(crate) fn delete_decision(res: ResourceId, cur: &Value, inner: &Inner, opts:
         n["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         n["status"]["phase"] = json!("Terminating");
         // The namespace controller finishes the job once the namespace is empty.
-        if n["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+        if n["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+        {
             n["metadata"]["finalizers"] = json!([]);
         }
         return Ok(Change::Put(n));
@@ -874,12 +1051,19 @@ pub(crate) fn delete_decision(res: ResourceId, cur: &Value, inner: &Inner, opts:
     if res == ids::PODS {
         let node = cur["spec"]["nodeName"].as_str().unwrap_or("");
         let on_live_node = !node.is_empty() && inner.get(ids::NODES, "", node).is_some();
-        let terminal = matches!(cur["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let terminal = matches!(
+            cur["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
         let default_grace = cur["metadata"]["deletionGracePeriodSeconds"]
             .as_i64()
             .or(cur["spec"]["terminationGracePeriodSeconds"].as_i64())
             .unwrap_or(30);
-        let grace = if !on_live_node || terminal { 0 } else { opts.grace.unwrap_or(default_grace) };
+        let grace = if !on_live_node || terminal {
+            0
+        } else {
+            opts.grace.unwrap_or(default_grace)
+        };
         if grace > 0 {
             if let Some(existing) = cur["metadata"]["deletionGracePeriodSeconds"].as_i64()
                 && already
@@ -889,7 +1073,8 @@ pub(crate) fn delete_decision(res: ResourceId, cur: &Value, inner: &Inner, opts:
             }
             let mut n = cur.clone();
             let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-            n["metadata"]["deletionTimestamp"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+            n["metadata"]["deletionTimestamp"] =
+                json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
             n["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             return Ok(Change::Put(n));
         }
@@ -912,27 +1097,37 @@ fn delete(state: &AppState, t: &Target, q: &Query, body: &[u8]) -> Result<Respon
     let storage = resources::storage_of(t.res);
     let out = state
         .store
-        .mutate(storage, &ns, &name, opts.dry_run, |cur, inner| delete_decision(storage, cur, inner, &opts))?;
+        .mutate(storage, &ns, &name, opts.dry_run, |cur, inner| {
+            delete_decision(storage, cur, inner, &opts)
+        })?;
     match out {
         Outcome::Stored(o) => Ok(respond(StatusCode::OK, t.res, &o)),
         Outcome::Deleted(o) => Ok(respond(StatusCode::OK, t.res, &o)),
     }
 }
 
-fn delete_collection(state: &AppState, t: &Target, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
+fn delete_collection(
+    state: &AppState,
+    t: &Target,
+    q: &Query,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let info = info_of(t);
     let opts = delete_opts(q, body)?;
     let (ls, fs) = selectors(t, q)?;
     let storage = resources::storage_of(t.res);
-    let (items, _) = state.store.list(storage, t.ns.as_deref(), |o| matches_selectors(t.res, o, &ls, &fs));
+    let (items, _) = state.store.list(storage, t.ns.as_deref(), |o| {
+        matches_selectors(t.res, o, &ls, &fs)
+    });
     let mut out = Vec::new();
     for o in items {
         let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
         let name = o["metadata"]["name"].as_str().unwrap_or("");
         match state
             .store
-            .mutate(storage, ns, name, opts.dry_run, |cur, inner| delete_decision(storage, cur, inner, &opts))
-        {
+            .mutate(storage, ns, name, opts.dry_run, |cur, inner| {
+                delete_decision(storage, cur, inner, &opts)
+            }) {
             Ok(Outcome::Stored(o) | Outcome::Deleted(o)) => out.push(to_view(t.res, &o)),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -946,14 +1141,29 @@ fn delete_collection(state: &AppState, t: &Target, q: &Query, body: &[u8]) -> Re
 }
 
 /// Binds a pod to a node (the `pods/binding` subresource and the scheduler).
-pub(crate) fn bind_pod(store: &Store, ns: &str, name: &str, node: &str) -> Result<Arc<Value>, ApiError> {
+pub(crate) fn bind_pod(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    node: &str,
+) -> Result<Arc<Value>, ApiError> {
     let out = store.mutate(ids::PODS, ns, name, false, |cur, _| {
         let existing = cur["spec"]["nodeName"].as_str().unwrap_or("");
         if !existing.is_empty() {
-            return Err(ApiError::conflict("", "pods", name, format!("pod {name} is already assigned to node \"{existing}\"")));
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                format!("pod {name} is already assigned to node \"{existing}\""),
+            ));
         }
         if cur["metadata"]["deletionTimestamp"].is_string() {
-            return Err(ApiError::conflict("", "pods", name, format!("pod {name} is being deleted, cannot be assigned to a host")));
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                format!("pod {name} is being deleted, cannot be assigned to a host"),
+            ));
         }
         let mut n = (**cur).clone();
         n["spec"]["nodeName"] = json!(node);
@@ -966,11 +1176,19 @@ pub(crate) fn bind_pod(store: &Store, ns: &str, name: &str, node: &str) -> Resul
 }
 
 /// Sets (or replaces) a pod condition, keeping `lastTransitionTime` if the status is unchanged.
-pub(crate) fn set_condition(pod: &mut Value, ty: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
+pub(crate) fn set_condition(
+    pod: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     if !pod["status"]["conditions"].is_array() {
         pod["status"]["conditions"] = json!([]);
     }
-    let Some(conds) = pod["status"]["conditions"].as_array_mut() else { return };
+    let Some(conds) = pod["status"]["conditions"].as_array_mut() else {
+        return;
+    };
     let mut c = json!({ "type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": now_rfc3339() });
     if let Some(r) = reason {
         c["reason"] = json!(r);
@@ -990,21 +1208,35 @@ pub(crate) fn set_condition(pod: &mut Value, ty: &str, status: &str, reason: Opt
 }
 
 fn bind(state: &AppState, t: &Target, body: &[u8]) -> Result<Response, ApiError> {
-    let b: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Binding in version \"v1\" cannot be handled as a Binding: {e}")))?;
+    let b: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Binding in version \"v1\" cannot be handled as a Binding: {e}"
+        ))
+    })?;
     let node = b["target"]["name"].as_str().unwrap_or("");
     if node.is_empty() {
         return Err(ApiError::invalid(
             "Binding",
             "",
             t.name.as_deref().unwrap_or(""),
-            vec![crate::status::Cause { reason: "FieldValueRequired", message: "Required value".into(), field: "target.name".into() }],
+            vec![crate::status::Cause {
+                reason: "FieldValueRequired",
+                message: "Required value".into(),
+                field: "target.name".into(),
+            }],
         ));
     }
     let ns = t.ns.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let pod = bind_pod(&state.store, &ns, &name, node)?;
-    record_event(&state.store, &pod, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}"), "default-scheduler");
+    record_event(
+        &state.store,
+        &pod,
+        "Normal",
+        "Scheduled",
+        &format!("Successfully assigned {ns}/{name} to {node}"),
+        "default-scheduler",
+    );
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 }),
@@ -1012,7 +1244,14 @@ fn bind(state: &AppState, t: &Target, body: &[u8]) -> Result<Response, ApiError>
 }
 
 /// Creates a core/v1 event about `obj`, as the scheduler and controllers do.
-pub(crate) fn record_event(store: &Store, obj: &Value, ty: &str, reason: &str, message: &str, component: &str) {
+pub(crate) fn record_event(
+    store: &Store,
+    obj: &Value,
+    ty: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let now = now_rfc3339();
@@ -1046,11 +1285,19 @@ pub(crate) fn record_event(store: &Store, obj: &Value, ty: &str, reason: &str, m
 }
 
 /// The watch verb: initial events (when asked for), then changes, bookmarks, timeout.
-async fn watch(state: &Arc<AppState>, t: &Target, q: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn watch(
+    state: &Arc<AppState>,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(t, q)?;
     let storage = resources::storage_of(t.res);
     let ns = t.ns.clone();
-    let bookmarks = matches!(q.get("allowWatchBookmarks").map(String::as_str), Some("true" | "1"));
+    let bookmarks = matches!(
+        q.get("allowWatchBookmarks").map(String::as_str),
+        Some("true" | "1")
+    );
     let send_initial = q.get("sendInitialEvents").map(String::as_str);
     let timeout = q
         .get("timeoutSeconds")
@@ -1063,7 +1310,9 @@ async fn watch(state: &Arc<AppState>, t: &Target, q: &Query, headers: &HeaderMap
         let (ls, fs, ns) = (ls.clone(), fs.clone(), ns.clone());
         let res = t.res;
         move |o: &Value| {
-            ns.as_deref().is_none_or(|n| o["metadata"]["namespace"].as_str() == Some(n)) && matches_selectors(res, o, &ls, &fs)
+            ns.as_deref()
+                .is_none_or(|n| o["metadata"]["namespace"].as_str() == Some(n))
+                && matches_selectors(res, o, &ls, &fs)
         }
     };
 
@@ -1072,11 +1321,18 @@ async fn watch(state: &Arc<AppState>, t: &Target, q: &Query, headers: &HeaderMap
     let encode = move |ty: &str, obj: &Value| -> Bytes {
         let obj = to_view(view, obj);
         let obj = if as_table && ty != "BOOKMARK" && ty != "ERROR" {
-            tables::table(resources::storage_of(view), &[&obj], rv_of(&obj), None, IncludeObject::Metadata)
+            tables::table(
+                resources::storage_of(view),
+                &[&obj],
+                rv_of(&obj),
+                None,
+                IncludeObject::Metadata,
+            )
         } else {
             obj
         };
-        let mut line = serde_json::to_vec(&json!({ "type": ty, "object": obj })).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({ "type": ty, "object": obj })).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     };
@@ -1102,7 +1358,9 @@ async fn watch(state: &Arc<AppState>, t: &Target, q: &Query, headers: &HeaderMap
         _ => rv_param.is_empty() || rv_param == "0",
     };
     if wants_initial && (rv_param.is_empty() || rv_param == "0" || send_initial == Some("true")) {
-        let (items, rv, rx2) = state.store.snapshot_and_subscribe(storage, ns.as_deref(), &keep);
+        let (items, rv, rx2) = state
+            .store
+            .snapshot_and_subscribe(storage, ns.as_deref(), &keep);
         initial = items;
         start_rv = rv;
         sub = rx2;
@@ -1233,8 +1491,15 @@ async fn watch(state: &Arc<AppState>, t: &Target, q: &Query, headers: &HeaderMap
         }
     });
     let mut rx = rx;
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::convert::Infallible>)));
-    let content_type = if as_table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
+    let stream = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(Ok::<Bytes, std::convert::Infallible>))
+    });
+    let content_type = if as_table {
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else {
+        "application/json"
+    };
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, content_type)
@@ -1249,13 +1514,28 @@ mod tests {
 
     #[test]
     fn routes_parse_like_upstream() {
-        let Ok(Route::Resource(t)) = parse_route("/api/v1/namespaces/default/pods/nginx/log") else { panic!("route") };
-        assert_eq!((t.res, t.ns.as_deref(), t.name.as_deref(), t.sub.as_deref()), (ids::PODS, Some("default"), Some("nginx"), Some("log")));
-        let Ok(Route::Resource(t)) = parse_route("/api/v1/namespaces/foo/status") else { panic!("route") };
-        assert_eq!((t.res, t.name.as_deref(), t.sub.as_deref()), (ids::NAMESPACES, Some("foo"), Some("status")));
-        let Ok(Route::Resource(t)) = parse_route("/api/v1/namespaces/foo") else { panic!("route") };
+        let Ok(Route::Resource(t)) = parse_route("/api/v1/namespaces/default/pods/nginx/log")
+        else {
+            panic!("route")
+        };
+        assert_eq!(
+            (t.res, t.ns.as_deref(), t.name.as_deref(), t.sub.as_deref()),
+            (ids::PODS, Some("default"), Some("nginx"), Some("log"))
+        );
+        let Ok(Route::Resource(t)) = parse_route("/api/v1/namespaces/foo/status") else {
+            panic!("route")
+        };
+        assert_eq!(
+            (t.res, t.name.as_deref(), t.sub.as_deref()),
+            (ids::NAMESPACES, Some("foo"), Some("status"))
+        );
+        let Ok(Route::Resource(t)) = parse_route("/api/v1/namespaces/foo") else {
+            panic!("route")
+        };
         assert_eq!((t.res, t.name.as_deref()), (ids::NAMESPACES, Some("foo")));
-        let Ok(Route::Resource(t)) = parse_route("/apis/apps/v1/deployments") else { panic!("route") };
+        let Ok(Route::Resource(t)) = parse_route("/apis/apps/v1/deployments") else {
+            panic!("route")
+        };
         assert_eq!(RESOURCES[t.res].kind, "Deployment");
         assert!(parse_route("/api/v1/namespaces/x/nodes").is_err());
         assert!(parse_route("/api/v1/pods/x").is_err());

@@ -41,7 +41,9 @@ pub(crate) async fn run(store: Arc<Store>, shutdown: CancellationToken, schedule
                 if scheduler_on {
                     sched.schedule_all(&store);
                 }
-                let (nss, _) = store.list(ids::NAMESPACES, None, |n| n["metadata"]["deletionTimestamp"].is_string());
+                let (nss, _) = store.list(ids::NAMESPACES, None, |n| {
+                    n["metadata"]["deletionTimestamp"].is_string()
+                });
                 for ns in nss {
                     finish_namespace(&store, ns["metadata"]["name"].as_str().unwrap_or(""));
                 }
@@ -55,14 +57,18 @@ pub(crate) async fn run(store: Arc<Store>, shutdown: CancellationToken, schedule
 
 fn on_namespace_event(store: &Store, ev: &WatchEvent) {
     if ev.resource == ids::NAMESPACES {
-        if ev.kind == EventKind::Modified && ev.object["metadata"]["deletionTimestamp"].is_string() {
+        if ev.kind == EventKind::Modified && ev.object["metadata"]["deletionTimestamp"].is_string()
+        {
             finish_namespace(store, ev.object["metadata"]["name"].as_str().unwrap_or(""));
         }
         return;
     }
     if ev.kind == EventKind::Deleted && RESOURCES[ev.resource].namespaced {
         let ns = ev.object["metadata"]["namespace"].as_str().unwrap_or("");
-        if store.get(ids::NAMESPACES, "", ns).is_some_and(|n| n["metadata"]["deletionTimestamp"].is_string()) {
+        if store
+            .get(ids::NAMESPACES, "", ns)
+            .is_some_and(|n| n["metadata"]["deletionTimestamp"].is_string())
+        {
             finish_namespace(store, ns);
         }
     }
@@ -85,13 +91,19 @@ fn finish_namespace(store: &Store, ns: &str) {
                 let name = p["metadata"]["name"].as_str().unwrap_or("");
                 let opts = DeleteOpts::default();
                 if let Ok(Outcome::Stored(_)) =
-                    store.mutate(ids::PODS, ns, name, false, |cur, inner| api::delete_decision(ids::PODS, cur, inner, &opts))
+                    store.mutate(ids::PODS, ns, name, false, |cur, inner| {
+                        api::delete_decision(ids::PODS, cur, inner, &opts)
+                    })
                 {
                     remaining += 1;
                 }
             }
         } else {
-            store.remove_where(res, ns, |o| o["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()));
+            store.remove_where(res, ns, |o| {
+                o["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
+            });
             remaining += store.list(res, Some(ns), |_| true).0.len();
         }
     }
@@ -116,9 +128,14 @@ struct Scheduler {
 
 fn is_pending(pod: &Value) -> bool {
     pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty()
-        && pod["spec"]["schedulerName"].as_str().unwrap_or("default-scheduler") == "default-scheduler"
+        && pod["spec"]["schedulerName"]
+            .as_str()
+            .unwrap_or("default-scheduler")
+            == "default-scheduler"
         && !pod["metadata"]["deletionTimestamp"].is_string()
-        && pod["spec"]["schedulingGates"].as_array().is_none_or(|g| g.is_empty())
+        && pod["spec"]["schedulingGates"]
+            .as_array()
+            .is_none_or(|g| g.is_empty())
 }
 
 /// The parts of a node the scheduler's decisions depend on.
@@ -127,7 +144,12 @@ fn node_signature(node: &Value) -> (Value, Value, Value, bool) {
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
         .is_some_and(|c| c["status"] == "True");
-    (node["metadata"]["labels"].clone(), node["spec"]["taints"].clone(), node["spec"]["unschedulable"].clone(), ready)
+    (
+        node["metadata"]["labels"].clone(),
+        node["spec"]["taints"].clone(),
+        node["spec"]["unschedulable"].clone(),
+        ready,
+    )
 }
 
 impl Scheduler {
@@ -135,7 +157,9 @@ impl Scheduler {
         match ev.resource {
             ids::NODES => {
                 let relevant = match (ev.kind, &ev.previous) {
-                    (EventKind::Modified, Some(prev)) => node_signature(prev) != node_signature(&ev.object),
+                    (EventKind::Modified, Some(prev)) => {
+                        node_signature(prev) != node_signature(&ev.object)
+                    }
                     (EventKind::Deleted, _) => false,
                     _ => true,
                 };
@@ -150,7 +174,10 @@ impl Scheduler {
                     }
                 }
                 EventKind::Modified => {
-                    let spec_changed = ev.previous.as_ref().is_none_or(|p| p["spec"] != ev.object["spec"]);
+                    let spec_changed = ev
+                        .previous
+                        .as_ref()
+                        .is_none_or(|p| p["spec"] != ev.object["spec"]);
                     if spec_changed && is_pending(&ev.object) {
                         self.schedule_one(store, &ev.object);
                     }
@@ -200,7 +227,9 @@ impl Scheduler {
                         "default-scheduler",
                     );
                 }
-                Err(e) => tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "binding failed"),
+                Err(e) => {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "binding failed")
+                }
             }
             return;
         }
@@ -224,14 +253,27 @@ impl Scheduler {
                 return Ok(Change::Unchanged);
             }
             let mut n = (**cur).clone();
-            api::set_condition(&mut n, "PodScheduled", "False", Some("Unschedulable"), Some(&message));
+            api::set_condition(
+                &mut n,
+                "PodScheduled",
+                "False",
+                Some("Unschedulable"),
+                Some(&message),
+            );
             Ok(Change::Put(n))
         });
         let obj = match updated {
             Ok(Outcome::Stored(o)) => o,
             _ => return,
         };
-        api::record_event(store, &obj, "Warning", "FailedScheduling", &message, "default-scheduler");
+        api::record_event(
+            store,
+            &obj,
+            "Warning",
+            "FailedScheduling",
+            &message,
+            "default-scheduler",
+        );
     }
 }
 
@@ -242,19 +284,28 @@ fn label<'a>(node: &'a Value, k: &str) -> Option<&'a str> {
 fn expr_matches(node: &Value, e: &Value, field: bool) -> bool {
     let key = e["key"].as_str().unwrap_or("");
     let have = if field {
-        (key == "metadata.name").then(|| node["metadata"]["name"].as_str()).flatten()
+        (key == "metadata.name")
+            .then(|| node["metadata"]["name"].as_str())
+            .flatten()
     } else {
         label(node, key)
     };
-    let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let values: Vec<&str> = e["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     match e["operator"].as_str().unwrap_or("") {
         "In" => have.is_some_and(|h| values.contains(&h)),
         "NotIn" => have.is_none_or(|h| !values.contains(&h)),
         "Exists" => have.is_some(),
         "DoesNotExist" => have.is_none(),
         "Gt" | "Lt" => {
-            let (Some(h), Some(v)) = (have.and_then(|h| h.parse::<i64>().ok()), values.first().and_then(|v| v.parse::<i64>().ok()))
-            else {
+            let (Some(h), Some(v)) = (
+                have.and_then(|h| h.parse::<i64>().ok()),
+                values.first().and_then(|v| v.parse::<i64>().ok()),
+            ) else {
                 return false;
             };
             if e["operator"] == "Gt" { h > v } else { h < v }
@@ -271,8 +322,14 @@ fn affinity_matches(pod: &Value, node: &Value) -> bool {
     };
     // Terms are ORed; expressions within a term are ANDed; an empty term matches nothing.
     terms.iter().any(|t| {
-        let exprs = t["matchExpressions"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        let fields = t["matchFields"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let exprs = t["matchExpressions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let fields = t["matchFields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         (!exprs.is_empty() || !fields.is_empty())
             && exprs.iter().all(|e| expr_matches(node, e, false))
             && fields.iter().all(|e| expr_matches(node, e, true))
@@ -287,7 +344,10 @@ fn tolerates(tol: &Value, taint: &Value) -> bool {
     let key = tol["key"].as_str().unwrap_or("");
     match tol["operator"].as_str().unwrap_or("Equal") {
         "Exists" => key.is_empty() || Some(key) == taint["key"].as_str(),
-        _ => Some(key) == taint["key"].as_str() && tol["value"].as_str().unwrap_or("") == taint["value"].as_str().unwrap_or(""),
+        _ => {
+            Some(key) == taint["key"].as_str()
+                && tol["value"].as_str().unwrap_or("") == taint["value"].as_str().unwrap_or("")
+        }
     }
 }
 
@@ -313,7 +373,10 @@ fn fits(pod: &Value, node: &Value) -> Result<(), String> {
     if !affinity_matches(pod, node) {
         return Err("node(s) didn't match Pod's node affinity/selector".into());
     }
-    let tolerations = pod["spec"]["tolerations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for taint in node["spec"]["taints"].as_array().into_iter().flatten() {
         let effect = taint["effect"].as_str().unwrap_or("");
         if effect != "NoSchedule" && effect != "NoExecute" {
@@ -349,7 +412,10 @@ mod tests {
     #[test]
     fn taints_selectors_and_affinity_refuse() {
         let untolerating = json!({"spec": {}});
-        assert_eq!(fits(&untolerating, &vnode()), Err("node(s) had untolerated taint {virtual-kubelet.io/provider: alibabacloud}".into()));
+        assert_eq!(
+            fits(&untolerating, &vnode()),
+            Err("node(s) had untolerated taint {virtual-kubelet.io/provider: alibabacloud}".into())
+        );
         let wrong_selector = json!({"spec": {"nodeSelector": {"type": "other"}, "tolerations": [{"operator": "Exists"}]}});
         assert!(fits(&wrong_selector, &vnode()).is_err());
         let affinity = json!({"spec": {"tolerations": [{"operator": "Exists"}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -359,6 +425,12 @@ mod tests {
         assert_eq!(fits(&affinity, &vnode()), Ok(()));
         let mut not_ready = vnode();
         not_ready["status"]["conditions"][0]["status"] = json!("False");
-        assert!(fits(&json!({"spec": {"tolerations": [{"operator": "Exists"}]}}), &not_ready).is_err());
+        assert!(
+            fits(
+                &json!({"spec": {"tolerations": [{"operator": "Exists"}]}}),
+                &not_ready
+            )
+            .is_err()
+        );
     }
 }

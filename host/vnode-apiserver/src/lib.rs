@@ -86,7 +86,10 @@ impl ApiServerConfig {
 
     /// Paths of the client certificate and key the server presents to kubelets.
     pub fn kubelet_client_cert_paths(&self) -> (PathBuf, PathBuf) {
-        (self.dir.join(pki::files::KUBELET_CLIENT_CERT), self.dir.join(pki::files::KUBELET_CLIENT_KEY))
+        (
+            self.dir.join(pki::files::KUBELET_CLIENT_CERT),
+            self.dir.join(pki::files::KUBELET_CLIENT_KEY),
+        )
     }
 
     /// Path of the CA certificate (PEM) a kubelet uses to verify the server's client

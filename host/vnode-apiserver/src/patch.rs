@@ -46,7 +46,9 @@ pub fn apply(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(), Api
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             json_patch::patch(target, &p).map_err(|e| {
-                let mut err = ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}"));
+                let mut err = ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ));
                 err.code = 422;
                 err.reason = "Invalid";
                 err
@@ -60,7 +62,9 @@ pub fn apply(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(), Api
         PatchKind::Strategic => {
             let p: Value = parse_json(body)?;
             if !p.is_object() {
-                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "strategic merge patch must be a JSON object",
+                ));
             }
             strategic_merge(target, &p);
             Ok(())
@@ -75,15 +79,24 @@ pub fn apply(kind: PatchKind, target: &mut Value, body: &[u8]) -> Result<(), Api
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
 }
 
 /// The merge key of list field `field` given a sample patch element, or `None` if the
 /// list is atomic (replaced as a whole).
 fn merge_key(field: &str, sample: &Map<String, Value>) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
-        | "resourceClaims" | "containerStatuses" | "initContainerStatuses" | "ephemeralContainerStatuses" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "containerStatuses"
+        | "initContainerStatuses"
+        | "ephemeralContainerStatuses" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "hostAliases" => "ip",
@@ -122,18 +135,26 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Some(target_map) = target.as_object_mut() else { return };
+    let Some(target_map) = target.as_object_mut() else {
+        return;
+    };
     let mut retain: Option<Vec<String>> = None;
     for (k, v) in patch_map {
         if k == "$patch" || k.starts_with("$setElementOrder/") {
             continue;
         }
         if k == "$retainKeys" {
-            retain = v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect());
+            retain = v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            });
             continue;
         }
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(list)), Some(remove)) = (target_map.get_mut(field), v.as_array()) {
+            if let (Some(Value::Array(list)), Some(remove)) =
+                (target_map.get_mut(field), v.as_array())
+            {
                 list.retain(|x| !remove.contains(x));
             }
             continue;
@@ -167,9 +188,13 @@ fn merge_list(target_map: &mut Map<String, Value>, field: &str, items: &[Value])
     match (key, target_map.get_mut(field)) {
         (Some(key), Some(Value::Array(existing))) => {
             for item in items {
-                let Some(obj) = item.as_object() else { continue };
+                let Some(obj) = item.as_object() else {
+                    continue;
+                };
                 let kv = obj.get(key);
-                let pos = existing.iter().position(|e| e.get(key) == kv && kv.is_some());
+                let pos = existing
+                    .iter()
+                    .position(|e| e.get(key) == kv && kv.is_some());
                 match (obj.get("$patch").and_then(Value::as_str), pos) {
                     (Some("delete"), Some(i)) => {
                         existing.remove(i);
@@ -234,7 +259,10 @@ mod tests {
         let patch = json!({"spec": {"containers": [{"name": "a", "image": "nginx:1.27", "env": [{"name": "Y", "value": "2"}]}]}});
         strategic_merge(&mut pod, &patch);
         assert_eq!(pod["spec"]["containers"][0]["image"], "nginx:1.27");
-        assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"].as_array().map(Vec::len),
+            Some(2)
+        );
         assert_eq!(pod["spec"]["containers"][1]["name"], "b");
     }
 
@@ -257,13 +285,32 @@ mod tests {
     #[test]
     fn json_and_merge_patches() {
         let mut o = json!({"metadata": {"labels": {"a": "1"}}});
-        apply(PatchKind::Merge, &mut o, br#"{"metadata":{"labels":{"a":null,"b":"2"}}}"#).expect("merge");
+        apply(
+            PatchKind::Merge,
+            &mut o,
+            br#"{"metadata":{"labels":{"a":null,"b":"2"}}}"#,
+        )
+        .expect("merge");
         assert_eq!(o["metadata"]["labels"], json!({"b": "2"}));
-        apply(PatchKind::Json, &mut o, br#"[{"op":"add","path":"/metadata/labels/c","value":"3"}]"#).expect("json");
+        apply(
+            PatchKind::Json,
+            &mut o,
+            br#"[{"op":"add","path":"/metadata/labels/c","value":"3"}]"#,
+        )
+        .expect("json");
         assert_eq!(o["metadata"]["labels"]["c"], "3");
-        let e = apply(PatchKind::Json, &mut o, br#"[{"op":"test","path":"/metadata/labels/c","value":"9"}]"#)
-            .expect_err("failed test op");
+        let e = apply(
+            PatchKind::Json,
+            &mut o,
+            br#"[{"op":"test","path":"/metadata/labels/c","value":"9"}]"#,
+        )
+        .expect_err("failed test op");
         assert_eq!(e.code, 422);
-        assert_eq!(apply(PatchKind::Merge, &mut o, b"{nope").expect_err("bad json").code, 400);
+        assert_eq!(
+            apply(PatchKind::Merge, &mut o, b"{nope")
+                .expect_err("bad json")
+                .code,
+            400
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -75,12 +75,17 @@ pub struct Pki {
 
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Pki")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> ApiServerError {
-    ApiServerError::Io { path: path.to_path_buf(), source: e }
+    ApiServerError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 fn ca_params() -> CertificateParams {
@@ -89,7 +94,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::CommonName, CA_CN);
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = date_time_ymd(2024, 1, 1);
     p.not_after = date_time_ymd(2099, 12, 31);
     p
@@ -100,14 +109,17 @@ fn write_private(path: &Path, contents: &str) -> Result<(), ApiServerError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| io_err(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_err(path, e))?;
     }
     Ok(())
 }
 
 fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .ok()
 }
 
 impl Pki {
@@ -120,23 +132,33 @@ impl Pki {
         let params = ca_params();
         let (key, cert_pem) = if cert_path.exists() && key_path.exists() {
             let key_pem = std::fs::read_to_string(&key_path).map_err(|e| io_err(&key_path, e))?;
-            let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| io_err(&cert_path, e))?;
-            let key = KeyPair::from_pem(&key_pem).map_err(|e| ApiServerError::Pki(format!("{}: {e}", key_path.display())))?;
+            let cert_pem =
+                std::fs::read_to_string(&cert_path).map_err(|e| io_err(&cert_path, e))?;
+            let key = KeyPair::from_pem(&key_pem)
+                .map_err(|e| ApiServerError::Pki(format!("{}: {e}", key_path.display())))?;
             (key, cert_pem)
         } else {
             let key = KeyPair::generate().map_err(|e| ApiServerError::Pki(e.to_string()))?;
-            let cert = params.self_signed(&key).map_err(|e| ApiServerError::Pki(e.to_string()))?;
+            let cert = params
+                .self_signed(&key)
+                .map_err(|e| ApiServerError::Pki(e.to_string()))?;
             let cert_pem = cert.pem();
             write_private(&key_path, &key.serialize_pem())?;
             std::fs::write(&cert_path, &cert_pem).map_err(|e| io_err(&cert_path, e))?;
             (key, cert_pem)
         };
-        let der = pem_to_der(&cert_pem)
-            .ok_or_else(|| ApiServerError::Pki(format!("{}: not a PEM certificate", cert_path.display())))?;
+        let der = pem_to_der(&cert_pem).ok_or_else(|| {
+            ApiServerError::Pki(format!("{}: not a PEM certificate", cert_path.display()))
+        })?;
         // The issuer is rebuilt from the same subject and key: that is all a signature by
         // this CA needs (issuer name + authority key id derived from the key).
         let issuer = Issuer::new(params, key);
-        Ok(Self { dir: dir.to_path_buf(), ca_cert_pem: cert_pem, ca_cert_der: CertificateDer::from(der), issuer })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ca_cert_pem: cert_pem,
+            ca_cert_der: CertificateDer::from(der),
+            issuer,
+        })
     }
 
     /// The directory holding the files.
@@ -175,12 +197,17 @@ impl Pki {
         p.not_before = date_time_ymd(2024, 1, 1);
         p.not_after = date_time_ymd(2099, 12, 31);
         p.use_authority_key_identifier_extension = true;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         if server_auth {
-            p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         if client_auth {
-            p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         let key = KeyPair::generate().map_err(pki_err)?;
         let cert = p.signed_by(&key, &self.issuer).map_err(pki_err)?;
@@ -193,17 +220,30 @@ impl Pki {
     }
 
     /// Issues a serving certificate (e.g. for a kubelet API endpoint).
-    pub fn issue_server_cert(&self, common_name: &str, sans: &[String]) -> Result<IssuedCert, ApiServerError> {
+    pub fn issue_server_cert(
+        &self,
+        common_name: &str,
+        sans: &[String],
+    ) -> Result<IssuedCert, ApiServerError> {
         self.issue(common_name, &[], sans, true, false)
     }
 
     /// Issues a client certificate; `groups` become the Kubernetes groups (`O=`).
-    pub fn issue_client_cert(&self, common_name: &str, groups: &[&str]) -> Result<IssuedCert, ApiServerError> {
+    pub fn issue_client_cert(
+        &self,
+        common_name: &str,
+        groups: &[&str],
+    ) -> Result<IssuedCert, ApiServerError> {
         self.issue(common_name, groups, &[], false, true)
     }
 
     /// Writes an issued certificate pair to `dir/<stem>.crt` and `dir/<stem>.key`.
-    pub fn write_pair(&self, stem_cert: &str, stem_key: &str, c: &IssuedCert) -> Result<(), ApiServerError> {
+    pub fn write_pair(
+        &self,
+        stem_cert: &str,
+        stem_key: &str,
+        c: &IssuedCert,
+    ) -> Result<(), ApiServerError> {
         let cp = self.dir.join(stem_cert);
         std::fs::write(&cp, &c.cert_pem).map_err(|e| io_err(&cp, e))?;
         write_private(&self.dir.join(stem_key), &c.key_pem)
@@ -211,13 +251,20 @@ impl Pki {
 
     /// A rustls client config that trusts only this CA (for verifying kubelets and for
     /// clients of this server).
-    pub fn client_tls(&self, identity: Option<&IssuedCert>) -> Result<rustls::ClientConfig, ApiServerError> {
+    pub fn client_tls(
+        &self,
+        identity: Option<&IssuedCert>,
+    ) -> Result<rustls::ClientConfig, ApiServerError> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_cert_der.clone()).map_err(|e| ApiServerError::Pki(e.to_string()))?;
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ApiServerError::Pki(e.to_string()))?
-            .with_root_certificates(roots);
+        roots
+            .add(self.ca_cert_der.clone())
+            .map_err(|e| ApiServerError::Pki(e.to_string()))?;
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ApiServerError::Pki(e.to_string()))?
+        .with_root_certificates(roots);
         match identity {
             Some(id) => builder
                 .with_client_auth_cert(vec![id.cert_der.clone()], id.private_key())
@@ -252,7 +299,12 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
 }
 
 /// Writes the kubeconfig to `dir/kubeconfig` (mode 0600: it holds the token).
-pub fn write_kubeconfig(dir: &Path, server: &str, ca_pem: &str, token: &str) -> Result<PathBuf, ApiServerError> {
+pub fn write_kubeconfig(
+    dir: &Path,
+    server: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Result<PathBuf, ApiServerError> {
     let path = dir.join(files::KUBECONFIG);
     write_private(&path, &kubeconfig_yaml(server, ca_pem, token))?;
     Ok(path)
@@ -271,7 +323,9 @@ mod tests {
         let b = Pki::load_or_create(dir.path()).expect("load");
         assert_eq!(a.ca_pem(), b.ca_pem());
         // A leaf issued by the reloaded CA verifies against the original CA certificate.
-        let leaf = b.issue_server_cert("kubelet", &["127.0.0.1".into()]).expect("issue");
+        let leaf = b
+            .issue_server_cert("kubelet", &["127.0.0.1".into()])
+            .expect("issue");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(a.ca_der().clone()).expect("root");
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -282,7 +336,13 @@ mod tests {
         .expect("verifier");
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("ip");
         verifier
-            .verify_server_cert(&leaf.cert_der, &[], &name, &[], rustls_pki_types::UnixTime::now())
+            .verify_server_cert(
+                &leaf.cert_der,
+                &[],
+                &name,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
             .expect("leaf verifies against the CA");
         let t1 = load_or_create_token(dir.path()).expect("token");
         assert_eq!(t1, load_or_create_token(dir.path()).expect("token"));

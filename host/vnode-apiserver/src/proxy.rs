@@ -13,7 +13,15 @@ use crate::resources::ids;
 use crate::status::ApiError;
 
 /// Query parameters passed through to the kubelet.
-const LOG_PARAMS: &[&str] = &["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "limitBytes", "previous"];
+const LOG_PARAMS: &[&str] = &[
+    "follow",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "limitBytes",
+    "previous",
+];
 
 fn container_names(pod: &Value) -> Vec<String> {
     ["containers", "initContainers", "ephemeralContainers"]
@@ -35,11 +43,19 @@ pub(crate) fn kubelet_base(node: &Value) -> Result<String, ApiError> {
         })
         .and_then(|x| x["address"].as_str())
         .ok_or_else(|| ApiError::bad_request(format!("node {name} has no InternalIP address")))?;
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(0);
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap_or(0);
     if port <= 0 || port > 65535 {
-        return Err(ApiError::bad_request(format!("node {name} has no kubelet endpoint port")));
+        return Err(ApiError::bad_request(format!(
+            "node {name} has no kubelet endpoint port"
+        )));
     }
-    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
     Ok(format!("https://{host}:{port}"))
 }
 
@@ -49,7 +65,10 @@ pub(crate) async fn pod_log(
     name: &str,
     q: &std::collections::HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let pod = state.store.get(ids::PODS, ns, name).ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    let pod = state
+        .store
+        .get(ids::PODS, ns, name)
+        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
     let names = container_names(&pod);
     let container = match q.get("container").filter(|c| !c.is_empty()) {
         Some(c) => {
@@ -80,7 +99,9 @@ pub(crate) async fn pod_log(
     };
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
     }
     let node = state
         .store

@@ -39,7 +39,11 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// `apiVersion` string (`v1`, `apps/v1`).
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// Whether this resource has a status subresource (status is ignored on main writes).
@@ -57,29 +61,249 @@ macro_rules! res {
 
 /// Every resource the server serves, core first (discovery keeps this order).
 pub static RESOURCES: &[ResourceInfo] = &[
-    res!("", "v1", "pods", "pod", "Pod", true, ["po"], true, ["status", "binding", "log", "exec"]),
-    res!("", "v1", "nodes", "node", "Node", false, ["no"], false, ["status"]),
-    res!("", "v1", "namespaces", "namespace", "Namespace", false, ["ns"], false, ["status", "finalize"]),
-    res!("", "v1", "events", "event", "Event", true, ["ev"], false, []),
-    res!("", "v1", "configmaps", "configmap", "ConfigMap", true, ["cm"], false, []),
+    res!(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        true,
+        ["po"],
+        true,
+        ["status", "binding", "log", "exec"]
+    ),
+    res!(
+        "",
+        "v1",
+        "nodes",
+        "node",
+        "Node",
+        false,
+        ["no"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "",
+        "v1",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        false,
+        ["ns"],
+        false,
+        ["status", "finalize"]
+    ),
+    res!(
+        "",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        ["ev"],
+        false,
+        []
+    ),
+    res!(
+        "",
+        "v1",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        ["cm"],
+        false,
+        []
+    ),
     res!("", "v1", "secrets", "secret", "Secret", true, [], false, []),
-    res!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, ["sa"], false, []),
-    res!("", "v1", "services", "service", "Service", true, ["svc"], true, ["status"]),
-    res!("", "v1", "endpoints", "endpoints", "Endpoints", true, ["ep"], false, []),
-    res!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, ["pvc"], false, ["status"]),
-    res!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, ["pv"], false, ["status"]),
-    res!("", "v1", "limitranges", "limitrange", "LimitRange", true, ["limits"], false, []),
-    res!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, ["quota"], false, ["status"]),
-    res!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, ["rc"], true, ["status"]),
-    res!("", "v1", "podtemplates", "podtemplate", "PodTemplate", true, [], false, []),
-    res!("apps", "v1", "deployments", "deployment", "Deployment", true, ["deploy"], true, ["status"]),
-    res!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, ["rs"], true, ["status"]),
-    res!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, ["sts"], true, ["status"]),
-    res!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, ["ds"], true, ["status"]),
-    res!("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true, [], false, []),
-    res!("batch", "v1", "jobs", "job", "Job", true, [], true, ["status"]),
-    res!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, ["cj"], true, ["status"]),
-    res!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, [], false, []),
+    res!(
+        "",
+        "v1",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        ["sa"],
+        false,
+        []
+    ),
+    res!(
+        "",
+        "v1",
+        "services",
+        "service",
+        "Service",
+        true,
+        ["svc"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "",
+        "v1",
+        "endpoints",
+        "endpoints",
+        "Endpoints",
+        true,
+        ["ep"],
+        false,
+        []
+    ),
+    res!(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        true,
+        ["pvc"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "",
+        "v1",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        ["pv"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "",
+        "v1",
+        "limitranges",
+        "limitrange",
+        "LimitRange",
+        true,
+        ["limits"],
+        false,
+        []
+    ),
+    res!(
+        "",
+        "v1",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        ["quota"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "replicationcontroller",
+        "ReplicationController",
+        true,
+        ["rc"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "",
+        "v1",
+        "podtemplates",
+        "podtemplate",
+        "PodTemplate",
+        true,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        ["deploy"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        ["rs"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        ["sts"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        ["ds"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "controllerrevision",
+        "ControllerRevision",
+        true,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "batch",
+        "v1",
+        "jobs",
+        "job",
+        "Job",
+        true,
+        [],
+        true,
+        ["status"]
+    ),
+    res!(
+        "batch",
+        "v1",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        true,
+        ["cj"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        [],
+        false,
+        []
+    ),
     ResourceInfo {
         group: "events.k8s.io",
         version: "v1",
@@ -92,25 +316,215 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         view_of: Some("events"),
     },
-    res!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, [], false, []),
-    res!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, [], false, []),
-    res!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, [], false, []),
-    res!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, [], false, []),
-    res!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true, ["ing"], false, ["status"]),
-    res!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", true, ["netpol"], false, []),
-    res!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", false, [], false, []),
-    res!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, ["pdb"], false, ["status"]),
-    res!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, ["hpa"], true, ["status"]),
-    res!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, ["sc"], false, []),
-    res!("storage.k8s.io", "v1", "csidrivers", "csidriver", "CSIDriver", false, [], false, []),
-    res!("storage.k8s.io", "v1", "csinodes", "csinode", "CSINode", false, [], false, []),
-    res!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, ["pc"], false, []),
-    res!("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", false, [], false, []),
-    res!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, [], false, []),
-    res!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", false, ["crd", "crds"], false, ["status"]),
-    res!("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", false, [], false, []),
-    res!("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", "MutatingWebhookConfiguration", false, [], false, []),
-    res!("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", false, ["csr"], false, ["status"]),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "role",
+        "Role",
+        true,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "ingress",
+        "Ingress",
+        true,
+        ["ing"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "networkpolicy",
+        "NetworkPolicy",
+        true,
+        ["netpol"],
+        false,
+        []
+    ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "ingressclass",
+        "IngressClass",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        true,
+        ["pdb"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        true,
+        ["hpa"],
+        true,
+        ["status"]
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        ["sc"],
+        false,
+        []
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "csidrivers",
+        "csidriver",
+        "CSIDriver",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "csinodes",
+        "csinode",
+        "CSINode",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        false,
+        ["pc"],
+        false,
+        []
+    ),
+    res!(
+        "node.k8s.io",
+        "v1",
+        "runtimeclasses",
+        "runtimeclass",
+        "RuntimeClass",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        false,
+        ["crd", "crds"],
+        false,
+        ["status"]
+    ),
+    res!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        "ValidatingWebhookConfiguration",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "MutatingWebhookConfiguration",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        "CertificateSigningRequest",
+        false,
+        ["csr"],
+        false,
+        ["status"]
+    ),
 ];
 
 /// Well-known resource ids, so code does not search the table by name.
@@ -138,18 +552,32 @@ pub mod ids {
 
 /// Looks a resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<ResourceId> {
-    RESOURCES.iter().position(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .position(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The storage resource for `id` (itself, or the resource it is a view of).
 pub fn storage_of(id: ResourceId) -> ResourceId {
     match RESOURCES[id].view_of {
-        Some(p) => RESOURCES.iter().position(|r| r.group.is_empty() && r.plural == p).unwrap_or(id),
+        Some(p) => RESOURCES
+            .iter()
+            .position(|r| r.group.is_empty() && r.plural == p)
+            .unwrap_or(id),
         None => id,
     }
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// The `/api` document.
 pub fn api_versions(server_address: &str) -> Value {
@@ -183,18 +611,24 @@ fn api_group(group: &str, version: &str) -> Value {
 
 /// The `/apis/{group}` document, if the group exists.
 pub fn api_group_doc(group: &str) -> Option<Value> {
-    groups().into_iter().find(|(g, _)| *g == group).map(|(g, v)| {
-        let mut d = api_group(g, v);
-        d["kind"] = json!("APIGroup");
-        d["apiVersion"] = json!("v1");
-        d
-    })
+    groups()
+        .into_iter()
+        .find(|(g, _)| *g == group)
+        .map(|(g, v)| {
+            let mut d = api_group(g, v);
+            d["kind"] = json!("APIGroup");
+            d["apiVersion"] = json!("v1");
+            d
+        })
 }
 
 /// The `APIResourceList` for one group/version, if served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -230,16 +664,28 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
+    )
 }
 
 /// `/openapi/v3`: the index of per-group-version documents.
 pub fn openapi_v3_index() -> Value {
     let mut paths = serde_json::Map::new();
-    paths.insert("api/v1".into(), json!({ "serverRelativeURL": "/openapi/v3/api/v1?hash=vnode" }));
+    paths.insert(
+        "api/v1".into(),
+        json!({ "serverRelativeURL": "/openapi/v3/api/v1?hash=vnode" }),
+    );
     for (g, v) in groups() {
-        paths.insert(format!("apis/{g}/{v}"), json!({ "serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=vnode") }));
+        paths.insert(
+            format!("apis/{g}/{v}"),
+            json!({ "serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=vnode") }),
+        );
     }
     json!({ "paths": paths })
 }
@@ -252,8 +698,15 @@ pub fn openapi_v3_index() -> Value {
 /// for either, so none are served.
 pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let item = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {
@@ -317,10 +770,23 @@ mod tests {
     #[test]
     fn discovery_lists_subresources_and_groups() {
         let core = api_resource_list("", "v1").expect("core served");
-        let names: Vec<&str> = core["resources"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
-        assert!(names.contains(&"pods/log") && names.contains(&"pods/status") && names.contains(&"nodes"));
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"pods/log")
+                && names.contains(&"pods/status")
+                && names.contains(&"nodes")
+        );
         let groups = api_group_list();
-        assert!(groups["groups"].as_array().is_some_and(|g| g.iter().any(|g| g["name"] == "apps")));
+        assert!(
+            groups["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["name"] == "apps"))
+        );
         assert!(api_resource_list("nope", "v1").is_none());
     }
 }

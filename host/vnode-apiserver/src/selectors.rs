@@ -42,7 +42,8 @@ fn split_top_level(s: &str) -> Vec<&str> {
 fn valid_label_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 impl LabelSelector {
@@ -65,13 +66,17 @@ impl LabelSelector {
                 LabelReq::Eq(k.trim().to_string(), v.trim().to_string())
             } else if let Some(open) = part.find('(') {
                 let head = part[..open].trim();
-                let close = part.rfind(')').ok_or_else(|| bad(&format!("missing ')' in {part:?}")))?;
+                let close = part
+                    .rfind(')')
+                    .ok_or_else(|| bad(&format!("missing ')' in {part:?}")))?;
                 let values: Vec<String> = part[open + 1..close]
                     .split(',')
                     .map(|v| v.trim().to_string())
                     .filter(|v| !v.is_empty())
                     .collect();
-                let (key, op) = head.rsplit_once(char::is_whitespace).ok_or_else(|| bad(part))?;
+                let (key, op) = head
+                    .rsplit_once(char::is_whitespace)
+                    .ok_or_else(|| bad(part))?;
                 match op.trim() {
                     "in" => LabelReq::In(key.trim().to_string(), values),
                     "notin" => LabelReq::NotIn(key.trim().to_string(), values),
@@ -173,10 +178,15 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, false, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let k = k.trim();
-            if k != "metadata.name" && k != "metadata.namespace" && !supported_fields(res).contains(&k) {
+            if k != "metadata.name"
+                && k != "metadata.namespace"
+                && !supported_fields(res).contains(&k)
+            {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {k}"
                 )));
@@ -194,7 +204,10 @@ impl FieldSelector {
 
     /// The value a `metadata.name=` term pins, for a fast single-object path.
     pub fn pinned_name(&self) -> Option<&str> {
-        self.0.iter().find(|(k, neg, _)| k == "metadata.name" && !neg).map(|(_, _, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, neg, _)| k == "metadata.name" && !neg)
+            .map(|(_, _, v)| v.as_str())
     }
 
     /// Whether an object satisfies every term. Absent fields compare as `""` (so
@@ -236,7 +249,11 @@ mod tests {
             ("missing notin (x)", true),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).expect(sel).matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).expect(sel).matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("a in (x").is_err());
         assert!(LabelSelector::parse("a b c").is_err());
@@ -245,9 +262,21 @@ mod tests {
     #[test]
     fn field_selector_semantics() {
         let pod = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {}, "status": {"phase": "Pending"}});
-        assert!(FieldSelector::parse("spec.nodeName=", ids::PODS).expect("ok").matches(&pod));
-        assert!(FieldSelector::parse("status.phase!=Running,metadata.name=p", ids::PODS).expect("ok").matches(&pod));
-        assert!(!FieldSelector::parse("metadata.namespace=x", ids::PODS).expect("ok").matches(&pod));
+        assert!(
+            FieldSelector::parse("spec.nodeName=", ids::PODS)
+                .expect("ok")
+                .matches(&pod)
+        );
+        assert!(
+            FieldSelector::parse("status.phase!=Running,metadata.name=p", ids::PODS)
+                .expect("ok")
+                .matches(&pod)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace=x", ids::PODS)
+                .expect("ok")
+                .matches(&pod)
+        );
         let e = FieldSelector::parse("spec.foo=1", ids::PODS).expect_err("unsupported");
         assert_eq!(e.code, 400);
         assert!(FieldSelector::parse("spec.nodeName=x", ids::CONFIGMAPS).is_err());

@@ -30,7 +30,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("ApiServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,22 +67,34 @@ impl ApiServer {
         let serving = pki.issue_server_cert("kube-apiserver", &sans)?;
         pki.write_pair(files::SERVING_CERT, files::SERVING_KEY, &serving)?;
         let kubelet_client = pki.issue_client_cert(pki::KUBELET_CLIENT_CN, &["system:masters"])?;
-        pki.write_pair(files::KUBELET_CLIENT_CERT, files::KUBELET_CLIENT_KEY, &kubelet_client)?;
+        pki.write_pair(
+            files::KUBELET_CLIENT_CERT,
+            files::KUBELET_CLIENT_KEY,
+            &kubelet_client,
+        )?;
         let token = pki::load_or_create_token(&config.dir)?;
         pki::write_kubeconfig(&config.dir, &url, pki.ca_pem(), &token)?;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.ca_der().clone()).map_err(|e| ApiServerError::Tls(e.to_string()))?;
-        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
+        roots
+            .add(pki.ca_der().clone())
             .map_err(|e| ApiServerError::Tls(e.to_string()))?;
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ApiServerError::Tls(e.to_string()))?;
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ApiServerError::Tls(e.to_string()))?
             .with_client_cert_verifier(client_verifier)
-            .with_single_cert(vec![serving.cert_der.clone(), pki.ca_der().clone()], serving.private_key())
+            .with_single_cert(
+                vec![serving.cert_der.clone(), pki.ca_der().clone()],
+                serving.private_key(),
+            )
             .map_err(|e| ApiServerError::Tls(e.to_string()))?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(tls));
@@ -104,7 +118,14 @@ impl ApiServer {
             ca_pem: pki.ca_pem().to_string(),
         });
         api::seed(&state);
-        Ok(Self { listener, acceptor, state, config, url, pki })
+        Ok(Self {
+            listener,
+            acceptor,
+            state,
+            config,
+            url,
+            pki,
+        })
     }
 
     /// The server's `https://` URL (what the kubeconfig says).
@@ -129,10 +150,24 @@ impl ApiServer {
 
     /// Serves until `shutdown` resolves, then closes watches and drains connections
     /// (at most 5 s).
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ApiServerError> {
-        let Self { listener, acceptor, state, config, url, pki: _ } = self;
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ApiServerError> {
+        let Self {
+            listener,
+            acceptor,
+            state,
+            config,
+            url,
+            pki: _,
+        } = self;
         let cancel = state.shutdown.clone();
-        let controllers = tokio::spawn(controllers::run(state.store.clone(), cancel.clone(), config.scheduler));
+        let controllers = tokio::spawn(controllers::run(
+            state.store.clone(),
+            cancel.clone(),
+            config.scheduler,
+        ));
         let router = api::router(state);
         tracing::info!(%url, dir = %config.dir.display(), "apiserver serving");
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -155,7 +190,9 @@ impl ApiServer {
             let router = router.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -167,13 +204,25 @@ impl ApiServer {
                     }
                 };
                 // The verifier only lets a certificate through if the CA signed it.
-                let info = ConnInfo { client_cert: tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()) };
-                let svc = tower::ServiceExt::map_request(router, move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(info);
-                    req
-                });
+                let info = ConnInfo {
+                    client_cert: tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|c| !c.is_empty()),
+                };
+                let svc = tower::ServiceExt::map_request(
+                    router,
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(info);
+                        req
+                    },
+                );
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
+                let conn = builder.serve_connection_with_upgrades(
+                    TokioIo::new(tls),
+                    TowerToHyperService::new(svc),
+                );
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
@@ -182,7 +231,10 @@ impl ApiServer {
         tracing::info!("apiserver shutting down");
         cancel.cancel();
         drop(listener);
-        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after 5 s; closing them");
         }
         let _ = controllers.await;

@@ -74,6 +74,9 @@ pub enum Outcome {
 
 type Key = (String, String);
 
+/// Changes still in the window plus a subscription for later ones.
+pub type Backlog = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
+
 /// Read access to the store's contents under its lock.
 pub struct Inner {
     rv: u64,
@@ -90,7 +93,11 @@ impl Inner {
     }
 
     /// All objects of a resource (in one namespace, or all).
-    pub fn iter<'a>(&'a self, res: ResourceId, ns: Option<&'a str>) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+    pub fn iter<'a>(
+        &'a self,
+        res: ResourceId,
+        ns: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
         match ns {
             Some(ns) => Box::new(
                 self.objects[res]
@@ -124,12 +131,16 @@ pub struct Store {
 
 /// Timestamp in the RFC 3339 second precision Kubernetes uses for `metav1.Time`.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Timestamp with microseconds, for `metav1.MicroTime` fields (`eventTime`).
 pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
 }
 
 /// The suffix alphabet upstream uses for `generateName` (no vowels, no look-alikes).
@@ -139,7 +150,9 @@ const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 pub fn random_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..5).map(|_| NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())] as char)
+        .collect()
 }
 
 fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -148,7 +161,9 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
 
 /// Whether two objects differ outside `metadata` and `status` (i.e. a new generation).
 fn spec_changed(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a != b };
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a != b;
+    };
     let skip = |k: &String| k == "metadata" || k == "status";
     let ka = a.iter().filter(|(k, _)| !skip(k));
     let kb = b.iter().filter(|(k, _)| !skip(k));
@@ -182,7 +197,12 @@ impl Store {
     }
 
     /// Objects matching `keep`, and the resourceVersion of the snapshot.
-    pub fn list(&self, res: ResourceId, ns: Option<&str>, keep: impl Fn(&Value) -> bool) -> (Vec<Arc<Value>>, u64) {
+    pub fn list(
+        &self,
+        res: ResourceId,
+        ns: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Arc<Value>>, u64) {
         let inner = self.inner.read();
         let items = inner.iter(res, ns).filter(|o| keep(o)).cloned().collect();
         (items, inner.rv)
@@ -208,7 +228,10 @@ impl Store {
 
     /// Changes after `from` still in the window, plus a subscription for later ones;
     /// 410 Gone when `from` has already left the window.
-    pub fn subscribe_from(&self, from: u64) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    pub fn subscribe_from(
+        &self,
+        from: u64,
+    ) -> Result<Backlog, ApiError> {
         let inner = self.inner.read();
         let backlog = inner.events_after(from)?;
         Ok((backlog, self.tx.subscribe()))
@@ -224,8 +247,21 @@ impl Store {
         self.tx.subscribe()
     }
 
-    fn record(&self, inner: &mut Inner, kind: EventKind, res: ResourceId, object: Arc<Value>, previous: Option<Arc<Value>>) {
-        let ev = Arc::new(WatchEvent { rv: inner.rv, kind, resource: res, object, previous });
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: EventKind,
+        res: ResourceId,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let ev = Arc::new(WatchEvent {
+            rv: inner.rv,
+            kind,
+            resource: res,
+            object,
+            previous,
+        });
         if inner.window.len() >= inner.window_cap
             && let Some(old) = inner.window.pop_front()
         {
@@ -239,10 +275,19 @@ impl Store {
     /// Creates an object. `obj` must carry `metadata.name` (or `generateName`) and, for
     /// namespaced resources, `metadata.namespace`. Sets uid, creationTimestamp,
     /// resourceVersion and generation. With `dry_run` nothing is stored.
-    pub fn create(&self, res: ResourceId, mut obj: Value, dry_run: bool) -> Result<Arc<Value>, ApiError> {
+    pub fn create(
+        &self,
+        res: ResourceId,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
         let info = &RESOURCES[res];
         let mut inner = self.inner.write();
-        let ns = if info.namespaced { meta_str(&obj, "namespace").to_string() } else { String::new() };
+        let ns = if info.namespaced {
+            meta_str(&obj, "namespace").to_string()
+        } else {
+            String::new()
+        };
         let mut name = meta_str(&obj, "name").to_string();
         if name.is_empty() {
             let prefix = meta_str(&obj, "generateName").to_string();
@@ -326,7 +371,8 @@ impl Store {
                     new["metadata"][f] = cur["metadata"][f].clone();
                 }
                 if cur["metadata"].get("deletionTimestamp").is_some() {
-                    new["metadata"]["deletionTimestamp"] = cur["metadata"]["deletionTimestamp"].clone();
+                    new["metadata"]["deletionTimestamp"] =
+                        cur["metadata"]["deletionTimestamp"].clone();
                 }
                 if !info.namespaced
                     && let Some(m) = new["metadata"].as_object_mut()
@@ -393,7 +439,13 @@ impl Store {
                 inner.rv += 1;
                 let mut last = (*cur).clone();
                 last["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
-                self.record(&mut inner, EventKind::Deleted, res, Arc::new(last), Some(cur));
+                self.record(
+                    &mut inner,
+                    EventKind::Deleted,
+                    res,
+                    Arc::new(last),
+                    Some(cur),
+                );
             }
         }
         keys.len()
@@ -413,12 +465,22 @@ mod tests {
     fn resource_versions_increase_and_noop_updates_keep_them() {
         let s = Store::new(100);
         let a = s.create(ids::CONFIGMAPS, cm("a"), false).expect("create");
-        let rv_a: u64 = a["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse().ok()).expect("rv");
+        let rv_a: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .expect("rv");
         let out = s
-            .mutate(ids::CONFIGMAPS, "default", "a", false, |cur, _| Ok(Change::Put((**cur).clone())))
+            .mutate(ids::CONFIGMAPS, "default", "a", false, |cur, _| {
+                Ok(Change::Put((**cur).clone()))
+            })
             .expect("noop");
-        let Outcome::Stored(o) = out else { panic!("stored") };
-        assert_eq!(o["metadata"]["resourceVersion"], a["metadata"]["resourceVersion"]);
+        let Outcome::Stored(o) = out else {
+            panic!("stored")
+        };
+        assert_eq!(
+            o["metadata"]["resourceVersion"],
+            a["metadata"]["resourceVersion"]
+        );
         let out = s
             .mutate(ids::CONFIGMAPS, "default", "a", false, |cur, _| {
                 let mut n = (**cur).clone();
@@ -426,18 +488,29 @@ mod tests {
                 Ok(Change::Put(n))
             })
             .expect("update");
-        let Outcome::Stored(o) = out else { panic!("stored") };
-        let rv2: u64 = o["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse().ok()).expect("rv");
+        let Outcome::Stored(o) = out else {
+            panic!("stored")
+        };
+        let rv2: u64 = o["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .expect("rv");
         assert!(rv2 > rv_a);
         assert_eq!(o["metadata"]["generation"], 2);
-        assert_eq!(s.create(ids::CONFIGMAPS, cm("a"), false).expect_err("dup").code, 409);
+        assert_eq!(
+            s.create(ids::CONFIGMAPS, cm("a"), false)
+                .expect_err("dup")
+                .code,
+            409
+        );
     }
 
     #[test]
     fn window_evicts_and_reports_gone() {
         let s = Store::new(3);
         for i in 0..5 {
-            s.create(ids::CONFIGMAPS, cm(&format!("c{i}")), false).expect("create");
+            s.create(ids::CONFIGMAPS, cm(&format!("c{i}")), false)
+                .expect("create");
         }
         // rv 2..=6 were written; the window keeps 4,5,6.
         assert_eq!(s.events_after(1).expect_err("gone").code, 410);
@@ -451,11 +524,18 @@ mod tests {
         let mut o = cm("");
         o["metadata"]["generateName"] = json!("x-");
         let c = s.create(ids::CONFIGMAPS, o, false).expect("create");
-        assert!(c["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("x-") && n.len() == 7));
+        assert!(
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("x-") && n.len() == 7)
+        );
         let mut other = cm("b");
         other["metadata"]["namespace"] = json!("other");
         s.create(ids::CONFIGMAPS, other, false).expect("create");
-        assert_eq!(s.list(ids::CONFIGMAPS, Some("default"), |_| true).0.len(), 1);
+        assert_eq!(
+            s.list(ids::CONFIGMAPS, Some("default"), |_| true).0.len(),
+            1
+        );
         assert_eq!(s.list(ids::CONFIGMAPS, None, |_| true).0.len(), 2);
     }
 }

@@ -8,7 +8,10 @@ use crate::resources::{RESOURCES, ResourceId};
 
 /// Whether an `Accept` header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 /// kubectl's `HumanDuration`.
@@ -20,7 +23,11 @@ pub fn human_duration(secs: i64) -> String {
     let m = s / 60;
     if m < 10 {
         let rs = s % 60;
-        return if rs == 0 { format!("{m}m") } else { format!("{m}m{rs}s") };
+        return if rs == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rs}s")
+        };
     }
     if m < 180 {
         return format!("{m}m");
@@ -28,7 +35,11 @@ pub fn human_duration(secs: i64) -> String {
     let h = m / 60;
     if h < 8 {
         let rm = m % 60;
-        return if rm == 0 { format!("{h}h") } else { format!("{h}h{rm}m") };
+        return if rm == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rm}m")
+        };
     }
     if h < 48 {
         return format!("{h}h");
@@ -36,7 +47,11 @@ pub fn human_duration(secs: i64) -> String {
     let d = h / 24;
     if d < 8 {
         let rh = h % 24;
-        return if rh == 0 { format!("{d}d") } else { format!("{d}d{rh}h") };
+        return if rh == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rh}h")
+        };
     }
     if d < 730 {
         return format!("{d}d");
@@ -44,13 +59,19 @@ pub fn human_duration(secs: i64) -> String {
     let y = d / 365;
     if y < 8 {
         let rd = d % 365;
-        return if rd == 0 { format!("{y}y") } else { format!("{y}y{rd}d") };
+        return if rd == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{rd}d")
+        };
     }
     format!("{y}y")
 }
 
 fn age_of(ts: Option<&str>) -> String {
-    let Some(ts) = ts else { return "<unknown>".into() };
+    let Some(ts) = ts else {
+        return "<unknown>".into();
+    };
     match ts.parse::<jiff::Timestamp>() {
         Ok(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
         Err(_) => "<unknown>".into(),
@@ -64,9 +85,16 @@ fn col(name: &str, ty: &str, format: &str, priority: i32) -> Value {
 /// Pod STATUS as kubectl prints it.
 fn pod_status(pod: &Value) -> String {
     let status = &pod["status"];
-    let mut reason = status["reason"].as_str().or(status["phase"].as_str()).unwrap_or("Unknown").to_string();
+    let mut reason = status["reason"]
+        .as_str()
+        .or(status["phase"].as_str())
+        .unwrap_or("Unknown")
+        .to_string();
     let mut initializing = false;
-    let inits = status["initContainerStatuses"].as_array().cloned().unwrap_or_default();
+    let inits = status["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let n_init = pod["spec"]["initContainers"].as_array().map_or(0, Vec::len);
     for (i, c) in inits.iter().enumerate() {
         let st = &c["state"];
@@ -76,7 +104,10 @@ fn pod_status(pod: &Value) -> String {
         initializing = true;
         if let Some(r) = st["terminated"]["reason"].as_str() {
             reason = format!("Init:{r}");
-        } else if let Some(r) = st["waiting"]["reason"].as_str().filter(|r| *r != "PodInitializing") {
+        } else if let Some(r) = st["waiting"]["reason"]
+            .as_str()
+            .filter(|r| *r != "PodInitializing")
+        {
             reason = format!("Init:{r}");
         } else {
             reason = format!("Init:{i}/{n_init}");
@@ -85,7 +116,12 @@ fn pod_status(pod: &Value) -> String {
     }
     if !initializing {
         let mut has_running = false;
-        for c in status["containerStatuses"].as_array().into_iter().flatten().rev() {
+        for c in status["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+        {
             let st = &c["state"];
             if let Some(r) = st["waiting"]["reason"].as_str() {
                 reason = r.to_string();
@@ -94,7 +130,10 @@ fn pod_status(pod: &Value) -> String {
             } else if st["terminated"].is_object() {
                 reason = match st["terminated"]["signal"].as_i64() {
                     Some(s) if s != 0 => format!("Signal:{s}"),
-                    _ => format!("ExitCode:{}", st["terminated"]["exitCode"].as_i64().unwrap_or(0)),
+                    _ => format!(
+                        "ExitCode:{}",
+                        st["terminated"]["exitCode"].as_i64().unwrap_or(0)
+                    ),
                 };
             } else if c["ready"] == true && st["running"].is_object() {
                 has_running = true;
@@ -105,7 +144,11 @@ fn pod_status(pod: &Value) -> String {
         }
     }
     if pod["metadata"]["deletionTimestamp"].is_string() {
-        reason = if status["reason"] == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
+        reason = if status["reason"] == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
     }
     reason
 }
@@ -114,10 +157,14 @@ fn pod_row(pod: &Value) -> Vec<Value> {
     let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
     let statuses = pod["status"]["containerStatuses"].as_array();
     let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"] == true).count());
-    let restarts: i64 = statuses.map_or(0, |s| s.iter().filter_map(|c| c["restartCount"].as_i64()).sum());
+    let restarts: i64 = statuses.map_or(0, |s| {
+        s.iter().filter_map(|c| c["restartCount"].as_i64()).sum()
+    });
     let ip = pod["status"]["podIP"].as_str().unwrap_or("<none>");
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("<none>");
-    let nominated = pod["status"]["nominatedNodeName"].as_str().unwrap_or("<none>");
+    let nominated = pod["status"]["nominatedNodeName"]
+        .as_str()
+        .unwrap_or("<none>");
     let gates = match pod["spec"]["readinessGates"].as_array() {
         Some(g) if !g.is_empty() => format!("0/{}", g.len()),
         _ => "<none>".into(),
@@ -152,7 +199,11 @@ fn node_roles(node: &Value) -> String {
     }
     roles.sort();
     roles.dedup();
-    if roles.is_empty() { "<none>".into() } else { roles.join(",") }
+    if roles.is_empty() {
+        "<none>".into()
+    } else {
+        roles.join(",")
+    }
 }
 
 fn node_row(node: &Value) -> Vec<Value> {
@@ -178,7 +229,12 @@ fn node_row(node: &Value) -> Vec<Value> {
             .to_string()
     };
     let info = &node["status"]["nodeInfo"];
-    let s = |v: &Value| v.as_str().filter(|x| !x.is_empty()).unwrap_or("<unknown>").to_string();
+    let s = |v: &Value| {
+        v.as_str()
+            .filter(|x| !x.is_empty())
+            .unwrap_or("<unknown>")
+            .to_string()
+    };
     vec![
         json!(name_of(node)),
         json!(status),
@@ -204,7 +260,11 @@ fn event_row(e: &Value) -> Vec<Value> {
         .or(e["eventTime"].as_str())
         .or(e["metadata"]["creationTimestamp"].as_str());
     let io = &e["involvedObject"];
-    let object = format!("{}/{}", io["kind"].as_str().unwrap_or("").to_lowercase(), io["name"].as_str().unwrap_or(""));
+    let object = format!(
+        "{}/{}",
+        io["kind"].as_str().unwrap_or("").to_lowercase(),
+        io["name"].as_str().unwrap_or("")
+    );
     vec![
         json!(age_of(last)),
         json!(e["type"].as_str().unwrap_or("")),
@@ -214,8 +274,11 @@ fn event_row(e: &Value) -> Vec<Value> {
     ]
 }
 
+/// Renders one object's cells.
+type RowFn = fn(&Value) -> Vec<Value>;
+
 /// Columns and a row renderer for one resource.
-fn layout(res: ResourceId) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
+fn layout(res: ResourceId) -> (Vec<Value>, RowFn) {
     match (RESOURCES[res].group, RESOURCES[res].plural) {
         ("", "pods") => (
             vec![
@@ -247,7 +310,11 @@ fn layout(res: ResourceId) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
             node_row,
         ),
         ("", "namespaces") => (
-            vec![col("Name", "string", "name", 0), col("Status", "string", "", 0), col("Age", "string", "", 0)],
+            vec![
+                col("Name", "string", "name", 0),
+                col("Status", "string", "", 0),
+                col("Age", "string", "", 0),
+            ],
             |o| {
                 vec![
                     json!(name_of(o)),
@@ -267,10 +334,19 @@ fn layout(res: ResourceId) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
             event_row,
         ),
         ("", "configmaps") => (
-            vec![col("Name", "string", "name", 0), col("Data", "integer", "", 0), col("Age", "string", "", 0)],
+            vec![
+                col("Name", "string", "name", 0),
+                col("Data", "integer", "", 0),
+                col("Age", "string", "", 0),
+            ],
             |o| {
-                let n = o["data"].as_object().map_or(0, |m| m.len()) + o["binaryData"].as_object().map_or(0, |m| m.len());
-                vec![json!(name_of(o)), json!(n), json!(age_of(o["metadata"]["creationTimestamp"].as_str()))]
+                let n = o["data"].as_object().map_or(0, |m| m.len())
+                    + o["binaryData"].as_object().map_or(0, |m| m.len());
+                vec![
+                    json!(name_of(o)),
+                    json!(n),
+                    json!(age_of(o["metadata"]["creationTimestamp"].as_str())),
+                ]
             },
         ),
         ("", "secrets") => (
@@ -302,7 +378,11 @@ fn layout(res: ResourceId) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
                 let st = &o["status"];
                 vec![
                     json!(name_of(o)),
-                    json!(format!("{}/{}", st["readyReplicas"].as_i64().unwrap_or(0), want)),
+                    json!(format!(
+                        "{}/{}",
+                        st["readyReplicas"].as_i64().unwrap_or(0),
+                        want
+                    )),
                     json!(st["updatedReplicas"].as_i64().unwrap_or(0)),
                     json!(st["availableReplicas"].as_i64().unwrap_or(0)),
                     json!(age_of(o["metadata"]["creationTimestamp"].as_str())),
@@ -310,7 +390,11 @@ fn layout(res: ResourceId) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
             },
         ),
         ("coordination.k8s.io", "leases") => (
-            vec![col("Name", "string", "name", 0), col("Holder", "string", "", 0), col("Age", "string", "", 0)],
+            vec![
+                col("Name", "string", "name", 0),
+                col("Holder", "string", "", 0),
+                col("Age", "string", "", 0),
+            ],
             |o| {
                 vec![
                     json!(name_of(o)),
@@ -320,8 +404,16 @@ fn layout(res: ResourceId) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
             },
         ),
         _ => (
-            vec![col("Name", "string", "name", 0), col("Age", "string", "", 0)],
-            |o| vec![json!(name_of(o)), json!(age_of(o["metadata"]["creationTimestamp"].as_str()))],
+            vec![
+                col("Name", "string", "name", 0),
+                col("Age", "string", "", 0),
+            ],
+            |o| {
+                vec![
+                    json!(name_of(o)),
+                    json!(age_of(o["metadata"]["creationTimestamp"].as_str())),
+                ]
+            },
         ),
     }
 }
@@ -361,7 +453,13 @@ fn row_object(o: &Value, include: IncludeObject) -> Value {
 }
 
 /// A Table of `items` (already converted to the requested view).
-pub fn table(res: ResourceId, items: &[&Value], rv: &str, continue_token: Option<&str>, include: IncludeObject) -> Value {
+pub fn table(
+    res: ResourceId,
+    items: &[&Value],
+    rv: &str,
+    continue_token: Option<&str>,
+    include: IncludeObject,
+) -> Value {
     let (columns, row) = layout(res);
     let rows: Vec<Value> = items
         .iter()

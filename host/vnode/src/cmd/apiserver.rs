@@ -50,6 +50,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = ApiServer::bind(listener, args.config()).context("preparing the API server")?;
     println!("apiserver listening on {}", server.url());
     tracing::info!(kubeconfig = %server.kubeconfig_path().display(), "kubeconfig written");
-    server.run(crate::cmd::shutdown_signal()).await.context("API server")?;
+    server
+        .run(crate::cmd::shutdown_signal())
+        .await
+        .context("API server")?;
     Ok(())
 }

@@ -74,20 +74,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn measure(args: &Args, kubeconfig_path: &std::path::Path) -> anyhow::Result<()> {
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let cfg = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
     let client = kube::Client::try_from(cfg)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss_before = rss_kib();
 
     // Watchers start from the current resourceVersion and count ADDED events.
-    let start_rv = pods.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+    let start_rv = pods
+        .list(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let mut watcher_tasks = Vec::new();
     for _ in 0..args.watchers {
         let pods = pods.clone();
         let rv = start_rv.clone();
         let want = args.pods;
         watcher_tasks.push(tokio::spawn(async move {
-            let mut stream = pods.watch(&WatchParams::default().timeout(290), &rv).await?.boxed();
+            let mut stream = pods
+                .watch(&WatchParams::default().timeout(290), &rv)
+                .await?
+                .boxed();
             let mut seen = 0usize;
             while let Some(ev) = stream.try_next().await? {
                 if let WatchEvent::Added(_) = ev {
@@ -116,7 +128,9 @@ async fn measure(args: &Args, kubeconfig_path: &std::path::Path) -> anyhow::Resu
                 if i >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
-                pods.create(&PostParams::default(), &pod(i)?).await.with_context(|| format!("creating pod {i}"))?;
+                pods.create(&PostParams::default(), &pod(i)?)
+                    .await
+                    .with_context(|| format!("creating pod {i}"))?;
             }
         }));
     }
@@ -126,7 +140,9 @@ async fn measure(args: &Args, kubeconfig_path: &std::path::Path) -> anyhow::Resu
     let create_elapsed = started.elapsed();
     let mut last_delivery = started;
     for w in watcher_tasks {
-        let t = tokio::time::timeout(Duration::from_secs(120), w).await.context("watchers timed out")???;
+        let t = tokio::time::timeout(Duration::from_secs(120), w)
+            .await
+            .context("watchers timed out")???;
         last_delivery = last_delivery.max(t);
     }
     let fanout_elapsed = last_delivery - started;
@@ -138,16 +154,45 @@ async fn measure(args: &Args, kubeconfig_path: &std::path::Path) -> anyhow::Resu
 
     let creates_per_s = args.pods as f64 / create_elapsed.as_secs_f64();
     let delivered = (args.pods * args.watchers) as f64 / fanout_elapsed.as_secs_f64();
-    println!("vnode bench apiserver ({} pods, {} concurrent creators, {} watchers)", args.pods, args.concurrency, args.watchers);
+    println!(
+        "vnode bench apiserver ({} pods, {} concurrent creators, {} watchers)",
+        args.pods, args.concurrency, args.watchers
+    );
     println!("{:<44} {:>14}", "metric", "value");
-    println!("{:<44} {:>14.0}", "pod creates/s (kube-rs over TLS)", creates_per_s);
-    println!("{:<44} {:>14.2}", "create phase, s", create_elapsed.as_secs_f64());
-    println!("{:<44} {:>14.2}", "all watchers saw every create, s", fanout_elapsed.as_secs_f64());
-    println!("{:<44} {:>14.0}", "watch events delivered/s (all watchers)", delivered);
-    println!("{:<44} {:>14.1}", format!("LIST of {listed} pods, ms"), list_elapsed.as_secs_f64() * 1000.0);
+    println!(
+        "{:<44} {:>14.0}",
+        "pod creates/s (kube-rs over TLS)", creates_per_s
+    );
+    println!(
+        "{:<44} {:>14.2}",
+        "create phase, s",
+        create_elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>14.2}",
+        "all watchers saw every create, s",
+        fanout_elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>14.0}",
+        "watch events delivered/s (all watchers)", delivered
+    );
+    println!(
+        "{:<44} {:>14.1}",
+        format!("LIST of {listed} pods, ms"),
+        list_elapsed.as_secs_f64() * 1000.0
+    );
     if let (Some(b), Some(a)) = (rss_before, rss_after) {
-        println!("{:<44} {:>14.1}", "process RSS before, MiB", b as f64 / 1024.0);
-        println!("{:<44} {:>14.1}", format!("process RSS with {} pods, MiB", args.pods), a as f64 / 1024.0);
+        println!(
+            "{:<44} {:>14.1}",
+            "process RSS before, MiB",
+            b as f64 / 1024.0
+        );
+        println!(
+            "{:<44} {:>14.1}",
+            format!("process RSS with {} pods, MiB", args.pods),
+            a as f64 / 1024.0
+        );
         println!(
             "{:<44} {:>14.2}",
             "RSS growth per pod, KiB (server + client)",
