@@ -13,6 +13,8 @@ use vnode_plugin_host::contract::{
 };
 use vnode_plugin_host::{LoadedPlugin, PluginEngine, PluginKind, PluginLoader, RuntimeConfig};
 
+// Parsed once per process; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
     /// Validate a plugin component and print what it is (world, contract version, name,
