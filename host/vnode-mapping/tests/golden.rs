@@ -399,3 +399,92 @@ fn diff(expected: &str, actual: &str) -> String {
     }
     out
 }
+
+/// Latency of placement + translation through the components for every corpus pod (a
+/// measurement, not a pass/fail timing: `cargo test -p vnode-mapping --test golden --
+/// --ignored --nocapture latency`). The plugin benchmark (`vnode bench plugins`) is the
+/// authoritative check of the 50 µs p99 target.
+#[test]
+#[ignore = "measurement; run explicitly"]
+fn latency() {
+    use std::time::Instant;
+    let pipeline = Pipeline::new();
+    let docs: Vec<Docs> = cases()
+        .iter()
+        .map(|d| read_docs(&d.join("pod.yaml")))
+        .collect();
+    // Warm up the instance pools.
+    for d in &docs {
+        let _ = pipeline.run(d);
+    }
+    let rounds = 200;
+    let (mut full, mut translate_only) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for d in &docs {
+            let start = Instant::now();
+            let _ = pipeline.run(d);
+            full.push(start.elapsed());
+        }
+    }
+    // The translator call alone, on resolved inputs.
+    let mut inputs = Vec::new();
+    for d in &docs {
+        let mut refs = translator_input::Referenced {
+            config_maps: d.config_maps.clone(),
+            secrets: d.secrets.clone(),
+            service_account_tokens: BTreeMap::new(),
+        };
+        for a in translator_input::references(&d.pod).token_audiences {
+            refs.service_account_tokens.insert(a, "token".into());
+        }
+        if let Ok(r) = translator_input::resolve(&d.pod, &refs, NODE) {
+            let mut attempt = vnode_plugin_host::samples::translate_sample().attempt;
+            attempt.sizing = vnode_plugin_host::contract::Sizing::Auto;
+            inputs.push(TranslateInput {
+                pod: r.pod,
+                attempt,
+                node: vnode_plugin_host::samples::sample_node_defaults(),
+                config: String::new(),
+            });
+        }
+    }
+    for _ in 0..rounds {
+        for i in &inputs {
+            let start = Instant::now();
+            let _ = pipeline.translator.translate_blocking(i.clone());
+            translate_only.push(start.elapsed());
+        }
+    }
+    let report = |name: &str, v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+        println!(
+            "{name}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
+            v.len(),
+            p(0.5),
+            p(0.9),
+            p(0.99),
+            v[v.len() - 1]
+        );
+    };
+    for i in &inputs {
+        let mut v: Vec<std::time::Duration> = (0..100)
+            .map(|_| {
+                let start = Instant::now();
+                let _ = pipeline.translator.translate_blocking(i.clone());
+                start.elapsed()
+            })
+            .collect();
+        v.sort();
+        println!(
+            "  {:<40} p50={:?}",
+            i.pod.meta.name.chars().take(40).collect::<String>(),
+            v[50]
+        );
+    }
+    report(
+        "pipeline (pod_view + place + resolve + translate + eci_request)",
+        &mut full,
+    );
+    report("translate component call", &mut translate_only);
+}
