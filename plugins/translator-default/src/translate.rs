@@ -1299,4 +1299,45 @@ mod tests {
         assert!(crate::validate_config(" {} ").is_ok());
         assert!(crate::validate_config("verbose: true").is_err());
     }
+
+    /// Native cost of one translation of a typical pod (a measurement, not a timing assertion:
+    /// `cargo test --release -p translator-default -- --ignored --nocapture native_cost`).
+    #[test]
+    #[ignore = "measurement; run explicitly"]
+    fn native_cost() {
+        let mut p = pod();
+        p.containers = vec![
+            sized(container("web"), 500, 512, Some(1000), Some(1024)),
+            container("proxy"),
+        ];
+        p.containers[0].env = (0..10)
+            .map(|n| EnvVar {
+                name: format!("V{n}"),
+                value: EnvValue::Literal("x".repeat(40)),
+            })
+            .collect();
+        p.volumes = vec![Volume {
+            name: "kube-api-access".into(),
+            source: VolumeSource::Projected(FileSet {
+                files: vec![
+                    file("token", &"t".repeat(900), None),
+                    file("ca.crt", &"c".repeat(1100), None),
+                    file("namespace", "shop", None),
+                ],
+                default_mode: Some(420),
+                optional_missing: false,
+            }),
+        }];
+        p.meta.annotations = vec![
+            kv("k8s.aliyun.com/eci-ram-role-name", "r"),
+            kv("kubectl.kubernetes.io/restartedAt", "x"),
+        ];
+        let i = input(p);
+        let n = 20_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(translate(std::hint::black_box(&i)).is_ok());
+        }
+        println!("native translate: {:?} per pod", start.elapsed() / n);
+    }
 }
