@@ -20,7 +20,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with status, code and message.
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), retry_after_ms: None }
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after_ms: None,
+        }
     }
 
     /// `MissingParameter` for a parameter.
@@ -28,28 +33,48 @@ impl ApiError {
         Self::new(
             400,
             "MissingParameter",
-            format!("The input parameter \"{param}\" that is mandatory for processing this request is not supplied."),
+            format!(
+                "The input parameter \"{param}\" that is mandatory for processing this request is not supplied."
+            ),
         )
     }
 
     /// `InvalidParameter` for a parameter.
     pub fn invalid_value(param: &str) -> Self {
-        Self::new(400, "InvalidParameter", format!("The specified parameter \"{param}\" is not valid."))
+        Self::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter \"{param}\" is not valid."),
+        )
     }
 
     /// `InvalidParameter` with a reason.
     pub fn invalid(param: &str, reason: impl std::fmt::Display) -> Self {
-        Self::new(400, "InvalidParameter", format!("The specified parameter \"{param}\" is not valid: {reason}"))
+        Self::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter \"{param}\" is not valid: {reason}"),
+        )
     }
 
     /// The group does not exist.
     pub fn group_not_found(id: &str) -> Self {
-        Self::new(404, "InvalidParameter.NotFound", format!("The specified ContainerGroupId \"{id}\" is not found."))
+        Self::new(
+            404,
+            "InvalidParameter.NotFound",
+            format!("The specified ContainerGroupId \"{id}\" is not found."),
+        )
     }
 
     /// The group is in the wrong state.
     pub fn incorrect_status(id: &str, status: &str) -> Self {
-        Self::new(400, "IncorrectStatus", format!("The current status of the container group {id} is {status}, which does not support this operation."))
+        Self::new(
+            400,
+            "IncorrectStatus",
+            format!(
+                "The current status of the container group {id} is {status}, which does not support this operation."
+            ),
+        )
     }
 }
 
@@ -64,7 +89,10 @@ impl From<ParamError> for ApiError {
 
 /// A fresh `RequestId`: an upper-case UUID.
 pub fn request_id() -> String {
-    uuid::Uuid::new_v4().hyphenated().to_string().to_ascii_uppercase()
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .to_string()
+        .to_ascii_uppercase()
 }
 
 const JSON: &str = "application/json;charset=utf-8";

@@ -30,11 +30,18 @@ pub struct Incoming<'a> {
 
 impl Incoming<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().chain(self.form.iter()).find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .chain(self.form.iter())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,19 +69,29 @@ struct NonceCache {
 impl Authenticator {
     /// An authenticator accepting the given (id, secret) pairs.
     pub fn new(keys: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { keys: keys.into_iter().collect(), nonces: Mutex::new(NonceCache::default()) }
+        Self {
+            keys: keys.into_iter().collect(),
+            nonces: Mutex::new(NonceCache::default()),
+        }
     }
 
     /// Verifies the request; returns the scheme it used.
     pub fn verify(&self, req: &Incoming<'_>) -> Result<Scheme, ApiError> {
-        if let Some(authz) = req.header("authorization").filter(|a| a.trim_start().starts_with("ACS3-")) {
+        if let Some(authz) = req
+            .header("authorization")
+            .filter(|a| a.trim_start().starts_with("ACS3-"))
+        {
             self.verify_v3(req, authz)?;
             Ok(Scheme::V3)
         } else if req.param("Signature").is_some() {
             self.verify_v1(req)?;
             Ok(Scheme::V1)
         } else {
-            Err(ApiError::new(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards."))
+            Err(ApiError::new(
+                400,
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards.",
+            ))
         }
     }
 
@@ -82,7 +99,13 @@ impl Authenticator {
         self.keys
             .get(access_key_id)
             .map(String::as_str)
-            .ok_or_else(|| ApiError::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "InvalidAccessKeyId.NotFound",
+                    "Specified access key is not found.",
+                )
+            })
     }
 
     /// Checks the timestamp and that a nonce is present (before the signature is checked).
@@ -100,7 +123,11 @@ impl Authenticator {
         let now = jiff::Timestamp::now();
         let skew = (now.as_second() - t.as_second()).unsigned_abs();
         if skew > REPLAY_WINDOW.as_secs() {
-            return Err(ApiError::new(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."));
+            return Err(ApiError::new(
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.",
+            ));
         }
         if nonce.is_none_or(str::is_empty) {
             return Err(ApiError::missing("SignatureNonce"));
@@ -114,31 +141,50 @@ impl Authenticator {
         let now = jiff::Timestamp::now();
         let mut cache = self.nonces.lock();
         let window = jiff::SignedDuration::from_secs(REPLAY_WINDOW.as_secs() as i64);
-        if cache.last_prune.is_none_or(|p| now.duration_since(p) > jiff::SignedDuration::from_secs(30)) {
+        if cache
+            .last_prune
+            .is_none_or(|p| now.duration_since(p) > jiff::SignedDuration::from_secs(30))
+        {
             let cutoff = now - window;
             cache.seen.retain(|_, seen| *seen > cutoff);
             cache.last_prune = Some(now);
         }
         if cache.seen.insert(nonce.to_string(), now).is_some() {
-            return Err(ApiError::new(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
+            return Err(ApiError::new(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
         }
         Ok(())
     }
 
     fn verify_v3(&self, req: &Incoming<'_>, authz: &str) -> Result<(), ApiError> {
-        let incomplete =
-            || ApiError::new(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.");
+        let incomplete = || {
+            ApiError::new(
+                400,
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards.",
+            )
+        };
         if !authz.trim_start().starts_with(sign::V3_ALGORITHM) {
             return Err(incomplete());
         }
         let parsed = sign::parse_v3_authorization(authz).ok_or_else(incomplete)?;
         let secret = self.secret(&parsed.credential)?;
-        for required in ["host", "x-acs-date", "x-acs-signature-nonce", "x-acs-action"] {
+        for required in [
+            "host",
+            "x-acs-date",
+            "x-acs-signature-nonce",
+            "x-acs-action",
+        ] {
             if !parsed.signed_headers.iter().any(|h| h == required) {
                 return Err(ApiError::new(
                     400,
                     "IncompleteSignature",
-                    format!("The request signature does not conform to Aliyun standards: header {required} must be signed."),
+                    format!(
+                        "The request signature does not conform to Aliyun standards: header {required} must be signed."
+                    ),
                 ));
             }
         }
@@ -151,10 +197,14 @@ impl Authenticator {
                 "Specified signature does not match our calculation: x-acs-content-sha256 does not match the body.",
             ));
         }
-        self.check_time(req.header("x-acs-date"), req.header("x-acs-signature-nonce"))?;
+        self.check_time(
+            req.header("x-acs-date"),
+            req.header("x-acs-signature-nonce"),
+        )?;
         let mut signed: Vec<(String, String)> = Vec::with_capacity(parsed.signed_headers.len());
         for name in &parsed.signed_headers {
-            let values: Vec<&(String, String)> = req.headers.iter().filter(|(k, _)| k == name).collect();
+            let values: Vec<&(String, String)> =
+                req.headers.iter().filter(|(k, _)| k == name).collect();
             if values.is_empty() {
                 return Err(incomplete());
             }
@@ -184,7 +234,9 @@ impl Authenticator {
     }
 
     fn verify_v1(&self, req: &Incoming<'_>) -> Result<(), ApiError> {
-        let access_key_id = req.param("AccessKeyId").ok_or_else(|| ApiError::missing("AccessKeyId"))?;
+        let access_key_id = req
+            .param("AccessKeyId")
+            .ok_or_else(|| ApiError::missing("AccessKeyId"))?;
         let secret = self.secret(access_key_id)?;
         match req.param("SignatureMethod") {
             Some("HMAC-SHA1") => {}
@@ -198,15 +250,22 @@ impl Authenticator {
         }
         self.check_time(req.param("Timestamp"), req.param("SignatureNonce"))?;
         let given = req.param("Signature").unwrap_or_default();
-        let params: Vec<(String, String)> =
-            req.query.iter().chain(req.form.iter()).filter(|(k, _)| k != "Signature").cloned().collect();
+        let params: Vec<(String, String)> = req
+            .query
+            .iter()
+            .chain(req.form.iter())
+            .filter(|(k, _)| k != "Signature")
+            .cloned()
+            .collect();
         let sts = sign::v1_string_to_sign(req.method, &params);
         let expected = sign::v1_signature(secret, &sts);
         if !sign::signatures_equal(&expected, given) {
             return Err(ApiError::new(
                 400,
                 "SignatureDoesNotMatch",
-                format!("Specified signature does not match our calculation. server string to sign is:{sts}"),
+                format!(
+                    "Specified signature does not match our calculation. server string to sign is:{sts}"
+                ),
             ));
         }
         self.record_nonce(req.param("SignatureNonce").unwrap_or_default())

@@ -52,23 +52,39 @@ pub struct ExecContext {
 impl ExecContext {
     /// Builds the context of `container` in `group`.
     pub fn new(group: &Group, container: &Container) -> Self {
-        let hostname = group.spec.host_name.clone().unwrap_or_else(|| group.spec.container_group_name.clone());
+        let hostname = group
+            .spec
+            .host_name
+            .clone()
+            .unwrap_or_else(|| group.spec.container_group_name.clone());
         let mut env = vec![
-            ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
             ("HOSTNAME".to_string(), hostname.clone()),
         ];
         for e in &container.env {
-            let value = if e.field_ref.is_some() { group.ip.clone() } else { e.value.clone().unwrap_or_default() };
+            let value = if e.field_ref.is_some() {
+                group.ip.clone()
+            } else {
+                e.value.clone().unwrap_or_default()
+            };
             env.push((e.key.clone(), value));
         }
-        let mut files = vec![("/etc/hostname".to_string(), format!("{hostname}\n").into_bytes())];
+        let mut files = vec![(
+            "/etc/hostname".to_string(),
+            format!("{hostname}\n").into_bytes(),
+        )];
         let mut hosts = format!("127.0.0.1\tlocalhost\n{}\t{hostname}\n", group.ip);
         for a in &group.spec.host_aliases {
             hosts.push_str(&format!("{}\t{}\n", a.ip, a.hostnames.join(" ")));
         }
         files.push(("/etc/hosts".into(), hosts.into_bytes()));
         for m in &container.volume_mounts {
-            let Some(v) = group.spec.volumes.iter().find(|v| v.name == m.name) else { continue };
+            let Some(v) = group.spec.volumes.iter().find(|v| v.name == m.name) else {
+                continue;
+            };
             if v.kind != Some(VolumeType::ConfigFileVolume) {
                 continue;
             }
@@ -85,7 +101,11 @@ impl ExecContext {
                 let path = if rel.is_empty() {
                     m.mount_path.clone()
                 } else {
-                    format!("{}/{}", m.mount_path.trim_end_matches('/'), rel.trim_start_matches('/'))
+                    format!(
+                        "{}/{}",
+                        m.mount_path.trim_end_matches('/'),
+                        rel.trim_start_matches('/')
+                    )
                 };
                 let content = base64::engine::general_purpose::STANDARD
                     .decode(f.content.trim())
@@ -93,7 +113,12 @@ impl ExecContext {
                 files.push((path, content));
             }
         }
-        Self { env, hostname, files, working_dir: container.working_dir.clone().unwrap_or_else(|| "/".into()) }
+        Self {
+            env,
+            hostname,
+            files,
+            working_dir: container.working_dir.clone().unwrap_or_else(|| "/".into()),
+        }
     }
 }
 
@@ -165,7 +190,9 @@ pub async fn run_script(script: &str, ctx: &ExecContext) -> (ExecOutput, bool) {
 /// Runs one command. Returns output and whether it was `exit`.
 pub async fn run(argv: &[String], ctx: &ExecContext) -> (ExecOutput, bool) {
     let mut out = ExecOutput::default();
-    let Some(cmd) = argv.first() else { return (out, false) };
+    let Some(cmd) = argv.first() else {
+        return (out, false);
+    };
     let args = &argv[1..];
     match base(cmd) {
         "sh" | "bash" | "ash" if args.first().map(String::as_str) == Some("-c") => {
@@ -205,11 +232,18 @@ pub async fn run(argv: &[String], ctx: &ExecContext) -> (ExecOutput, bool) {
         "true" => {}
         "false" => out.exit_code = 1,
         "sleep" => {
-            let secs = args.first().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0).clamp(0.0, 5.0);
+            let secs = args
+                .first()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                .clamp(0.0, 5.0);
             tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
         }
         "exit" => {
-            out.exit_code = args.first().and_then(|s| s.parse::<i32>().ok()).unwrap_or(0);
+            out.exit_code = args
+                .first()
+                .and_then(|s| s.parse::<i32>().ok())
+                .unwrap_or(0);
             return (out, true);
         }
         "cat" => {
@@ -217,14 +251,18 @@ pub async fn run(argv: &[String], ctx: &ExecContext) -> (ExecOutput, bool) {
                 match ctx.files.iter().find(|(p, _)| p == path) {
                     Some((_, content)) => out.stdout.push_str(&String::from_utf8_lossy(content)),
                     None => {
-                        out.stderr.push_str(&format!("cat: {path}: No such file or directory\n"));
+                        out.stderr
+                            .push_str(&format!("cat: {path}: No such file or directory\n"));
                         out.exit_code = 1;
                     }
                 }
             }
         }
         "ls" => {
-            let dir = args.first().cloned().unwrap_or_else(|| ctx.working_dir.clone());
+            let dir = args
+                .first()
+                .cloned()
+                .unwrap_or_else(|| ctx.working_dir.clone());
             let prefix = format!("{}/", dir.trim_end_matches('/'));
             let mut names: Vec<&str> = ctx
                 .files
@@ -269,11 +307,20 @@ mod tests {
     #[tokio::test]
     async fn commands() {
         let c = ctx();
-        assert_eq!(run(&argv(&["echo", "hi", "there"]), &c).await.0.stdout, "hi there\n");
+        assert_eq!(
+            run(&argv(&["echo", "hi", "there"]), &c).await.0.stdout,
+            "hi there\n"
+        );
         assert_eq!(run(&argv(&["/bin/hostname"]), &c).await.0.stdout, "web-1\n");
-        assert_eq!(run(&argv(&["cat", "/etc/app/a.conf"]), &c).await.0.stdout, "hello\n");
+        assert_eq!(
+            run(&argv(&["cat", "/etc/app/a.conf"]), &c).await.0.stdout,
+            "hello\n"
+        );
         assert_eq!(run(&argv(&["cat", "/nope"]), &c).await.0.exit_code, 1);
-        assert_eq!(run(&argv(&["ls", "/etc/app"]), &c).await.0.stdout, "a.conf\n");
+        assert_eq!(
+            run(&argv(&["ls", "/etc/app"]), &c).await.0.stdout,
+            "a.conf\n"
+        );
         assert_eq!(run(&argv(&["frobnicate"]), &c).await.0.exit_code, 127);
         let (o, _) = run(&argv(&["sh", "-c", "echo 'a b'; printenv A && exit 3"]), &c).await;
         assert_eq!((o.stdout.as_str(), o.exit_code), ("a b\n1\n", 3));

@@ -154,11 +154,13 @@ pub async fn serve(
 ) -> Result<(), EmulatorError> {
     let world = match &config.state_file {
         Some(path) if path.exists() => {
-            let text = std::fs::read_to_string(path).map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))?;
             if text.trim().is_empty() {
                 World::default()
             } else {
-                serde_json::from_str(&text).map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))?
+                serde_json::from_str(&text)
+                    .map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))?
             }
         }
         _ => World::default(),
@@ -166,15 +168,31 @@ pub async fn serve(
     let mut limiters = HashMap::new();
     if config.quotas_enabled {
         for action in Action::ALL {
-            let n = config.profile.quotas.get(action.as_str()).copied().unwrap_or(action.documented_quota_per_minute());
+            let n = config
+                .profile
+                .quotas
+                .get(action.as_str())
+                .copied()
+                .unwrap_or(action.documented_quota_per_minute());
             if let Some(n) = NonZeroU32::new(n) {
-                limiters.insert(action.as_str().to_string(), RateLimiter::direct(Quota::per_minute(n)));
+                limiters.insert(
+                    action.as_str().to_string(),
+                    RateLimiter::direct(Quota::per_minute(n)),
+                );
             }
         }
     }
     let emulator = Arc::new(Emulator {
-        auth: Authenticator::new([(config.access_key_id.clone(), config.access_key_secret.clone())]),
-        fault_counts: config.profile.faults.iter().map(|_| AtomicU64::new(0)).collect(),
+        auth: Authenticator::new([(
+            config.access_key_id.clone(),
+            config.access_key_secret.clone(),
+        )]),
+        fault_counts: config
+            .profile
+            .faults
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect(),
         profile: config.profile.clone(),
         world: Mutex::new(world),
         limiters,
@@ -204,7 +222,9 @@ pub async fn serve(
         })
     });
     tracing::info!(region = %config.profile.region_id, quotas = config.quotas_enabled, "ECI emulator serving");
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = stop_tx.send(true);
     if let Some(task) = persister {
         let _ = task.await;
@@ -221,8 +241,10 @@ fn persist(emulator: &Emulator, path: &Path) -> Result<(), EmulatorError> {
         serde_json::to_vec(&*world).map_err(|e| EmulatorError::State(e.to_string()))?
     };
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json).map_err(|e| EmulatorError::State(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))
+    std::fs::write(&tmp, json)
+        .map_err(|e| EmulatorError::State(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))
 }
 
 async fn rpc(
@@ -233,11 +255,18 @@ async fn rpc(
     body: Bytes,
 ) -> Response {
     let request_id = api::request_id();
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
     match handle(&emulator, &method, &uri, &headers, &body, &host).await {
         Ok(mut value) => {
             if let Some(obj) = value.as_object_mut() {
-                obj.insert("RequestId".into(), serde_json::Value::String(request_id.clone()));
+                obj.insert(
+                    "RequestId".into(),
+                    serde_json::Value::String(request_id.clone()),
+                );
             }
             let body = serde_json::to_vec(&value).unwrap_or_default();
             api::ok_json(&request_id, body)
@@ -263,17 +292,35 @@ async fn handle(
     host: &str,
 ) -> Result<serde_json::Value, Failure> {
     if method != Method::GET && method != Method::POST {
-        return Err((ApiError::new(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."), None));
+        return Err((
+            ApiError::new(
+                404,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.",
+            ),
+            None,
+        ));
     }
     let query = wire::decode_query(uri.query().unwrap_or_default());
     let is_form = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    let form = if is_form { wire::decode_query(&String::from_utf8_lossy(body)) } else { Vec::new() };
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let form = if is_form {
+        wire::decode_query(&String::from_utf8_lossy(body))
+    } else {
+        Vec::new()
+    };
     let header_pairs: Vec<(String, String)> = headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
+        })
         .collect();
     let incoming = Incoming {
         method: method.as_str(),
@@ -284,20 +331,45 @@ async fn handle(
         body,
     };
     let scheme = emulator.auth.verify(&incoming).map_err(|e| (e, None))?;
-    let param = |name: &str| query.iter().chain(form.iter()).find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let header = |name: &str| header_pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| {
+        query
+            .iter()
+            .chain(form.iter())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let header = |name: &str| {
+        header_pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let (action_name, version) = match scheme {
-        auth::Scheme::V3 => (header("x-acs-action").or_else(|| param("Action")), header("x-acs-version").or_else(|| param("Version"))),
+        auth::Scheme::V3 => (
+            header("x-acs-action").or_else(|| param("Action")),
+            header("x-acs-version").or_else(|| param("Version")),
+        ),
         auth::Scheme::V1 => (param("Action"), param("Version")),
     };
     let action_name = action_name.ok_or_else(|| (ApiError::missing("Action"), None))?;
     let version = version.ok_or_else(|| (ApiError::missing("Version"), None))?;
     if version != wire::API_VERSION {
-        return Err((ApiError::new(400, "InvalidVersion", format!("Specified parameter Version \"{version}\" is not valid.")), None));
+        return Err((
+            ApiError::new(
+                400,
+                "InvalidVersion",
+                format!("Specified parameter Version \"{version}\" is not valid."),
+            ),
+            None,
+        ));
     }
     let Some(action) = Action::from_name(&action_name) else {
         return Err((
-            ApiError::new(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."),
+            ApiError::new(
+                404,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.",
+            ),
             None,
         ));
     };
@@ -305,7 +377,11 @@ async fn handle(
         && let Err(not_until) = limiter.check()
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let mut err = ApiError::new(400, "Throttling.User", "Request was denied due to user flow control.");
+        let mut err = ApiError::new(
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        );
         err.retry_after_ms = Some(wait.as_millis().max(1) as u64);
         return Err((err, None));
     }
@@ -342,13 +418,28 @@ async fn handle(
         }
     }
     let params: Vec<(String, String)> = query.iter().chain(form.iter()).cloned().collect();
-    let ctx = Ctx { params: &params, host, scheme: "http" };
+    let ctx = Ctx {
+        params: &params,
+        host,
+        scheme: "http",
+    };
     let result = match action {
         Action::ExecContainerCommand => exec_command(emulator, &ctx).await,
         _ => {
+            // Parsing and validation of creates happen before taking the lock.
+            let prepared = match action {
+                Action::CreateContainerGroup => {
+                    Some(world::prepare_create(&ctx, &emulator.profile))
+                }
+                _ => None,
+            };
             let mut world = emulator.world.lock();
             let r = match action {
-                Action::CreateContainerGroup => world.create(&ctx, &emulator.profile),
+                Action::CreateContainerGroup => match prepared {
+                    Some(Ok(p)) => world.commit_create(p, &emulator.profile),
+                    Some(Err(e)) => Err(e),
+                    None => unreachable!("prepared above for creates"),
+                },
                 Action::DescribeContainerGroups => world.describe(&ctx, &emulator.profile),
                 Action::DescribeContainerGroupStatus => world.status(&ctx, &emulator.profile),
                 Action::DeleteContainerGroup => world.delete(&ctx, &emulator.profile),
@@ -425,12 +516,22 @@ async fn exec_ws(
     Query(q): Query<HashMap<String, String>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let session = q.get("s").and_then(|s| emulator.exec_sessions.lock().remove(s));
+    let session = q
+        .get("s")
+        .and_then(|s| emulator.exec_sessions.lock().remove(s));
     let Some(session) = session.filter(|s| s.expires > tokio::time::Instant::now()) else {
-        return (axum::http::StatusCode::NOT_FOUND, "unknown or expired exec session").into_response();
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown or expired exec session",
+        )
+            .into_response();
     };
     let Ok(ws) = ws else {
-        return (axum::http::StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response();
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade",
+        )
+            .into_response();
     };
     ws.on_upgrade(move |socket| run_exec_session(socket, session))
 }
@@ -443,7 +544,13 @@ fn frame(stream: u8, data: &[u8]) -> Message {
 }
 
 async fn run_exec_session(mut socket: WebSocket, session: ExecSession) {
-    let Some(container) = session.group.spec.containers.iter().find(|c| c.name == session.container) else {
+    let Some(container) = session
+        .group
+        .spec
+        .containers
+        .iter()
+        .find(|c| c.name == session.container)
+    else {
         let _ = socket.send(frame(3, b"126")).await;
         return;
     };
@@ -464,10 +571,14 @@ async fn run_exec_session(mut socket: WebSocket, session: ExecSession) {
                 let line: String = pending.drain(..=pos).collect();
                 let (out, exited) = exec::run_script(line.trim_end(), &ctx).await;
                 exit_code = out.exit_code;
-                if !out.stdout.is_empty() && socket.send(frame(1, out.stdout.as_bytes())).await.is_err() {
+                if !out.stdout.is_empty()
+                    && socket.send(frame(1, out.stdout.as_bytes())).await.is_err()
+                {
                     return;
                 }
-                if !out.stderr.is_empty() && socket.send(frame(2, out.stderr.as_bytes())).await.is_err() {
+                if !out.stderr.is_empty()
+                    && socket.send(frame(2, out.stderr.as_bytes())).await.is_err()
+                {
                     return;
                 }
                 if exited {
@@ -485,6 +596,8 @@ async fn run_exec_session(mut socket: WebSocket, session: ExecSession) {
             let _ = socket.send(frame(2, out.stderr.as_bytes())).await;
         }
     }
-    let _ = socket.send(frame(3, exit_code.to_string().as_bytes())).await;
+    let _ = socket
+        .send(frame(3, exit_code.to_string().as_bytes()))
+        .await;
     let _ = socket.send(Message::Close(None)).await;
 }

@@ -34,7 +34,11 @@ impl Default for Profile {
     fn default() -> Self {
         Self {
             region_id: "cn-hangzhou".into(),
-            zones: vec!["cn-hangzhou-h".into(), "cn-hangzhou-i".into(), "cn-hangzhou-k".into()],
+            zones: vec![
+                "cn-hangzhou-h".into(),
+                "cn-hangzhou-i".into(),
+                "cn-hangzhou-k".into(),
+            ],
             timing: Timing::default(),
             workloads: Vec::new(),
             stock: Stock::default(),
@@ -50,7 +54,8 @@ impl Profile {
     pub fn from_file(path: &Path) -> Result<Self, EmulatorError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| EmulatorError::Profile(format!("reading {}: {e}", path.display())))?;
-        Self::from_yaml(&text).map_err(|e| EmulatorError::Profile(format!("{}: {e}", path.display())))
+        Self::from_yaml(&text)
+            .map_err(|e| EmulatorError::Profile(format!("{}: {e}", path.display())))
     }
 
     /// Parses a profile from YAML text.
@@ -58,13 +63,17 @@ impl Profile {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let p: Profile = serde_yaml::from_str(text).map_err(|e| EmulatorError::Profile(e.to_string()))?;
+        let p: Profile =
+            serde_yaml::from_str(text).map_err(|e| EmulatorError::Profile(e.to_string()))?;
         if p.zones.is_empty() {
             return Err(EmulatorError::Profile("zones must not be empty".into()));
         }
         for f in &p.faults {
             if !(0.0..=1.0).contains(&f.rate) {
-                return Err(EmulatorError::Profile(format!("fault rate {} is not within 0..=1", f.rate)));
+                return Err(EmulatorError::Profile(format!(
+                    "fault rate {} is not within 0..=1",
+                    f.rate
+                )));
             }
         }
         Ok(p)
@@ -72,7 +81,13 @@ impl Profile {
 
     /// A profile where everything happens at once (benchmarks).
     pub fn instant() -> Self {
-        Self { timing: Timing { instant: true, ..Timing::default() }, ..Self::default() }
+        Self {
+            timing: Timing {
+                instant: true,
+                ..Timing::default()
+            },
+            ..Self::default()
+        }
     }
 }
 
@@ -198,12 +213,33 @@ pub enum FaultKind {
 }
 
 /// Long-running server images: run until deleted and log access lines.
-const SERVER_IMAGES: &[&str] =
-    &["nginx", "httpd", "apache", "redis", "memcached", "envoy", "caddy", "traefik", "haproxy", "postgres", "mysql"];
+const SERVER_IMAGES: &[&str] = &[
+    "nginx",
+    "httpd",
+    "apache",
+    "redis",
+    "memcached",
+    "envoy",
+    "caddy",
+    "traefik",
+    "haproxy",
+    "postgres",
+    "mysql",
+];
 
 /// Resolves what a container does: profile rules first, then the command, then the image.
-pub fn resolve_behaviour(profile: &Profile, image: &str, command: &[String], args: &[String]) -> Behaviour {
-    let joined: String = command.iter().chain(args.iter()).map(String::as_str).collect::<Vec<_>>().join(" ");
+pub fn resolve_behaviour(
+    profile: &Profile,
+    image: &str,
+    command: &[String],
+    args: &[String],
+) -> Behaviour {
+    let joined: String = command
+        .iter()
+        .chain(args.iter())
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
     for rule in &profile.workloads {
         if image.contains(&rule.image) && joined.contains(&rule.command_contains) {
             return rule.behaviour.clone();
@@ -223,24 +259,41 @@ pub fn resolve_behaviour(profile: &Profile, image: &str, command: &[String], arg
                 format!("{base}: start worker processes"),
             ],
             log_every_ms: Some(2000),
-            log_template: "10.0.0.{n} - - [{time}] \"GET / HTTP/1.1\" 200 615 \"-\" \"kube-probe/1.33\"".into(),
+            log_template:
+                "10.0.0.{n} - - [{time}] \"GET / HTTP/1.1\" 200 615 \"-\" \"kube-probe/1.33\""
+                    .into(),
             ..Behaviour::default()
         };
     }
-    if ["busybox", "alpine", "ubuntu", "debian"].iter().any(|s| base.starts_with(s)) {
+    if ["busybox", "alpine", "ubuntu", "debian"]
+        .iter()
+        .any(|s| base.starts_with(s))
+    {
         // The default shell of these images exits at once without a terminal.
-        return Behaviour { exit_after_ms: Some(500), ..Behaviour::default() };
+        return Behaviour {
+            exit_after_ms: Some(500),
+            ..Behaviour::default()
+        };
     }
-    Behaviour { log_lines: vec![format!("{base} started")], ..Behaviour::default() }
+    Behaviour {
+        log_lines: vec![format!("{base} started")],
+        ..Behaviour::default()
+    }
 }
 
 /// A tiny reading of shell commands: `echo X` logs X, `sleep N` runs N seconds, `exit N`
 /// sets the exit code, `sleep infinity` (or `tail -f`) runs forever; any other command is
 /// a job that finishes successfully after a second.
 fn behaviour_from_command(joined: &str) -> Behaviour {
-    let mut b = Behaviour { exit_after_ms: Some(1000), ..Behaviour::default() };
+    let mut b = Behaviour {
+        exit_after_ms: Some(1000),
+        ..Behaviour::default()
+    };
     let mut sleep_total: Option<u64> = None;
-    let tokens: Vec<&str> = joined.split([' ', ';', '&', '|', '\n']).filter(|t| !t.is_empty()).collect();
+    let tokens: Vec<&str> = joined
+        .split([' ', ';', '&', '|', '\n'])
+        .filter(|t| !t.is_empty())
+        .collect();
     let mut i = 0;
     while i < tokens.len() {
         match tokens[i] {
@@ -296,7 +349,12 @@ mod tests {
         let nginx = resolve_behaviour(&p, "nginx:1.25", &[], &[]);
         assert_eq!(nginx.exit_after_ms, None);
         assert!(nginx.log_every_ms.is_some());
-        let job = resolve_behaviour(&p, "busybox", &cmd(&["sh", "-c"]), &cmd(&["echo hello; exit 3"]));
+        let job = resolve_behaviour(
+            &p,
+            "busybox",
+            &cmd(&["sh", "-c"]),
+            &cmd(&["echo hello; exit 3"]),
+        );
         assert_eq!(job.exit_code, 3);
         assert_eq!(job.log_lines, vec!["hello"]);
         assert!(job.exit_after_ms.is_some());
@@ -316,6 +374,9 @@ mod tests {
         assert_eq!((b.exit_after_ms, b.exit_code), (Some(100), 2));
         assert_eq!(p.stock.out_of_stock_zones, vec!["cn-hangzhou-k"]);
         assert!(Profile::from_yaml("bogus_field: 1").is_err());
-        assert_eq!(Profile::from_yaml("").expect("empty is default"), Profile::default());
+        assert_eq!(
+            Profile::from_yaml("").expect("empty is default"),
+            Profile::default()
+        );
     }
 }

@@ -139,7 +139,13 @@ fn ms(n: u64) -> SignedDuration {
 }
 
 /// Evaluates a container at `now` given the moment its first attempt started.
-pub fn container_view(b: &Behaviour, policy: RestartPolicy, epoch: Timestamp, now: Timestamp, backoff_ms: u64) -> ContainerView {
+pub fn container_view(
+    b: &Behaviour,
+    policy: RestartPolicy,
+    epoch: Timestamp,
+    now: Timestamp,
+    backoff_ms: u64,
+) -> ContainerView {
     let waiting = |reason: &str, last_change: Timestamp| ContainerView {
         state: "Waiting",
         reason: reason.into(),
@@ -169,11 +175,20 @@ pub fn container_view(b: &Behaviour, policy: RestartPolicy, epoch: Timestamp, no
         RestartPolicy::OnFailure => b.exit_code != 0,
         RestartPolicy::Never => false,
     };
-    let exit_reason = if b.exit_code == 0 { "Completed" } else { "Error" };
+    let exit_reason = if b.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
     if !restarts {
         let end = epoch + run;
         if now < end {
-            return ContainerView { state: "Running", reason: "Started".into(), started: Some(epoch), ..waiting("", epoch) };
+            return ContainerView {
+                state: "Running",
+                reason: "Started".into(),
+                started: Some(epoch),
+                ..waiting("", epoch)
+            };
         }
         return ContainerView {
             state: "Terminated",
@@ -190,7 +205,8 @@ pub fn container_view(b: &Behaviour, policy: RestartPolicy, epoch: Timestamp, no
     let period = run + ms(backoff_ms.max(1));
     let elapsed = now.duration_since(epoch).as_millis();
     let n = (elapsed / period.as_millis().max(1)) as i64;
-    let attempt_start = epoch + SignedDuration::from_millis((period.as_millis() as i64).saturating_mul(n));
+    let attempt_start =
+        epoch + SignedDuration::from_millis((period.as_millis() as i64).saturating_mul(n));
     let previous = (n > 0).then(|| {
         let s = attempt_start - period;
         (s, s + run, b.exit_code)
@@ -256,8 +272,14 @@ impl Group {
         self.init_containers
             .iter()
             .map(|c| {
-                let run = c.behaviour.exit_after_ms.unwrap_or(timing.init_container_ms);
-                let b = Behaviour { exit_after_ms: Some(run), ..c.behaviour.clone() };
+                let run = c
+                    .behaviour
+                    .exit_after_ms
+                    .unwrap_or(timing.init_container_ms);
+                let b = Behaviour {
+                    exit_after_ms: Some(run),
+                    ..c.behaviour.clone()
+                };
                 let v = container_view(&b, RestartPolicy::Never, t, now, timing.restart_backoff_ms);
                 t += ms(run.max(1));
                 v
@@ -286,14 +308,26 @@ impl Group {
         }
         if now < self.scheduled_at {
             let mut v = base(ContainerGroupStatus::Scheduling, self.created_at);
-            v.containers = self.containers.iter().map(|_| waiting_view("Scheduling", self.created_at)).collect();
-            v.init_containers = self.init_containers.iter().map(|_| waiting_view("Scheduling", self.created_at)).collect();
+            v.containers = self
+                .containers
+                .iter()
+                .map(|_| waiting_view("Scheduling", self.created_at))
+                .collect();
+            v.init_containers = self
+                .init_containers
+                .iter()
+                .map(|_| waiting_view("Scheduling", self.created_at))
+                .collect();
             return v;
         }
         if self.schedule_failed.is_some() {
             let mut v = base(ContainerGroupStatus::ScheduleFailed, self.scheduled_at);
             v.terminal_at = Some(self.scheduled_at);
-            v.containers = self.containers.iter().map(|_| waiting_view("ScheduleFailed", self.scheduled_at)).collect();
+            v.containers = self
+                .containers
+                .iter()
+                .map(|_| waiting_view("ScheduleFailed", self.scheduled_at))
+                .collect();
             return v;
         }
         self.running_view(now, timing)
@@ -308,7 +342,11 @@ impl Group {
             }
         };
         for o in &self.overrides {
-            consider(o.at, ContainerGroupStatus::parse(&o.status), Some(o.reason.clone()));
+            consider(
+                o.at,
+                ContainerGroupStatus::parse(&o.status),
+                Some(o.reason.clone()),
+            );
         }
         if let Some(t) = self.init_failed_at {
             consider(t, ContainerGroupStatus::Failed, None);
@@ -317,14 +355,38 @@ impl Group {
         let natural_views: Vec<ContainerView> = self
             .containers
             .iter()
-            .map(|c| container_view(&c.behaviour, policy, self.run_epoch, now, timing.restart_backoff_ms))
+            .map(|c| {
+                container_view(
+                    &c.behaviour,
+                    policy,
+                    self.run_epoch,
+                    now,
+                    timing.restart_backoff_ms,
+                )
+            })
             .collect();
         if !natural_views.is_empty() && natural_views.iter().all(|v| v.final_at.is_some()) {
-            let at = natural_views.iter().filter_map(|v| v.final_at).max().unwrap_or(self.run_epoch);
+            let at = natural_views
+                .iter()
+                .filter_map(|v| v.final_at)
+                .max()
+                .unwrap_or(self.run_epoch);
             let ok = natural_views.iter().all(|v| v.exit_code == 0);
-            consider(at, if ok { ContainerGroupStatus::Succeeded } else { ContainerGroupStatus::Failed }, None);
+            consider(
+                at,
+                if ok {
+                    ContainerGroupStatus::Succeeded
+                } else {
+                    ContainerGroupStatus::Failed
+                },
+                None,
+            );
         }
-        let eval_at = terminal.as_ref().map(|(t, _, _)| *t).unwrap_or(now).min(now);
+        let eval_at = terminal
+            .as_ref()
+            .map(|(t, _, _)| *t)
+            .unwrap_or(now)
+            .min(now);
         let mut containers: Vec<ContainerView> = self
             .containers
             .iter()
@@ -333,15 +395,25 @@ impl Group {
                 let mut v = if eval_at == now {
                     natural
                 } else {
-                    container_view(&c.behaviour, policy, self.run_epoch, eval_at, timing.restart_backoff_ms)
+                    container_view(
+                        &c.behaviour,
+                        policy,
+                        self.run_epoch,
+                        eval_at,
+                        timing.restart_backoff_ms,
+                    )
                 };
                 v.restart_count += c.restart_base;
                 v
             })
             .collect();
         let init_containers = self.init_views(eval_at, timing);
-        let last_container_change =
-            containers.iter().map(|v| v.last_change).filter(|t| *t <= now).max().unwrap_or(self.run_epoch);
+        let last_container_change = containers
+            .iter()
+            .map(|v| v.last_change)
+            .filter(|t| *t <= now)
+            .max()
+            .unwrap_or(self.run_epoch);
         if let Some((at, status, reason)) = terminal {
             if let Some(r) = &reason {
                 for v in containers.iter_mut().filter(|v| v.state != "Terminated") {
@@ -381,13 +453,32 @@ impl Group {
             };
         }
         if now < self.run_epoch {
-            let since = self.transition.as_ref().map(|t| t.until).unwrap_or(self.scheduled_at).min(now);
-            let reason = if self.init_containers.is_empty() { "ContainerCreating" } else { "PodInitializing" };
+            let since = self
+                .transition
+                .as_ref()
+                .map(|t| t.until)
+                .unwrap_or(self.scheduled_at)
+                .min(now);
+            let reason = if self.init_containers.is_empty() {
+                "ContainerCreating"
+            } else {
+                "PodInitializing"
+            };
             return GroupView {
                 status: ContainerGroupStatus::Pending,
-                changed_at: init_containers.iter().map(|v| v.last_change).filter(|t| *t <= now).max().unwrap_or(since).max(since),
+                changed_at: init_containers
+                    .iter()
+                    .map(|v| v.last_change)
+                    .filter(|t| *t <= now)
+                    .max()
+                    .unwrap_or(since)
+                    .max(since),
                 terminal_at: None,
-                containers: self.containers.iter().map(|_| waiting_view(reason, since)).collect(),
+                containers: self
+                    .containers
+                    .iter()
+                    .map(|_| waiting_view(reason, since))
+                    .collect(),
                 init_containers,
                 override_reason: None,
             };
@@ -427,18 +518,31 @@ pub struct LogLine {
 }
 
 /// The lines an attempt `[start, end)` wrote that are `>= since`, at most the last `tail`.
-pub fn attempt_logs(b: &Behaviour, start: Timestamp, end: Timestamp, since: Option<Timestamp>, tail: usize) -> Vec<LogLine> {
+pub fn attempt_logs(
+    b: &Behaviour,
+    start: Timestamp,
+    end: Timestamp,
+    since: Option<Timestamp>,
+    tail: usize,
+) -> Vec<LogLine> {
     let mut lines: Vec<LogLine> = b
         .log_lines
         .iter()
         .enumerate()
-        .map(|(i, text)| LogLine { at: start + SignedDuration::from_millis(i as i64), text: text.clone() })
+        .map(|(i, text)| LogLine {
+            at: start + SignedDuration::from_millis(i as i64),
+            text: text.clone(),
+        })
         .filter(|l| l.at < end || l.at == start)
         .collect();
     if let Some(every) = b.log_every_ms.filter(|e| *e > 0) {
         let span = end.duration_since(start).as_millis().max(0) as u64;
         let total = span / every; // lines at start + k*every, k = 1..=total, strictly before end
-        let total = if total > 0 && span % every == 0 { total - 1 } else { total };
+        let total = if total > 0 && span % every == 0 {
+            total - 1
+        } else {
+            total
+        };
         let mut first = total.saturating_sub(tail as u64) + 1;
         if let Some(s) = since {
             let from = s.duration_since(start).as_millis().max(0) as u64;
@@ -447,7 +551,10 @@ pub fn attempt_logs(b: &Behaviour, start: Timestamp, end: Timestamp, since: Opti
         for k in first..=total {
             let at = start + ms(k * every);
             let time = at.strftime("%d/%b/%Y:%H:%M:%S +0000").to_string();
-            let text = b.log_template.replace("{n}", &k.to_string()).replace("{time}", &time);
+            let text = b
+                .log_template
+                .replace("{n}", &k.to_string())
+                .replace("{time}", &time);
             lines.push(LogLine { at, text });
         }
     }
@@ -468,29 +575,49 @@ mod tests {
 
     #[test]
     fn forever_running() {
-        let v = container_view(&Behaviour::default(), RestartPolicy::Always, t(0), t(5000), 1000);
+        let v = container_view(
+            &Behaviour::default(),
+            RestartPolicy::Always,
+            t(0),
+            t(5000),
+            1000,
+        );
         assert_eq!(v.state, "Running");
         assert_eq!(v.restart_count, 0);
     }
 
     #[test]
     fn job_completes_under_never() {
-        let b = Behaviour { exit_after_ms: Some(1000), exit_code: 0, ..Default::default() };
+        let b = Behaviour {
+            exit_after_ms: Some(1000),
+            exit_code: 0,
+            ..Default::default()
+        };
         let v = container_view(&b, RestartPolicy::Never, t(0), t(500), 1000);
         assert_eq!(v.state, "Running");
         let v = container_view(&b, RestartPolicy::Never, t(0), t(1500), 1000);
-        assert_eq!((v.state, v.exit_code, v.final_at), ("Terminated", 0, Some(t(1000))));
+        assert_eq!(
+            (v.state, v.exit_code, v.final_at),
+            ("Terminated", 0, Some(t(1000)))
+        );
     }
 
     #[test]
     fn crash_loop_counts_restarts() {
-        let b = Behaviour { exit_after_ms: Some(1000), exit_code: 2, ..Default::default() };
+        let b = Behaviour {
+            exit_after_ms: Some(1000),
+            exit_code: 2,
+            ..Default::default()
+        };
         // period = 2000 ms: attempt 0 runs 0..1000, waits, attempt 1 runs 2000..3000, …
         let v = container_view(&b, RestartPolicy::Always, t(0), t(2500), 1000);
         assert_eq!((v.state, v.restart_count), ("Running", 1));
         assert_eq!(v.previous, Some((t(0), t(1000), 2)));
         let v = container_view(&b, RestartPolicy::OnFailure, t(0), t(3500), 1000);
-        assert_eq!((v.state, v.reason.as_str(), v.restart_count), ("Waiting", "CrashLoopBackOff", 2));
+        assert_eq!(
+            (v.state, v.reason.as_str(), v.restart_count),
+            ("Waiting", "CrashLoopBackOff", 2)
+        );
         // OnFailure with exit 0 does not restart.
         let ok = Behaviour { exit_code: 0, ..b };
         let v = container_view(&ok, RestartPolicy::OnFailure, t(0), t(3500), 1000);
@@ -510,8 +637,14 @@ mod tests {
         assert_eq!(all[0].text, "start");
         assert_eq!(all[10].text, "line 10");
         let tail = attempt_logs(&b, t(0), t(10_500), None, 3);
-        assert_eq!(tail.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), vec!["line 8", "line 9", "line 10"]);
+        assert_eq!(
+            tail.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            vec!["line 8", "line 9", "line 10"]
+        );
         let since = attempt_logs(&b, t(0), t(10_500), Some(t(8_000)), 500);
-        assert_eq!(since.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), vec!["line 8", "line 9", "line 10"]);
+        assert_eq!(
+            since.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            vec!["line 8", "line 9", "line 10"]
+        );
     }
 }

@@ -9,7 +9,10 @@ use vnode_eci::wire::{self, params::from_params};
 
 use crate::api::ApiError;
 use crate::profile::{Profile, resolve_behaviour};
-use crate::sim::{ContainerView, Group, GroupView, Override, RecordedEvent, SimContainer, Transition, attempt_logs};
+use crate::sim::{
+    ContainerView, Group, GroupView, Override, RecordedEvent, SimContainer, Transition,
+    attempt_logs,
+};
 use crate::spec;
 
 /// Parameters every request may carry that are not business parameters (excluded from
@@ -54,8 +57,11 @@ pub struct World {
 
 /// The business parameters of a request, sorted, for fingerprints.
 fn fingerprint(params: &[(String, String)]) -> String {
-    let business: Vec<(String, String)> =
-        params.iter().filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str())).cloned().collect();
+    let business: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str()))
+        .cloned()
+        .collect();
     wire::sign::sha256_hex(wire::canonical_query(&business).as_bytes())
 }
 
@@ -77,16 +83,26 @@ fn new_group_id(region: &str) -> String {
     };
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let tail: String = (0..17).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let tail: String = (0..17)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("eci-{prefix}{tail}")
 }
 
 fn require(value: &str, param: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() { Err(ApiError::missing(param)) } else { Ok(()) }
+    if value.trim().is_empty() {
+        Err(ApiError::missing(param))
+    } else {
+        Ok(())
+    }
 }
 
 fn region_of(params: &[(String, String)], profile: &Profile) -> Result<(), ApiError> {
-    let region = params.iter().find(|(k, _)| k == "RegionId").map(|(_, v)| v.as_str()).unwrap_or_default();
+    let region = params
+        .iter()
+        .find(|(k, _)| k == "RegionId")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
     if region.is_empty() {
         return Err(ApiError::missing("RegionId"));
     }
@@ -94,7 +110,9 @@ fn region_of(params: &[(String, String)], profile: &Profile) -> Result<(), ApiEr
         return Err(ApiError::new(
             400,
             "InvalidRegionId",
-            format!("The specified region \"{region}\" does not exist or is not served by this endpoint."),
+            format!(
+                "The specified region \"{region}\" does not exist or is not served by this endpoint."
+            ),
         ));
     }
     Ok(())
@@ -102,31 +120,49 @@ fn region_of(params: &[(String, String)], profile: &Profile) -> Result<(), ApiEr
 
 fn valid_name(name: &str) -> bool {
     (2..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
 
 fn valid_container_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
 
-fn validate_containers(list: &[Container], prefix: &str, volumes: &[Volume], names: &mut Vec<String>) -> Result<(), ApiError> {
+fn validate_containers(
+    list: &[Container],
+    prefix: &str,
+    volumes: &[Volume],
+    names: &mut Vec<String>,
+) -> Result<(), ApiError> {
     if list.len() > spec::MAX_CONTAINERS {
-        return Err(ApiError::invalid(prefix, format!("at most {} containers are allowed", spec::MAX_CONTAINERS)));
+        return Err(ApiError::invalid(
+            prefix,
+            format!("at most {} containers are allowed", spec::MAX_CONTAINERS),
+        ));
     }
     for (i, c) in list.iter().enumerate() {
         let p = format!("{prefix}.{}", i + 1);
         require(&c.name, &format!("{p}.Name"))?;
         require(&c.image, &format!("{p}.Image"))?;
         if !valid_container_name(&c.name) {
-            return Err(ApiError::invalid(&format!("{p}.Name"), "must be a DNS-1123 label"));
+            return Err(ApiError::invalid(
+                &format!("{p}.Name"),
+                "must be a DNS-1123 label",
+            ));
         }
         if names.contains(&c.name) {
-            return Err(ApiError::invalid(&format!("{p}.Name"), format!("duplicate container name {:?}", c.name)));
+            return Err(ApiError::invalid(
+                &format!("{p}.Name"),
+                format!("duplicate container name {:?}", c.name),
+            ));
         }
         names.push(c.name.clone());
         for (field, v) in [("Cpu", c.cpu), ("Memory", c.memory)] {
@@ -137,16 +173,24 @@ fn validate_containers(list: &[Container], prefix: &str, volumes: &[Volume], nam
             }
         }
         if c.args.len() > 10 {
-            return Err(ApiError::invalid(&format!("{p}.Arg"), "at most 10 arguments are allowed"));
+            return Err(ApiError::invalid(
+                &format!("{p}.Arg"),
+                "at most 10 arguments are allowed",
+            ));
         }
         for (j, e) in c.env.iter().enumerate() {
             let ep = format!("{p}.EnvironmentVar.{}", j + 1);
             require(&e.key, &format!("{ep}.Key"))?;
             let key_ok = e.key.len() <= 128
                 && !e.key.starts_with(|ch: char| ch.is_ascii_digit())
-                && e.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+                && e.key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
             if !key_ok {
-                return Err(ApiError::invalid(&format!("{ep}.Key"), "must be 1-128 letters, digits or _"));
+                return Err(ApiError::invalid(
+                    &format!("{ep}.Key"),
+                    "must be 1-128 letters, digits or _",
+                ));
             }
             if e.value.as_ref().is_some_and(|v| v.len() > 256 * 1024) {
                 return Err(ApiError::invalid(&format!("{ep}.Value"), "too long"));
@@ -154,17 +198,26 @@ fn validate_containers(list: &[Container], prefix: &str, volumes: &[Volume], nam
             if let Some(f) = &e.field_ref
                 && f.field_path != "status.podIP"
             {
-                return Err(ApiError::invalid(&format!("{ep}.FieldRef.FieldPath"), "only status.podIP is supported"));
+                return Err(ApiError::invalid(
+                    &format!("{ep}.FieldRef.FieldPath"),
+                    "only status.podIP is supported",
+                ));
             }
         }
         for (j, port) in c.ports.iter().enumerate() {
             if !(1..=65535).contains(&port.port) {
-                return Err(ApiError::invalid(&format!("{p}.Port.{}.Port", j + 1), "must be 1-65535"));
+                return Err(ApiError::invalid(
+                    &format!("{p}.Port.{}.Port", j + 1),
+                    "must be 1-65535",
+                ));
             }
             if let Some(proto) = &port.protocol
                 && !matches!(proto.to_ascii_uppercase().as_str(), "TCP" | "UDP")
             {
-                return Err(ApiError::invalid(&format!("{p}.Port.{}.Protocol", j + 1), "must be TCP or UDP"));
+                return Err(ApiError::invalid(
+                    &format!("{p}.Port.{}.Protocol", j + 1),
+                    "must be TCP or UDP",
+                ));
             }
         }
         for (j, m) in c.volume_mounts.iter().enumerate() {
@@ -172,7 +225,10 @@ fn validate_containers(list: &[Container], prefix: &str, volumes: &[Volume], nam
             require(&m.name, &format!("{mp}.Name"))?;
             require(&m.mount_path, &format!("{mp}.MountPath"))?;
             if !volumes.iter().any(|v| v.name == m.name) {
-                return Err(ApiError::invalid(&format!("{mp}.Name"), format!("no volume named {:?}", m.name)));
+                return Err(ApiError::invalid(
+                    &format!("{mp}.Name"),
+                    format!("no volume named {:?}", m.name),
+                ));
             }
         }
     }
@@ -181,38 +237,63 @@ fn validate_containers(list: &[Container], prefix: &str, volumes: &[Volume], nam
 
 fn validate_volumes(volumes: &[Volume]) -> Result<(), ApiError> {
     if volumes.len() > spec::MAX_VOLUMES {
-        return Err(ApiError::invalid("Volume", format!("at most {} volumes are allowed", spec::MAX_VOLUMES)));
+        return Err(ApiError::invalid(
+            "Volume",
+            format!("at most {} volumes are allowed", spec::MAX_VOLUMES),
+        ));
     }
     for (i, v) in volumes.iter().enumerate() {
         let p = format!("Volume.{}", i + 1);
         require(&v.name, &format!("{p}.Name"))?;
-        let Some(kind) = v.kind else { return Err(ApiError::missing(&format!("{p}.Type"))) };
+        let Some(kind) = v.kind else {
+            return Err(ApiError::missing(&format!("{p}.Type")));
+        };
         match kind {
             VolumeType::NfsVolume => {
-                let nfs = v.nfs_volume.as_ref().ok_or_else(|| ApiError::missing(&format!("{p}.NFSVolume.Server")))?;
+                let nfs = v
+                    .nfs_volume
+                    .as_ref()
+                    .ok_or_else(|| ApiError::missing(&format!("{p}.NFSVolume.Server")))?;
                 require(&nfs.server, &format!("{p}.NFSVolume.Server"))?;
                 require(&nfs.path, &format!("{p}.NFSVolume.Path"))?;
             }
             VolumeType::ConfigFileVolume => {
                 let cf = v.config_file_volume.as_ref();
-                for (j, f) in cf.map(|c| c.files.as_slice()).unwrap_or_default().iter().enumerate() {
+                for (j, f) in cf
+                    .map(|c| c.files.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
                     let fp = format!("{p}.ConfigFileVolume.ConfigFileToPath.{}", j + 1);
                     require(&f.path, &format!("{fp}.Path"))?;
                     if f.content.len() > 32 * 1024 {
-                        return Err(ApiError::invalid(&format!("{fp}.Content"), "content exceeds 32 KB"));
+                        return Err(ApiError::invalid(
+                            &format!("{fp}.Content"),
+                            "content exceeds 32 KB",
+                        ));
                     }
                 }
             }
             VolumeType::FlexVolume => {
-                let fv = v.flex_volume.as_ref().ok_or_else(|| ApiError::missing(&format!("{p}.FlexVolume.Driver")))?;
+                let fv = v
+                    .flex_volume
+                    .as_ref()
+                    .ok_or_else(|| ApiError::missing(&format!("{p}.FlexVolume.Driver")))?;
                 require(&fv.driver, &format!("{p}.FlexVolume.Driver"))?;
             }
             VolumeType::DiskVolume => {
-                let d = v.disk_volume.as_ref().ok_or_else(|| ApiError::missing(&format!("{p}.DiskVolume.DiskId")))?;
+                let d = v
+                    .disk_volume
+                    .as_ref()
+                    .ok_or_else(|| ApiError::missing(&format!("{p}.DiskVolume.DiskId")))?;
                 require(&d.disk_id, &format!("{p}.DiskVolume.DiskId"))?;
             }
             VolumeType::HostPathVolume => {
-                let h = v.host_path_volume.as_ref().ok_or_else(|| ApiError::missing(&format!("{p}.HostPathVolume.Path")))?;
+                let h = v
+                    .host_path_volume
+                    .as_ref()
+                    .ok_or_else(|| ApiError::missing(&format!("{p}.HostPathVolume.Path")))?;
                 require(&h.path, &format!("{p}.HostPathVolume.Path"))?;
             }
             VolumeType::EmptyDirVolume => {}
@@ -223,16 +304,29 @@ fn validate_volumes(volumes: &[Volume]) -> Result<(), ApiError> {
 
 fn validate_tags(tags: &[Tag]) -> Result<(), ApiError> {
     if tags.len() > spec::MAX_TAGS {
-        return Err(ApiError::invalid("Tag", format!("at most {} tags are allowed", spec::MAX_TAGS)));
+        return Err(ApiError::invalid(
+            "Tag",
+            format!("at most {} tags are allowed", spec::MAX_TAGS),
+        ));
     }
     for (i, t) in tags.iter().enumerate() {
         let p = format!("Tag.{}", i + 1);
         require(&t.key, &format!("{p}.Key"))?;
-        if t.key.len() > 64 || t.key.starts_with("acs:") || t.key.starts_with("aliyun") || t.key.contains("://") {
-            return Err(ApiError::invalid(&format!("{p}.Key"), "key must be ≤64 chars, not acs:/aliyun-prefixed"));
+        if t.key.len() > 64
+            || t.key.starts_with("acs:")
+            || t.key.starts_with("aliyun")
+            || t.key.contains("://")
+        {
+            return Err(ApiError::invalid(
+                &format!("{p}.Key"),
+                "key must be ≤64 chars, not acs:/aliyun-prefixed",
+            ));
         }
         if t.value.len() > 128 {
-            return Err(ApiError::invalid(&format!("{p}.Value"), "value must be ≤128 chars"));
+            return Err(ApiError::invalid(
+                &format!("{p}.Value"),
+                "value must be ≤128 chars",
+            ));
         }
     }
     Ok(())
@@ -242,7 +336,10 @@ fn validate_token(token: &Option<String>) -> Result<(), ApiError> {
     if let Some(t) = token
         && (t.len() > 64 || !t.is_ascii())
     {
-        return Err(ApiError::invalid("ClientToken", "must be at most 64 ASCII characters"));
+        return Err(ApiError::invalid(
+            "ClientToken",
+            "must be at most 64 ASCII characters",
+        ));
     }
     Ok(())
 }
@@ -250,7 +347,12 @@ fn validate_token(token: &Option<String>) -> Result<(), ApiError> {
 /// Effective (cpu, memory) of a spec, rounded up; error if oversized.
 fn effective_spec(req: &CreateContainerGroupRequest) -> Result<(f64, f64), ApiError> {
     let sum = |f: fn(&Container) -> Option<f64>| -> Option<f64> {
-        let vals: Vec<f64> = req.containers.iter().chain(req.init_containers.iter()).filter_map(f).collect();
+        let vals: Vec<f64> = req
+            .containers
+            .iter()
+            .chain(req.init_containers.iter())
+            .filter_map(f)
+            .collect();
         (!vals.is_empty()).then(|| vals.iter().sum())
     };
     // Init containers run before the others, so ECI sizes by the containers' sum; we take
@@ -277,14 +379,21 @@ fn effective_spec(req: &CreateContainerGroupRequest) -> Result<(f64, f64), ApiEr
         return Err(ApiError::new(
             400,
             "InvalidParameter.CpuMemory",
-            format!("The requested spec {} exceeds the maximum of {} vCPU per instance.", spec::spec_name(cpu, mem), spec::MAX_CPU),
+            format!(
+                "The requested spec {} exceeds the maximum of {} vCPU per instance.",
+                spec::spec_name(cpu, mem),
+                spec::MAX_CPU
+            ),
         ));
     }
     spec::round_up(cpu, mem).ok_or_else(|| {
         ApiError::new(
             400,
             "InvalidParameter.CpuMemory",
-            format!("No supported instance spec covers {}.", spec::spec_name(cpu, mem)),
+            format!(
+                "No supported instance spec covers {}.",
+                spec::spec_name(cpu, mem)
+            ),
         )
     })
 }
@@ -297,7 +406,9 @@ fn zone_of_vswitch(vsw: &str, zones: &[String]) -> String {
     {
         return z.clone();
     }
-    let h = vsw.bytes().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(b as usize));
+    let h = vsw.bytes().fold(0usize, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(b as usize)
+    });
     zones[h % zones.len()].clone()
 }
 
@@ -314,11 +425,19 @@ pub struct Ctx<'a> {
 impl World {
     /// Removes groups whose deletion finished (at most once a second).
     fn sweep(&mut self, now: Timestamp) {
-        if self.last_sweep.is_some_and(|t| now.duration_since(t) < SignedDuration::from_secs(1)) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < SignedDuration::from_secs(1))
+        {
             return;
         }
         self.last_sweep = Some(now);
-        let gone: Vec<u64> = self.groups.iter().filter(|(_, g)| g.is_gone(now)).map(|(s, _)| *s).collect();
+        let gone: Vec<u64> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.is_gone(now))
+            .map(|(s, _)| *s)
+            .collect();
         for seq in gone {
             if let Some(g) = self.groups.remove(&seq) {
                 self.by_id.remove(&g.id);
@@ -335,13 +454,26 @@ impl World {
     }
 
     fn get_mut(&mut self, id: &str, now: Timestamp) -> Result<&mut Group, ApiError> {
-        let seq = *self.by_id.get(id).ok_or_else(|| ApiError::group_not_found(id))?;
-        self.groups.get_mut(&seq).filter(|g| !g.is_gone(now)).ok_or_else(|| ApiError::group_not_found(id))
+        let seq = *self
+            .by_id
+            .get(id)
+            .ok_or_else(|| ApiError::group_not_found(id))?;
+        self.groups
+            .get_mut(&seq)
+            .filter(|g| !g.is_gone(now))
+            .ok_or_else(|| ApiError::group_not_found(id))
     }
 
     /// Checks a ClientToken: `Ok(Some(record))` to replay, `Ok(None)` if new.
-    fn check_token(&self, action: &str, token: &Option<String>, fp: &str) -> Result<Option<TokenRecord>, ApiError> {
-        let Some(token) = token.as_deref().filter(|t| !t.is_empty()) else { return Ok(None) };
+    fn check_token(
+        &self,
+        action: &str,
+        token: &Option<String>,
+        fp: &str,
+    ) -> Result<Option<TokenRecord>, ApiError> {
+        let Some(token) = token.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
         match self.tokens.get(&format!("{action}/{token}")) {
             None => Ok(None),
             Some(r) if r.fingerprint == fp => Ok(Some(r.clone())),
@@ -355,184 +487,51 @@ impl World {
 
     fn remember_token(&mut self, action: &str, token: &Option<String>, fp: String, group_id: &str) {
         if let Some(token) = token.as_deref().filter(|t| !t.is_empty()) {
-            self.tokens.insert(format!("{action}/{token}"), TokenRecord { fingerprint: fp, group_id: group_id.into() });
+            self.tokens.insert(
+                format!("{action}/{token}"),
+                TokenRecord {
+                    fingerprint: fp,
+                    group_id: group_id.into(),
+                },
+            );
         }
     }
 
-    /// `CreateContainerGroup`.
-    pub fn create(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
-        region_of(ctx.params, profile)?;
-        let req: CreateContainerGroupRequest = from_params(ctx.params)?;
-        validate_token(&req.client_token)?;
-        let fp = fingerprint(ctx.params);
-        if let Some(prev) = self.check_token("CreateContainerGroup", &req.client_token, &fp)? {
+    /// `CreateContainerGroup`, second half (under the world lock): ClientToken replay or
+    /// insertion of the prepared group with a fresh id and IP.
+    pub fn commit_create(
+        &mut self,
+        prepared: PreparedCreate,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
+        let PreparedCreate {
+            token,
+            fingerprint: fp,
+            group,
+        } = prepared;
+        if let Some(prev) = self.check_token("CreateContainerGroup", &token, &fp)? {
             return Ok(serde_json::json!({ "ContainerGroupId": prev.group_id }));
         }
-        require(&req.container_group_name, "ContainerGroupName")?;
-        if !valid_name(&req.container_group_name) {
-            return Err(ApiError::invalid(
-                "ContainerGroupName",
-                "2-128 lower-case letters, digits and hyphens, not starting or ending with a hyphen",
-            ));
-        }
-        if req.containers.is_empty() {
-            return Err(ApiError::missing("Container.1.Name"));
-        }
-        validate_volumes(&req.volumes)?;
-        let mut names = Vec::new();
-        validate_containers(&req.containers, "Container", &req.volumes, &mut names)?;
-        validate_containers(&req.init_containers, "InitContainer", &req.volumes, &mut names)?;
-        validate_tags(&req.tags)?;
-        if req.vswitch_ids.len() > 10 {
-            return Err(ApiError::invalid("VSwitchId", "at most 10 vSwitches are allowed"));
-        }
-        if req.spot_strategy == Some(SpotStrategy::SpotWithPriceLimit) && req.spot_price_limit.is_none() {
-            return Err(ApiError::missing("SpotPriceLimit"));
-        }
-        if let Some(sg) = &req.security_group_id
-            && !sg.starts_with("sg-")
-        {
-            return Err(ApiError::new(404, "InvalidSecurityGroupId.NotFound", format!("The specified security group {sg} does not exist.")));
-        }
-        if let Some(bad) = req.vswitch_ids.iter().find(|v| !v.starts_with("vsw-")) {
-            return Err(ApiError::new(404, "IncorrectVSwitchId", format!("The specified parameter VSwitchId {bad} is not valid.")));
-        }
-        if let Some(z) = &req.zone_id
-            && !profile.zones.contains(z)
-        {
-            return Err(ApiError::invalid("ZoneId", format!("zone {z} does not exist in {}", profile.region_id)));
-        }
-        let (cpu, memory) = effective_spec(&req)?;
-        let spec_key = format!("{}-{}", cpu, memory);
-        let spec_label = spec::spec_name(cpu, memory);
-
-        // Placement: candidate (zone, vswitch) pairs in order; first with stock wins.
-        let candidates: Vec<(String, String)> = if !req.vswitch_ids.is_empty() {
-            let mut c: Vec<(String, String)> =
-                req.vswitch_ids.iter().map(|v| (zone_of_vswitch(v, &profile.zones), v.clone())).collect();
-            if let Some(z) = &req.zone_id {
-                c.retain(|(zone, _)| zone == z);
-            }
-            if req.schedule_strategy.as_deref() == Some("VSwitchRandom") {
-                use rand::seq::SliceRandom;
-                c.shuffle(&mut rand::rng());
-            }
-            c
-        } else if let Some(z) = &req.zone_id {
-            vec![(z.clone(), format!("vsw-default-{}", z.rsplit('-').next().unwrap_or("a")))]
-        } else {
-            profile.zones.iter().map(|z| (z.clone(), format!("vsw-default-{}", z.rsplit('-').next().unwrap_or("a")))).collect()
-        };
-        if candidates.is_empty() {
-            return Err(ApiError::invalid("VSwitchId", "no vSwitch is in the requested zone"));
-        }
-        let spec_sold_out = profile.stock.out_of_stock_specs.iter().any(|s| {
-            *s == spec_key || *s == spec_label || req.instance_types.iter().any(|t| t == s)
-        });
-        let placed = candidates
-            .iter()
-            .find(|(z, _)| !spec_sold_out && !profile.stock.out_of_stock_zones.contains(z))
-            .cloned();
-        let no_stock_message = |zone: &str| {
-            format!("The resource in zone {zone} with spec {spec_label} is out of stock. Try other zones or specs.")
-        };
-        let (zone, vswitch, schedule_failed) = match placed {
-            Some((z, v)) => (z, v, None),
-            None if profile.stock.asynchronous => {
-                let (z, v) = candidates[0].clone();
-                let msg = no_stock_message(&z);
-                (z, v, Some(msg))
-            }
-            None => {
-                return Err(ApiError::new(403, "OperationDenied.NoStock", no_stock_message(&candidates[0].0)));
-            }
-        };
-        if req.dry_run == Some(true) {
-            return Err(ApiError::new(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));
-        }
-
-        let now = Timestamp::now();
-        let timing = &profile.timing;
-        let d = |ms: u64| if timing.instant { SignedDuration::ZERO } else { SignedDuration::from_millis(ms as i64) };
-        let scheduled_at = now + d(timing.scheduling_ms);
-        let init_epoch = scheduled_at + d(timing.pulling_ms);
-        let sim = |c: &Container| SimContainer {
-            name: c.name.clone(),
-            image: c.image.clone(),
-            behaviour: resolve_behaviour(profile, &c.image, &c.command, &c.args),
-            restart_base: 0,
-        };
-        let containers: Vec<SimContainer> = req.containers.iter().map(sim).collect();
-        let init_containers: Vec<SimContainer> = req.init_containers.iter().map(sim).collect();
-        let mut run_epoch = init_epoch;
-        let mut init_failed_at = None;
-        for c in &init_containers {
-            let run = if timing.instant { 0 } else { c.behaviour.exit_after_ms.unwrap_or(timing.init_container_ms) };
-            run_epoch += SignedDuration::from_millis(run.max(if timing.instant { 0 } else { 1 }) as i64);
-            if c.behaviour.exit_code != 0 && init_failed_at.is_none() {
-                init_failed_at = Some(run_epoch);
-            }
-        }
-        let mut overrides = Vec::new();
-        if let Some(secs) = req.active_deadline_seconds.filter(|s| *s > 0) {
-            overrides.push(Override {
-                at: scheduled_at + SignedDuration::from_secs(secs),
-                status: "Failed".into(),
-                reason: "DeadlineExceeded".into(),
-            });
-        }
-        if req.spot_strategy.is_some_and(|s| s != SpotStrategy::NoSpot)
-            && let Some(ms) = profile.spot.reclaim_after_ms
-        {
-            overrides.push(Override {
-                at: run_epoch + SignedDuration::from_millis(ms as i64),
-                status: "Expired".into(),
-                reason: "SpotInstanceReclaimed".into(),
-            });
-        }
+        let mut group = group?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.next_ip = self.next_ip.wrapping_add(1);
-        let ip = format!("192.168.{}.{}", (self.next_ip / 250) % 250, self.next_ip % 250 + 2);
+        group.ip = format!(
+            "192.168.{}.{}",
+            (self.next_ip / 250) % 250,
+            self.next_ip % 250 + 2
+        );
         let mut id = new_group_id(&profile.region_id);
         while self.by_id.contains_key(&id) {
             id = new_group_id(&profile.region_id);
         }
-        let group = Group {
-            seq,
-            id: id.clone(),
-            zone,
-            vswitch,
-            security_group: req.security_group_id.clone().unwrap_or_else(|| "sg-default".into()),
-            vpc: "vpc-emulated".into(),
-            ip,
-            cpu,
-            memory,
-            instance_type: req.instance_types.first().cloned().unwrap_or_default(),
-            created_at: now,
-            scheduled_at,
-            init_epoch,
-            run_epoch,
-            schedule_failed,
-            init_failed_at: if init_failed_at.is_some() && req.restart_policy == Some(RestartPolicy::Never) {
-                init_failed_at
-            } else {
-                init_failed_at
-            },
-            transition: None,
-            overrides,
-            delete_at: None,
-            containers,
-            init_containers,
-            events: Vec::new(),
-            spec: req,
-        };
-        self.remember_token("CreateContainerGroup", &group.spec.client_token, fp, &id);
+        group.seq = seq;
+        group.id = id.clone();
+        self.remember_token("CreateContainerGroup", &token, fp, &id);
         self.by_id.insert(id.clone(), seq);
         self.groups.insert(seq, group);
         Ok(serde_json::json!({ "ContainerGroupId": id }))
     }
-
     fn filtered<'a>(
         &'a self,
         now: Timestamp,
@@ -541,24 +540,51 @@ impl World {
         pred: impl Fn(&Group) -> bool + 'a,
         start_after: Option<u64>,
     ) -> impl Iterator<Item = &'a Group> + 'a {
-        let range = match start_after {
-            Some(s) => self.groups.range(s..),
-            None => self.groups.range(0..),
-        };
-        range.map(|(_, g)| g).filter(move |g| {
+        // By ids: look them up instead of scanning every group.
+        let by_ids: Option<Vec<u64>> = (!ids.is_empty()).then(|| {
+            let mut seqs: Vec<u64> = ids
+                .iter()
+                .filter_map(|id| self.by_id.get(id).copied())
+                .filter(|s| start_after.is_none_or(|a| *s >= a))
+                .collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            seqs
+        });
+        let scan = by_ids.is_none().then(|| {
+            self.groups
+                .range(start_after.unwrap_or(0)..)
+                .map(|(_, g)| g)
+        });
+        let picked = by_ids
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.groups.get(&s));
+        picked.chain(scan.into_iter().flatten()).filter(move |g| {
             !g.is_gone(now)
-                && (ids.is_empty() || ids.contains(&g.id))
-                && tags.iter().all(|t| g.spec.tags.iter().any(|gt| gt.key == t.key && gt.value == t.value))
+                && tags.iter().all(|t| {
+                    g.spec
+                        .tags
+                        .iter()
+                        .any(|gt| gt.key == t.key && gt.value == t.value)
+                })
                 && pred(g)
         })
     }
 
     /// `DescribeContainerGroups`.
-    pub fn describe(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn describe(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerGroupsRequest = from_params(ctx.params)?;
         if req.container_group_ids.len() > 20 {
-            return Err(ApiError::invalid("ContainerGroupIds", "at most 20 ids are allowed"));
+            return Err(ApiError::invalid(
+                "ContainerGroupIds",
+                "at most 20 ids are allowed",
+            ));
         }
         let limit = req.limit.unwrap_or(20);
         if !(1..=20).contains(&limit) {
@@ -570,19 +596,42 @@ impl World {
         let timing = &profile.timing;
         let status_filter = req.status.clone();
         let pred = |g: &Group| {
-            req.container_group_name.as_ref().is_none_or(|n| *n == g.spec.container_group_name)
+            req.container_group_name
+                .as_ref()
+                .is_none_or(|n| *n == g.spec.container_group_name)
                 && req.zone_id.as_ref().is_none_or(|z| *z == g.zone)
                 && req.vswitch_id.as_ref().is_none_or(|v| *v == g.vswitch)
-                && req.security_group_id.as_ref().is_none_or(|s| *s == g.security_group)
-                && req.resource_group_id.as_ref().is_none_or(|r| g.spec.resource_group_id.as_ref() == Some(r))
-                && status_filter.as_ref().is_none_or(|s| g.view(now, timing).status.as_str() == s)
+                && req
+                    .security_group_id
+                    .as_ref()
+                    .is_none_or(|s| *s == g.security_group)
+                && req
+                    .resource_group_id
+                    .as_ref()
+                    .is_none_or(|r| g.spec.resource_group_id.as_ref() == Some(r))
+                && status_filter
+                    .as_ref()
+                    .is_none_or(|s| g.view(now, timing).status.as_str() == s)
         };
-        let total = self.filtered(now, &req.container_group_ids, &req.tags, pred, None).count();
-        let mut page: Vec<&Group> =
-            self.filtered(now, &req.container_group_ids, &req.tags, pred, start).take(limit as usize + 1).collect();
-        let next_token = if page.len() > limit as usize { page.pop().map(|g| format!("{:x}", g.seq)).unwrap_or_default() } else { String::new() };
+        let total = self
+            .filtered(now, &req.container_group_ids, &req.tags, pred, None)
+            .count();
+        let mut page: Vec<&Group> = self
+            .filtered(now, &req.container_group_ids, &req.tags, pred, start)
+            .take(limit as usize + 1)
+            .collect();
+        let next_token = if page.len() > limit as usize {
+            page.pop()
+                .map(|g| format!("{:x}", g.seq))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let with_event = req.with_event.unwrap_or(true);
-        let groups: Vec<ContainerGroup> = page.iter().map(|g| describe_group(g, now, profile, with_event)).collect();
+        let groups: Vec<ContainerGroup> = page
+            .iter()
+            .map(|g| describe_group(g, now, profile, with_event))
+            .collect();
         Ok(serde_json::json!({
             "TotalCount": total,
             "NextToken": next_token,
@@ -591,11 +640,18 @@ impl World {
     }
 
     /// `DescribeContainerGroupStatus`.
-    pub fn status(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn status(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerGroupStatusRequest = from_params(ctx.params)?;
         if req.container_group_ids.len() > 20 {
-            return Err(ApiError::invalid("ContainerGroupIds", "at most 20 ids are allowed"));
+            return Err(ApiError::invalid(
+                "ContainerGroupIds",
+                "at most 20 ids are allowed",
+            ));
         }
         let limit = req.limit.unwrap_or(200);
         if !(1..=1000).contains(&limit) {
@@ -612,25 +668,46 @@ impl World {
         let pred = |g: &Group| {
             req.zone_id.as_ref().is_none_or(|z| *z == g.zone)
                 && req.vswitch_id.as_ref().is_none_or(|v| *v == g.vswitch)
-                && req.resource_group_id.as_ref().is_none_or(|r| g.spec.resource_group_id.as_ref() == Some(r))
+                && req
+                    .resource_group_id
+                    .as_ref()
+                    .is_none_or(|r| g.spec.resource_group_id.as_ref() == Some(r))
                 && since.is_none_or(|s| g.view(now, timing).changed_at >= s)
         };
-        let total = self.filtered(now, &req.container_group_ids, &req.tags, pred, None).count();
-        let mut page: Vec<&Group> =
-            self.filtered(now, &req.container_group_ids, &req.tags, pred, start).take(limit as usize + 1).collect();
-        let next_token = if page.len() > limit as usize { page.pop().map(|g| format!("{:x}", g.seq)).unwrap_or_default() } else { String::new() };
-        let data: Vec<ContainerGroupStatusInfo> = page.iter().map(|g| status_info(g, now, profile)).collect();
+        let total = self
+            .filtered(now, &req.container_group_ids, &req.tags, pred, None)
+            .count();
+        let mut page: Vec<&Group> = self
+            .filtered(now, &req.container_group_ids, &req.tags, pred, start)
+            .take(limit as usize + 1)
+            .collect();
+        let next_token = if page.len() > limit as usize {
+            page.pop()
+                .map(|g| format!("{:x}", g.seq))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let data: Vec<ContainerGroupStatusInfo> =
+            page.iter().map(|g| status_info(g, now, profile)).collect();
         Ok(serde_json::json!({ "TotalCount": total, "NextToken": next_token, "Data": data }))
     }
 
     /// `DeleteContainerGroup`.
-    pub fn delete(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DeleteContainerGroupRequest = from_params(ctx.params)?;
         require(&req.container_group_id, "ContainerGroupId")?;
         validate_token(&req.client_token)?;
         let fp = fingerprint(ctx.params);
-        if self.check_token("DeleteContainerGroup", &req.client_token, &fp)?.is_some() {
+        if self
+            .check_token("DeleteContainerGroup", &req.client_token, &fp)?
+            .is_some()
+        {
             return Ok(serde_json::json!({}));
         }
         let now = Timestamp::now();
@@ -638,16 +715,32 @@ impl World {
         let g = self.get_mut(&req.container_group_id, now)?;
         let view = g.view(now, &timing);
         if view.status == ContainerGroupStatus::Terminating {
-            return Err(ApiError::new(400, "OperationConflict", "Request was denied due to conflict with a previous request."));
+            return Err(ApiError::new(
+                400,
+                "OperationConflict",
+                "Request was denied due to conflict with a previous request.",
+            ));
         }
         let graceful = req.force != Some(true)
             && !timing.instant
-            && matches!(view.status, ContainerGroupStatus::Running | ContainerGroupStatus::Pending)
+            && matches!(
+                view.status,
+                ContainerGroupStatus::Running | ContainerGroupStatus::Pending
+            )
             && g.spec.containers.iter().any(Container::has_pre_stop);
         if graceful {
-            let grace = g.spec.termination_grace_period_seconds.map(|s| s * 1000).unwrap_or(i64::MAX);
-            let until = now + SignedDuration::from_millis((timing.terminating_ms as i64).min(grace.max(0)));
-            g.transition = Some(Transition { status: "Terminating".into(), from: now, until });
+            let grace = g
+                .spec
+                .termination_grace_period_seconds
+                .map(|s| s * 1000)
+                .unwrap_or(i64::MAX);
+            let until =
+                now + SignedDuration::from_millis((timing.terminating_ms as i64).min(grace.max(0)));
+            g.transition = Some(Transition {
+                status: "Terminating".into(),
+                from: now,
+                until,
+            });
             g.delete_at = Some(until);
             g.events.push(RecordedEvent {
                 at: now,
@@ -664,43 +757,73 @@ impl World {
     }
 
     /// `RestartContainerGroup`.
-    pub fn restart(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn restart(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: RestartContainerGroupRequest = from_params(ctx.params)?;
         require(&req.container_group_id, "ContainerGroupId")?;
         validate_token(&req.client_token)?;
         let fp = fingerprint(ctx.params);
-        if self.check_token("RestartContainerGroup", &req.client_token, &fp)?.is_some() {
+        if self
+            .check_token("RestartContainerGroup", &req.client_token, &fp)?
+            .is_some()
+        {
             return Ok(serde_json::json!({}));
         }
         let now = Timestamp::now();
         let timing = profile.timing.clone();
         let g = self.get_mut(&req.container_group_id, now)?;
         let view = g.view(now, &timing);
-        if !matches!(view.status, ContainerGroupStatus::Running | ContainerGroupStatus::Pending) {
+        if !matches!(
+            view.status,
+            ContainerGroupStatus::Running | ContainerGroupStatus::Pending
+        ) {
             return Err(ApiError::incorrect_status(&g.id, view.status.as_str()));
         }
-        let dur = if timing.instant { 0 } else { timing.restarting_ms as i64 };
+        let dur = if timing.instant {
+            0
+        } else {
+            timing.restarting_ms as i64
+        };
         let until = now + SignedDuration::from_millis(dur);
         for (c, v) in g.containers.iter_mut().zip(view.containers.iter()) {
             c.restart_base = v.restart_count + 1;
         }
-        g.transition = Some(Transition { status: "Restarting".into(), from: now, until });
+        g.transition = Some(Transition {
+            status: "Restarting".into(),
+            from: now,
+            until,
+        });
         g.run_epoch = until;
-        g.events.push(RecordedEvent { at: now, kind: "Normal".into(), reason: "Restarting".into(), message: "Container group is restarting".into() });
+        g.events.push(RecordedEvent {
+            at: now,
+            kind: "Normal".into(),
+            reason: "Restarting".into(),
+            message: "Container group is restarting".into(),
+        });
         let id = g.id.clone();
         self.remember_token("RestartContainerGroup", &req.client_token, fp, &id);
         Ok(serde_json::json!({}))
     }
 
     /// `UpdateContainerGroup`.
-    pub fn update(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn update(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: UpdateContainerGroupRequest = from_params(ctx.params)?;
         require(&req.container_group_id, "ContainerGroupId")?;
         validate_token(&req.client_token)?;
         let fp = fingerprint(ctx.params);
-        if self.check_token("UpdateContainerGroup", &req.client_token, &fp)?.is_some() {
+        if self
+            .check_token("UpdateContainerGroup", &req.client_token, &fp)?
+            .is_some()
+        {
             return Ok(serde_json::json!({}));
         }
         let incremental = match req.update_type.as_deref() {
@@ -712,7 +835,10 @@ impl World {
         let timing = profile.timing.clone();
         let g = self.get_mut(&req.container_group_id, now)?;
         let view = g.view(now, &timing);
-        if !matches!(view.status, ContainerGroupStatus::Running | ContainerGroupStatus::Pending) {
+        if !matches!(
+            view.status,
+            ContainerGroupStatus::Running | ContainerGroupStatus::Pending
+        ) {
             return Err(ApiError::incorrect_status(&g.id, view.status.as_str()));
         }
         let mut spec = g.spec.clone();
@@ -755,7 +881,12 @@ impl World {
                                 existing.env = c.env.clone();
                             }
                         }
-                        None => return Err(ApiError::invalid("Container.Name", format!("no container named {:?}", c.name))),
+                        None => {
+                            return Err(ApiError::invalid(
+                                "Container.Name",
+                                format!("no container named {:?}", c.name),
+                            ));
+                        }
                     }
                 }
             } else {
@@ -779,7 +910,11 @@ impl World {
         validate_containers(&spec.containers, "Container", &spec.volumes, &mut names)?;
         validate_tags(&spec.tags)?;
         let (cpu, memory) = effective_spec(&spec)?;
-        let dur = if timing.instant { 0 } else { timing.updating_ms as i64 };
+        let dur = if timing.instant {
+            0
+        } else {
+            timing.updating_ms as i64
+        };
         let until = now + SignedDuration::from_millis(dur);
         g.containers = spec
             .containers
@@ -794,17 +929,30 @@ impl World {
         g.cpu = cpu;
         g.memory = memory;
         g.spec = spec;
-        g.transition = Some(Transition { status: "Updating".into(), from: now, until });
+        g.transition = Some(Transition {
+            status: "Updating".into(),
+            from: now,
+            until,
+        });
         g.run_epoch = until;
         g.init_failed_at = None;
-        g.events.push(RecordedEvent { at: now, kind: "Normal".into(), reason: "Updating".into(), message: "Container group is updating".into() });
+        g.events.push(RecordedEvent {
+            at: now,
+            kind: "Normal".into(),
+            reason: "Updating".into(),
+            message: "Container group is updating".into(),
+        });
         let id = g.id.clone();
         self.remember_token("UpdateContainerGroup", &req.client_token, fp, &id);
         Ok(serde_json::json!({}))
     }
 
     /// `DescribeContainerLog`.
-    pub fn logs(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn logs(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerLogRequest = from_params(ctx.params)?;
         require(&req.container_group_id, "ContainerGroupId")?;
@@ -816,20 +964,39 @@ impl World {
         if let Some(l) = req.limit_bytes
             && !(1..=1_048_576).contains(&l)
         {
-            return Err(ApiError::invalid("LimitBytes", "must be between 1 and 1048576"));
+            return Err(ApiError::invalid(
+                "LimitBytes",
+                "must be between 1 and 1048576",
+            ));
         }
         let start_time = match &req.start_time {
-            Some(s) => Some(wire::parse_timestamp(s).ok_or_else(|| ApiError::invalid("StartTime", "not an RFC 3339 time"))?),
+            Some(s) => Some(
+                wire::parse_timestamp(s)
+                    .ok_or_else(|| ApiError::invalid("StartTime", "not an RFC 3339 time"))?,
+            ),
             None => None,
         };
         let now = Timestamp::now();
         let g = self.get(&req.container_group_id, now)?;
         let view = g.view(now, &profile.timing);
-        let (idx, is_init) = match g.containers.iter().position(|c| c.name == req.container_name) {
+        let (idx, is_init) = match g
+            .containers
+            .iter()
+            .position(|c| c.name == req.container_name)
+        {
             Some(i) => (i, false),
-            None => match g.init_containers.iter().position(|c| c.name == req.container_name) {
+            None => match g
+                .init_containers
+                .iter()
+                .position(|c| c.name == req.container_name)
+            {
                 Some(i) => (i, true),
-                None => return Err(ApiError::invalid("ContainerName", format!("no container named {:?}", req.container_name))),
+                None => {
+                    return Err(ApiError::invalid(
+                        "ContainerName",
+                        format!("no container named {:?}", req.container_name),
+                    ));
+                }
             },
         };
         let (sim, cv) = if is_init {
@@ -846,8 +1013,15 @@ impl World {
             if req.last_time == Some(true) {
                 cv.previous.map(|(s, e, _)| (s, e))
             } else {
-                cv.started.map(|s| (s, cv.finished.unwrap_or(now).min(now)))
-                    .or_else(|| if cv.state == "Waiting" { cv.previous.map(|(s, e, _)| (s, e)) } else { None })
+                cv.started
+                    .map(|s| (s, cv.finished.unwrap_or(now).min(now)))
+                    .or_else(|| {
+                        if cv.state == "Waiting" {
+                            cv.previous.map(|(s, e, _)| (s, e))
+                        } else {
+                            None
+                        }
+                    })
             }
         });
         let mut content = String::new();
@@ -872,7 +1046,11 @@ impl World {
     }
 
     /// Looks up what exec needs: the group's spec, IP and whether the container runs.
-    pub fn exec_target(&self, ctx: &Ctx<'_>, profile: &Profile) -> Result<(ExecContainerCommandRequest, Group), ApiError> {
+    pub fn exec_target(
+        &self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<(ExecContainerCommandRequest, Group), ApiError> {
         region_of(ctx.params, profile)?;
         let req: ExecContainerCommandRequest = from_params(ctx.params)?;
         require(&req.container_group_id, "ContainerGroupId")?;
@@ -881,10 +1059,16 @@ impl World {
             return Err(ApiError::missing("Command"));
         }
         if req.command.len() > 20 || req.command.iter().any(|c| c.len() > 256) {
-            return Err(ApiError::invalid("Command", "at most 20 items of at most 256 characters"));
+            return Err(ApiError::invalid(
+                "Command",
+                "at most 20 items of at most 256 characters",
+            ));
         }
         if req.sync == Some(true) && req.tty == Some(true) {
-            return Err(ApiError::invalid("TTY", "TTY must be false when Sync is true"));
+            return Err(ApiError::invalid(
+                "TTY",
+                "TTY must be false when Sync is true",
+            ));
         }
         let now = Timestamp::now();
         let g = self.get(&req.container_group_id, now)?;
@@ -893,15 +1077,34 @@ impl World {
             .containers
             .iter()
             .position(|c| c.name == req.container_name)
-            .ok_or_else(|| ApiError::invalid("ContainerName", format!("no container named {:?}", req.container_name)))?;
-        if view.containers.get(idx).is_none_or(|c| c.state != "Running") {
-            return Err(ApiError::incorrect_status(&g.id, &format!("{} (container {} is not running)", view.status, req.container_name)));
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "ContainerName",
+                    format!("no container named {:?}", req.container_name),
+                )
+            })?;
+        if view
+            .containers
+            .get(idx)
+            .is_none_or(|c| c.state != "Running")
+        {
+            return Err(ApiError::incorrect_status(
+                &g.id,
+                &format!(
+                    "{} (container {} is not running)",
+                    view.status, req.container_name
+                ),
+            ));
         }
         Ok((req, g.clone()))
     }
 
     /// `DescribeContainerGroupMetric`.
-    pub fn metric(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn metric(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerGroupMetricRequest = from_params(ctx.params)?;
         require(&req.container_group_id, "ContainerGroupId")?;
@@ -914,13 +1117,16 @@ impl World {
         };
         let parse = |s: &Option<String>, name: &str| -> Result<Option<Timestamp>, ApiError> {
             match s {
-                Some(s) => wire::parse_timestamp(s).map(Some).ok_or_else(|| ApiError::invalid(name, "not an RFC 3339 time")),
+                Some(s) => wire::parse_timestamp(s)
+                    .map(Some)
+                    .ok_or_else(|| ApiError::invalid(name, "not an RFC 3339 time")),
                 None => Ok(None),
             }
         };
         let now = Timestamp::now();
         let end = parse(&req.end_time, "EndTime")?.unwrap_or(now).min(now);
-        let start = parse(&req.start_time, "StartTime")?.unwrap_or(end - SignedDuration::from_secs(300));
+        let start =
+            parse(&req.start_time, "StartTime")?.unwrap_or(end - SignedDuration::from_secs(300));
         if start > end {
             return Err(ApiError::invalid("StartTime", "must not be after EndTime"));
         }
@@ -930,9 +1136,12 @@ impl World {
         let running_to = view.terminal_at.unwrap_or(now);
         let mut records = Vec::new();
         let mut t = start.as_second() - start.as_second().rem_euclid(period) + period;
-        let seed = g.id.bytes().fold(7u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64));
+        let seed =
+            g.id.bytes()
+                .fold(7u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64));
         while t <= end.as_second() {
-            let at = Timestamp::from_second(t).map_err(|_| ApiError::invalid("StartTime", "out of range"))?;
+            let at = Timestamp::from_second(t)
+                .map_err(|_| ApiError::invalid("StartTime", "out of range"))?;
             if at >= running_from && at <= running_to {
                 let wobble = ((seed ^ (t as u64)).wrapping_mul(2654435761) % 1000) as i64;
                 let cpu_limit = (g.cpu * 1000.0) as i64;
@@ -945,14 +1154,37 @@ impl World {
                     .iter()
                     .map(|c| ContainerMetric {
                         name: c.name.clone(),
-                        cpu: CpuMetric { limit: cpu_limit, load: 0, usage_core_nano_seconds: nano * elapsed / g.containers.len().max(1) as i64, usage_nano_cores: nano / g.containers.len().max(1) as i64 },
-                        memory: MemoryMetric { available_bytes: mem_limit - usage, cache: usage / 5, rss: usage / 2, usage_bytes: usage / g.containers.len().max(1) as i64, working_set: usage / 2 },
+                        cpu: CpuMetric {
+                            limit: cpu_limit,
+                            load: 0,
+                            usage_core_nano_seconds: nano * elapsed
+                                / g.containers.len().max(1) as i64,
+                            usage_nano_cores: nano / g.containers.len().max(1) as i64,
+                        },
+                        memory: MemoryMetric {
+                            available_bytes: mem_limit - usage,
+                            cache: usage / 5,
+                            rss: usage / 2,
+                            usage_bytes: usage / g.containers.len().max(1) as i64,
+                            working_set: usage / 2,
+                        },
                     })
                     .collect();
                 records.push(MetricRecord {
                     timestamp: ts(at),
-                    cpu: CpuMetric { limit: cpu_limit, load: 0, usage_core_nano_seconds: nano * elapsed, usage_nano_cores: nano },
-                    memory: MemoryMetric { available_bytes: mem_limit - usage, cache: usage / 5, rss: usage / 2, usage_bytes: usage, working_set: usage / 2 },
+                    cpu: CpuMetric {
+                        limit: cpu_limit,
+                        load: 0,
+                        usage_core_nano_seconds: nano * elapsed,
+                        usage_nano_cores: nano,
+                    },
+                    memory: MemoryMetric {
+                        available_bytes: mem_limit - usage,
+                        cache: usage / 5,
+                        rss: usage / 2,
+                        usage_bytes: usage,
+                        working_set: usage / 2,
+                    },
                     network: NetworkMetric {
                         interfaces: vec![NetworkInterfaceMetric {
                             name: "eth0".into(),
@@ -973,7 +1205,11 @@ impl World {
     }
 
     /// `DescribeContainerGroupPrice`.
-    pub fn price(&mut self, ctx: &Ctx<'_>, profile: &Profile) -> Result<serde_json::Value, ApiError> {
+    pub fn price(
+        &mut self,
+        ctx: &Ctx<'_>,
+        profile: &Profile,
+    ) -> Result<serde_json::Value, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerGroupPriceRequest = from_params(ctx.params)?;
         if req.cpu.is_none() && req.memory.is_none() && req.instance_type.is_none() {
@@ -982,24 +1218,47 @@ impl World {
         if let Some(z) = &req.zone_id
             && !profile.zones.contains(z)
         {
-            return Err(ApiError::invalid("ZoneId", format!("zone {z} does not exist")));
+            return Err(ApiError::invalid(
+                "ZoneId",
+                format!("zone {z} does not exist"),
+            ));
         }
-        let probe = CreateContainerGroupRequest { cpu: req.cpu, memory: req.memory, ..Default::default() };
-        let (cpu, memory) = if req.instance_type.is_some() && req.cpu.is_none() { (2.0, 4.0) } else { effective_spec(&probe)? };
+        let probe = CreateContainerGroupRequest {
+            cpu: req.cpu,
+            memory: req.memory,
+            ..Default::default()
+        };
+        let (cpu, memory) = if req.instance_type.is_some() && req.cpu.is_none() {
+            (2.0, 4.0)
+        } else {
+            effective_spec(&probe)?
+        };
         let cpu_price = cpu * spec::PRICE_PER_VCPU_SECOND;
         let mem_price = memory * spec::PRICE_PER_GIB_SECOND;
         let storage_price = req.ephemeral_storage.unwrap_or(0).max(0) as f64 * 0.000_000_03;
         let original = cpu_price + mem_price + storage_price;
         let spot = req.spot_strategy.is_some_and(|s| s != SpotStrategy::NoSpot);
-        let trade = if spot { original * spec::SPOT_FRACTION } else { original };
+        let trade = if spot {
+            original * spec::SPOT_FRACTION
+        } else {
+            original
+        };
         let detail = |resource: &str, p: f64| PriceDetail {
             resource: resource.into(),
             original_price: p,
-            discount_price: if spot { p - p * spec::SPOT_FRACTION } else { 0.0 },
+            discount_price: if spot {
+                p - p * spec::SPOT_FRACTION
+            } else {
+                0.0
+            },
             trade_price: if spot { p * spec::SPOT_FRACTION } else { p },
             rules: PriceRules::default(),
         };
-        let zones: Vec<String> = req.zone_id.clone().map(|z| vec![z]).unwrap_or_else(|| profile.zones.clone());
+        let zones: Vec<String> = req
+            .zone_id
+            .clone()
+            .map(|z| vec![z])
+            .unwrap_or_else(|| profile.zones.clone());
         let info = PriceInfo {
             price: Price {
                 currency: "USD".into(),
@@ -1007,7 +1266,11 @@ impl World {
                 discount_price: original - trade,
                 trade_price: trade,
                 detail_infos: PriceDetailInfos {
-                    detail_info: vec![detail("cpu", cpu_price), detail("memory", mem_price), detail("storage", storage_price)],
+                    detail_info: vec![
+                        detail("cpu", cpu_price),
+                        detail("memory", mem_price),
+                        detail("storage", storage_price),
+                    ],
                 },
             },
             rules: PriceRules::default(),
@@ -1016,7 +1279,10 @@ impl World {
                     zones
                         .into_iter()
                         .map(|z| SpotPrice {
-                            instance_type: req.instance_type.clone().unwrap_or_else(|| spec::spec_name(cpu, memory)),
+                            instance_type: req
+                                .instance_type
+                                .clone()
+                                .unwrap_or_else(|| spec::spec_name(cpu, memory)),
                             zone_id: z,
                             origin_price: original,
                             spot_price: trade,
@@ -1034,7 +1300,9 @@ impl World {
 fn parse_token(token: &Option<String>) -> Result<Option<u64>, ApiError> {
     match token.as_deref() {
         None | Some("") => Ok(None),
-        Some(t) => u64::from_str_radix(t, 16).map(Some).map_err(|_| ApiError::invalid("NextToken", "not a token this service issued")),
+        Some(t) => u64::from_str_radix(t, 16)
+            .map(Some)
+            .map_err(|_| ApiError::invalid("NextToken", "not a token this service issued")),
     }
 }
 
@@ -1058,10 +1326,18 @@ fn previous_of(v: &ContainerView) -> ContainerState {
     match v.previous {
         Some((s, e, code)) => ContainerState {
             state: "Terminated".into(),
-            detail_status: if code == 0 { "Completed".into() } else { "Error".into() },
+            detail_status: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             exit_code: code,
             signal: 0,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             message: String::new(),
             start_time: ts(s),
             finish_time: ts(e),
@@ -1082,7 +1358,9 @@ fn env_info(c: &Container, ip: &str) -> Vec<EnvVarInfo> {
                 Some(_) => ip.to_string(),
                 None => e.value.clone().unwrap_or_default(),
             },
-            value_from: e.field_ref.as_ref().map(|f| EnvVarSource { field_ref: Some(f.clone()) }),
+            value_from: e.field_ref.as_ref().map(|f| EnvVarSource {
+                field_ref: Some(f.clone()),
+            }),
         })
         .collect()
 }
@@ -1096,7 +1374,10 @@ fn container_info(c: &Container, v: Option<&ContainerView>, ip: &str) -> Contain
         memory: c.memory.unwrap_or(0.0),
         gpu: c.gpu.unwrap_or(0),
         working_dir: c.working_dir.clone().unwrap_or_default(),
-        image_pull_policy: c.image_pull_policy.map(|p| format!("{p:?}")).unwrap_or_else(|| "IfNotPresent".into()),
+        image_pull_policy: c
+            .image_pull_policy
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "IfNotPresent".into()),
         restart_count: v.as_ref().map(|v| v.restart_count).unwrap_or(0),
         ready: v.as_ref().is_some_and(|v| v.state == "Running"),
         stdin: c.stdin.unwrap_or(false),
@@ -1104,7 +1385,14 @@ fn container_info(c: &Container, v: Option<&ContainerView>, ip: &str) -> Contain
         tty: c.tty.unwrap_or(false),
         commands: c.command.clone(),
         args: c.args.clone(),
-        ports: c.ports.iter().map(|p| PortInfo { port: p.port, protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()) }).collect(),
+        ports: c
+            .ports
+            .iter()
+            .map(|p| PortInfo {
+                port: p.port,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            })
+            .collect(),
         volume_mounts: c
             .volume_mounts
             .iter()
@@ -1126,36 +1414,97 @@ fn events_of(g: &Group, view: &GroupView, now: Timestamp) -> Vec<Event> {
     let mut out = Vec::new();
     let mut push = |at: Timestamp, kind: &str, reason: &str, message: String, count: i64| {
         if at <= now {
-            out.push((at, Event {
-                count,
-                kind: kind.into(),
-                name: g.spec.container_group_name.clone(),
-                message,
-                reason: reason.into(),
-                first_timestamp: ts(at),
-                last_timestamp: ts(at),
-            }));
+            out.push((
+                at,
+                Event {
+                    count,
+                    kind: kind.into(),
+                    name: g.spec.container_group_name.clone(),
+                    message,
+                    reason: reason.into(),
+                    first_timestamp: ts(at),
+                    last_timestamp: ts(at),
+                },
+            ));
         }
     };
     if let Some(msg) = &g.schedule_failed {
         push(g.scheduled_at, "Warning", "NoStock", msg.clone(), 1);
     } else {
-        push(g.scheduled_at, "Normal", "Scheduled", format!("Successfully assigned {} to {}", g.id, g.zone), 1);
-        for (i, c) in g.init_containers.iter().chain(g.containers.iter()).enumerate() {
-            push(g.scheduled_at, "Normal", "Pulling", format!("Pulling image \"{}\"", c.image), 1);
-            push(g.init_epoch, "Normal", "Pulled", format!("Successfully pulled image \"{}\"", c.image), 1);
-            let started = if i < g.init_containers.len() { g.init_epoch } else { g.run_epoch };
-            let restarts = if i < g.init_containers.len() { 0 } else { view.containers.get(i - g.init_containers.len()).map(|v| v.restart_count).unwrap_or(0) };
-            push(started, "Normal", "Created", format!("Created container {}", c.name), restarts + 1);
-            push(started, "Normal", "Started", format!("Started container {}", c.name), restarts + 1);
+        push(
+            g.scheduled_at,
+            "Normal",
+            "Scheduled",
+            format!("Successfully assigned {} to {}", g.id, g.zone),
+            1,
+        );
+        for (i, c) in g
+            .init_containers
+            .iter()
+            .chain(g.containers.iter())
+            .enumerate()
+        {
+            push(
+                g.scheduled_at,
+                "Normal",
+                "Pulling",
+                format!("Pulling image \"{}\"", c.image),
+                1,
+            );
+            push(
+                g.init_epoch,
+                "Normal",
+                "Pulled",
+                format!("Successfully pulled image \"{}\"", c.image),
+                1,
+            );
+            let started = if i < g.init_containers.len() {
+                g.init_epoch
+            } else {
+                g.run_epoch
+            };
+            let restarts = if i < g.init_containers.len() {
+                0
+            } else {
+                view.containers
+                    .get(i - g.init_containers.len())
+                    .map(|v| v.restart_count)
+                    .unwrap_or(0)
+            };
+            push(
+                started,
+                "Normal",
+                "Created",
+                format!("Created container {}", c.name),
+                restarts + 1,
+            );
+            push(
+                started,
+                "Normal",
+                "Started",
+                format!("Started container {}", c.name),
+                restarts + 1,
+            );
             if let Some(v) = view.containers.get(i.wrapping_sub(g.init_containers.len()))
                 && v.reason == "CrashLoopBackOff"
             {
-                push(v.last_change, "Warning", "BackOff", format!("Back-off restarting failed container {}", c.name), v.restart_count);
+                push(
+                    v.last_change,
+                    "Warning",
+                    "BackOff",
+                    format!("Back-off restarting failed container {}", c.name),
+                    v.restart_count,
+                );
             }
         }
         if let (Some(at), Some(reason)) = (view.terminal_at, &view.override_reason) {
-            push(at, "Warning", reason, format!("Container group {} stopped: {reason}", g.id), 1);
+            push(
+                at,
+                "Warning",
+                reason,
+                format!("Container group {} stopped: {reason}", g.id),
+                1,
+            );
         }
     }
     for e in &g.events {
@@ -1166,10 +1515,21 @@ fn events_of(g: &Group, view: &GroupView, now: Timestamp) -> Vec<Event> {
     out.into_iter().skip(skip).map(|(_, e)| e).collect()
 }
 
-fn describe_group(g: &Group, now: Timestamp, profile: &Profile, with_event: bool) -> ContainerGroup {
+fn describe_group(
+    g: &Group,
+    now: Timestamp,
+    profile: &Profile,
+    with_event: bool,
+) -> ContainerGroup {
     let view = g.view(now, &profile.timing);
     let spec = &g.spec;
-    let terminal = |s: ContainerGroupStatus| if view.status == s { opt_ts(view.terminal_at) } else { String::new() };
+    let terminal = |s: ContainerGroupStatus| {
+        if view.status == s {
+            opt_ts(view.terminal_at)
+        } else {
+            String::new()
+        }
+    };
     ContainerGroup {
         container_group_id: g.id.clone(),
         container_group_name: spec.container_group_name.clone(),
@@ -1179,7 +1539,11 @@ fn describe_group(g: &Group, now: Timestamp, profile: &Profile, with_event: bool
         vswitch_id: g.vswitch.clone(),
         security_group_id: g.security_group.clone(),
         eni_instance_id: format!("eni-{}", &g.id[4..]),
-        intranet_ip: if view.status == ContainerGroupStatus::Scheduling { String::new() } else { g.ip.clone() },
+        intranet_ip: if view.status == ContainerGroupStatus::Scheduling {
+            String::new()
+        } else {
+            g.ip.clone()
+        },
         internet_ip: String::new(),
         ipv6_address: String::new(),
         status: view.status.clone(),
@@ -1189,7 +1553,14 @@ fn describe_group(g: &Group, now: Timestamp, profile: &Profile, with_event: bool
         instance_type: g.instance_type.clone(),
         spot_strategy: format!("{:?}", spec.spot_strategy.unwrap_or_default()),
         spot_price_limit: spec.spot_price_limit.unwrap_or(0.0),
-        discount: if spec.spot_strategy.is_some_and(|s| s != SpotStrategy::NoSpot) { spec::SPOT_FRACTION * 10.0 } else { 0.0 },
+        discount: if spec
+            .spot_strategy
+            .is_some_and(|s| s != SpotStrategy::NoSpot)
+        {
+            spec::SPOT_FRACTION * 10.0
+        } else {
+            0.0
+        },
         resource_group_id: spec.resource_group_id.clone().unwrap_or_default(),
         ram_role_name: spec.ram_role_name.clone().unwrap_or_default(),
         compute_category: spec.compute_category.first().cloned().unwrap_or_default(),
@@ -1199,8 +1570,17 @@ fn describe_group(g: &Group, now: Timestamp, profile: &Profile, with_event: bool
         failed_time: terminal(ContainerGroupStatus::Failed),
         expired_time: terminal(ContainerGroupStatus::Expired),
         tags: spec.tags.clone(),
-        events: if with_event { events_of(g, &view, now) } else { Vec::new() },
-        containers: spec.containers.iter().enumerate().map(|(i, c)| container_info(c, view.containers.get(i), &g.ip)).collect(),
+        events: if with_event {
+            events_of(g, &view, now)
+        } else {
+            Vec::new()
+        },
+        containers: spec
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| container_info(c, view.containers.get(i), &g.ip))
+            .collect(),
         init_containers: spec
             .init_containers
             .iter()
@@ -1211,32 +1591,97 @@ fn describe_group(g: &Group, now: Timestamp, profile: &Profile, with_event: bool
             .volumes
             .iter()
             .map(|v| VolumeInfo {
-                kind: v.kind.map(|k| serde_json::to_value(k).ok().and_then(|x| x.as_str().map(String::from)).unwrap_or_default()).unwrap_or_default(),
+                kind: v
+                    .kind
+                    .map(|k| {
+                        serde_json::to_value(k)
+                            .ok()
+                            .and_then(|x| x.as_str().map(String::from))
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_default(),
                 name: v.name.clone(),
-                nfs_volume_path: v.nfs_volume.as_ref().map(|n| n.path.clone()).unwrap_or_default(),
-                nfs_volume_server: v.nfs_volume.as_ref().map(|n| n.server.clone()).unwrap_or_default(),
-                nfs_volume_read_only: v.nfs_volume.as_ref().and_then(|n| n.read_only).unwrap_or(false),
-                disk_volume_disk_id: v.disk_volume.as_ref().map(|d| d.disk_id.clone()).unwrap_or_default(),
-                disk_volume_fs_type: v.disk_volume.as_ref().and_then(|d| d.fs_type.clone()).unwrap_or_default(),
-                flex_volume_driver: v.flex_volume.as_ref().map(|f| f.driver.clone()).unwrap_or_default(),
-                flex_volume_fs_type: v.flex_volume.as_ref().and_then(|f| f.fs_type.clone()).unwrap_or_default(),
-                flex_volume_options: v.flex_volume.as_ref().and_then(|f| f.options.clone()).unwrap_or_default(),
-                empty_dir_volume_medium: v.empty_dir_volume.as_ref().and_then(|e| e.medium.clone()).unwrap_or_default(),
-                empty_dir_volume_size_limit: v.empty_dir_volume.as_ref().and_then(|e| e.size_limit.clone()).unwrap_or_default(),
+                nfs_volume_path: v
+                    .nfs_volume
+                    .as_ref()
+                    .map(|n| n.path.clone())
+                    .unwrap_or_default(),
+                nfs_volume_server: v
+                    .nfs_volume
+                    .as_ref()
+                    .map(|n| n.server.clone())
+                    .unwrap_or_default(),
+                nfs_volume_read_only: v
+                    .nfs_volume
+                    .as_ref()
+                    .and_then(|n| n.read_only)
+                    .unwrap_or(false),
+                disk_volume_disk_id: v
+                    .disk_volume
+                    .as_ref()
+                    .map(|d| d.disk_id.clone())
+                    .unwrap_or_default(),
+                disk_volume_fs_type: v
+                    .disk_volume
+                    .as_ref()
+                    .and_then(|d| d.fs_type.clone())
+                    .unwrap_or_default(),
+                flex_volume_driver: v
+                    .flex_volume
+                    .as_ref()
+                    .map(|f| f.driver.clone())
+                    .unwrap_or_default(),
+                flex_volume_fs_type: v
+                    .flex_volume
+                    .as_ref()
+                    .and_then(|f| f.fs_type.clone())
+                    .unwrap_or_default(),
+                flex_volume_options: v
+                    .flex_volume
+                    .as_ref()
+                    .and_then(|f| f.options.clone())
+                    .unwrap_or_default(),
+                empty_dir_volume_medium: v
+                    .empty_dir_volume
+                    .as_ref()
+                    .and_then(|e| e.medium.clone())
+                    .unwrap_or_default(),
+                empty_dir_volume_size_limit: v
+                    .empty_dir_volume
+                    .as_ref()
+                    .and_then(|e| e.size_limit.clone())
+                    .unwrap_or_default(),
                 config_file_volume_config_file_to_paths: v
                     .config_file_volume
                     .as_ref()
-                    .map(|c| c.files.iter().map(|f| ConfigFileInfo { content: f.content.clone(), path: f.path.clone() }).collect())
+                    .map(|c| {
+                        c.files
+                            .iter()
+                            .map(|f| ConfigFileInfo {
+                                content: f.content.clone(),
+                                path: f.path.clone(),
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
             .collect(),
-        host_aliases: spec.host_aliases.iter().map(|h| HostAliasInfo { ip: h.ip.clone(), hostnames: h.hostnames.clone() }).collect(),
+        host_aliases: spec
+            .host_aliases
+            .iter()
+            .map(|h| HostAliasInfo {
+                ip: h.ip.clone(),
+                hostnames: h.hostnames.clone(),
+            })
+            .collect(),
         dns_config: spec.dns_config.as_ref().map(|d| DnsConfigInfo {
             name_servers: d.name_servers.clone(),
             searches: d.searches.clone(),
             options: d.options.clone(),
         }),
-        eci_security_context: spec.security_context.as_ref().map(|s| EciSecurityContext { sysctls: s.sysctls.clone() }),
+        eci_security_context: spec.security_context.as_ref().map(|s| EciSecurityContext {
+            sysctls: s.sysctls.clone(),
+        }),
     }
 }
 
@@ -1246,14 +1691,21 @@ fn tag_value<'a>(g: &'a Group, suffixes: &[&str]) -> Option<&'a str> {
         .iter()
         .find(|t| {
             let k = t.key.to_ascii_lowercase();
-            suffixes.iter().any(|s| k == *s || k.ends_with(&format!("/{s}")) || k.ends_with(&format!(".{s}")))
+            suffixes
+                .iter()
+                .any(|s| k == *s || k.ends_with(&format!("/{s}")) || k.ends_with(&format!(".{s}")))
         })
         .map(|t| t.value.as_str())
 }
 
 fn pod_state(v: &ContainerView) -> PodContainerState {
     match v.state {
-        "Running" => PodContainerState { running: Some(RunningState { started_at: opt_ts(v.started) }), ..Default::default() },
+        "Running" => PodContainerState {
+            running: Some(RunningState {
+                started_at: opt_ts(v.started),
+            }),
+            ..Default::default()
+        },
         "Terminated" => PodContainerState {
             terminated: Some(TerminatedState {
                 container_id: String::new(),
@@ -1266,7 +1718,13 @@ fn pod_state(v: &ContainerView) -> PodContainerState {
             }),
             ..Default::default()
         },
-        _ => PodContainerState { waiting: Some(WaitingState { reason: v.reason.clone(), message: String::new() }), ..Default::default() },
+        _ => PodContainerState {
+            waiting: Some(WaitingState {
+                reason: v.reason.clone(),
+                message: String::new(),
+            }),
+            ..Default::default()
+        },
     }
 }
 
@@ -1282,7 +1740,8 @@ fn status_info(g: &Group, now: Timestamp, profile: &Profile) -> ContainerGroupSt
         _ => "Failed",
     };
     let scheduled = view.status != ContainerGroupStatus::Scheduling && g.schedule_failed.is_none();
-    let all_ready = !view.containers.is_empty() && view.containers.iter().all(|c| c.state == "Running");
+    let all_ready =
+        !view.containers.is_empty() && view.containers.iter().all(|c| c.state == "Running");
     let cond = |kind: &str, ok: bool, at: Timestamp| PodCondition {
         kind: kind.into(),
         status: if ok { "True".into() } else { "False".into() },
@@ -1293,24 +1752,48 @@ fn status_info(g: &Group, now: Timestamp, profile: &Profile) -> ContainerGroupSt
     let mut conditions = vec![cond("PodScheduled", scheduled, g.scheduled_at.min(now))];
     if scheduled {
         conditions.push(cond("ContainerInstanceCreated", true, g.scheduled_at));
-        conditions.push(cond("Initialized", now >= g.run_epoch, g.run_epoch.min(now)));
+        conditions.push(cond(
+            "Initialized",
+            now >= g.run_epoch,
+            g.run_epoch.min(now),
+        ));
         conditions.push(cond("ContainersReady", all_ready, view.changed_at));
         conditions.push(cond("Ready", all_ready, view.changed_at));
     }
     ContainerGroupStatusInfo {
         container_group_id: g.id.clone(),
-        name: tag_value(g, &["podname", "pod-name", "name"]).unwrap_or(&g.spec.container_group_name).to_string(),
+        name: tag_value(g, &["podname", "pod-name", "name"])
+            .unwrap_or(&g.spec.container_group_name)
+            .to_string(),
         namespace: tag_value(g, &["namespace"]).unwrap_or_default().to_string(),
         status: view.status.clone(),
-        uuid: tag_value(g, &["uid", "pod-uid", "poduid"]).unwrap_or_default().to_string(),
+        uuid: tag_value(g, &["uid", "pod-uid", "poduid"])
+            .unwrap_or_default()
+            .to_string(),
         annotations: "{}".into(),
         pod_status: Some(PodStatus {
             phase: phase.into(),
-            pod_ip: if scheduled { g.ip.clone() } else { String::new() },
-            pod_ips: if scheduled { vec![PodIp { ip: g.ip.clone() }] } else { Vec::new() },
-            host_ip: if scheduled { g.ip.clone() } else { String::new() },
+            pod_ip: if scheduled {
+                g.ip.clone()
+            } else {
+                String::new()
+            },
+            pod_ips: if scheduled {
+                vec![PodIp { ip: g.ip.clone() }]
+            } else {
+                Vec::new()
+            },
+            host_ip: if scheduled {
+                g.ip.clone()
+            } else {
+                String::new()
+            },
             qos_class: "Guaranteed".into(),
-            start_time: if scheduled { ts(g.scheduled_at) } else { String::new() },
+            start_time: if scheduled {
+                ts(g.scheduled_at)
+            } else {
+                String::new()
+            },
             conditions,
             container_statuses: g
                 .containers
@@ -1319,7 +1802,11 @@ fn status_info(g: &Group, now: Timestamp, profile: &Profile) -> ContainerGroupSt
                 .map(|(c, v)| PodContainerStatus {
                     name: c.name.clone(),
                     image: c.image.clone(),
-                    image_id: format!("{}@sha256:{}", c.image, &wire::sign::sha256_hex(c.image.as_bytes())[..16]),
+                    image_id: format!(
+                        "{}@sha256:{}",
+                        c.image,
+                        &wire::sign::sha256_hex(c.image.as_bytes())[..16]
+                    ),
                     ready: v.state == "Running",
                     started: v.state == "Running",
                     restart_count: v.restart_count,
@@ -1328,7 +1815,11 @@ fn status_info(g: &Group, now: Timestamp, profile: &Profile) -> ContainerGroupSt
                         Some((s, e, code)) => PodContainerState {
                             terminated: Some(TerminatedState {
                                 exit_code: code,
-                                reason: if code == 0 { "Completed".into() } else { "Error".into() },
+                                reason: if code == 0 {
+                                    "Completed".into()
+                                } else {
+                                    "Error".into()
+                                },
                                 started_at: ts(s),
                                 finished_at: ts(e),
                                 ..Default::default()
@@ -1341,4 +1832,241 @@ fn status_info(g: &Group, now: Timestamp, profile: &Profile) -> ContainerGroupSt
                 .collect(),
         }),
     }
+}
+
+/// `CreateContainerGroup`, first half (no lock needed): parse, validate, size, place,
+/// resolve behaviours.
+pub fn prepare_create(ctx: &Ctx<'_>, profile: &Profile) -> Result<PreparedCreate, ApiError> {
+    region_of(ctx.params, profile)?;
+    let req: CreateContainerGroupRequest = from_params(ctx.params)?;
+    validate_token(&req.client_token)?;
+    let token = req.client_token.clone();
+    let fingerprint = fingerprint(ctx.params);
+    Ok(PreparedCreate {
+        token,
+        fingerprint,
+        group: build_group(req, profile),
+    })
+}
+
+/// A parsed, validated create waiting for the world lock.
+pub struct PreparedCreate {
+    token: Option<String>,
+    fingerprint: String,
+    group: Result<Group, ApiError>,
+}
+
+fn build_group(req: CreateContainerGroupRequest, profile: &Profile) -> Result<Group, ApiError> {
+    require(&req.container_group_name, "ContainerGroupName")?;
+    if !valid_name(&req.container_group_name) {
+        return Err(ApiError::invalid(
+            "ContainerGroupName",
+            "2-128 lower-case letters, digits and hyphens, not starting or ending with a hyphen",
+        ));
+    }
+    if req.containers.is_empty() {
+        return Err(ApiError::missing("Container.1.Name"));
+    }
+    validate_volumes(&req.volumes)?;
+    let mut names = Vec::new();
+    validate_containers(&req.containers, "Container", &req.volumes, &mut names)?;
+    validate_containers(
+        &req.init_containers,
+        "InitContainer",
+        &req.volumes,
+        &mut names,
+    )?;
+    validate_tags(&req.tags)?;
+    if req.vswitch_ids.len() > 10 {
+        return Err(ApiError::invalid(
+            "VSwitchId",
+            "at most 10 vSwitches are allowed",
+        ));
+    }
+    if req.spot_strategy == Some(SpotStrategy::SpotWithPriceLimit) && req.spot_price_limit.is_none()
+    {
+        return Err(ApiError::missing("SpotPriceLimit"));
+    }
+    if let Some(sg) = &req.security_group_id
+        && !sg.starts_with("sg-")
+    {
+        return Err(ApiError::new(
+            404,
+            "InvalidSecurityGroupId.NotFound",
+            format!("The specified security group {sg} does not exist."),
+        ));
+    }
+    if let Some(bad) = req.vswitch_ids.iter().find(|v| !v.starts_with("vsw-")) {
+        return Err(ApiError::new(
+            404,
+            "IncorrectVSwitchId",
+            format!("The specified parameter VSwitchId {bad} is not valid."),
+        ));
+    }
+    if let Some(z) = &req.zone_id
+        && !profile.zones.contains(z)
+    {
+        return Err(ApiError::invalid(
+            "ZoneId",
+            format!("zone {z} does not exist in {}", profile.region_id),
+        ));
+    }
+    let (cpu, memory) = effective_spec(&req)?;
+    let spec_key = format!("{}-{}", cpu, memory);
+    let spec_label = spec::spec_name(cpu, memory);
+
+    // Placement: candidate (zone, vswitch) pairs in order; first with stock wins.
+    let candidates: Vec<(String, String)> = if !req.vswitch_ids.is_empty() {
+        let mut c: Vec<(String, String)> = req
+            .vswitch_ids
+            .iter()
+            .map(|v| (zone_of_vswitch(v, &profile.zones), v.clone()))
+            .collect();
+        if let Some(z) = &req.zone_id {
+            c.retain(|(zone, _)| zone == z);
+        }
+        if req.schedule_strategy.as_deref() == Some("VSwitchRandom") {
+            use rand::seq::SliceRandom;
+            c.shuffle(&mut rand::rng());
+        }
+        c
+    } else if let Some(z) = &req.zone_id {
+        vec![(
+            z.clone(),
+            format!("vsw-default-{}", z.rsplit('-').next().unwrap_or("a")),
+        )]
+    } else {
+        profile
+            .zones
+            .iter()
+            .map(|z| {
+                (
+                    z.clone(),
+                    format!("vsw-default-{}", z.rsplit('-').next().unwrap_or("a")),
+                )
+            })
+            .collect()
+    };
+    if candidates.is_empty() {
+        return Err(ApiError::invalid(
+            "VSwitchId",
+            "no vSwitch is in the requested zone",
+        ));
+    }
+    let spec_sold_out =
+        profile.stock.out_of_stock_specs.iter().any(|s| {
+            *s == spec_key || *s == spec_label || req.instance_types.iter().any(|t| t == s)
+        });
+    let placed = candidates
+        .iter()
+        .find(|(z, _)| !spec_sold_out && !profile.stock.out_of_stock_zones.contains(z))
+        .cloned();
+    let no_stock_message = |zone: &str| {
+        format!(
+            "The resource in zone {zone} with spec {spec_label} is out of stock. Try other zones or specs."
+        )
+    };
+    let (zone, vswitch, schedule_failed) = match placed {
+        Some((z, v)) => (z, v, None),
+        None if profile.stock.asynchronous => {
+            let (z, v) = candidates[0].clone();
+            let msg = no_stock_message(&z);
+            (z, v, Some(msg))
+        }
+        None => {
+            return Err(ApiError::new(
+                403,
+                "OperationDenied.NoStock",
+                no_stock_message(&candidates[0].0),
+            ));
+        }
+    };
+    if req.dry_run == Some(true) {
+        return Err(ApiError::new(
+            400,
+            "DryRunOperation",
+            "Request validation has been passed with DryRun flag set.",
+        ));
+    }
+
+    let now = Timestamp::now();
+    let timing = &profile.timing;
+    let d = |ms: u64| {
+        if timing.instant {
+            SignedDuration::ZERO
+        } else {
+            SignedDuration::from_millis(ms as i64)
+        }
+    };
+    let scheduled_at = now + d(timing.scheduling_ms);
+    let init_epoch = scheduled_at + d(timing.pulling_ms);
+    let sim = |c: &Container| SimContainer {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        behaviour: resolve_behaviour(profile, &c.image, &c.command, &c.args),
+        restart_base: 0,
+    };
+    let containers: Vec<SimContainer> = req.containers.iter().map(sim).collect();
+    let init_containers: Vec<SimContainer> = req.init_containers.iter().map(sim).collect();
+    let mut run_epoch = init_epoch;
+    let mut init_failed_at = None;
+    for c in &init_containers {
+        let run = if timing.instant {
+            0
+        } else {
+            c.behaviour
+                .exit_after_ms
+                .unwrap_or(timing.init_container_ms)
+        };
+        run_epoch +=
+            SignedDuration::from_millis(run.max(if timing.instant { 0 } else { 1 }) as i64);
+        if c.behaviour.exit_code != 0 && init_failed_at.is_none() {
+            init_failed_at = Some(run_epoch);
+        }
+    }
+    let mut overrides = Vec::new();
+    if let Some(secs) = req.active_deadline_seconds.filter(|s| *s > 0) {
+        overrides.push(Override {
+            at: scheduled_at + SignedDuration::from_secs(secs),
+            status: "Failed".into(),
+            reason: "DeadlineExceeded".into(),
+        });
+    }
+    if req.spot_strategy.is_some_and(|s| s != SpotStrategy::NoSpot)
+        && let Some(ms) = profile.spot.reclaim_after_ms
+    {
+        overrides.push(Override {
+            at: run_epoch + SignedDuration::from_millis(ms as i64),
+            status: "Expired".into(),
+            reason: "SpotInstanceReclaimed".into(),
+        });
+    }
+    Ok(Group {
+        seq: 0,
+        id: String::new(),
+        zone,
+        vswitch,
+        security_group: req
+            .security_group_id
+            .clone()
+            .unwrap_or_else(|| "sg-default".into()),
+        vpc: "vpc-emulated".into(),
+        ip: String::new(),
+        cpu,
+        memory,
+        instance_type: req.instance_types.first().cloned().unwrap_or_default(),
+        created_at: now,
+        scheduled_at,
+        init_epoch,
+        run_epoch,
+        schedule_failed,
+        init_failed_at,
+        transition: None,
+        overrides,
+        delete_at: None,
+        containers,
+        init_containers,
+        events: Vec::new(),
+        spec: req,
+    })
 }
