@@ -37,7 +37,10 @@ struct Parsed {
 }
 
 fn parse(input: &str) -> Result<Parsed, QuantityError> {
-    let err = |reason| QuantityError { input: input.to_string(), reason };
+    let err = |reason| QuantityError {
+        input: input.to_string(),
+        reason,
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("empty"));
@@ -101,21 +104,34 @@ fn parse(input: &str) -> Result<Parsed, QuantityError> {
             exp10 += exp;
         }
     }
-    Ok(Parsed { negative, digits, exp10, exp2 })
+    Ok(Parsed {
+        negative,
+        digits,
+        exp10,
+        exp2,
+    })
 }
 
 /// `q × 10^scale`, rounded up to an integer; errors on negative values and overflow.
 fn scaled_ceil(input: &str, scale: i32) -> Result<u64, QuantityError> {
     let p = parse(input)?;
-    let err = |reason| QuantityError { input: input.to_string(), reason };
+    let err = |reason| QuantityError {
+        input: input.to_string(),
+        reason,
+    };
     if p.negative && p.digits != 0 {
         return Err(err("negative"));
     }
     let mut value = p.digits;
-    value = value.checked_shl(p.exp2).filter(|v| v >> p.exp2 == value).ok_or_else(|| err("too large"))?;
+    value = value
+        .checked_shl(p.exp2)
+        .filter(|v| v >> p.exp2 == value)
+        .ok_or_else(|| err("too large"))?;
     let exp = p.exp10 + scale;
     let result = if exp >= 0 {
-        let factor = 10u128.checked_pow(exp.unsigned_abs()).ok_or_else(|| err("too large"))?;
+        let factor = 10u128
+            .checked_pow(exp.unsigned_abs())
+            .ok_or_else(|| err("too large"))?;
         value.checked_mul(factor).ok_or_else(|| err("too large"))?
     } else {
         let divisor = 10u128.checked_pow(exp.unsigned_abs());
@@ -174,7 +190,17 @@ mod tests {
 
     #[test]
     fn invalid() {
-        for bad in ["", "abc", "1.2.3", "1Qi", "-1", "1e99", "99999999999999999999999Ei", ".", "1 Gi"] {
+        for bad in [
+            "",
+            "abc",
+            "1.2.3",
+            "1Qi",
+            "-1",
+            "1e99",
+            "99999999999999999999999Ei",
+            ".",
+            "1 Gi",
+        ] {
             assert!(bytes(bad).is_err(), "{bad:?} should be rejected");
         }
         let e = bytes("12X").unwrap_err();
