@@ -46,7 +46,10 @@ fn write_config(dir: &Path, apiserver_dir: &Path) -> Result<std::path::PathBuf> 
 
 fn start_apiserver(dir: &Path) -> Result<VnodeProcess> {
     let dir = dir.to_string_lossy().to_string();
-    VnodeProcess::start(&["apiserver", "--listen", "127.0.0.1:0", "--dir", &dir], Duration::from_secs(30))
+    VnodeProcess::start(
+        &["apiserver", "--listen", "127.0.0.1:0", "--dir", &dir],
+        Duration::from_secs(30),
+    )
 }
 
 fn start_daemon(config: &Path, env: &[(String, String)], identity: &str) -> Result<VnodeProcess> {
@@ -54,7 +57,15 @@ fn start_daemon(config: &Path, env: &[(String, String)], identity: &str) -> Resu
     env.push(("POD_NAME", identity));
     let config = config.to_string_lossy().to_string();
     VnodeProcess::start_with_env(
-        &["run", "--provider", "alibabacloud", "--config", &config, "--listen", "127.0.0.1:0"],
+        &[
+            "run",
+            "--provider",
+            "alibabacloud",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+        ],
         &env,
         Duration::from_secs(30),
     )
@@ -70,7 +81,11 @@ fn get_json(kubeconfig: &Path, args: &[&str]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&out)?)
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     let mut last_err = None;
     while Instant::now() < deadline {
@@ -85,9 +100,10 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Opti
 }
 
 fn ready(node: &serde_json::Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 #[test]
@@ -96,9 +112,21 @@ fn daemon_bad_config_fails_with_one_clear_line() -> Result<()> {
     let kubeconfig = dir.path().join("kubeconfig");
     for (drop, set, needle) in [
         (Some("ECI_REGION"), None, "missing setting ECI_REGION"),
-        (None, Some(("KUBELET_PORT", "ten")), "invalid setting KUBELET_PORT"),
-        (None, Some(("VKUBELET_TAINT_EFFECT", "Sometimes")), "invalid setting VKUBELET_TAINT_EFFECT"),
-        (None, Some(("ECI_VSWITCH", "vsw-a,,vsw-b")), "invalid setting ECI_VSWITCH"),
+        (
+            None,
+            Some(("KUBELET_PORT", "ten")),
+            "invalid setting KUBELET_PORT",
+        ),
+        (
+            None,
+            Some(("VKUBELET_TAINT_EFFECT", "Sometimes")),
+            "invalid setting VKUBELET_TAINT_EFFECT",
+        ),
+        (
+            None,
+            Some(("ECI_VSWITCH", "vsw-a,,vsw-b")),
+            "invalid setting ECI_VSWITCH",
+        ),
     ] {
         let mut cmd = std::process::Command::new(vnode_bin());
         cmd.args(["run", "--provider", "alibabacloud"]).env_clear();
@@ -154,7 +182,11 @@ fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Re
     let kubeconfig = api_dir.join("kubeconfig");
     let config = write_config(dir.path(), &api_dir)?;
     let daemon = start_daemon(&config, &seed_env(&kubeconfig), "replica-a")?;
-    assert!(daemon.url.starts_with("http://127.0.0.1:"), "{}", daemon.url);
+    assert!(
+        daemon.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        daemon.url
+    );
 
     let node = wait_for("node Ready", Duration::from_secs(30), || {
         let node = get_json(&kubeconfig, &["get", "node", "virtual-kubelet"])?;
@@ -166,10 +198,18 @@ fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Re
     assert_eq!(labels["beta.kubernetes.io/os"], "linux");
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert_eq!(labels["kubernetes.io/hostname"], "virtual-kubelet");
-    assert_eq!(node["spec"]["taints"][0]["key"], "virtual-kubelet.io/provider");
+    assert_eq!(
+        node["spec"]["taints"][0]["key"],
+        "virtual-kubelet.io/provider"
+    );
     assert_eq!(node["spec"]["taints"][0]["effect"], "NoSchedule");
     assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
-    assert!(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(0) > 0);
+    assert!(
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+    );
 
     // `kubectl get node` shows the seed's expectation: Ready, role agent.
     let (code, table, err) = kubectl(&kubeconfig, &["get", "node", "virtual-kubelet"])?;
@@ -179,18 +219,36 @@ fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Re
 
     // The lease renews.
     let renew = |kc: &Path| -> Result<String> {
-        let lease = get_json(kc, &["-n", "kube-node-lease", "get", "lease", "virtual-kubelet"])?;
-        Ok(lease["spec"]["renewTime"].as_str().unwrap_or_default().to_string())
+        let lease = get_json(
+            kc,
+            &["-n", "kube-node-lease", "get", "lease", "virtual-kubelet"],
+        )?;
+        Ok(lease["spec"]["renewTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     };
-    let first = wait_for("lease", Duration::from_secs(10), || Ok(Some(renew(&kubeconfig)?)))?;
-    wait_for("lease renewal", Duration::from_secs(10), || Ok((renew(&kubeconfig)? != first).then_some(())))?;
+    let first = wait_for("lease", Duration::from_secs(10), || {
+        Ok(Some(renew(&kubeconfig)?))
+    })?;
+    wait_for("lease renewal", Duration::from_secs(10), || {
+        Ok((renew(&kubeconfig)? != first).then_some(()))
+    })?;
 
     // Deleted → re-created (new UID).
-    let uid = node["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-    let (code, _, err) = kubectl(&kubeconfig, &["delete", "node", "virtual-kubelet", "--wait=false"])?;
+    let uid = node["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (code, _, err) = kubectl(
+        &kubeconfig,
+        &["delete", "node", "virtual-kubelet", "--wait=false"],
+    )?;
     assert_eq!(code, 0, "{err}");
     wait_for("node re-created", Duration::from_secs(20), || {
-        let Ok(node) = get_json(&kubeconfig, &["get", "node", "virtual-kubelet"]) else { return Ok(None) };
+        let Ok(node) = get_json(&kubeconfig, &["get", "node", "virtual-kubelet"]) else {
+            return Ok(None);
+        };
         Ok((node["metadata"]["uid"].as_str() != Some(uid.as_str()) && ready(&node)).then_some(()))
     })?;
 
@@ -208,21 +266,87 @@ fn daemon_standby_takes_over_when_the_leader_stops() -> Result<()> {
     let config = write_config(dir.path(), &api_dir)?;
     let env = seed_env(&kubeconfig);
     let holder = |kc: &Path| -> Result<String> {
-        let lease = get_json(kc, &["-n", "default", "get", "lease", "vnode-virtual-kubelet"])?;
-        Ok(lease["spec"]["holderIdentity"].as_str().unwrap_or_default().to_string())
+        let lease = get_json(
+            kc,
+            &["-n", "default", "get", "lease", "vnode-virtual-kubelet"],
+        )?;
+        Ok(lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     };
     let a = start_daemon(&config, &env, "replica-a")?;
-    wait_for("a leads", Duration::from_secs(20), || Ok((holder(&kubeconfig)? == "replica-a").then_some(())))?;
+    wait_for("a leads", Duration::from_secs(20), || {
+        Ok((holder(&kubeconfig)? == "replica-a").then_some(()))
+    })?;
     let b = start_daemon(&config, &env, "replica-b")?;
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(holder(&kubeconfig)?, "replica-a", "the standby must not take a held lease");
+    assert_eq!(
+        holder(&kubeconfig)?,
+        "replica-a",
+        "the standby must not take a held lease"
+    );
     // kill -9: no release; b must take over once the 4 s lease expires.
-    std::process::Command::new("kill").args(["-9", &a.pid().to_string()]).status()?;
+    std::process::Command::new("kill")
+        .args(["-9", &a.pid().to_string()])
+        .status()?;
     let killed_at = Instant::now();
-    wait_for("b leads", Duration::from_secs(20), || Ok((holder(&kubeconfig)? == "replica-b").then_some(())))?;
-    assert!(killed_at.elapsed() < Duration::from_secs(12), "takeover took {:?}", killed_at.elapsed());
+    wait_for("b leads", Duration::from_secs(20), || {
+        Ok((holder(&kubeconfig)? == "replica-b").then_some(()))
+    })?;
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(12),
+        "takeover took {:?}",
+        killed_at.elapsed()
+    );
     drop(a);
     let status = b.terminate(Duration::from_secs(15))?;
     assert!(status.success(), "{status:?}");
+    Ok(())
+}
+
+#[test]
+fn daemon_pod_path_stops_with_an_honest_event_and_deletion_completes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let api_dir = dir.path().join("apiserver");
+    let _apiserver = start_apiserver(&api_dir)?;
+    let kubeconfig = api_dir.join("kubeconfig");
+    let config = write_config(dir.path(), &api_dir)?;
+    let _daemon = start_daemon(&config, &seed_env(&kubeconfig), "replica-a")?;
+    wait_for("node Ready", Duration::from_secs(30), || {
+        Ok(ready(&get_json(&kubeconfig, &["get", "node", "virtual-kubelet"])?).then_some(()))
+    })?;
+    // The seed's nginx pod, bound to the virtual node.
+    let pod = dir.path().join("nginx.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\n  namespace: default\nspec:\n  nodeName: virtual-kubelet\n  \
+         containers:\n  - image: nginx\n    imagePullPolicy: Always\n    name: nginx\n  nodeSelector:\n    kubernetes.io/role: agent\n    \
+         beta.kubernetes.io/os: linux\n    type: virtual-kubelet\n  tolerations:\n  - key: virtual-kubelet.io/provider\n    operator: Exists\n",
+    )?;
+    let (code, _, err) = kubectl(&kubeconfig, &["apply", "-f", &pod.to_string_lossy()])?;
+    assert_eq!(code, 0, "{err}");
+    // No container group is faked: the pod gets one Warning event saying why, and stays Pending.
+    wait_for("PodPathUnavailable event", Duration::from_secs(20), || {
+        let events = get_json(&kubeconfig, &["-n", "default", "get", "events"])?;
+        let found = events["items"].as_array().is_some_and(|items| {
+            items.iter().any(|e| {
+                e["reason"] == "PodPathUnavailable" && e["involvedObject"]["name"] == "nginx"
+            })
+        });
+        Ok(found.then_some(()))
+    })?;
+    let pod_json = get_json(&kubeconfig, &["-n", "default", "get", "pod", "nginx"])?;
+    assert_ne!(pod_json["status"]["phase"], "Running");
+    // Nothing runs for it, so deletion completes promptly.
+    let (code, _, err) = kubectl(
+        &kubeconfig,
+        &["-n", "default", "delete", "pod", "nginx", "--timeout=20s"],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    wait_for("pod gone", Duration::from_secs(20), || {
+        let (code, _, _) = kubectl(&kubeconfig, &["-n", "default", "get", "pod", "nginx"])?;
+        Ok((code != 0).then_some(()))
+    })?;
     Ok(())
 }

@@ -78,13 +78,23 @@ pub struct Flags {
     #[arg(long, env = "ECI_SECURITY_GROUP", value_name = "ID")]
     pub eci_security_group: Option<String>,
     /// AccessKey ID. Required (this or --eci-access-key-file).
-    #[arg(long, env = "ECI_ACCESS_KEY", value_name = "ID", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ECI_ACCESS_KEY",
+        value_name = "ID",
+        hide_env_values = true
+    )]
     pub eci_access_key: Option<String>,
     /// File holding the AccessKey ID (e.g. a mounted Secret).
     #[arg(long, env = "ECI_ACCESS_KEY_FILE", value_name = "FILE")]
     pub eci_access_key_file: Option<PathBuf>,
     /// AccessKey secret. Required (this or --eci-secret-key-file). Never logged.
-    #[arg(long, env = "ECI_SECRET_KEY", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ECI_SECRET_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub eci_secret_key: Option<String>,
     /// File holding the AccessKey secret (e.g. a mounted Secret).
     #[arg(long, env = "ECI_SECRET_KEY_FILE", value_name = "FILE")]
@@ -125,15 +135,27 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn missing(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: "missing", setting: setting.into(), message: one_line(&message.into()) }
+        Self {
+            kind: "missing",
+            setting: setting.into(),
+            message: one_line(&message.into()),
+        }
     }
     fn invalid(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: "invalid", setting: setting.into(), message: one_line(&message.into()) }
+        Self {
+            kind: "invalid",
+            setting: setting.into(),
+            message: one_line(&message.into()),
+        }
     }
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The validated configuration of the daemon.
@@ -391,7 +413,9 @@ impl Config {
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "VNODE_PROVIDER (--provider)",
-                    format!("{other:?} is not supported; the only provider is \"{PROVIDER_ALIBABACLOUD}\""),
+                    format!(
+                        "{other:?} is not supported; the only provider is \"{PROVIDER_ALIBABACLOUD}\""
+                    ),
                 ));
             }
         }
@@ -401,11 +425,13 @@ impl Config {
             None | Some("") => DEFAULT_NODE_NAME.to_string(),
             Some(n) => n.to_string(),
         };
-        check_dns_subdomain(&node_name).map_err(|m| ConfigError::invalid("DEFAULT_NODE_NAME (--nodename)", m))?;
+        check_dns_subdomain(&node_name)
+            .map_err(|m| ConfigError::invalid("DEFAULT_NODE_NAME (--nodename)", m))?;
 
         let kubelet_port = match non_empty(&flags.kubelet_port) {
             None => 10250,
-            Some(p) => parse_port(p).map_err(|m| ConfigError::invalid("KUBELET_PORT (--kubelet-port)", m))?,
+            Some(p) => parse_port(p)
+                .map_err(|m| ConfigError::invalid("KUBELET_PORT (--kubelet-port)", m))?,
         };
         let pod_ip = match non_empty(&flags.pod_ip) {
             None => {
@@ -414,21 +440,38 @@ impl Config {
                     "the node's InternalIP, which the API server dials for logs and exec; set it from the downward API (status.podIP)",
                 ));
             }
-            Some(ip) => ip
-                .parse::<IpAddr>()
-                .map_err(|_| ConfigError::invalid("VKUBELET_POD_IP (--pod-ip)", format!("{ip:?} is not an IP address")))?,
+            Some(ip) => ip.parse::<IpAddr>().map_err(|_| {
+                ConfigError::invalid(
+                    "VKUBELET_POD_IP (--pod-ip)",
+                    format!("{ip:?} is not an IP address"),
+                )
+            })?,
         };
         let taint = if flags.disable_taint {
             None
         } else {
-            let key = non_empty(&flags.taint_key).unwrap_or("virtual-kubelet.io/provider").to_string();
-            check_qualified_name(&key).map_err(|m| ConfigError::invalid("VKUBELET_TAINT_KEY (--taint-key)", m))?;
-            let value = flags.taint_value.as_deref().map(str::trim).unwrap_or(PROVIDER_ALIBABACLOUD).to_string();
+            let key = non_empty(&flags.taint_key)
+                .unwrap_or("virtual-kubelet.io/provider")
+                .to_string();
+            check_qualified_name(&key)
+                .map_err(|m| ConfigError::invalid("VKUBELET_TAINT_KEY (--taint-key)", m))?;
+            let value = flags
+                .taint_value
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or(PROVIDER_ALIBABACLOUD)
+                .to_string();
             if !value.is_empty() {
-                check_label_value(&value).map_err(|m| ConfigError::invalid("VKUBELET_TAINT_VALUE (--taint-value)", m))?;
+                check_label_value(&value)
+                    .map_err(|m| ConfigError::invalid("VKUBELET_TAINT_VALUE (--taint-value)", m))?;
             }
-            let effect = non_empty(&flags.taint_effect).unwrap_or("NoSchedule").to_string();
-            if !matches!(effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            let effect = non_empty(&flags.taint_effect)
+                .unwrap_or("NoSchedule")
+                .to_string();
+            if !matches!(
+                effect.as_str(),
+                "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+            ) {
                 return Err(ConfigError::invalid(
                     "VKUBELET_TAINT_EFFECT (--taint-effect)",
                     format!("{effect:?} is not one of NoSchedule, PreferNoSchedule, NoExecute"),
@@ -446,8 +489,14 @@ impl Config {
         };
 
         // --- ECI ---
-        let region = required(&flags.eci_region, "ECI_REGION (--eci-region)", "the ECI region, e.g. cn-hangzhou")?;
-        if !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        let region = required(
+            &flags.eci_region,
+            "ECI_REGION (--eci-region)",
+            "the ECI region, e.g. cn-hangzhou",
+        )?;
+        if !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             || !region.contains('-')
         {
             return Err(ConfigError::invalid(
@@ -466,11 +515,16 @@ impl Config {
             if id.is_empty() || id.chars().any(char::is_whitespace) {
                 return Err(ConfigError::invalid(
                     "ECI_VSWITCH (--eci-vswitch)",
-                    format!("{vswitch_raw:?} must be a comma-separated list of vSwitch IDs without empty entries"),
+                    format!(
+                        "{vswitch_raw:?} must be a comma-separated list of vSwitch IDs without empty entries"
+                    ),
                 ));
             }
             if vswitches.iter().any(|v| v == id) {
-                return Err(ConfigError::invalid("ECI_VSWITCH (--eci-vswitch)", format!("vSwitch {id:?} is listed twice")));
+                return Err(ConfigError::invalid(
+                    "ECI_VSWITCH (--eci-vswitch)",
+                    format!("vSwitch {id:?} is listed twice"),
+                ));
             }
             vswitches.push(id.to_string());
         }
@@ -480,7 +534,9 @@ impl Config {
             "the security group ID for the container groups",
         )?
         .to_string();
-        let cluster_name = non_empty(&flags.eci_cluster_name).unwrap_or("default").to_string();
+        let cluster_name = non_empty(&flags.eci_cluster_name)
+            .unwrap_or("default")
+            .to_string();
         let endpoint_text = match non_empty(&flags.eci_endpoint) {
             Some(e) => e.to_string(),
             None => format!("https://eci.{region}.aliyuncs.com"),
@@ -489,7 +545,10 @@ impl Config {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| {
-                ConfigError::invalid("ECI_ENDPOINT (--eci-endpoint)", format!("{endpoint_text:?} is not an http(s) URL"))
+                ConfigError::invalid(
+                    "ECI_ENDPOINT (--eci-endpoint)",
+                    format!("{endpoint_text:?} is not an http(s) URL"),
+                )
             })?;
         let access_key_id = secret(
             &flags.eci_access_key,
@@ -505,50 +564,90 @@ impl Config {
         )?;
 
         // --- plugins ---
-        let plugins = PluginsConfig { placement: file.plugins.placement, translator: file.plugins.translator };
-        for (key, spec) in [("plugins.placement.path", &plugins.placement), ("plugins.translator.path", &plugins.translator)] {
+        let plugins = PluginsConfig {
+            placement: file.plugins.placement,
+            translator: file.plugins.translator,
+        };
+        for (key, spec) in [
+            ("plugins.placement.path", &plugins.placement),
+            ("plugins.translator.path", &plugins.translator),
+        ] {
             if let Some(spec) = spec
                 && !spec.path.is_file()
             {
-                return Err(ConfigError::invalid(f(key), format!("{} is not a readable file", spec.path.display())));
+                return Err(ConfigError::invalid(
+                    f(key),
+                    format!("{} is not a readable file", spec.path.display()),
+                ));
             }
         }
 
         // --- intervals ---
         let intervals = Intervals {
-            lease_renew: duration_or(&file.intervals.lease_renew, Duration::from_secs(10), &f("intervals.leaseRenew"))?,
-            node_status: duration_or(&file.intervals.node_status, Duration::from_secs(60), &f("intervals.nodeStatus"))?,
+            lease_renew: duration_or(
+                &file.intervals.lease_renew,
+                Duration::from_secs(10),
+                &f("intervals.leaseRenew"),
+            )?,
+            node_status: duration_or(
+                &file.intervals.node_status,
+                Duration::from_secs(60),
+                &f("intervals.nodeStatus"),
+            )?,
             pod_status_poll: duration_or(
                 &file.intervals.pod_status_poll,
                 Duration::from_secs(5),
                 &f("intervals.podStatusPoll"),
             )?,
-            reconcile: duration_or(&file.intervals.reconcile, Duration::from_secs(300), &f("intervals.reconcile"))?,
+            reconcile: duration_or(
+                &file.intervals.reconcile,
+                Duration::from_secs(300),
+                &f("intervals.reconcile"),
+            )?,
         };
         if intervals.lease_renew >= NODE_LEASE_DURATION {
             return Err(ConfigError::invalid(
                 f("intervals.leaseRenew"),
-                format!("must be shorter than the node lease duration ({}s)", NODE_LEASE_DURATION.as_secs()),
+                format!(
+                    "must be shorter than the node lease duration ({}s)",
+                    NODE_LEASE_DURATION.as_secs()
+                ),
             ));
         }
         if intervals.node_status < intervals.lease_renew {
-            return Err(ConfigError::invalid(f("intervals.nodeStatus"), "must not be shorter than intervals.leaseRenew"));
+            return Err(ConfigError::invalid(
+                f("intervals.nodeStatus"),
+                "must not be shorter than intervals.leaseRenew",
+            ));
         }
 
         let pod_workers = file.concurrency.pod_workers.unwrap_or(50);
         if pod_workers == 0 || pod_workers > 10_000 {
-            return Err(ConfigError::invalid(f("concurrency.podWorkers"), format!("{pod_workers} is not in 1..=10000")));
+            return Err(ConfigError::invalid(
+                f("concurrency.podWorkers"),
+                format!("{pod_workers} is not in 1..=10000"),
+            ));
         }
 
         // --- listen addresses ---
         let metrics_listen = match (non_empty(&flags.listen), file.listen.metrics.as_deref()) {
-            (Some(a), _) => parse_addr(a).map_err(|m| ConfigError::invalid("VNODE_LISTEN (--listen)", m))?,
-            (None, Some(a)) => parse_addr(a).map_err(|m| ConfigError::invalid(f("listen.metrics"), m))?,
+            (Some(a), _) => {
+                parse_addr(a).map_err(|m| ConfigError::invalid("VNODE_LISTEN (--listen)", m))?
+            }
+            (None, Some(a)) => {
+                parse_addr(a).map_err(|m| ConfigError::invalid(f("listen.metrics"), m))?
+            }
             (None, None) => SocketAddr::from(([0, 0, 0, 0], 10255)),
         };
-        let kubelet_listen = match (non_empty(&flags.kubelet_listen), file.listen.kubelet.as_deref()) {
-            (Some(a), _) => parse_addr(a).map_err(|m| ConfigError::invalid("VNODE_KUBELET_LISTEN (--kubelet-listen)", m))?,
-            (None, Some(a)) => parse_addr(a).map_err(|m| ConfigError::invalid(f("listen.kubelet"), m))?,
+        let kubelet_listen = match (
+            non_empty(&flags.kubelet_listen),
+            file.listen.kubelet.as_deref(),
+        ) {
+            (Some(a), _) => parse_addr(a)
+                .map_err(|m| ConfigError::invalid("VNODE_KUBELET_LISTEN (--kubelet-listen)", m))?,
+            (None, Some(a)) => {
+                parse_addr(a).map_err(|m| ConfigError::invalid(f("listen.kubelet"), m))?
+            }
             (None, None) => SocketAddr::from(([0, 0, 0, 0], kubelet_port)),
         };
 
@@ -556,7 +655,11 @@ impl Config {
         let k = file.kubelet;
         if k.tls_cert_file.is_some() != k.tls_key_file.is_some() {
             return Err(ConfigError::missing(
-                f(if k.tls_cert_file.is_some() { "kubelet.tlsKeyFile" } else { "kubelet.tlsCertFile" }),
+                f(if k.tls_cert_file.is_some() {
+                    "kubelet.tlsKeyFile"
+                } else {
+                    "kubelet.tlsCertFile"
+                }),
                 "the serving certificate and key must be given together",
             ));
         }
@@ -568,7 +671,10 @@ impl Config {
             if let Some(p) = path
                 && !p.is_file()
             {
-                return Err(ConfigError::invalid(f(key), format!("{} is not a readable file", p.display())));
+                return Err(ConfigError::invalid(
+                    f(key),
+                    format!("{} is not a readable file", p.display()),
+                ));
             }
         }
         let kubelet = KubeletServerConfig {
@@ -586,16 +692,27 @@ impl Config {
             .map(str::to_string)
             .or(le.namespace)
             .unwrap_or_else(|| "kube-system".to_string());
-        check_dns_label(&namespace).map_err(|m| ConfigError::invalid("POD_NAMESPACE (--namespace)", m))?;
-        let lease_name = le.lease_name.unwrap_or_else(|| format!("vnode-{node_name}"));
-        check_dns_subdomain(&lease_name).map_err(|m| ConfigError::invalid(f("leaderElection.leaseName"), m))?;
+        check_dns_label(&namespace)
+            .map_err(|m| ConfigError::invalid("POD_NAMESPACE (--namespace)", m))?;
+        let lease_name = le
+            .lease_name
+            .unwrap_or_else(|| format!("vnode-{node_name}"));
+        check_dns_subdomain(&lease_name)
+            .map_err(|m| ConfigError::invalid(f("leaderElection.leaseName"), m))?;
         let identity = match non_empty(&flags.identity) {
             Some(id) => id.to_string(),
             None => default_identity(),
         };
-        let lease_duration =
-            duration_or(&le.lease_duration, Duration::from_secs(15), &f("leaderElection.leaseDuration"))?;
-        let retry_period = duration_or(&le.retry_period, Duration::from_secs(2), &f("leaderElection.retryPeriod"))?;
+        let lease_duration = duration_or(
+            &le.lease_duration,
+            Duration::from_secs(15),
+            &f("leaderElection.leaseDuration"),
+        )?;
+        let retry_period = duration_or(
+            &le.retry_period,
+            Duration::from_secs(2),
+            &f("leaderElection.retryPeriod"),
+        )?;
         if retry_period * 2 > lease_duration {
             return Err(ConfigError::invalid(
                 f("leaderElection.retryPeriod"),
@@ -610,17 +727,31 @@ impl Config {
             lease_duration,
             retry_period,
         };
-        let shutdown_grace = duration_or(&file.shutdown_grace, Duration::from_secs(30), &f("shutdownGrace"))?;
+        let shutdown_grace = duration_or(
+            &file.shutdown_grace,
+            Duration::from_secs(30),
+            &f("shutdownGrace"),
+        )?;
 
         Ok(Config {
-            node: NodeConfig { name: node_name, pod_ip, kubelet_port, taint, capacity, allocatable },
+            node: NodeConfig {
+                name: node_name,
+                pod_ip,
+                kubelet_port,
+                taint,
+                capacity,
+                allocatable,
+            },
             eci: EciConfig {
                 region: region.to_string(),
                 vswitches,
                 security_group,
                 cluster_name,
                 endpoint,
-                credentials: EciCredentials { access_key_id, access_key_secret },
+                credentials: EciCredentials {
+                    access_key_id,
+                    access_key_secret,
+                },
             },
             plugins,
             intervals,
@@ -660,18 +791,28 @@ fn secret(
     file_setting: &str,
 ) -> Result<SecretString, ConfigError> {
     match (non_empty(value), file) {
-        (Some(_), Some(_)) => Err(ConfigError::invalid(value_setting, format!("set either it or {file_setting}, not both"))),
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            value_setting,
+            format!("set either it or {file_setting}, not both"),
+        )),
         (Some(v), None) => Ok(SecretString::from(v.to_string())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::invalid(file_setting, format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(file_setting, format!("cannot read {}: {e}", path.display()))
+            })?;
             let text = text.trim();
             if text.is_empty() {
-                return Err(ConfigError::invalid(file_setting, format!("{} is empty", path.display())));
+                return Err(ConfigError::invalid(
+                    file_setting,
+                    format!("{} is empty", path.display()),
+                ));
             }
             Ok(SecretString::from(text.to_string()))
         }
-        (None, None) => Err(ConfigError::missing(value_setting, format!("the ECI AccessKey; or set {file_setting}"))),
+        (None, None) => Err(ConfigError::missing(
+            value_setting,
+            format!("the ECI AccessKey; or set {file_setting}"),
+        )),
     }
 }
 
@@ -683,20 +824,27 @@ fn parse_port(p: &str) -> Result<u16, String> {
 }
 
 fn parse_addr(a: &str) -> Result<SocketAddr, String> {
-    a.parse::<SocketAddr>().map_err(|_| format!("{a:?} is not an address like 0.0.0.0:10255"))
+    a.parse::<SocketAddr>()
+        .map_err(|_| format!("{a:?} is not an address like 0.0.0.0:10255"))
 }
 
 /// Parses `10s`, `1m 30s`, `500ms` or ISO 8601 (`PT10S`); zero and negative are refused.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration =
-        text.trim().parse().map_err(|_| format!("{text:?} is not a duration like 10s, 1m30s or 500ms"))?;
+    let d: jiff::SignedDuration = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s, 1m30s or 500ms"))?;
     if d.is_negative() || d.is_zero() {
         return Err(format!("{text:?} must be positive"));
     }
     Duration::try_from(d).map_err(|_| format!("{text:?} is out of range"))
 }
 
-fn duration_or(v: &Option<String>, default: Duration, setting: &str) -> Result<Duration, ConfigError> {
+fn duration_or(
+    v: &Option<String>,
+    default: Duration,
+    setting: &str,
+) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
         Some(t) => parse_duration(t).map_err(|m| ConfigError::invalid(setting, m)),
@@ -713,7 +861,10 @@ fn default_capacity() -> BTreeMap<String, String> {
     ])
 }
 
-fn resources(map: BTreeMap<String, serde_yaml::Value>, setting: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+fn resources(
+    map: BTreeMap<String, serde_yaml::Value>,
+    setting: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for (name, value) in map {
         let text = match value {
@@ -726,7 +877,8 @@ fn resources(map: BTreeMap<String, serde_yaml::Value>, setting: &str) -> Result<
                 ));
             }
         };
-        check_qualified_name(&name).map_err(|m| ConfigError::invalid(format!("{setting}.{name}"), m))?;
+        check_qualified_name(&name)
+            .map_err(|m| ConfigError::invalid(format!("{setting}.{name}"), m))?;
         let parsed = match name.as_str() {
             "cpu" => vnode_mapping::quantity::cpu_millis(&text),
             "pods" => vnode_mapping::quantity::count(&text),
@@ -737,7 +889,10 @@ fn resources(map: BTreeMap<String, serde_yaml::Value>, setting: &str) -> Result<
     }
     for needed in ["cpu", "memory", "pods"] {
         if !out.contains_key(needed) {
-            return Err(ConfigError::missing(format!("{setting}.{needed}"), "cpu, memory and pods must all be given"));
+            return Err(ConfigError::missing(
+                format!("{setting}.{needed}"),
+                "cpu, memory and pods must all be given",
+            ));
         }
     }
     Ok(out)
@@ -755,10 +910,17 @@ fn default_identity() -> String {
 fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-');
-    if ok { Ok(()) } else { Err(format!("{s:?} is not a DNS label (lower-case letters, digits, '-', at most 63)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS label (lower-case letters, digits, '-', at most 63)"
+        ))
+    }
 }
 
 fn check_dns_subdomain(s: &str) -> Result<(), String> {
@@ -766,16 +928,23 @@ fn check_dns_subdomain(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a DNS subdomain name (lower-case letters, digits, '-' and '.')"))
+        Err(format!(
+            "{s:?} is not a DNS subdomain name (lower-case letters, digits, '-' and '.')"
+        ))
     }
 }
 
 fn check_label_value(s: &str) -> Result<(), String> {
     let ok = s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
         && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric());
-    if ok { Ok(()) } else { Err(format!("{s:?} is not a valid label value")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a valid label value"))
+    }
 }
 
 /// `prefix/name` where prefix is a DNS subdomain and name a label-like value (Kubernetes
@@ -789,7 +958,9 @@ fn check_qualified_name(s: &str) -> Result<(), String> {
         check_dns_subdomain(p)?;
     }
     if name.is_empty() || check_label_value(name).is_err() {
-        return Err(format!("{s:?} is not a qualified name like example.com/name"));
+        return Err(format!(
+            "{s:?} is not a qualified name like example.com/name"
+        ));
     }
     Ok(())
 }
@@ -851,16 +1022,28 @@ mod tests {
         );
         assert_eq!(c.eci.vswitches, vec!["vsw-a", "vsw-b"]);
         assert_eq!(c.eci.cluster_name, "default");
-        assert_eq!(c.eci.endpoint.as_str(), "https://eci.cn-hangzhou.aliyuncs.com/");
-        assert_eq!(c.node.capacity.get("pods").map(String::as_str), Some("1000"));
+        assert_eq!(
+            c.eci.endpoint.as_str(),
+            "https://eci.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            c.node.capacity.get("pods").map(String::as_str),
+            Some("1000")
+        );
         assert_eq!(c.node.allocatable, c.node.capacity);
-        assert_eq!(c.kubelet.listen, "0.0.0.0:10250".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(
+            c.kubelet.listen,
+            "0.0.0.0:10250".parse::<SocketAddr>().expect("addr")
+        );
         assert!(!c.kubelet.anonymous_auth);
         assert_eq!(c.kubelet.authorization, KubeletAuthorization::Webhook);
         assert_eq!(c.intervals.lease_renew, Duration::from_secs(10));
         assert_eq!(c.intervals.node_status, Duration::from_secs(60));
         assert_eq!(c.leader_election.lease_name, "vnode-virtual-kubelet");
-        assert_eq!(c.eci.credentials.access_key_secret.expose_secret(), "s3cr3t-visible-nowhere");
+        assert_eq!(
+            c.eci.credentials.access_key_secret.expose_secret(),
+            "s3cr3t-visible-nowhere"
+        );
     }
 
     #[test]
@@ -875,12 +1058,27 @@ mod tests {
     #[test]
     fn each_required_setting_is_named_when_missing() {
         for (clear, name) in [
-            (Box::new(|f: &mut Flags| f.pod_ip = None) as Box<dyn Fn(&mut Flags)>, "VKUBELET_POD_IP"),
+            (
+                Box::new(|f: &mut Flags| f.pod_ip = None) as Box<dyn Fn(&mut Flags)>,
+                "VKUBELET_POD_IP",
+            ),
             (Box::new(|f: &mut Flags| f.eci_region = None), "ECI_REGION"),
-            (Box::new(|f: &mut Flags| f.eci_vswitch = Some(" ".into())), "ECI_VSWITCH"),
-            (Box::new(|f: &mut Flags| f.eci_security_group = None), "ECI_SECURITY_GROUP"),
-            (Box::new(|f: &mut Flags| f.eci_access_key = None), "ECI_ACCESS_KEY"),
-            (Box::new(|f: &mut Flags| f.eci_secret_key = None), "ECI_SECRET_KEY"),
+            (
+                Box::new(|f: &mut Flags| f.eci_vswitch = Some(" ".into())),
+                "ECI_VSWITCH",
+            ),
+            (
+                Box::new(|f: &mut Flags| f.eci_security_group = None),
+                "ECI_SECURITY_GROUP",
+            ),
+            (
+                Box::new(|f: &mut Flags| f.eci_access_key = None),
+                "ECI_ACCESS_KEY",
+            ),
+            (
+                Box::new(|f: &mut Flags| f.eci_secret_key = None),
+                "ECI_SECRET_KEY",
+            ),
         ] {
             let mut flags = seed();
             clear(&mut flags);
@@ -892,22 +1090,47 @@ mod tests {
 
     #[test]
     fn each_invalid_value_is_named() {
-        let cases: Vec<(fn(&mut Flags), &str)> = vec![
+        type Change = fn(&mut Flags);
+        let cases: Vec<(Change, &str)> = vec![
             (|f| f.provider = Some("azure".into()), "VNODE_PROVIDER"),
             (|f| f.kubelet_port = Some("abc".into()), "KUBELET_PORT"),
             (|f| f.kubelet_port = Some("70000".into()), "KUBELET_PORT"),
             (|f| f.pod_ip = Some("10.0.0".into()), "VKUBELET_POD_IP"),
-            (|f| f.taint_effect = Some("Sometimes".into()), "VKUBELET_TAINT_EFFECT"),
-            (|f| f.taint_key = Some("bad key".into()), "VKUBELET_TAINT_KEY"),
-            (|f| f.taint_value = Some("no spaces allowed".into()), "VKUBELET_TAINT_VALUE"),
+            (
+                |f| f.taint_effect = Some("Sometimes".into()),
+                "VKUBELET_TAINT_EFFECT",
+            ),
+            (
+                |f| f.taint_key = Some("bad key".into()),
+                "VKUBELET_TAINT_KEY",
+            ),
+            (
+                |f| f.taint_value = Some("no spaces allowed".into()),
+                "VKUBELET_TAINT_VALUE",
+            ),
             (|f| f.eci_region = Some("Hangzhou".into()), "ECI_REGION"),
-            (|f| f.eci_vswitch = Some("vsw-a,,vsw-b".into()), "ECI_VSWITCH"),
-            (|f| f.eci_vswitch = Some("vsw-a,vsw-a".into()), "ECI_VSWITCH"),
+            (
+                |f| f.eci_vswitch = Some("vsw-a,,vsw-b".into()),
+                "ECI_VSWITCH",
+            ),
+            (
+                |f| f.eci_vswitch = Some("vsw-a,vsw-a".into()),
+                "ECI_VSWITCH",
+            ),
             (|f| f.eci_endpoint = Some("ftp://x".into()), "ECI_ENDPOINT"),
-            (|f| f.node_name = Some("Virtual_Kubelet".into()), "DEFAULT_NODE_NAME"),
+            (
+                |f| f.node_name = Some("Virtual_Kubelet".into()),
+                "DEFAULT_NODE_NAME",
+            ),
             (|f| f.listen = Some("nowhere".into()), "VNODE_LISTEN"),
-            (|f| f.kubelet_listen = Some("1.2.3.4".into()), "VNODE_KUBELET_LISTEN"),
-            (|f| f.namespace = Some("Kube_System".into()), "POD_NAMESPACE"),
+            (
+                |f| f.kubelet_listen = Some("1.2.3.4".into()),
+                "VNODE_KUBELET_LISTEN",
+            ),
+            (
+                |f| f.namespace = Some("Kube_System".into()),
+                "POD_NAMESPACE",
+            ),
         ];
         for (change, name) in cases {
             let mut flags = seed();
@@ -941,7 +1164,10 @@ mod tests {
         flags.eci_secret_key_file = Some(sk.clone());
         let c = build(&flags).expect("valid");
         assert_eq!(c.eci.credentials.access_key_id.expose_secret(), "AKFILE");
-        assert_eq!(c.eci.credentials.access_key_secret.expose_secret(), "SKFILE");
+        assert_eq!(
+            c.eci.credentials.access_key_secret.expose_secret(),
+            "SKFILE"
+        );
         std::fs::write(&sk, "\n").expect("write");
         assert!(err(&flags).starts_with("invalid setting ECI_SECRET_KEY_FILE"));
     }
@@ -953,7 +1179,10 @@ mod tests {
         flags.taint_value = None;
         flags.taint_effect = None;
         let c = build(&flags).expect("valid");
-        assert_eq!(c.node.taint.as_ref().map(|t| t.key.as_str()), Some("virtual-kubelet.io/provider"));
+        assert_eq!(
+            c.node.taint.as_ref().map(|t| t.key.as_str()),
+            Some("virtual-kubelet.io/provider")
+        );
         flags.disable_taint = true;
         assert_eq!(build(&flags).expect("valid").node.taint, None);
     }
@@ -972,7 +1201,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.node.capacity.get("cpu").map(String::as_str), Some("200"));
-        assert_eq!(c.node.allocatable.get("memory").map(String::as_str), Some("800Gi"));
+        assert_eq!(
+            c.node.allocatable.get("memory").map(String::as_str),
+            Some("800Gi")
+        );
         assert_eq!(c.intervals.lease_renew, Duration::from_secs(5));
         assert_eq!(c.intervals.node_status, Duration::from_secs(60));
         assert_eq!(c.pod_workers, 8);
@@ -992,18 +1224,40 @@ mod tests {
     fn bad_file_settings_name_the_key() {
         for (yaml, key) in [
             ("intervals: {leaseRenew: soon}", "intervals.leaseRenew"),
-            ("intervals: {leaseRenew: 50s, nodeStatus: 60s}", "intervals.leaseRenew"),
+            (
+                "intervals: {leaseRenew: 50s, nodeStatus: 60s}",
+                "intervals.leaseRenew",
+            ),
             ("intervals: {reconcile: 0s}", "intervals.reconcile"),
-            ("node: {capacity: {cpu: lots, memory: 1Gi, pods: 1}}", "node.capacity.cpu"),
+            (
+                "node: {capacity: {cpu: lots, memory: 1Gi, pods: 1}}",
+                "node.capacity.cpu",
+            ),
             ("node: {capacity: {cpu: 1}}", "node.capacity.memory"),
             ("concurrency: {podWorkers: 0}", "concurrency.podWorkers"),
-            ("kubelet: {tlsCertFile: /etc/hostname}", "kubelet.tlsKeyFile"),
-            ("kubelet: {clientCaFile: /nonexistent/ca.crt}", "kubelet.clientCaFile"),
-            ("plugins: {placement: {path: /nonexistent.wasm}}", "plugins.placement.path"),
-            ("leaderElection: {leaseDuration: 4s, retryPeriod: 3s}", "leaderElection.retryPeriod"),
+            (
+                "kubelet: {tlsCertFile: /etc/hostname}",
+                "kubelet.tlsKeyFile",
+            ),
+            (
+                "kubelet: {clientCaFile: /nonexistent/ca.crt}",
+                "kubelet.clientCaFile",
+            ),
+            (
+                "plugins: {placement: {path: /nonexistent.wasm}}",
+                "plugins.placement.path",
+            ),
+            (
+                "leaderElection: {leaseDuration: 4s, retryPeriod: 3s}",
+                "leaderElection.retryPeriod",
+            ),
         ] {
             let e = build_yaml(&seed(), yaml).expect_err(yaml).to_string();
-            assert!(e.starts_with("invalid setting config file t.yaml: ") || e.starts_with("missing setting config file t.yaml: "), "{e}");
+            assert!(
+                e.starts_with("invalid setting config file t.yaml: ")
+                    || e.starts_with("missing setting config file t.yaml: "),
+                "{e}"
+            );
             assert!(e.contains(key), "{yaml}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }
@@ -1022,7 +1276,10 @@ mod tests {
         assert!(!e.contains('\n'), "{e}");
         flags.config = Some("/nonexistent/vnode.yaml".into());
         let e = Config::load(&flags).expect_err("missing file").to_string();
-        assert!(e.starts_with("invalid setting VNODE_CONFIG (--config)"), "{e}");
+        assert!(
+            e.starts_with("invalid setting VNODE_CONFIG (--config)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1032,7 +1289,10 @@ mod tests {
         std::fs::write(&wasm, b"\0asm").expect("write");
         let c = build_yaml(
             &seed(),
-            &format!("plugins:\n  placement:\n    path: {}\n    config: {{zones: [a, b]}}\n", wasm.display()),
+            &format!(
+                "plugins:\n  placement:\n    path: {}\n    config: {{zones: [a, b]}}\n",
+                wasm.display()
+            ),
         )
         .expect("valid");
         let p = c.plugins.placement.expect("placement configured");

@@ -76,29 +76,39 @@ pub async fn run(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let ops_listener = metrics::bind(config.metrics_listen).await.map_err(|e| DaemonError::Bind {
-        what: "metrics server (--listen)",
-        addr: config.metrics_listen,
-        message: e.to_string(),
-    })?;
-    let kubelet_listener = tokio::net::TcpListener::bind(config.kubelet.listen).await.map_err(|e| DaemonError::Bind {
-        what: "kubelet API (KUBELET_PORT / --kubelet-listen)",
-        addr: config.kubelet.listen,
-        message: e.to_string(),
-    })?;
+    let ops_listener =
+        metrics::bind(config.metrics_listen)
+            .await
+            .map_err(|e| DaemonError::Bind {
+                what: "metrics server (--listen)",
+                addr: config.metrics_listen,
+                message: e.to_string(),
+            })?;
+    let kubelet_listener = tokio::net::TcpListener::bind(config.kubelet.listen)
+        .await
+        .map_err(|e| DaemonError::Bind {
+            what: "kubelet API (KUBELET_PORT / --kubelet-listen)",
+            addr: config.kubelet.listen,
+            message: e.to_string(),
+        })?;
     let listening = Listening {
         metrics: ops_listener.local_addr().map_err(|e| DaemonError::Bind {
             what: "metrics server",
             addr: config.metrics_listen,
             message: e.to_string(),
         })?,
-        kubelet: kubelet_listener.local_addr().map_err(|e| DaemonError::Bind {
-            what: "kubelet API",
-            addr: config.kubelet.listen,
-            message: e.to_string(),
-        })?,
+        kubelet: kubelet_listener
+            .local_addr()
+            .map_err(|e| DaemonError::Bind {
+                what: "kubelet API",
+                addr: config.kubelet.listen,
+                message: e.to_string(),
+            })?,
     };
-    let tls = kubelet_api::server_config(&config.kubelet, vec![config.node.name.clone(), config.node.pod_ip.to_string()])?;
+    let tls = kubelet_api::server_config(
+        &config.kubelet,
+        vec![config.node.name.clone(), config.node.pod_ip.to_string()],
+    )?;
 
     let (health_tx, health_rx) = watch::channel(PluginHealth::default());
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -110,9 +120,23 @@ pub async fn run(
         UnwiredPodPath,
         metrics.clone(),
     );
-    let auth = Authenticator::new(KubeAuthApi::new(client.clone()), config.kubelet.anonymous_auth, config.kubelet.authorization);
-    let kubelet_router = kubelet_api::router(pod_ctl.clone(), auth, config.node.name.clone(), metrics.clone());
-    tracker.spawn(kubelet_api::serve(kubelet_listener, tls, kubelet_router, token.child_token()));
+    let auth = Authenticator::new(
+        KubeAuthApi::new(client.clone()),
+        config.kubelet.anonymous_auth,
+        config.kubelet.authorization,
+    );
+    let kubelet_router = kubelet_api::router(
+        pod_ctl.clone(),
+        auth,
+        config.node.name.clone(),
+        metrics.clone(),
+    );
+    tracker.spawn(kubelet_api::serve(
+        kubelet_listener,
+        tls,
+        kubelet_router,
+        token.child_token(),
+    ));
     {
         let (metrics, ready, token) = (metrics.clone(), Readiness(ready_rx), token.child_token());
         tracker.spawn(async move {
@@ -122,7 +146,9 @@ pub async fn run(
         });
     }
     tracing::info!(metrics = %listening.metrics, kubelet = %listening.kubelet, node = %config.node.name, "vnode daemon serving");
-    let handles = Handles { plugin_health: health_tx };
+    let handles = Handles {
+        plugin_health: health_tx,
+    };
     on_listening(listening, &handles);
 
     // Leader election (or always-leader for a single replica).
@@ -156,7 +182,12 @@ pub async fn run(
             ready_tx,
         );
         tracker.spawn(node.run(acting.clone()));
-        tracker.spawn(pods::run(pod_ctl, pod_writer, config.pod_workers, acting.clone()));
+        tracker.spawn(pods::run(
+            pod_ctl,
+            pod_writer,
+            config.pod_workers,
+            acting.clone(),
+        ));
         let lost = tokio::select! {
             biased;
             () = &mut shutdown => false,
@@ -164,14 +195,19 @@ pub async fn run(
         };
         if lost {
             metrics.leader.set(0);
-            result = Err(DaemonError::LostLeadership(config.leader_election.lease_name.clone()));
+            result = Err(DaemonError::LostLeadership(
+                config.leader_election.lease_name.clone(),
+            ));
         }
     }
 
     tracing::info!("shutting down");
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?config.shutdown_grace, "tasks still running after the shutdown grace period");
     }
     result

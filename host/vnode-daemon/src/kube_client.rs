@@ -5,17 +5,21 @@
 //! there is no 5 qps / burst 10 ceiling on status writes (the bottleneck Virtual Kubelet
 //! inherits, reference e.1); throughput is bounded by our own worker counts instead.
 
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
 
 /// Failure to reach or use the Kubernetes API at start-up. `Display` is one actionable line.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeSetupError {
     /// Neither in-cluster config nor a kubeconfig was usable.
-    #[error("no Kubernetes API configuration: {0} (run in a pod with a service account, or set KUBECONFIG)")]
+    #[error(
+        "no Kubernetes API configuration: {0} (run in a pod with a service account, or set KUBECONFIG)"
+    )]
     NoConfig(String),
     /// The API server could not be reached or answered with an unexpected error.
     #[error("Kubernetes API {action} failed: {message}")]
@@ -37,7 +41,9 @@ pub enum KubeSetupError {
 
 /// Builds a client from the in-cluster environment or the kubeconfig.
 pub async fn client() -> Result<Client, KubeSetupError> {
-    let mut config = kube::Config::infer().await.map_err(|e| KubeSetupError::NoConfig(one_line(&e.to_string())))?;
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| KubeSetupError::NoConfig(one_line(&e.to_string())))?;
     // Watches are long polls; the read timeout must not cut them (kube's default already
     // allows 295 s). Keep connects snappy so an unreachable API server is reported quickly.
     config.connect_timeout = Some(std::time::Duration::from_secs(10));
@@ -55,14 +61,62 @@ struct Need {
 }
 
 const NEEDS: &[Need] = &[
-    Need { verb: "get", group: "", resource: "nodes", subresource: "", namespace: None },
-    Need { verb: "create", group: "", resource: "nodes", subresource: "", namespace: None },
-    Need { verb: "update", group: "", resource: "nodes", subresource: "status", namespace: None },
-    Need { verb: "get", group: "coordination.k8s.io", resource: "leases", subresource: "", namespace: Some("kube-node-lease") },
-    Need { verb: "create", group: "coordination.k8s.io", resource: "leases", subresource: "", namespace: Some("kube-node-lease") },
-    Need { verb: "update", group: "coordination.k8s.io", resource: "leases", subresource: "", namespace: Some("kube-node-lease") },
-    Need { verb: "list", group: "", resource: "pods", subresource: "", namespace: None },
-    Need { verb: "watch", group: "", resource: "pods", subresource: "", namespace: None },
+    Need {
+        verb: "get",
+        group: "",
+        resource: "nodes",
+        subresource: "",
+        namespace: None,
+    },
+    Need {
+        verb: "create",
+        group: "",
+        resource: "nodes",
+        subresource: "",
+        namespace: None,
+    },
+    Need {
+        verb: "update",
+        group: "",
+        resource: "nodes",
+        subresource: "status",
+        namespace: None,
+    },
+    Need {
+        verb: "get",
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        namespace: Some("kube-node-lease"),
+    },
+    Need {
+        verb: "create",
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        namespace: Some("kube-node-lease"),
+    },
+    Need {
+        verb: "update",
+        group: "coordination.k8s.io",
+        resource: "leases",
+        subresource: "",
+        namespace: Some("kube-node-lease"),
+    },
+    Need {
+        verb: "list",
+        group: "",
+        resource: "pods",
+        subresource: "",
+        namespace: None,
+    },
+    Need {
+        verb: "watch",
+        group: "",
+        resource: "pods",
+        subresource: "",
+        namespace: None,
+    },
 ];
 
 impl Need {
@@ -88,9 +142,14 @@ pub async fn preflight(client: &Client, node_name: &str) -> Result<(), KubeSetup
     let nodes: Api<Node> = Api::all(client.clone());
     check_read(nodes.get_opt(node_name).await.map(|_| ()), "get nodes")?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    check_read(leases.get_opt(node_name).await.map(|_| ()), "get leases in kube-node-lease")?;
+    check_read(
+        leases.get_opt(node_name).await.map(|_| ()),
+        "get leases in kube-node-lease",
+    )?;
     let pods: Api<Pod> = Api::all(client.clone());
-    let lp = ListParams::default().fields(&format!("spec.nodeName={node_name}")).limit(1);
+    let lp = ListParams::default()
+        .fields(&format!("spec.nodeName={node_name}"))
+        .limit(1);
     check_read(pods.list_metadata(&lp).await.map(|_| ()), "list pods")?;
 
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
@@ -102,7 +161,8 @@ pub async fn preflight(client: &Client, node_name: &str) -> Result<(), KubeSetup
                     verb: Some(need.verb.to_string()),
                     group: Some(need.group.to_string()),
                     resource: Some(need.resource.to_string()),
-                    subresource: (!need.subresource.is_empty()).then(|| need.subresource.to_string()),
+                    subresource: (!need.subresource.is_empty())
+                        .then(|| need.subresource.to_string()),
                     namespace: need.namespace.map(str::to_string),
                     ..Default::default()
                 }),
@@ -119,7 +179,10 @@ pub async fn preflight(client: &Client, node_name: &str) -> Result<(), KubeSetup
             // No authorization API (404) or no right to ask (403): the reads above passed,
             // so carry on; a missing write permission will surface as an error on first use.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
-                tracing::info!(code = s.code, "SelfSubjectAccessReview unavailable; preflight checked reads only");
+                tracing::info!(
+                    code = s.code,
+                    "SelfSubjectAccessReview unavailable; preflight checked reads only"
+                );
                 return Ok(());
             }
             Err(e) => {
@@ -130,16 +193,27 @@ pub async fn preflight(client: &Client, node_name: &str) -> Result<(), KubeSetup
             }
         }
     }
-    if missing.is_empty() { Ok(()) } else { Err(KubeSetupError::Forbidden { missing: missing.join(", ") }) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(KubeSetupError::Forbidden {
+            missing: missing.join(", "),
+        })
+    }
 }
 
 fn check_read(result: Result<(), kube::Error>, what: &str) -> Result<(), KubeSetupError> {
     match result {
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 403 || s.code == 401 => {
-            Err(KubeSetupError::Forbidden { missing: what.to_string() })
+            Err(KubeSetupError::Forbidden {
+                missing: what.to_string(),
+            })
         }
-        Err(e) => Err(KubeSetupError::Unreachable { action: what.to_string(), message: one_line(&e.to_string()) }),
+        Err(e) => Err(KubeSetupError::Unreachable {
+            action: what.to_string(),
+            message: one_line(&e.to_string()),
+        }),
     }
 }
 
@@ -163,8 +237,15 @@ mod tests {
     #[tokio::test]
     async fn preflight_passes_when_everything_is_allowed() {
         let fake = FakeApi::new();
-        fake.set_handler(|req| req.path.ends_with("selfsubjectaccessreviews").then(|| review(true)).flatten());
-        preflight(&fake.client(), "virtual-kubelet").await.expect("preflight passes");
+        fake.set_handler(|req| {
+            req.path
+                .ends_with("selfsubjectaccessreviews")
+                .then(|| review(true))
+                .flatten()
+        });
+        preflight(&fake.client(), "virtual-kubelet")
+            .await
+            .expect("preflight passes");
     }
 
     #[tokio::test]
@@ -177,8 +258,14 @@ mod tests {
             let a = &req.body["spec"]["resourceAttributes"];
             review(!(a["verb"] == "update" && a["resource"] == "leases"))
         });
-        let e = preflight(&fake.client(), "virtual-kubelet").await.expect_err("must fail").to_string();
-        assert!(e.contains("may not update leases in kube-node-lease"), "{e}");
+        let e = preflight(&fake.client(), "virtual-kubelet")
+            .await
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            e.contains("may not update leases in kube-node-lease"),
+            "{e}"
+        );
         assert!(!e.contains("create nodes"), "{e}");
     }
 
@@ -186,14 +273,23 @@ mod tests {
     async fn preflight_reports_forbidden_reads() {
         let fake = FakeApi::new();
         fake.set_handler(|req| req.path.contains("/pods").then(|| status(403, "Forbidden")));
-        let e = preflight(&fake.client(), "virtual-kubelet").await.expect_err("must fail").to_string();
+        let e = preflight(&fake.client(), "virtual-kubelet")
+            .await
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("may not list pods"), "{e}");
     }
 
     #[tokio::test]
     async fn preflight_without_review_api_relies_on_reads() {
         let fake = FakeApi::new();
-        fake.set_handler(|req| req.path.ends_with("selfsubjectaccessreviews").then(|| status(404, "NotFound")));
-        preflight(&fake.client(), "virtual-kubelet").await.expect("reads passed");
+        fake.set_handler(|req| {
+            req.path
+                .ends_with("selfsubjectaccessreviews")
+                .then(|| status(404, "NotFound"))
+        });
+        preflight(&fake.client(), "virtual-kubelet")
+            .await
+            .expect("reads passed");
     }
 }

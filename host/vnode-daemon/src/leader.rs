@@ -52,7 +52,10 @@ impl LeaderElector {
         let duration_secs = i32::try_from(self.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.identity.clone()),
                     lease_duration_seconds: Some(duration_secs),
@@ -78,12 +81,24 @@ impl LeaderElector {
         lease.spec = Some(LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(duration_secs),
-            acquire_time: if held_by_us { spec.acquire_time.clone() } else { Some(MicroTime(now)) },
+            acquire_time: if held_by_us {
+                spec.acquire_time.clone()
+            } else {
+                Some(MicroTime(now))
+            },
             renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(if held_by_us { transitions } else { transitions.saturating_add(1) }),
+            lease_transitions: Some(if held_by_us {
+                transitions
+            } else {
+                transitions.saturating_add(1)
+            }),
             ..spec
         });
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -95,7 +110,10 @@ impl LeaderElector {
         let record = format!(
             "{}|{}",
             spec.holder_identity.as_deref().unwrap_or_default(),
-            spec.renew_time.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
+            spec.renew_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default()
         );
         let duration = spec
             .lease_duration_seconds
@@ -115,15 +133,23 @@ impl LeaderElector {
     /// Gives the lease up if we hold it, so a standby takes over at once instead of after
     /// the lease duration.
     pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(()) };
-        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return Ok(());
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -208,9 +234,17 @@ mod tests {
         assert!(!b.try_acquire_or_renew().await.expect("round"));
         // Lease durations are whole seconds on the wire; wait past one second without renewals.
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(b.try_acquire_or_renew().await.expect("round"), "b takes over an expired lease");
-        assert!(!a.try_acquire_or_renew().await.expect("round"), "a sees b holding it");
-        let lease = fake.get(&lease_path("kube-system", "vnode-virtual-kubelet")).expect("lease");
+        assert!(
+            b.try_acquire_or_renew().await.expect("round"),
+            "b takes over an expired lease"
+        );
+        assert!(
+            !a.try_acquire_or_renew().await.expect("round"),
+            "a sees b holding it"
+        );
+        let lease = fake
+            .get(&lease_path("kube-system", "vnode-virtual-kubelet"))
+            .expect("lease");
         assert_eq!(lease["spec"]["holderIdentity"], "b");
         assert_eq!(lease["spec"]["leaseTransitions"], 1);
     }
@@ -242,16 +276,26 @@ mod tests {
         let (b_tx, mut b_rx) = watch::channel(false);
         let a_token = CancellationToken::new();
         let b_token = CancellationToken::new();
-        let a = tokio::spawn(LeaderElector::new(fake.client(), &cfg("a", 1000)).run(a_tx, a_token.clone()));
-        tokio::time::timeout(Duration::from_secs(2), a_rx.wait_for(|l| *l)).await.expect("a leads").expect("open");
-        let b = tokio::spawn(LeaderElector::new(fake.client(), &cfg("b", 1000)).run(b_tx, b_token.clone()));
+        let a = tokio::spawn(
+            LeaderElector::new(fake.client(), &cfg("a", 1000)).run(a_tx, a_token.clone()),
+        );
+        tokio::time::timeout(Duration::from_secs(2), a_rx.wait_for(|l| *l))
+            .await
+            .expect("a leads")
+            .expect("open");
+        let b = tokio::spawn(
+            LeaderElector::new(fake.client(), &cfg("b", 1000)).run(b_tx, b_token.clone()),
+        );
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(!*b_rx.borrow(), "b must not lead while a renews");
         // a shuts down cleanly: releases, b takes over well within the lease duration.
         a_token.cancel();
         a.await.expect("a stops");
         assert!(!*a_rx.borrow());
-        tokio::time::timeout(Duration::from_secs(2), b_rx.wait_for(|l| *l)).await.expect("b leads").expect("open");
+        tokio::time::timeout(Duration::from_secs(2), b_rx.wait_for(|l| *l))
+            .await
+            .expect("b leads")
+            .expect("open");
         b_token.cancel();
         b.await.expect("b stops");
     }

@@ -89,31 +89,77 @@ impl Metrics {
             pods_by_state: Family::default(),
             pod_queue_depth: Gauge::default(),
         };
-        registry.register("node_registrations", "Node objects created (first registration and re-creations)", m.node_registrations.clone());
-        registry.register("node_lease_renewals", "Node heartbeat Lease renewals", m.lease_renewals.clone());
-        registry.register("node_errors", "Failed node heartbeat steps by step", m.node_errors.clone());
-        registry.register("leader", "1 while this replica holds the leader-election Lease", m.leader.clone());
-        registry.register("kubelet_api_requests", "Kubelet API requests by route and status code", m.kubelet_requests.clone());
-        registry.register("pod_steps", "Pod lifecycle steps by state and outcome", m.pod_steps.clone());
-        registry.register("pods", "Pods tracked by lifecycle state", m.pods_by_state.clone());
-        registry.register("pod_queue_depth", "Pod keys waiting for a worker", m.pod_queue_depth.clone());
+        registry.register(
+            "node_registrations",
+            "Node objects created (first registration and re-creations)",
+            m.node_registrations.clone(),
+        );
+        registry.register(
+            "node_lease_renewals",
+            "Node heartbeat Lease renewals",
+            m.lease_renewals.clone(),
+        );
+        registry.register(
+            "node_errors",
+            "Failed node heartbeat steps by step",
+            m.node_errors.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader-election Lease",
+            m.leader.clone(),
+        );
+        registry.register(
+            "kubelet_api_requests",
+            "Kubelet API requests by route and status code",
+            m.kubelet_requests.clone(),
+        );
+        registry.register(
+            "pod_steps",
+            "Pod lifecycle steps by state and outcome",
+            m.pod_steps.clone(),
+        );
+        registry.register(
+            "pods",
+            "Pods tracked by lifecycle state",
+            m.pods_by_state.clone(),
+        );
+        registry.register(
+            "pod_queue_depth",
+            "Pod keys waiting for a worker",
+            m.pod_queue_depth.clone(),
+        );
         *m.registry.lock() = registry;
         m
     }
 
     /// Counts a failed node step.
     pub fn node_errors(&self, step: &str) {
-        self.node_errors.get_or_create(&StepLabels { step: step.to_string() }).inc();
+        self.node_errors
+            .get_or_create(&StepLabels {
+                step: step.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a kubelet API request.
     pub fn kubelet_request(&self, route: &str, code: u16) {
-        self.kubelet_requests.get_or_create(&RouteLabels { route: route.to_string(), code }).inc();
+        self.kubelet_requests
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+                code,
+            })
+            .inc();
     }
 
     /// Counts a pod step.
     pub fn pod_step(&self, state: &str, outcome: &str) {
-        self.pod_steps.get_or_create(&PodStepLabels { state: state.to_string(), outcome: outcome.to_string() }).inc();
+        self.pod_steps
+            .get_or_create(&PodStepLabels {
+                state: state.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.
@@ -148,13 +194,20 @@ pub fn router(metrics: Arc<Metrics>, ready: Readiness) -> Router {
 
 async fn metrics_handler(State(s): State<OpsState>) -> impl IntoResponse {
     (
-        [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }
 
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
-    if *s.ready.0.borrow() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+    if *s.ready.0.borrow() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }
 
 /// Serves the operations router on `listener` until `token` is cancelled.
@@ -164,7 +217,9 @@ pub async fn serve(
     ready: Readiness,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, ready)).with_graceful_shutdown(token.cancelled_owned()).await
+    axum::serve(listener, router(metrics, ready))
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await
 }
 
 /// Binds the operations listener (separate so the caller can print the bound address).
@@ -183,18 +238,51 @@ mod tests {
         metrics.lease_renewals.inc();
         metrics.node_errors("renew lease");
         let (ready_tx, ready_rx) = watch::channel(false);
-        let listener = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let token = CancellationToken::new();
         let server = tokio::spawn(serve(listener, metrics, Readiness(ready_rx), token.clone()));
         let http = reqwest::Client::new();
-        let body = http.get(format!("http://{addr}/metrics")).send().await.expect("get").text().await.expect("body");
+        let body = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
         assert!(body.contains("vnode_node_lease_renewals_total 1"), "{body}");
-        assert!(body.contains("vnode_node_errors_total{step=\"renew lease\"} 1"), "{body}");
-        assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.expect("get").status(), 200);
-        assert_eq!(http.get(format!("http://{addr}/readyz")).send().await.expect("get").status(), 503);
+        assert!(
+            body.contains("vnode_node_errors_total{step=\"renew lease\"} 1"),
+            "{body}"
+        );
+        assert_eq!(
+            http.get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .expect("get")
+                .status(),
+            200
+        );
+        assert_eq!(
+            http.get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .expect("get")
+                .status(),
+            503
+        );
         ready_tx.send_replace(true);
-        assert_eq!(http.get(format!("http://{addr}/readyz")).send().await.expect("get").status(), 200);
+        assert_eq!(
+            http.get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .expect("get")
+                .status(),
+            200
+        );
         token.cancel();
         server.await.expect("join").expect("clean stop");
     }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
-    Taint as K8sTaint,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo, Taint as K8sTaint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -35,7 +35,13 @@ use crate::config::{NODE_LEASE_DURATION, NodeConfig};
 use crate::metrics::Metrics;
 
 /// Node condition types this daemon writes; all others belong to someone else.
-pub const OWNED_CONDITIONS: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure", PLUGINS_CONDITION];
+pub const OWNED_CONDITIONS: &[&str] = &[
+    "Ready",
+    "MemoryPressure",
+    "DiskPressure",
+    "PIDPressure",
+    PLUGINS_CONDITION,
+];
 /// Our own condition: are the placement and translator plugins loaded, and which versions.
 pub const PLUGINS_CONDITION: &str = "PluginsReady";
 /// Annotation with the plugin health as JSON ([`PluginHealth`]), for `kubectl describe node`.
@@ -86,9 +92,16 @@ impl PluginHealth {
             Some(p) => format!("{}@{} ({})", p.name, p.version, p.hash),
             None => "none".to_string(),
         };
-        let mut message = format!("placement {}, translator {}", show(&self.placement), show(&self.translator));
+        let mut message = format!(
+            "placement {}, translator {}",
+            show(&self.placement),
+            show(&self.translator)
+        );
         if let Some(r) = &self.last_refused_reload {
-            message.push_str(&format!("; last refused {} reload {} at {}: {}", r.slot, r.path, r.at, r.reason));
+            message.push_str(&format!(
+                "; last refused {} reload {} at {}: {}",
+                r.slot, r.path, r.at, r.reason
+            ));
         }
         match (&self.placement, &self.translator) {
             (Some(_), Some(_)) => ("True", "PluginsLoaded", message),
@@ -110,7 +123,9 @@ fn refused(slot: &str, r: &vnode_plugin_host::RefusedReload) -> RefusedReload {
         slot: slot.to_string(),
         path: r.file.display().to_string(),
         reason: r.reason.replace('\n', " "),
-        at: jiff::Timestamp::try_from(r.at).map(|t| t.to_string()).unwrap_or_default(),
+        at: jiff::Timestamp::try_from(r.at)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -143,7 +158,10 @@ pub async fn forward_slot_status(
     token: CancellationToken,
 ) {
     loop {
-        let now = health_from_slots(&placement.borrow_and_update(), &translator.borrow_and_update());
+        let now = health_from_slots(
+            &placement.borrow_and_update(),
+            &translator.borrow_and_update(),
+        );
         health.send_if_modified(|h| {
             let changed = *h != now;
             *h = now;
@@ -167,7 +185,10 @@ pub fn node_labels(name: &str) -> BTreeMap<String, String> {
         ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
         ("kubernetes.io/hostname".to_string(), name.to_string()),
         // The node is not a real machine: keep cloud load balancers from adding it as a backend.
-        ("node.kubernetes.io/exclude-from-external-load-balancers".to_string(), "true".to_string()),
+        (
+            "node.kubernetes.io/exclude-from-external-load-balancers".to_string(),
+            "true".to_string(),
+        ),
     ])
 }
 
@@ -184,32 +205,64 @@ fn owned_conditions(health: &PluginHealth, now: &Time) -> Vec<NodeCondition> {
     };
     let (p_status, p_reason, p_message) = health.condition();
     vec![
-        cond("Ready", "True", "VnodeReady", "vnode is running and posting node status".into()),
+        cond(
+            "Ready",
+            "True",
+            "VnodeReady",
+            "vnode is running and posting node status".into(),
+        ),
         cond(
             "MemoryPressure",
             "False",
             "NoLocalResources",
             "pods run in ECI container groups; the virtual node has no memory of its own".into(),
         ),
-        cond("DiskPressure", "False", "NoLocalResources", "pods run in ECI container groups; no local disk".into()),
-        cond("PIDPressure", "False", "NoLocalResources", "pods run in ECI container groups; no local processes".into()),
+        cond(
+            "DiskPressure",
+            "False",
+            "NoLocalResources",
+            "pods run in ECI container groups; no local disk".into(),
+        ),
+        cond(
+            "PIDPressure",
+            "False",
+            "NoLocalResources",
+            "pods run in ECI container groups; no local processes".into(),
+        ),
         cond(PLUGINS_CONDITION, p_status, p_reason, p_message),
     ]
 }
 
 /// What we report in `status`, apart from conditions.
-fn desired_status(cfg: &NodeConfig, kubelet_port: u16, health: &PluginHealth, now: &Time) -> NodeStatus {
-    let q = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), Quantity(v.clone()))).collect();
+fn desired_status(
+    cfg: &NodeConfig,
+    kubelet_port: u16,
+    health: &PluginHealth,
+    now: &Time,
+) -> NodeStatus {
+    let q = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect()
+    };
     NodeStatus {
         addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".into(), address: cfg.pod_ip.to_string() },
-            NodeAddress { type_: "Hostname".into(), address: cfg.name.clone() },
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: cfg.pod_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: cfg.name.clone(),
+            },
         ]),
         capacity: Some(q(&cfg.capacity)),
         allocatable: Some(q(&cfg.allocatable)),
         conditions: Some(owned_conditions(health, now)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(kubelet_port) }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(kubelet_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: "amd64".into(),
@@ -235,10 +288,16 @@ pub fn desired_node(cfg: &NodeConfig, kubelet_port: u16, health: &PluginHealth) 
         metadata: ObjectMeta {
             name: Some(cfg.name.clone()),
             labels: Some(node_labels(&cfg.name)),
-            annotations: Some(BTreeMap::from([(PLUGINS_ANNOTATION.to_string(), plugins_annotation(health))])),
+            annotations: Some(BTreeMap::from([(
+                PLUGINS_ANNOTATION.to_string(),
+                plugins_annotation(health),
+            )])),
             ..ObjectMeta::default()
         },
-        spec: Some(NodeSpec { taints: cfg.taint.as_ref().map(|t| vec![taint(t)]), ..NodeSpec::default() }),
+        spec: Some(NodeSpec {
+            taints: cfg.taint.as_ref().map(|t| vec![taint(t)]),
+            ..NodeSpec::default()
+        }),
         status: Some(desired_status(cfg, kubelet_port, health, &now)),
     }
 }
@@ -275,8 +334,14 @@ pub fn merge_metadata(node: &mut Node, cfg: &NodeConfig, health: &PluginHealth) 
         changed = true;
     }
     if let Some(ours) = cfg.taint.as_ref().map(taint) {
-        let taints = node.spec.get_or_insert_with(NodeSpec::default).taints.get_or_insert_with(Vec::new);
-        let present = taints.iter().any(|t| t.key == ours.key && t.value == ours.value && t.effect == ours.effect);
+        let taints = node
+            .spec
+            .get_or_insert_with(NodeSpec::default)
+            .taints
+            .get_or_insert_with(Vec::new);
+        let present = taints
+            .iter()
+            .any(|t| t.key == ours.key && t.value == ours.value && t.effect == ours.effect);
         if !present {
             taints.retain(|t| t.key != ours.key);
             taints.push(ours);
@@ -292,8 +357,11 @@ pub fn merge_metadata(node: &mut Node, cfg: &NodeConfig, health: &PluginHealth) 
 pub fn merge_status(current: Option<&NodeStatus>, ours: NodeStatus) -> NodeStatus {
     let mut merged = current.cloned().unwrap_or_default();
     let old_conditions = merged.conditions.take().unwrap_or_default();
-    let mut conditions: Vec<NodeCondition> =
-        old_conditions.iter().filter(|c| !OWNED_CONDITIONS.contains(&c.type_.as_str())).cloned().collect();
+    let mut conditions: Vec<NodeCondition> = old_conditions
+        .iter()
+        .filter(|c| !OWNED_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
     for mut c in ours.conditions.unwrap_or_default() {
         if let Some(old) = old_conditions.iter().find(|o| o.type_ == c.type_)
             && old.status == c.status
@@ -411,7 +479,8 @@ impl NodeController {
                 }
                 _ = ticker.tick() => {}
             }
-            let status_due = health_changed || last_status.is_none_or(|t| t.elapsed() >= self.status_every);
+            let status_due =
+                health_changed || last_status.is_none_or(|t| t.elapsed() >= self.status_every);
             match self.tick(status_due).await {
                 Ok(report) => {
                     if report.status_written {
@@ -439,7 +508,11 @@ impl NodeController {
         let mut report = TickReport::default();
         let err = |step| move |source| NodeError { step, source };
 
-        let mut node = match nodes.get_opt(&self.cfg.name).await.map_err(err("get node"))? {
+        let mut node = match nodes
+            .get_opt(&self.cfg.name)
+            .await
+            .map_err(err("get node"))?
+        {
             Some(node) => node,
             None => {
                 let desired = desired_node(&self.cfg, self.kubelet_port, &health);
@@ -461,12 +534,18 @@ impl NodeController {
         };
 
         if merge_metadata(&mut node, &self.cfg, &health) {
-            node = nodes.replace(&self.cfg.name, &PostParams::default(), &node).await.map_err(err("update node"))?;
+            node = nodes
+                .replace(&self.cfg.name, &PostParams::default(), &node)
+                .await
+                .map_err(err("update node"))?;
             report.metadata_updated = true;
         }
 
         let now = Time(jiff::Timestamp::now());
-        let merged = merge_status(node.status.as_ref(), desired_status(&self.cfg, self.kubelet_port, &health, &now));
+        let merged = merge_status(
+            node.status.as_ref(),
+            desired_status(&self.cfg, self.kubelet_port, &health, &now),
+        );
         if status_due || report.created || status_differs(node.status.as_ref(), &merged) {
             let mut to_write = node.clone();
             to_write.status = Some(merged);
@@ -495,7 +574,9 @@ impl NodeController {
         };
         let spec = LeaseSpec {
             holder_identity: Some(self.cfg.name.clone()),
-            lease_duration_seconds: Some(i32::try_from(NODE_LEASE_DURATION.as_secs()).unwrap_or(40)),
+            lease_duration_seconds: Some(
+                i32::try_from(NODE_LEASE_DURATION.as_secs()).unwrap_or(40),
+            ),
             renew_time: Some(MicroTime(jiff::Timestamp::now())),
             ..LeaseSpec::default()
         };
@@ -515,8 +596,13 @@ impl NodeController {
             Some(mut lease) => {
                 lease.metadata.owner_references = (!node_uid.is_empty()).then(|| vec![owner]);
                 let acquire = lease.spec.as_ref().and_then(|s| s.acquire_time.clone());
-                lease.spec = Some(LeaseSpec { acquire_time: acquire, ..spec });
-                leases.replace(&self.cfg.name, &PostParams::default(), &lease).await?;
+                lease.spec = Some(LeaseSpec {
+                    acquire_time: acquire,
+                    ..spec
+                });
+                leases
+                    .replace(&self.cfg.name, &PostParams::default(), &lease)
+                    .await?;
             }
         }
         Ok(())
@@ -544,12 +630,23 @@ mod tests {
                 value: "alibabacloud".into(),
                 effect: "NoSchedule".into(),
             }),
-            capacity: BTreeMap::from([("cpu".into(), "1000".into()), ("memory".into(), "4Ti".into()), ("pods".into(), "1000".into())]),
-            allocatable: BTreeMap::from([("cpu".into(), "900".into()), ("memory".into(), "4Ti".into()), ("pods".into(), "1000".into())]),
+            capacity: BTreeMap::from([
+                ("cpu".into(), "1000".into()),
+                ("memory".into(), "4Ti".into()),
+                ("pods".into(), "1000".into()),
+            ]),
+            allocatable: BTreeMap::from([
+                ("cpu".into(), "900".into()),
+                ("memory".into(), "4Ti".into()),
+                ("pods".into(), "1000".into()),
+            ]),
         }
     }
 
-    fn controller(fake: &FakeApi, health: watch::Receiver<PluginHealth>) -> (NodeController, watch::Receiver<bool>) {
+    fn controller(
+        fake: &FakeApi,
+        health: watch::Receiver<PluginHealth>,
+    ) -> (NodeController, watch::Receiver<bool>) {
         let (tx, rx) = watch::channel(false);
         let intervals = Intervals {
             lease_renew: Duration::from_millis(50),
@@ -557,7 +654,18 @@ mod tests {
             pod_status_poll: Duration::from_secs(5),
             reconcile: Duration::from_secs(300),
         };
-        (NodeController::new(fake.client(), cfg(), 10250, &intervals, health, Arc::new(Metrics::new()), tx), rx)
+        (
+            NodeController::new(
+                fake.client(),
+                cfg(),
+                10250,
+                &intervals,
+                health,
+                Arc::new(Metrics::new()),
+                tx,
+            ),
+            rx,
+        )
     }
 
     fn condition<'a>(node: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
@@ -574,27 +682,43 @@ mod tests {
         let (c, _) = controller(&fake, hrx);
         let report = c.tick(false).await.expect("tick");
         assert!(report.created && report.status_written && report.lease_renewed);
-        let node = fake.get(&node_path("virtual-kubelet")).expect("node exists");
+        let node = fake
+            .get(&node_path("virtual-kubelet"))
+            .expect("node exists");
         let labels = &node["metadata"]["labels"];
         assert_eq!(labels["type"], "virtual-kubelet");
         assert_eq!(labels["kubernetes.io/role"], "agent");
         assert_eq!(labels["kubernetes.io/os"], "linux");
         assert_eq!(labels["beta.kubernetes.io/os"], "linux");
         assert_eq!(labels["kubernetes.io/hostname"], "virtual-kubelet");
-        assert_eq!(node["spec"]["taints"][0]["key"], "virtual-kubelet.io/provider");
+        assert_eq!(
+            node["spec"]["taints"][0]["key"],
+            "virtual-kubelet.io/provider"
+        );
         assert_eq!(node["spec"]["taints"][0]["value"], "alibabacloud");
         assert_eq!(node["spec"]["taints"][0]["effect"], "NoSchedule");
-        assert_eq!(node["status"]["addresses"][0], serde_json::json!({"type": "InternalIP", "address": "10.1.2.3"}));
-        assert_eq!(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+        assert_eq!(
+            node["status"]["addresses"][0],
+            serde_json::json!({"type": "InternalIP", "address": "10.1.2.3"})
+        );
+        assert_eq!(
+            node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
         assert_eq!(node["status"]["capacity"]["pods"], "1000");
         assert_eq!(node["status"]["allocatable"]["cpu"], "900");
         assert_eq!(condition(&node, "Ready")["status"], "True");
         assert_eq!(condition(&node, "MemoryPressure")["status"], "False");
         assert_eq!(condition(&node, PLUGINS_CONDITION)["status"], "False");
-        let lease = fake.get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet")).expect("lease exists");
+        let lease = fake
+            .get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet"))
+            .expect("lease exists");
         assert_eq!(lease["spec"]["holderIdentity"], "virtual-kubelet");
         assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
-        assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], node["metadata"]["uid"]);
+        assert_eq!(
+            lease["metadata"]["ownerReferences"][0]["uid"],
+            node["metadata"]["uid"]
+        );
     }
 
     #[tokio::test]
@@ -603,14 +727,20 @@ mod tests {
         let (_htx, hrx) = watch::channel(PluginHealth::default());
         let (c, _) = controller(&fake, hrx);
         c.tick(false).await.expect("tick");
-        let first_uid = fake.get(&node_path("virtual-kubelet")).expect("node")["metadata"]["uid"].clone();
+        let first_uid =
+            fake.get(&node_path("virtual-kubelet")).expect("node")["metadata"]["uid"].clone();
         fake.remove(&node_path("virtual-kubelet"));
         let report = c.tick(false).await.expect("tick");
         assert!(report.created);
         let node = fake.get(&node_path("virtual-kubelet")).expect("re-created");
         assert_ne!(node["metadata"]["uid"], first_uid);
-        let lease = fake.get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet")).expect("lease");
-        assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], node["metadata"]["uid"]);
+        let lease = fake
+            .get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet"))
+            .expect("lease");
+        assert_eq!(
+            lease["metadata"]["ownerReferences"][0]["uid"],
+            node["metadata"]["uid"]
+        );
     }
 
     #[tokio::test]
@@ -619,12 +749,22 @@ mod tests {
         let (_htx, hrx) = watch::channel(PluginHealth::default());
         let (c, _) = controller(&fake, hrx);
         c.tick(false).await.expect("tick");
-        let lease_before = fake.get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet")).expect("lease");
+        let lease_before = fake
+            .get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet"))
+            .expect("lease");
         tokio::time::sleep(Duration::from_millis(5)).await;
         let report = c.tick(false).await.expect("tick");
-        assert!(report.lease_renewed && !report.status_written && !report.metadata_updated, "{report:?}");
-        let lease_after = fake.get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet")).expect("lease");
-        assert_ne!(lease_before["spec"]["renewTime"], lease_after["spec"]["renewTime"]);
+        assert!(
+            report.lease_renewed && !report.status_written && !report.metadata_updated,
+            "{report:?}"
+        );
+        let lease_after = fake
+            .get(&lease_path(NODE_LEASE_NAMESPACE, "virtual-kubelet"))
+            .expect("lease");
+        assert_ne!(
+            lease_before["spec"]["renewTime"],
+            lease_after["spec"]["renewTime"]
+        );
         assert!(c.tick(true).await.expect("tick").status_written);
     }
 
@@ -637,18 +777,27 @@ mod tests {
         let path = node_path("virtual-kubelet");
         let mut node = fake.get(&path).expect("node");
         let ready_since = condition(&node, "Ready")["lastTransitionTime"].clone();
-        node["status"]["conditions"].as_array_mut().expect("conditions").push(serde_json::json!({
-            "type": "NetworkUnavailable", "status": "False", "reason": "RouteCreated"
-        }));
+        node["status"]["conditions"]
+            .as_array_mut()
+            .expect("conditions")
+            .push(serde_json::json!({
+                "type": "NetworkUnavailable", "status": "False", "reason": "RouteCreated"
+            }));
         node["metadata"]["labels"]["team"] = serde_json::json!("data");
-        node["spec"]["taints"].as_array_mut().expect("taints").push(serde_json::json!({
-            "key": "node.kubernetes.io/unreachable", "effect": "NoExecute"
-        }));
+        node["spec"]["taints"]
+            .as_array_mut()
+            .expect("taints")
+            .push(serde_json::json!({
+                "key": "node.kubernetes.io/unreachable", "effect": "NoExecute"
+            }));
         fake.put(&path, node);
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(c.tick(true).await.expect("tick").status_written);
         let node = fake.get(&path).expect("node");
-        assert_eq!(condition(&node, "NetworkUnavailable")["reason"], "RouteCreated");
+        assert_eq!(
+            condition(&node, "NetworkUnavailable")["reason"],
+            "RouteCreated"
+        );
         assert_eq!(condition(&node, "Ready")["lastTransitionTime"], ready_since);
         assert_eq!(node["metadata"]["labels"]["team"], "data");
         assert_eq!(node["spec"]["taints"].as_array().map(Vec::len), Some(2));
@@ -661,8 +810,16 @@ mod tests {
         let (c, _) = controller(&fake, hrx);
         c.tick(false).await.expect("tick");
         htx.send_replace(PluginHealth {
-            placement: Some(ActivePlugin { name: "zones".into(), version: "1.2.0".into(), hash: "ab12".into() }),
-            translator: Some(ActivePlugin { name: "default".into(), version: "0.1.0".into(), hash: "cd34".into() }),
+            placement: Some(ActivePlugin {
+                name: "zones".into(),
+                version: "1.2.0".into(),
+                hash: "ab12".into(),
+            }),
+            translator: Some(ActivePlugin {
+                name: "default".into(),
+                version: "0.1.0".into(),
+                hash: "cd34".into(),
+            }),
             last_refused_reload: Some(RefusedReload {
                 slot: "placement".into(),
                 path: "/plugins/p.wasm".into(),
@@ -671,15 +828,24 @@ mod tests {
             }),
         });
         let report = c.tick(false).await.expect("tick");
-        assert!(report.metadata_updated && report.status_written, "{report:?}");
+        assert!(
+            report.metadata_updated && report.status_written,
+            "{report:?}"
+        );
         let node = fake.get(&node_path("virtual-kubelet")).expect("node");
         let cond = condition(&node, PLUGINS_CONDITION);
         assert_eq!(cond["status"], "True");
         let msg = cond["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("zones@1.2.0 (ab12)") && msg.contains("last refused placement reload"), "{msg}");
-        let ann: PluginHealth =
-            serde_json::from_str(node["metadata"]["annotations"][PLUGINS_ANNOTATION].as_str().unwrap_or_default())
-                .expect("annotation is JSON");
+        assert!(
+            msg.contains("zones@1.2.0 (ab12)") && msg.contains("last refused placement reload"),
+            "{msg}"
+        );
+        let ann: PluginHealth = serde_json::from_str(
+            node["metadata"]["annotations"][PLUGINS_ANNOTATION]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .expect("annotation is JSON");
         assert_eq!(ann.translator.map(|t| t.version), Some("0.1.0".into()));
     }
 
@@ -710,11 +876,21 @@ mod tests {
     #[test]
     fn slot_status_becomes_node_health_with_the_newest_refusal() {
         let h = health_from_slots(&slot("zones", Some(100)), &slot("default", Some(200)));
-        assert_eq!(h.placement.as_ref().map(|p| p.hash.as_str()), Some("0123456789ab"));
+        assert_eq!(
+            h.placement.as_ref().map(|p| p.hash.as_str()),
+            Some("0123456789ab")
+        );
         let r = h.last_refused_reload.expect("refusal");
-        assert_eq!((r.slot.as_str(), r.path.as_str()), ("translator", "/plugins/default.wasm"));
+        assert_eq!(
+            (r.slot.as_str(), r.path.as_str()),
+            ("translator", "/plugins/default.wasm")
+        );
         assert_eq!(r.at, "1970-01-01T00:03:20Z");
-        assert!(health_from_slots(&slot("a", None), &slot("b", None)).last_refused_reload.is_none());
+        assert!(
+            health_from_slots(&slot("a", None), &slot("b", None))
+                .last_refused_reload
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -724,12 +900,21 @@ mod tests {
         let (h_tx, mut h_rx) = watch::channel(PluginHealth::default());
         let token = CancellationToken::new();
         let task = tokio::spawn(forward_slot_status(p_rx, t_rx, h_tx, token.clone()));
-        tokio::time::timeout(Duration::from_secs(1), h_rx.wait_for(|h| h.placement.is_some())).await.expect("first").expect("open");
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            h_rx.wait_for(|h| h.placement.is_some()),
+        )
+        .await
+        .expect("first")
+        .expect("open");
         p_tx.send_replace(slot("zones", Some(5)));
-        tokio::time::timeout(Duration::from_secs(1), h_rx.wait_for(|h| h.last_refused_reload.is_some()))
-            .await
-            .expect("refusal forwarded")
-            .expect("open");
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            h_rx.wait_for(|h| h.last_refused_reload.is_some()),
+        )
+        .await
+        .expect("refusal forwarded")
+        .expect("open");
         token.cancel();
         task.await.expect("stops");
     }
@@ -737,7 +922,11 @@ mod tests {
     #[tokio::test]
     async fn api_errors_are_reported_not_fatal_and_run_stops_on_cancel() {
         let fake = FakeApi::new();
-        fake.set_handler(|req| req.path.contains("/leases").then(|| status(500, "InternalError")));
+        fake.set_handler(|req| {
+            req.path
+                .contains("/leases")
+                .then(|| status(500, "InternalError"))
+        });
         let (_htx, hrx) = watch::channel(PluginHealth::default());
         let (c, mut registered) = controller(&fake, hrx);
         let e = c.tick(false).await.expect_err("lease fails");
@@ -748,8 +937,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(!*registered.borrow());
         fake.set_handler(|_| None);
-        tokio::time::timeout(Duration::from_secs(2), registered.wait_for(|r| *r)).await.expect("registered").expect("open");
+        tokio::time::timeout(Duration::from_secs(2), registered.wait_for(|r| *r))
+            .await
+            .expect("registered")
+            .expect("open");
         token.cancel();
-        tokio::time::timeout(Duration::from_secs(1), task).await.expect("stops").expect("no panic");
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("stops")
+            .expect("no panic");
     }
 }

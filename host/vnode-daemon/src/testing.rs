@@ -88,7 +88,11 @@ impl FakeApi {
     }
 
     pub fn count(&self, method: &Method, path: &str) -> usize {
-        self.log.lock().iter().filter(|(m, p)| m == method && p == path).count()
+        self.log
+            .lock()
+            .iter()
+            .filter(|(m, p)| m == method && p == path)
+            .count()
     }
 
     fn handle(&self, req: &Req) -> (u16, Value) {
@@ -116,12 +120,18 @@ impl FakeApi {
                     .map(|(_, v)| v.clone())
                     .collect();
                 if is_collection(&path) {
-                    return (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}));
+                    return (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
+                    );
                 }
                 status(404, "NotFound")
             }
             Method::POST => {
-                let name = req.body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let name = req.body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let key = format!("{path}/{name}");
                 if objects.contains_key(&key) {
                     return status(409, "AlreadyExists");
@@ -138,8 +148,15 @@ impl FakeApi {
                 let Some(current) = objects.get(&path).cloned() else {
                     return status(404, "NotFound");
                 };
-                let sent_rv = req.body["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-                if !sent_rv.is_empty() && sent_rv != current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
+                let sent_rv = req.body["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default();
+                if !sent_rv.is_empty()
+                    && sent_rv
+                        != current["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or_default()
+                {
                     return status(409, "Conflict");
                 }
                 let mut v = if status_sub {

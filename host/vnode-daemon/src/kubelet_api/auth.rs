@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use kube::api::{Api, PostParams};
 use parking_lot::Mutex;
 
@@ -42,12 +44,27 @@ pub struct PeerIdentity(pub Option<UserInfo>);
 impl PeerIdentity {
     /// Reads CN (user) and O (groups) from the leaf certificate.
     pub fn from_certificates(certs: Option<&[rustls_pki_types::CertificateDer<'_>]>) -> Self {
-        let Some(leaf) = certs.and_then(|c| c.first()) else { return Self(None) };
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else { return Self(None) };
+        let Some(leaf) = certs.and_then(|c| c.first()) else {
+            return Self(None);
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            return Self(None);
+        };
         let subject = cert.subject();
-        let name = subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
-        let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
-        Self(name.map(|name| UserInfo { name, groups, uid: None }))
+        let name = subject
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        let groups = subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_string))
+            .collect();
+        Self(name.map(|name| UserInfo {
+            name,
+            groups,
+            uid: None,
+        }))
     }
 }
 
@@ -76,8 +93,16 @@ impl RequestFacts {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_string);
-        let peer = req.extensions().get::<PeerIdentity>().and_then(|p| p.0.clone());
-        Self { method: req.method().clone(), path: req.uri().path().to_string(), bearer, peer }
+        let peer = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|p| p.0.clone());
+        Self {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            bearer,
+            peer,
+        }
     }
 }
 
@@ -111,7 +136,11 @@ impl Attributes {
         } else {
             "proxy"
         };
-        Self { verb: verb.into(), node: node.into(), subresource: subresource.into() }
+        Self {
+            verb: verb.into(),
+            node: node.into(),
+            subresource: subresource.into(),
+        }
     }
 }
 
@@ -150,9 +179,16 @@ impl IntoResponse for AuthError {
 /// The two review calls, behind a trait so tests need no API server.
 pub trait AuthApi: Send + Sync + 'static {
     /// TokenReview: who does this token belong to (None: invalid token).
-    fn review_token(&self, token: &str) -> impl Future<Output = Result<Option<UserInfo>, AuthError>> + Send;
+    fn review_token(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<UserInfo>, AuthError>> + Send;
     /// SubjectAccessReview: may `user` do `attrs`.
-    fn review_access(&self, user: &UserInfo, attrs: &Attributes) -> impl Future<Output = Result<bool, AuthError>> + Send;
+    fn review_access(
+        &self,
+        user: &UserInfo,
+        attrs: &Attributes,
+    ) -> impl Future<Output = Result<bool, AuthError>> + Send;
 }
 
 /// [`AuthApi`] over the Kubernetes `authentication.k8s.io` and `authorization.k8s.io` APIs.
@@ -171,19 +207,28 @@ impl AuthApi for KubeAuthApi {
     async fn review_token(&self, token: &str) -> Result<Option<UserInfo>, AuthError> {
         let api: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
-            spec: TokenReviewSpec { token: Some(token.to_string()), ..TokenReviewSpec::default() },
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                ..TokenReviewSpec::default()
+            },
             ..TokenReview::default()
         };
         let answer = api
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| AuthError::Backend(format!("TokenReview: {e}")))?;
-        let Some(status) = answer.status else { return Ok(None) };
+        let Some(status) = answer.status else {
+            return Ok(None);
+        };
         if status.authenticated != Some(true) {
             return Ok(None);
         }
         Ok(status.user.and_then(|u| {
-            u.username.map(|name| UserInfo { name, groups: u.groups.unwrap_or_default(), uid: u.uid })
+            u.username.map(|name| UserInfo {
+                name,
+                groups: u.groups.unwrap_or_default(),
+                uid: u.uid,
+            })
         }))
     }
 
@@ -223,7 +268,9 @@ struct TtlCache<K, V> {
 
 impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     fn new() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
     }
     fn get(&self, k: &K) -> Option<V> {
         let mut entries = self.entries.lock();
@@ -262,7 +309,13 @@ pub struct Authenticator<A> {
 impl<A: AuthApi> Authenticator<A> {
     /// An authenticator using `api` for reviews.
     pub fn new(api: A, anonymous: bool, authorization: KubeletAuthorization) -> Self {
-        Self { api, anonymous, authorization, tokens: TtlCache::new(), decisions: TtlCache::new() }
+        Self {
+            api,
+            anonymous,
+            authorization,
+            tokens: TtlCache::new(),
+            decisions: TtlCache::new(),
+        }
     }
 
     /// Who is calling: client certificate first, then bearer token, then anonymous (if enabled).
@@ -303,7 +356,8 @@ impl<A: AuthApi> Authenticator<A> {
                     Some(d) => d,
                     None => {
                         let d = self.api.review_access(&user, &attrs).await?;
-                        self.decisions.put(key, d, if d { ALLOW_TTL } else { DENY_TTL });
+                        self.decisions
+                            .put(key, d, if d { ALLOW_TTL } else { DENY_TTL });
                         d
                     }
                 }
@@ -313,7 +367,11 @@ impl<A: AuthApi> Authenticator<A> {
             Ok(())
         } else {
             tracing::info!(user = %user.name, verb = %attrs.verb, subresource = %attrs.subresource, "kubelet API request forbidden");
-            Err(AuthError::Forbidden { user: user.name, verb: attrs.verb, subresource: attrs.subresource })
+            Err(AuthError::Forbidden {
+                user: user.name,
+                verb: attrs.verb,
+                subresource: attrs.subresource,
+            })
         }
     }
 }
@@ -334,9 +392,17 @@ mod tests {
     impl AuthApi for FakeReviews {
         async fn review_token(&self, token: &str) -> Result<Option<UserInfo>, AuthError> {
             self.token_calls.fetch_add(1, Ordering::SeqCst);
-            Ok((token == "good").then(|| UserInfo { name: "alice".into(), groups: vec![], uid: None }))
+            Ok((token == "good").then(|| UserInfo {
+                name: "alice".into(),
+                groups: vec![],
+                uid: None,
+            }))
         }
-        async fn review_access(&self, user: &UserInfo, attrs: &Attributes) -> Result<bool, AuthError> {
+        async fn review_access(
+            &self,
+            user: &UserInfo,
+            attrs: &Attributes,
+        ) -> Result<bool, AuthError> {
             self.access_calls.fetch_add(1, Ordering::SeqCst);
             Ok(match user.name.as_str() {
                 "alice" => attrs.subresource == "proxy",
@@ -356,40 +422,78 @@ mod tests {
             b = b.header("authorization", format!("Bearer {t}"));
         }
         let mut r = b.body(()).expect("request");
-        r.extensions_mut().insert(PeerIdentity(
-            peer.map(|n| UserInfo { name: n.into(), groups: vec!["system:masters".into()], uid: None }),
-        ));
+        r.extensions_mut()
+            .insert(PeerIdentity(peer.map(|n| UserInfo {
+                name: n.into(),
+                groups: vec!["system:masters".into()],
+                uid: None,
+            })));
         r
     }
 
     #[tokio::test]
     async fn anonymous_is_refused_unless_enabled() {
         let auth = Authenticator::new(FakeReviews::default(), false, KubeletAuthorization::Webhook);
-        assert!(matches!(auth.check(&req("/pods", None, None), "n").await, Err(AuthError::Unauthenticated)));
-        let auth = Authenticator::new(FakeReviews::default(), true, KubeletAuthorization::AlwaysAllow);
+        assert!(matches!(
+            auth.check(&req("/pods", None, None), "n").await,
+            Err(AuthError::Unauthenticated)
+        ));
+        let auth = Authenticator::new(
+            FakeReviews::default(),
+            true,
+            KubeletAuthorization::AlwaysAllow,
+        );
         assert!(auth.check(&req("/pods", None, None), "n").await.is_ok());
         // Enabled anonymous access is still subject to authorisation in webhook mode.
         let auth = Authenticator::new(FakeReviews::default(), true, KubeletAuthorization::Webhook);
-        assert!(matches!(auth.check(&req("/pods", None, None), "n").await, Err(AuthError::Forbidden { .. })));
+        assert!(matches!(
+            auth.check(&req("/pods", None, None), "n").await,
+            Err(AuthError::Forbidden { .. })
+        ));
     }
 
     #[tokio::test]
     async fn tokens_are_reviewed_and_decisions_cached() {
         let reviews = FakeReviews::default();
         let auth = Authenticator::new(reviews.clone(), false, KubeletAuthorization::Webhook);
-        assert!(auth.check(&req("/pods", Some("good"), None), "n").await.is_ok());
-        assert!(auth.check(&req("/pods", Some("good"), None), "n").await.is_ok());
+        assert!(
+            auth.check(&req("/pods", Some("good"), None), "n")
+                .await
+                .is_ok()
+        );
+        assert!(
+            auth.check(&req("/pods", Some("good"), None), "n")
+                .await
+                .is_ok()
+        );
         assert_eq!(reviews.token_calls.load(Ordering::SeqCst), 1);
         assert_eq!(reviews.access_calls.load(Ordering::SeqCst), 1);
-        let e = auth.check(&req("/stats/summary", Some("good"), None), "n").await.expect_err("stats denied");
+        let e = auth
+            .check(&req("/stats/summary", Some("good"), None), "n")
+            .await
+            .expect_err("stats denied");
         assert!(e.to_string().contains("subresource=stats"), "{e}");
-        assert!(matches!(auth.check(&req("/pods", Some("bad"), None), "n").await, Err(AuthError::Unauthenticated)));
+        assert!(matches!(
+            auth.check(&req("/pods", Some("bad"), None), "n").await,
+            Err(AuthError::Unauthenticated)
+        ));
     }
 
     #[tokio::test]
     async fn client_certificate_identity_wins() {
         let auth = Authenticator::new(FakeReviews::default(), false, KubeletAuthorization::Webhook);
-        assert!(auth.check(&req("/stats/summary", Some("bad"), Some("kube-apiserver-kubelet-client")), "n").await.is_ok());
+        assert!(
+            auth.check(
+                &req(
+                    "/stats/summary",
+                    Some("bad"),
+                    Some("kube-apiserver-kubelet-client")
+                ),
+                "n"
+            )
+            .await
+            .is_ok()
+        );
     }
 
     #[test]
@@ -398,9 +502,21 @@ mod tests {
             let x = Attributes::from_request(&m, p, "vk");
             (x.verb, x.subresource)
         };
-        assert_eq!(a(http::Method::GET, "/stats/summary"), ("get".into(), "stats".into()));
-        assert_eq!(a(http::Method::GET, "/metrics/resource"), ("get".into(), "metrics".into()));
-        assert_eq!(a(http::Method::GET, "/containerLogs/a/b/c"), ("get".into(), "proxy".into()));
-        assert_eq!(a(http::Method::POST, "/exec/a/b/c"), ("create".into(), "proxy".into()));
+        assert_eq!(
+            a(http::Method::GET, "/stats/summary"),
+            ("get".into(), "stats".into())
+        );
+        assert_eq!(
+            a(http::Method::GET, "/metrics/resource"),
+            ("get".into(), "metrics".into())
+        );
+        assert_eq!(
+            a(http::Method::GET, "/containerLogs/a/b/c"),
+            ("get".into(), "proxy".into())
+        );
+        assert_eq!(
+            a(http::Method::POST, "/exec/a/b/c"),
+            ("create".into(), "proxy".into())
+        );
     }
 }

@@ -109,12 +109,17 @@ struct LogQuery {
 
 impl LogQuery {
     fn validate(self) -> Result<LogOptions, BackendError> {
-        let positive = |name: &str, v: Option<String>, allow_zero: bool| -> Result<Option<u64>, BackendError> {
+        let positive = |name: &str,
+                        v: Option<String>,
+                        allow_zero: bool|
+         -> Result<Option<u64>, BackendError> {
             match v {
                 None => Ok(None),
                 Some(s) => match s.parse::<u64>() {
                     Ok(n) if n > 0 || allow_zero => Ok(Some(n)),
-                    _ => Err(BackendError::InvalidInput(format!("{name}={s:?} must be a positive integer"))),
+                    _ => Err(BackendError::InvalidInput(format!(
+                        "{name}={s:?} must be a positive integer"
+                    ))),
                 },
             }
         };
@@ -122,7 +127,9 @@ impl LogQuery {
             match v.as_deref() {
                 None | Some("false") | Some("0") => Ok(false),
                 Some("" | "true" | "1") => Ok(true),
-                Some(other) => Err(BackendError::InvalidInput(format!("{name}={other:?} must be true or false"))),
+                Some(other) => Err(BackendError::InvalidInput(format!(
+                    "{name}={other:?} must be true or false"
+                ))),
             }
         };
         let since_time = match self.since_time {
@@ -141,7 +148,9 @@ impl LogQuery {
             previous: flag("previous", self.previous)?,
         };
         if opts.since_seconds.is_some() && opts.since_time.is_some() {
-            return Err(BackendError::InvalidInput("at most one of sinceSeconds and sinceTime".into()));
+            return Err(BackendError::InvalidInput(
+                "at most one of sinceSeconds and sinceTime".into(),
+            ));
         }
         Ok(opts)
     }
@@ -186,8 +195,16 @@ impl PodBackend for EmptyBackend {
     async fn running_pods(&self) -> Result<Vec<Pod>, BackendError> {
         Ok(Vec::new())
     }
-    async fn container_logs(&self, ns: &str, pod: &str, _c: &str, _o: LogOptions) -> Result<LogStream, BackendError> {
-        Err(BackendError::NotFound(format!("pod {ns}/{pod} is not running on this node")))
+    async fn container_logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        _c: &str,
+        _o: LogOptions,
+    ) -> Result<LogStream, BackendError> {
+        Err(BackendError::NotFound(format!(
+            "pod {ns}/{pod} is not running on this node"
+        )))
     }
     async fn stats_summary(&self) -> Result<Summary, BackendError> {
         Ok(Summary::empty(&self.node_name))
@@ -208,20 +225,31 @@ pub fn router<B: PodBackend, A: AuthApi>(
     node_name: String,
     metrics: Arc<Metrics>,
 ) -> Router {
-    let state = Arc::new(ApiState { backend, auth, node_name, metrics });
+    let state = Arc::new(ApiState {
+        backend,
+        auth,
+        node_name,
+        metrics,
+    });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods::<B, A>))
         .route("/pods/", get(pods::<B, A>))
         .route("/runningpods/", get(running_pods::<B, A>))
         .route("/runningpods", get(running_pods::<B, A>))
-        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs::<B, A>))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs::<B, A>),
+        )
         .route("/stats/summary", get(stats_summary::<B, A>))
         .route("/stats/summary/", get(stats_summary::<B, A>))
         .route("/metrics/resource", get(metrics_resource::<B, A>))
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
         .route("/exec/{namespace}/{pod}/{uid}/{container}", any(exec))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::<B, A>))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize::<B, A>,
+        ))
         .with_state(state)
 }
 
@@ -241,7 +269,11 @@ async fn authorize<B: PodBackend, A: AuthApi>(
 }
 
 fn route_label(path: &str) -> &'static str {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
     match first {
         "healthz" => "healthz",
         "pods" => "pods",
@@ -258,7 +290,9 @@ fn pod_list(pods: Vec<Pod>) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods})
 }
 
-async fn pods<B: PodBackend, A: AuthApi>(State(s): State<Arc<ApiState<B, A>>>) -> Result<Response, BackendError> {
+async fn pods<B: PodBackend, A: AuthApi>(
+    State(s): State<Arc<ApiState<B, A>>>,
+) -> Result<Response, BackendError> {
     Ok(axum::Json(pod_list(s.backend.pods().await?)).into_response())
 }
 
@@ -275,8 +309,13 @@ async fn container_logs<B: PodBackend, A: AuthApi>(
 ) -> Result<Response, BackendError> {
     let Query(query) = query.map_err(|e| BackendError::InvalidInput(e.body_text()))?;
     let options = query.validate()?;
-    let stream = s.backend.container_logs(&namespace, &pod, &container, options).await?;
-    let body = Body::from_stream(futures::StreamExt::map(stream, |r| r.map_err(std::io::Error::other)));
+    let stream = s
+        .backend
+        .container_logs(&namespace, &pod, &container, options)
+        .await?;
+    let body = Body::from_stream(futures::StreamExt::map(stream, |r| {
+        r.map_err(std::io::Error::other)
+    }));
     Ok(([(http::header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
 
@@ -290,7 +329,10 @@ async fn metrics_resource<B: PodBackend, A: AuthApi>(
     State(s): State<Arc<ApiState<B, A>>>,
 ) -> Result<Response, BackendError> {
     let summary = s.backend.stats_summary().await?;
-    Ok(([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], stats::render_resource_metrics(&summary))
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        stats::render_resource_metrics(&summary),
+    )
         .into_response())
 }
 

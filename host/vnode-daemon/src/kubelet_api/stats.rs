@@ -15,7 +15,15 @@ pub struct Summary {
 impl Summary {
     /// A node with no pods and no usage samples.
     pub fn empty(node_name: &str) -> Self {
-        Self { node: NodeStats { node_name: node_name.to_string(), start_time: None, cpu: None, memory: None }, pods: Vec::new() }
+        Self {
+            node: NodeStats {
+                node_name: node_name.to_string(),
+                start_time: None,
+                cpu: None,
+                memory: None,
+            },
+            pods: Vec::new(),
+        }
     }
 }
 
@@ -112,7 +120,9 @@ pub struct MemoryStats {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders the kubelet's `/metrics/resource` families from a summary: what metrics-server
@@ -128,42 +138,141 @@ pub fn render_resource_metrics(s: &Summary) -> String {
     let mut start_ctr = String::new();
     let secs = |ns: u64| ns as f64 / 1e9;
     let ms = |t: &jiff::Timestamp| t.as_millisecond();
-    if let Some(c) = s.node.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.map(|v| (v, &c.time))) {
-        let _ = writeln!(cpu_node, "node_cpu_usage_seconds_total {} {}", secs(c.0), ms(c.1));
+    if let Some(c) = s
+        .node
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.map(|v| (v, &c.time)))
+    {
+        let _ = writeln!(
+            cpu_node,
+            "node_cpu_usage_seconds_total {} {}",
+            secs(c.0),
+            ms(c.1)
+        );
     }
-    if let Some(m) = s.node.memory.as_ref().and_then(|m| m.working_set_bytes.map(|v| (v, &m.time))) {
-        let _ = writeln!(mem_node, "node_memory_working_set_bytes {} {}", m.0, ms(m.1));
+    if let Some(m) = s
+        .node
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.map(|v| (v, &m.time)))
+    {
+        let _ = writeln!(
+            mem_node,
+            "node_memory_working_set_bytes {} {}",
+            m.0,
+            ms(m.1)
+        );
     }
     for p in &s.pods {
-        let pl = format!("namespace=\"{}\",pod=\"{}\"", escape(&p.pod_ref.namespace), escape(&p.pod_ref.name));
-        if let Some(c) = p.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.map(|v| (v, &c.time))) {
-            let _ = writeln!(cpu_pod, "pod_cpu_usage_seconds_total{{{pl}}} {} {}", secs(c.0), ms(c.1));
+        let pl = format!(
+            "namespace=\"{}\",pod=\"{}\"",
+            escape(&p.pod_ref.namespace),
+            escape(&p.pod_ref.name)
+        );
+        if let Some(c) = p
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.map(|v| (v, &c.time)))
+        {
+            let _ = writeln!(
+                cpu_pod,
+                "pod_cpu_usage_seconds_total{{{pl}}} {} {}",
+                secs(c.0),
+                ms(c.1)
+            );
         }
-        if let Some(m) = p.memory.as_ref().and_then(|m| m.working_set_bytes.map(|v| (v, &m.time))) {
-            let _ = writeln!(mem_pod, "pod_memory_working_set_bytes{{{pl}}} {} {}", m.0, ms(m.1));
+        if let Some(m) = p
+            .memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes.map(|v| (v, &m.time)))
+        {
+            let _ = writeln!(
+                mem_pod,
+                "pod_memory_working_set_bytes{{{pl}}} {} {}",
+                m.0,
+                ms(m.1)
+            );
         }
         for c in &p.containers {
             let cl = format!("container=\"{}\",{pl}", escape(&c.name));
-            if let Some(v) = c.cpu.as_ref().and_then(|x| x.usage_core_nano_seconds.map(|v| (v, &x.time))) {
-                let _ = writeln!(cpu_ctr, "container_cpu_usage_seconds_total{{{cl}}} {} {}", secs(v.0), ms(v.1));
+            if let Some(v) = c
+                .cpu
+                .as_ref()
+                .and_then(|x| x.usage_core_nano_seconds.map(|v| (v, &x.time)))
+            {
+                let _ = writeln!(
+                    cpu_ctr,
+                    "container_cpu_usage_seconds_total{{{cl}}} {} {}",
+                    secs(v.0),
+                    ms(v.1)
+                );
             }
-            if let Some(v) = c.memory.as_ref().and_then(|x| x.working_set_bytes.map(|v| (v, &x.time))) {
-                let _ = writeln!(mem_ctr, "container_memory_working_set_bytes{{{cl}}} {} {}", v.0, ms(v.1));
+            if let Some(v) = c
+                .memory
+                .as_ref()
+                .and_then(|x| x.working_set_bytes.map(|v| (v, &x.time)))
+            {
+                let _ = writeln!(
+                    mem_ctr,
+                    "container_memory_working_set_bytes{{{cl}}} {} {}",
+                    v.0,
+                    ms(v.1)
+                );
             }
             if let Some(t) = &c.start_time {
-                let _ = writeln!(start_ctr, "container_start_time_seconds{{{cl}}} {}", t.as_second());
+                let _ = writeln!(
+                    start_ctr,
+                    "container_start_time_seconds{{{cl}}} {}",
+                    t.as_second()
+                );
             }
         }
     }
     let mut out = String::new();
     for (name, kind, help, body) in [
-        ("node_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the node in core-seconds", cpu_node),
-        ("node_memory_working_set_bytes", "gauge", "Current working set of the node in bytes", mem_node),
-        ("pod_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the pod in core-seconds", cpu_pod),
-        ("pod_memory_working_set_bytes", "gauge", "Current working set of the pod in bytes", mem_pod),
-        ("container_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the container in core-seconds", cpu_ctr),
-        ("container_memory_working_set_bytes", "gauge", "Current working set of the container in bytes", mem_ctr),
-        ("container_start_time_seconds", "gauge", "Start time of the container since unix epoch in seconds", start_ctr),
+        (
+            "node_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed by the node in core-seconds",
+            cpu_node,
+        ),
+        (
+            "node_memory_working_set_bytes",
+            "gauge",
+            "Current working set of the node in bytes",
+            mem_node,
+        ),
+        (
+            "pod_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed by the pod in core-seconds",
+            cpu_pod,
+        ),
+        (
+            "pod_memory_working_set_bytes",
+            "gauge",
+            "Current working set of the pod in bytes",
+            mem_pod,
+        ),
+        (
+            "container_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed by the container in core-seconds",
+            cpu_ctr,
+        ),
+        (
+            "container_memory_working_set_bytes",
+            "gauge",
+            "Current working set of the container in bytes",
+            mem_ctr,
+        ),
+        (
+            "container_start_time_seconds",
+            "gauge",
+            "Start time of the container since unix epoch in seconds",
+            start_ctr,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         out.push_str(&body);
@@ -179,27 +288,60 @@ mod tests {
     fn renders_what_metrics_server_reads() {
         let t: jiff::Timestamp = "2026-11-25T18:00:00Z".parse().expect("time");
         let s = Summary {
-            node: NodeStats { node_name: "vk".into(), start_time: None, cpu: None, memory: None },
+            node: NodeStats {
+                node_name: "vk".into(),
+                start_time: None,
+                cpu: None,
+                memory: None,
+            },
             pods: vec![PodStats {
-                pod_ref: PodReference { name: "web".into(), namespace: "default".into(), uid: "u1".into() },
+                pod_ref: PodReference {
+                    name: "web".into(),
+                    namespace: "default".into(),
+                    uid: "u1".into(),
+                },
                 start_time: Some(t),
                 containers: vec![ContainerStats {
                     name: "nginx".into(),
                     start_time: Some(t),
-                    cpu: Some(CpuStats { time: t, usage_nano_cores: Some(5_000_000), usage_core_nano_seconds: Some(2_500_000_000) }),
-                    memory: Some(MemoryStats { time: t, working_set_bytes: Some(1024), usage_bytes: Some(2048) }),
+                    cpu: Some(CpuStats {
+                        time: t,
+                        usage_nano_cores: Some(5_000_000),
+                        usage_core_nano_seconds: Some(2_500_000_000),
+                    }),
+                    memory: Some(MemoryStats {
+                        time: t,
+                        working_set_bytes: Some(1024),
+                        usage_bytes: Some(2048),
+                    }),
                 }],
-                cpu: Some(CpuStats { time: t, usage_nano_cores: None, usage_core_nano_seconds: Some(2_500_000_000) }),
-                memory: Some(MemoryStats { time: t, working_set_bytes: Some(1024), usage_bytes: None }),
+                cpu: Some(CpuStats {
+                    time: t,
+                    usage_nano_cores: None,
+                    usage_core_nano_seconds: Some(2_500_000_000),
+                }),
+                memory: Some(MemoryStats {
+                    time: t,
+                    working_set_bytes: Some(1024),
+                    usage_bytes: None,
+                }),
             }],
         };
         let text = render_resource_metrics(&s);
-        assert!(text.contains("pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"} 2.5 1795629600000"), "{text}");
+        assert!(
+            text.contains(
+                "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"} 2.5 1795629600000"
+            ),
+            "{text}"
+        );
         assert!(text.contains("container_memory_working_set_bytes{container=\"nginx\",namespace=\"default\",pod=\"web\"} 1024"), "{text}");
         assert!(text.contains("# TYPE container_cpu_usage_seconds_total counter"));
         let json = serde_json::to_value(&s).expect("json");
         assert_eq!(json["pods"][0]["podRef"]["uid"], "u1");
-        assert_eq!(json["pods"][0]["containers"][0]["cpu"]["usageNanoCores"], 5_000_000);
+        assert_eq!(
+            json["pods"][0]["containers"][0]["cpu"]["usageNanoCores"],
+            5_000_000
+        );
         assert_eq!(json["node"]["nodeName"], "vk");
     }
 }

@@ -26,7 +26,10 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(TlsError(format!("{} holds no PEM certificate", path.display())));
+        return Err(TlsError(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -34,7 +37,10 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// Builds the server config. `san` names go into a self-signed certificate when no
 /// certificate file is configured (the node name and InternalIP, so a client that pins
 /// this certificate can verify the host).
-pub fn server_config(cfg: &KubeletServerConfig, san: Vec<String>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    cfg: &KubeletServerConfig,
+    san: Vec<String>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (chain, key) = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
         (Some(cert), Some(key)) => {
             let chain = certs(cert)?;
@@ -45,7 +51,9 @@ pub fn server_config(cfg: &KubeletServerConfig, san: Vec<String>) -> Result<Arc<
         _ => {
             let generated = rcgen::generate_simple_self_signed(san)
                 .map_err(|e| TlsError(format!("generating a self-signed certificate: {e}")))?;
-            tracing::info!("kubelet API uses a self-signed serving certificate (set kubelet.tlsCertFile/tlsKeyFile to replace it)");
+            tracing::info!(
+                "kubelet API uses a self-signed serving certificate (set kubelet.tlsCertFile/tlsKeyFile to replace it)"
+            );
             let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
                 .map_err(|e| TlsError(format!("self-signed key: {e}")))?;
             (vec![generated.cert.der().clone()], key)
@@ -59,7 +67,9 @@ pub fn server_config(cfg: &KubeletServerConfig, san: Vec<String>) -> Result<Arc<
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for cert in certs(ca)? {
-                roots.add(cert).map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
             }
             // Clients without a certificate may still authenticate with a bearer token; a
             // certificate that is presented must chain to the CA or the handshake fails.
@@ -71,7 +81,9 @@ pub fn server_config(cfg: &KubeletServerConfig, san: Vec<String>) -> Result<Arc<
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError(format!("serving certificate: {e}")))?;
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError(format!("serving certificate: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

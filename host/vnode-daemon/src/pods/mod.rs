@@ -44,7 +44,11 @@ pub struct StepError {
 impl StepError {
     /// A failure of `kind` with an event `reason` and `message`.
     pub fn new(kind: FailureKind, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, reason: reason.into(), message: message.into() }
+        Self {
+            kind,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -70,7 +74,11 @@ pub trait PodPath: Send + Sync + 'static {
     /// CreateContainerGroup with the UID-derived ClientToken, trying placement attempts in order.
     fn create(&self, pod: &Pod) -> impl Future<Output = Result<GroupRef, StepError>> + Send;
     /// DeleteContainerGroup.
-    fn delete(&self, pod: &Pod, group: &GroupRef) -> impl Future<Output = Result<(), StepError>> + Send;
+    fn delete(
+        &self,
+        pod: &Pod,
+        group: &GroupRef,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
 }
 
 /// The pod path of a build where plugins and ECI are not wired into the daemon yet: every
@@ -81,19 +89,39 @@ const UNWIRED: &str = "this vnode build cannot create pods yet: the placement/tr
 
 impl PodPath for UnwiredPodPath {
     async fn resolve(&self, _pod: &Pod) -> Result<(), StepError> {
-        Err(StepError::new(FailureKind::Unavailable, "PodPathUnavailable", UNWIRED))
+        Err(StepError::new(
+            FailureKind::Unavailable,
+            "PodPathUnavailable",
+            UNWIRED,
+        ))
     }
     async fn place(&self, _pod: &Pod) -> Result<(), StepError> {
-        Err(StepError::new(FailureKind::Unavailable, "PodPathUnavailable", UNWIRED))
+        Err(StepError::new(
+            FailureKind::Unavailable,
+            "PodPathUnavailable",
+            UNWIRED,
+        ))
     }
     async fn translate(&self, _pod: &Pod) -> Result<(), StepError> {
-        Err(StepError::new(FailureKind::Unavailable, "PodPathUnavailable", UNWIRED))
+        Err(StepError::new(
+            FailureKind::Unavailable,
+            "PodPathUnavailable",
+            UNWIRED,
+        ))
     }
     async fn create(&self, _pod: &Pod) -> Result<GroupRef, StepError> {
-        Err(StepError::new(FailureKind::Unavailable, "PodPathUnavailable", UNWIRED))
+        Err(StepError::new(
+            FailureKind::Unavailable,
+            "PodPathUnavailable",
+            UNWIRED,
+        ))
     }
     async fn delete(&self, _pod: &Pod, _group: &GroupRef) -> Result<(), StepError> {
-        Err(StepError::new(FailureKind::Unavailable, "PodPathUnavailable", UNWIRED))
+        Err(StepError::new(
+            FailureKind::Unavailable,
+            "PodPathUnavailable",
+            UNWIRED,
+        ))
     }
 }
 
@@ -127,7 +155,10 @@ pub fn controller<P: PodPath>(
     metrics: Arc<Metrics>,
 ) -> (Arc<PodController<P>>, reflector::store::Writer<Pod>) {
     let (store, writer) = reflector::store();
-    let reporter = Reporter { controller: "vnode".into(), instance: Some(identity) };
+    let reporter = Reporter {
+        controller: "vnode".into(),
+        instance: Some(identity),
+    };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctl = Arc::new(PodController {
         client,
@@ -142,7 +173,11 @@ pub fn controller<P: PodPath>(
 }
 
 fn key_of(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""))
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 fn object_ref(pod: &Pod) -> ObjectReference {
@@ -188,7 +223,9 @@ pub async fn run<P: PodPath>(
                 };
                 match next {
                     Some(Ok(pod)) => queue.enqueue(&key_of(&pod)),
-                    Some(Err(e)) => tracing::warn!(error = %e, "pod watch error; retrying with backoff"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "pod watch error; retrying with backoff")
+                    }
                     None => break,
                 }
             }
@@ -214,18 +251,28 @@ impl<P: PodPath> PodController<P> {
     }
 
     async fn finish_deletion(&self, pod: &Pod) {
-        let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { return };
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
         match api.delete(name, &params).await {
             Ok(_) => tracing::info!(pod = %key_of(pod), "pod deletion finished"),
             // Already gone, or a new pod with the same name (UID precondition): nothing to do.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %key_of(pod), error = %e, "finishing pod deletion failed; retried on the next event"),
+            Err(e) => {
+                tracing::warn!(pod = %key_of(pod), error = %e, "finishing pod deletion failed; retried on the next event")
+            }
         }
     }
 
@@ -244,7 +291,9 @@ impl<P: PodPath> PodController<P> {
 
     /// Drives one pod until its action needs to wait.
     async fn work(&self, key: &str, queue: &KeyedQueue, token: &CancellationToken) {
-        let Some((namespace, name)) = key.split_once('/') else { return };
+        let Some((namespace, name)) = key.split_once('/') else {
+            return;
+        };
         let pod = self.store.get(&ObjectRef::new(name).within(namespace));
         let Some(pod) = pod else {
             // Gone from the API (force-deleted). Its group, if any, is the reconcile
@@ -264,11 +313,21 @@ impl<P: PodPath> PodController<P> {
             });
             if r.uid != uid {
                 // Same name, new pod (StatefulSet): start over; never act on the old UID's record.
-                *r = PodRecord { uid: uid.clone(), state: PodState::Pending, group: None, attempts: 0, last_event: None };
+                *r = PodRecord {
+                    uid: uid.clone(),
+                    state: PodState::Pending,
+                    group: None,
+                    attempts: 0,
+                    last_event: None,
+                };
             }
             r.clone()
         };
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
         let mut last: Option<Outcome> = None;
         // Bounded: one pass through the whole happy path is at most 8 steps.
         for _ in 0..10 {
@@ -276,7 +335,8 @@ impl<P: PodPath> PodController<P> {
                 deleting: pod.metadata.deletion_timestamp.is_some(),
                 has_group: record.group.is_some(),
                 terminal: matches!(phase, "Succeeded" | "Failed"),
-                restart_never: pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never"),
+                restart_never: pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref())
+                    == Some("Never"),
                 attempts: record.attempts,
             };
             let (next, action) = state::step(record.state, facts, last);
@@ -331,7 +391,14 @@ impl<P: PodPath> PodController<P> {
                     // One event per distinct reason, not one per retry.
                     if record.last_event.as_deref() != Some(e.reason.as_str()) {
                         tracing::warn!(pod = %key, state = record.state.label(), reason = %e.reason, message = %e.message, "pod step failed");
-                        self.event(&pod, EventType::Warning, &e.reason, &e.message, record.state.label()).await;
+                        self.event(
+                            &pod,
+                            EventType::Warning,
+                            &e.reason,
+                            &e.message,
+                            record.state.label(),
+                        )
+                        .await;
                         record.last_event = Some(e.reason.clone());
                     }
                     last = Some(Outcome::Failed(e.kind));
@@ -357,17 +424,39 @@ impl<P: PodPath> PodBackend for Arc<PodController<P>> {
             .filter(|(_, r)| r.group.is_some())
             .map(|(k, _)| k.clone())
             .collect();
-        Ok(self.store.state().iter().filter(|p| running.contains(&key_of(p))).map(|p| (**p).clone()).collect())
+        Ok(self
+            .store
+            .state()
+            .iter()
+            .filter(|p| running.contains(&key_of(p)))
+            .map(|p| (**p).clone())
+            .collect())
     }
-    async fn container_logs(&self, ns: &str, pod: &str, container: &str, _o: LogOptions) -> Result<LogStream, BackendError> {
+    async fn container_logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        _o: LogOptions,
+    ) -> Result<LogStream, BackendError> {
         let Some(p) = self.store.get(&ObjectRef::new(pod).within(ns)) else {
-            return Err(BackendError::NotFound(format!("pod {ns}/{pod} is not on node {}", self.node_name)));
+            return Err(BackendError::NotFound(format!(
+                "pod {ns}/{pod} is not on node {}",
+                self.node_name
+            )));
         };
-        let known = p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == container));
+        let known = p
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|c| c.name == container));
         if !known {
-            return Err(BackendError::NotFound(format!("container {container} is not in pod {ns}/{pod}")));
+            return Err(BackendError::NotFound(format!(
+                "container {container} is not in pod {ns}/{pod}"
+            )));
         }
-        Err(BackendError::NotImplemented("container logs come from ECI DescribeContainerLog, not wired into this build".into()))
+        Err(BackendError::NotImplemented(
+            "container logs come from ECI DescribeContainerLog, not wired into this build".into(),
+        ))
     }
     async fn stats_summary(&self) -> Result<Summary, BackendError> {
         Ok(Summary::empty(&self.node_name))
@@ -403,9 +492,16 @@ mod tests {
         async fn create(&self, _pod: &Pod) -> Result<GroupRef, StepError> {
             self.calls.lock().push("create");
             if self.create_failures.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Err(StepError::new(FailureKind::Transient, "Throttled", "ECI throttled"));
+                return Err(StepError::new(
+                    FailureKind::Transient,
+                    "Throttled",
+                    "ECI throttled",
+                ));
             }
-            Ok(GroupRef { id: "eci-1".into(), zone: Some("cn-hangzhou-j".into()) })
+            Ok(GroupRef {
+                id: "eci-1".into(),
+                zone: Some("cn-hangzhou-j".into()),
+            })
         }
         async fn delete(&self, _pod: &Pod, _g: &GroupRef) -> Result<(), StepError> {
             self.calls.lock().push("delete");
@@ -433,45 +529,73 @@ mod tests {
     async fn worker_walks_the_path_retries_transients_and_deletes() {
         let fake = FakeApi::new();
         let path = Arc::new(ScriptedPath::default());
-        let (ctl, mut writer) =
-            controller(fake.client(), "vk".into(), "test".into(), path.clone(), Arc::new(Metrics::new()));
+        let (ctl, mut writer) = controller(
+            fake.client(),
+            "vk".into(),
+            "test".into(),
+            path.clone(),
+            Arc::new(Metrics::new()),
+        );
         put_in_store(&mut writer, pod(false));
         let (queue, _rx) = KeyedQueue::new(Default::default());
         let token = CancellationToken::new();
         ctl.work("default/nginx", &queue, &token).await;
-        assert_eq!(*path.calls.lock(), vec!["resolve", "place", "translate", "create"]);
-        assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Creating);
+        assert_eq!(
+            *path.calls.lock(),
+            vec!["resolve", "place", "translate", "create"]
+        );
+        assert_eq!(
+            ctl.records.lock()["default/nginx"].state,
+            PodState::Creating
+        );
         // The retry (idempotent create) succeeds.
         ctl.work("default/nginx", &queue, &token).await;
         assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Running);
         assert_eq!(ctl.running_pods().await.expect("list").len(), 1);
         put_in_store(&mut writer, pod(true));
-        fake.put("/api/v1/namespaces/default/pods/nginx", serde_json::to_value(pod(true)).expect("json"));
+        fake.put(
+            "/api/v1/namespaces/default/pods/nginx",
+            serde_json::to_value(pod(true)).expect("json"),
+        );
         ctl.work("default/nginx", &queue, &token).await;
         assert_eq!(path.calls.lock().last(), Some(&"delete"));
         assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Gone);
-        assert!(fake.get("/api/v1/namespaces/default/pods/nginx").is_none(), "pod object removed after the group");
+        assert!(
+            fake.get("/api/v1/namespaces/default/pods/nginx").is_none(),
+            "pod object removed after the group"
+        );
         token.cancel();
     }
 
     #[tokio::test]
     async fn unwired_path_stops_with_one_honest_event() {
         let fake = FakeApi::new();
-        let (ctl, mut writer) =
-            controller(fake.client(), "vk".into(), "test".into(), UnwiredPodPath, Arc::new(Metrics::new()));
+        let (ctl, mut writer) = controller(
+            fake.client(),
+            "vk".into(),
+            "test".into(),
+            UnwiredPodPath,
+            Arc::new(Metrics::new()),
+        );
         put_in_store(&mut writer, pod(false));
         let (queue, _rx) = KeyedQueue::new(Default::default());
         let token = CancellationToken::new();
         ctl.work("default/nginx", &queue, &token).await;
         ctl.work("default/nginx", &queue, &token).await;
-        let posts = fake.count(&http::Method::POST, "/apis/events.k8s.io/v1/namespaces/default/events");
+        let posts = fake.count(
+            &http::Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        );
         assert_eq!(posts, 1, "one event per distinct reason");
         assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Pending);
         assert!(ctl.records.lock()["default/nginx"].group.is_none());
-        let logs = ctl.container_logs("default", "nginx", "nginx", LogOptions::default()).await;
+        let logs = ctl
+            .container_logs("default", "nginx", "nginx", LogOptions::default())
+            .await;
         assert!(matches!(logs, Err(BackendError::NotImplemented(_))));
         assert!(matches!(
-            ctl.container_logs("default", "nginx", "sidecar", LogOptions::default()).await,
+            ctl.container_logs("default", "nginx", "sidecar", LogOptions::default())
+                .await,
             Err(BackendError::NotFound(_))
         ));
         token.cancel();

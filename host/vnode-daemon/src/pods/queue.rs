@@ -37,7 +37,14 @@ impl KeyedQueue {
     /// A queue and its receiver; `depth` tracks keys waiting for a worker.
     pub fn new(depth: prometheus_client::metrics::gauge::Gauge) -> (Self, QueueReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { states: Arc::default(), ready: tx, depth }, QueueReceiver(rx))
+        (
+            Self {
+                states: Arc::default(),
+                ready: tx,
+                depth,
+            },
+            QueueReceiver(rx),
+        )
     }
 
     /// Schedules `key`. Idempotent while queued; marks a running key dirty.
@@ -71,7 +78,9 @@ impl KeyedQueue {
 
     fn start(&self, key: &str) {
         self.depth.dec();
-        self.states.lock().insert(key.to_string(), KeyState::Running);
+        self.states
+            .lock()
+            .insert(key.to_string(), KeyState::Running);
     }
 
     fn finish(&self, key: &str) {
@@ -90,8 +99,13 @@ impl KeyedQueue {
 
     /// Runs `work(key)` for each scheduled key with at most `concurrency` at once, until
     /// `token` is cancelled; then waits for running work to finish.
-    pub async fn run<F, Fut>(self, mut rx: QueueReceiver, concurrency: usize, token: CancellationToken, work: F)
-    where
+    pub async fn run<F, Fut>(
+        self,
+        mut rx: QueueReceiver,
+        concurrency: usize,
+        token: CancellationToken,
+        work: F,
+    ) where
         F: Fn(String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {

@@ -120,7 +120,11 @@ pub fn step(state: PodState, facts: PodFacts, last: Option<Outcome>) -> (PodStat
     use PodState as S;
     // Deletion pre-empts everything except deletion itself.
     if facts.deleting && !matches!(state, S::Terminating | S::Gone) {
-        return if facts.has_group { (S::Terminating, A::DeleteGroup) } else { (S::Gone, A::FinishDeletion) };
+        return if facts.has_group {
+            (S::Terminating, A::DeleteGroup)
+        } else {
+            (S::Gone, A::FinishDeletion)
+        };
     }
     if facts.terminal && !matches!(state, S::Terminating | S::Gone) && !facts.has_group {
         return (S::Gone, A::Forget);
@@ -128,7 +132,9 @@ pub fn step(state: PodState, facts: PodFacts, last: Option<Outcome>) -> (PodStat
     let on_failure = |state: PodState, kind: FailureKind| match kind {
         FailureKind::Transient => (state, A::RetryAfter(backoff(facts.attempts))),
         FailureKind::Permanent if facts.restart_never => (S::Gone, A::MarkFailed),
-        FailureKind::Permanent | FailureKind::Unavailable => (S::Pending, A::WaitForChange(RECHECK)),
+        FailureKind::Permanent | FailureKind::Unavailable => {
+            (S::Pending, A::WaitForChange(RECHECK))
+        }
     };
     match (state, last) {
         (S::Pending, _) => (S::Resolving, A::Resolve),
@@ -147,11 +153,14 @@ pub fn step(state: PodState, facts: PodFacts, last: Option<Outcome>) -> (PodStat
         (S::Creating, None) => (S::Creating, A::Create),
         (S::Running, _) => (S::Running, A::Watch),
         (S::Terminating, Some(Outcome::Done)) => (S::Gone, A::FinishDeletion),
-        (S::Terminating, Some(Outcome::Failed(FailureKind::Transient | FailureKind::Unavailable))) => {
-            (S::Terminating, A::RetryAfter(backoff(facts.attempts)))
-        }
+        (
+            S::Terminating,
+            Some(Outcome::Failed(FailureKind::Transient | FailureKind::Unavailable)),
+        ) => (S::Terminating, A::RetryAfter(backoff(facts.attempts))),
         // A permanent delete failure (e.g. the group is already gone) ends in finishing the pod.
-        (S::Terminating, Some(Outcome::Failed(FailureKind::Permanent))) => (S::Gone, A::FinishDeletion),
+        (S::Terminating, Some(Outcome::Failed(FailureKind::Permanent))) => {
+            (S::Gone, A::FinishDeletion)
+        }
         (S::Terminating, None) => (S::Terminating, A::DeleteGroup),
         (S::Gone, _) => (S::Gone, A::Forget),
     }
@@ -177,50 +186,105 @@ mod tests {
             state = next;
             last = OK;
         }
-        assert_eq!(actions, vec![A::Resolve, A::Place, A::Translate, A::Create, A::Watch, A::Watch]);
+        assert_eq!(
+            actions,
+            vec![
+                A::Resolve,
+                A::Place,
+                A::Translate,
+                A::Create,
+                A::Watch,
+                A::Watch
+            ]
+        );
         assert_eq!(state, S::Running);
     }
 
     #[test]
     fn deletion_preempts_and_deletes_the_group_first() {
-        let f = PodFacts { deleting: true, has_group: true, ..PodFacts::default() };
+        let f = PodFacts {
+            deleting: true,
+            has_group: true,
+            ..PodFacts::default()
+        };
         assert_eq!(step(S::Running, f, None), (S::Terminating, A::DeleteGroup));
         assert_eq!(step(S::Terminating, f, OK), (S::Gone, A::FinishDeletion));
         assert_eq!(step(S::Gone, f, None), (S::Gone, A::Forget));
-        let no_group = PodFacts { deleting: true, ..PodFacts::default() };
-        assert_eq!(step(S::Placing, no_group, None), (S::Gone, A::FinishDeletion));
+        let no_group = PodFacts {
+            deleting: true,
+            ..PodFacts::default()
+        };
+        assert_eq!(
+            step(S::Placing, no_group, None),
+            (S::Gone, A::FinishDeletion)
+        );
     }
 
     #[test]
     fn transient_failures_back_off_without_looping_hot() {
-        let f = PodFacts { attempts: 3, ..PodFacts::default() };
-        let (s, a) = step(S::Creating, f, Some(Outcome::Failed(FailureKind::Transient)));
+        let f = PodFacts {
+            attempts: 3,
+            ..PodFacts::default()
+        };
+        let (s, a) = step(
+            S::Creating,
+            f,
+            Some(Outcome::Failed(FailureKind::Transient)),
+        );
         assert_eq!((s, a), (S::Creating, A::RetryAfter(Duration::from_secs(8))));
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(50), Duration::from_secs(300));
-        let (s, a) = step(S::Terminating, f, Some(Outcome::Failed(FailureKind::Transient)));
-        assert_eq!((s, a), (S::Terminating, A::RetryAfter(Duration::from_secs(8))));
+        let (s, a) = step(
+            S::Terminating,
+            f,
+            Some(Outcome::Failed(FailureKind::Transient)),
+        );
+        assert_eq!(
+            (s, a),
+            (S::Terminating, A::RetryAfter(Duration::from_secs(8)))
+        );
     }
 
     #[test]
     fn permanent_failures_fail_never_restart_pods_and_park_the_others() {
-        let never = PodFacts { restart_never: true, ..PodFacts::default() };
-        assert_eq!(step(S::Placing, never, Some(Outcome::Failed(FailureKind::Permanent))), (S::Gone, A::MarkFailed));
+        let never = PodFacts {
+            restart_never: true,
+            ..PodFacts::default()
+        };
+        assert_eq!(
+            step(
+                S::Placing,
+                never,
+                Some(Outcome::Failed(FailureKind::Permanent))
+            ),
+            (S::Gone, A::MarkFailed)
+        );
         let always = PodFacts::default();
         assert_eq!(
-            step(S::Resolving, always, Some(Outcome::Failed(FailureKind::Permanent))),
+            step(
+                S::Resolving,
+                always,
+                Some(Outcome::Failed(FailureKind::Permanent))
+            ),
             (S::Pending, A::WaitForChange(RECHECK))
         );
         // An unavailable pod path never fails the pod, even with restartPolicy Never.
         assert_eq!(
-            step(S::Placing, never, Some(Outcome::Failed(FailureKind::Unavailable))),
+            step(
+                S::Placing,
+                never,
+                Some(Outcome::Failed(FailureKind::Unavailable))
+            ),
             (S::Pending, A::WaitForChange(RECHECK))
         );
     }
 
     #[test]
     fn terminal_pods_without_groups_are_forgotten() {
-        let f = PodFacts { terminal: true, ..PodFacts::default() };
+        let f = PodFacts {
+            terminal: true,
+            ..PodFacts::default()
+        };
         assert_eq!(step(S::Pending, f, None), (S::Gone, A::Forget));
     }
 }

@@ -30,10 +30,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         leader_election = config.leader_election.enabled,
         "starting vnode daemon"
     );
-    let outcome = vnode_daemon::daemon::run(config, super::shutdown_signal(), |listening, _handles| {
-        println!("vnode listening on http://{}", listening.metrics);
-    })
-    .await;
+    let outcome =
+        vnode_daemon::daemon::run(config, super::shutdown_signal(), |listening, _handles| {
+            println!("vnode listening on http://{}", listening.metrics);
+        })
+        .await;
     if let Err(e) = outcome {
         // Every daemon error is one actionable line (preflight, bind, TLS, lost leadership).
         eprintln!("vnode run: {e}");
