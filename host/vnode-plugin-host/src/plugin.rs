@@ -141,6 +141,54 @@ impl LoadedPlugin {
         Ok(out)
     }
 
+    /// Benchmark support: the cost of the decision call alone on instances prepared ahead
+    /// (in batches, with no background worker competing), as the daemon's warm path sees it.
+    /// Pass the pod and context for a placement plugin, the input for a translator. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn measure_prepared_calls(
+        &self,
+        n: usize,
+        placement: Option<(&PodView, &PlacementContext)>,
+        translation: Option<&TranslateInput>,
+    ) -> Result<Vec<std::time::Duration>, PluginError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let batch = (0..(n - out.len()).min(64))
+                .map(|_| instantiate(&self.engine, &self.pre, Some(self.identity.clone()), true))
+                .collect::<Result<Vec<_>, _>>()?;
+            for Ready { mut store, bound } in batch {
+                let started = std::time::Instant::now();
+                arm_deadline(&mut store, &self.engine);
+                match (&bound, placement, translation) {
+                    (Bound::Placement(b), Some((pod, ctx)), _) => {
+                        let d = b
+                            .vnode_plugin_placement()
+                            .call_place(&mut store, pod, ctx)
+                            .map_err(|e| classify(e, &store, &self.engine))?;
+                        check_decision(d, self.engine.config.max_placement_output_bytes)?;
+                    }
+                    (Bound::Translator(b), _, Some(input)) => {
+                        let r = b
+                            .vnode_plugin_translator()
+                            .call_translate(&mut store, input)
+                            .map_err(|e| classify(e, &store, &self.engine))?;
+                        if let Ok(request) = &r {
+                            std::hint::black_box(crate::limits::request_size(request));
+                        }
+                    }
+                    _ => {
+                        return Err(PluginError::Internal(
+                            "input does not match the plugin kind".into(),
+                        ));
+                    }
+                }
+                out.push(started.elapsed());
+            }
+        }
+        Ok(out)
+    }
+
     fn call_error(&self, error: PluginError) -> CallError {
         CallError {
             plugin: self.identity.clone(),

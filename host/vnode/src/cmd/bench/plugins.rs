@@ -158,6 +158,16 @@ fn bench(args: Args) -> Result<()> {
             .context("translate call")
     };
     row(
+        "placement call on a prepared instance (no worker competing)",
+        &stats(placement.measure_prepared_calls(n, Some((&pod, &ctx)), None)?),
+        "decision path, warm",
+    );
+    row(
+        "translation call on a prepared instance (no worker competing)",
+        &stats(translator.measure_prepared_calls(n, None, Some(&input))?),
+        "decision path, warm",
+    );
+    row(
         "placement, instance prepared ahead (paced)",
         &stats(time_n(n, pace, || place(&placement))?),
         "the daemon's path",
