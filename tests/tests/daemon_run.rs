@@ -99,6 +99,22 @@ fn wait_for<T>(
     bail!("timed out waiting for {what} (last error: {last_err:?})")
 }
 
+/// Status code of a plain-HTTP GET (the daemon's operations port).
+fn http_status(base: &str, path: &str) -> Result<u16> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response.split_whitespace().nth(1).context("status line")?;
+    Ok(code.parse()?)
+}
+
 fn ready(node: &serde_json::Value) -> bool {
     node["status"]["conditions"].as_array().is_some_and(|cs| {
         cs.iter()
@@ -191,6 +207,10 @@ fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Re
     let node = wait_for("node Ready", Duration::from_secs(30), || {
         let node = get_json(&kubeconfig, &["get", "node", "virtual-kubelet"])?;
         Ok(ready(&node).then_some(node))
+    })?;
+    assert_eq!(http_status(&daemon.url, "/healthz")?, 200);
+    wait_for("/readyz", Duration::from_secs(10), || {
+        Ok((http_status(&daemon.url, "/readyz")? == 200).then_some(()))
     })?;
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["type"], "virtual-kubelet");

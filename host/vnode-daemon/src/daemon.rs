@@ -171,6 +171,7 @@ pub async fn run(
         tracing::info!(identity = %config.leader_election.identity, "acting as the virtual node");
         metrics.leader.set(1);
         ready_tx.send_replace(false);
+        let (registered_tx, mut registered_rx) = watch::channel(false);
         let acting = token.child_token();
         let node = NodeController::new(
             client.clone(),
@@ -179,8 +180,22 @@ pub async fn run(
             &config.intervals,
             health_rx,
             metrics.clone(),
-            ready_tx,
+            registered_tx,
         );
+        // Ready once the node is registered and the pod store has its first full listing.
+        let store = pod_ctl.store().clone();
+        let ready_token = acting.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                biased;
+                () = ready_token.cancelled() => {}
+                (registered, listed) = async { tokio::join!(async { registered_rx.wait_for(|r| *r).await.is_ok() }, async { store.wait_until_ready().await.is_ok() }) } => {
+                    if registered && listed {
+                        ready_tx.send_replace(true);
+                    }
+                }
+            }
+        });
         tracker.spawn(node.run(acting.clone()));
         tracker.spawn(pods::run(
             pod_ctl,
