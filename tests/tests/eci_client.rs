@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use vnode_eci::model::*;
-use vnode_eci::{Credentials, EciClient, EciClientConfig, EciError, RateLimits, RetryPolicy, SignatureVersion};
+use vnode_eci::{
+    Credentials, EciClient, EciClientConfig, EciError, RateLimits, RetryPolicy, SignatureVersion,
+};
 use vnode_eci_emulator::{EmulatorConfig, Profile, Timing};
 
 /// An emulator served in-process on 127.0.0.1:0; stopped on drop.
@@ -19,21 +21,38 @@ struct Emu {
 
 impl Emu {
     async fn start(config: EmulatorConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let (ak, sk) = (config.access_key_id.clone(), config.access_key_secret.clone());
+        let (ak, sk) = (
+            config.access_key_id.clone(),
+            config.access_key_secret.clone(),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(vnode_eci_emulator::serve(listener, config, async move {
             let _ = rx.await;
         }));
-        Self { addr, stop: Some(tx), task: Some(task), ak, sk }
+        Self {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+            ak,
+            sk,
+        }
     }
 
     fn client_with(&self, f: impl FnOnce(EciClientConfig) -> EciClientConfig) -> EciClient {
         let base = EciClientConfig {
             endpoint: Some(format!("http://{}", self.addr)),
-            retry: RetryPolicy { initial_backoff: Duration::from_millis(20), ..RetryPolicy::default() },
-            ..EciClientConfig::new("cn-hangzhou", Credentials::new(self.ak.clone(), self.sk.clone()))
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            },
+            ..EciClientConfig::new(
+                "cn-hangzhou",
+                Credentials::new(self.ak.clone(), self.sk.clone()),
+            )
         };
         EciClient::new(f(base)).expect("client config is valid")
     }
@@ -47,7 +66,9 @@ impl Emu {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("emulator task").expect("emulator stopped cleanly");
+            task.await
+                .expect("emulator task")
+                .expect("emulator stopped cleanly");
         }
     }
 }
@@ -77,7 +98,10 @@ fn fast_profile() -> Profile {
 }
 
 fn fast_config() -> EmulatorConfig {
-    EmulatorConfig { profile: fast_profile(), ..EmulatorConfig::default() }
+    EmulatorConfig {
+        profile: fast_profile(),
+        ..EmulatorConfig::default()
+    }
 }
 
 fn nginx(name: &str) -> CreateContainerGroupRequest {
@@ -120,14 +144,23 @@ async fn describe_one(client: &EciClient, id: &str) -> Option<ContainerGroup> {
     resp.container_groups.into_iter().next()
 }
 
-async fn wait_status(client: &EciClient, id: &str, want: ContainerGroupStatus, timeout: Duration) -> ContainerGroup {
+async fn wait_status(
+    client: &EciClient,
+    id: &str,
+    want: ContainerGroupStatus,
+    timeout: Duration,
+) -> ContainerGroup {
     let deadline = Instant::now() + timeout;
     loop {
         let g = describe_one(client, id).await.expect("group exists");
         if g.status == want {
             return g;
         }
-        assert!(Instant::now() < deadline, "group {id} stuck in {} waiting for {want}", g.status);
+        assert!(
+            Instant::now() < deadline,
+            "group {id} stuck in {} waiting for {want}",
+            g.status
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -136,11 +169,15 @@ async fn wait_status(client: &EciClient, id: &str, want: ContainerGroupStatus, t
 async fn read_exec(url: &str, stdin: &[&str]) -> (String, String, i32) {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("exec websocket connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("exec websocket connects");
     for line in stdin {
         let mut frame = vec![0u8];
         frame.extend_from_slice(line.as_bytes());
-        ws.send(Message::Binary(frame.into())).await.expect("send stdin");
+        ws.send(Message::Binary(frame.into()))
+            .await
+            .expect("send stdin");
     }
     let (mut out, mut err, mut code) = (String::new(), String::new(), None);
     while let Some(msg) = ws.next().await {
@@ -163,41 +200,86 @@ async fn read_exec(url: &str, stdin: &[&str]) -> (String, String, i32) {
 
 async fn every_action(signature: SignatureVersion) {
     let emu = Emu::start(fast_config()).await;
-    let client = emu.client_with(|c| EciClientConfig { signature_version: signature, ..c });
+    let client = emu.client_with(|c| EciClientConfig {
+        signature_version: signature,
+        ..c
+    });
     // Base64 of "worker_processes 1;\n": ConfigFileVolume content travels Base64-encoded.
     let conf = "d29ya2VyX3Byb2Nlc3NlcyAxOwo=".to_string();
     let mut req = nginx("web-every-action");
-    req.tags = vec![Tag::new("vnode.io/cluster", "c1"), Tag::new("vnode.io/pod-uid", "uid-1")];
+    req.tags = vec![
+        Tag::new("vnode.io/cluster", "c1"),
+        Tag::new("vnode.io/pod-uid", "uid-1"),
+    ];
     req.volumes = vec![Volume {
         name: "conf".into(),
         kind: Some(VolumeType::ConfigFileVolume),
         config_file_volume: Some(ConfigFileVolume {
             default_mode: Some(420),
-            files: vec![ConfigFileToPath { path: "nginx.conf".into(), content: conf, mode: None }],
+            files: vec![ConfigFileToPath {
+                path: "nginx.conf".into(),
+                content: conf,
+                mode: None,
+            }],
         }),
         ..Default::default()
     }];
-    req.containers[0].volume_mounts =
-        vec![VolumeMount { name: "conf".into(), mount_path: "/etc/nginx".into(), ..Default::default() }];
+    req.containers[0].volume_mounts = vec![VolumeMount {
+        name: "conf".into(),
+        mount_path: "/etc/nginx".into(),
+        ..Default::default()
+    }];
     req.containers[0].env = vec![
-        EnvVar { key: "GREETING".into(), value: Some("hello world".into()), field_ref: None },
-        EnvVar { key: "POD_IP".into(), value: None, field_ref: Some(FieldRef { field_path: "status.podIP".into() }) },
+        EnvVar {
+            key: "GREETING".into(),
+            value: Some("hello world".into()),
+            field_ref: None,
+        },
+        EnvVar {
+            key: "POD_IP".into(),
+            value: None,
+            field_ref: Some(FieldRef {
+                field_path: "status.podIP".into(),
+            }),
+        },
     ];
     req.client_token = Some(vnode_eci::client_token_for_pod("uid-1", 0));
     let created = client.create_container_group(&req).await.expect("create");
-    assert!(created.container_group_id.starts_with("eci-"), "{}", created.container_group_id);
+    assert!(
+        created.container_group_id.starts_with("eci-"),
+        "{}",
+        created.container_group_id
+    );
     assert!(!created.request_id.is_empty());
     let id = created.container_group_id.clone();
 
-    let g = wait_status(&client, &id, ContainerGroupStatus::Running, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &id,
+        ContainerGroupStatus::Running,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!((g.cpu, g.memory), (0.5, 1.0));
     assert_eq!(g.tags.len(), 2);
     assert_eq!(g.containers[0].current_state.state, "Running");
     assert!(g.containers[0].ready);
-    assert!(g.events.iter().any(|e| e.reason == "Started"), "{:?}", g.events);
-    assert!(g.containers[0].environment_vars.iter().any(|e| e.key == "POD_IP" && e.value == g.intranet_ip));
+    assert!(
+        g.events.iter().any(|e| e.reason == "Started"),
+        "{:?}",
+        g.events
+    );
+    assert!(
+        g.containers[0]
+            .environment_vars
+            .iter()
+            .any(|e| e.key == "POD_IP" && e.value == g.intranet_ip)
+    );
 
-    let status = client.describe_container_group_status_by_ids(std::slice::from_ref(&id), None).await.expect("status");
+    let status = client
+        .describe_container_group_status_by_ids(std::slice::from_ref(&id), None)
+        .await
+        .expect("status");
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].status, ContainerGroupStatus::Running);
     let pod = status[0].pod_status.as_ref().expect("pod status");
@@ -215,10 +297,17 @@ async fn every_action(signature: SignatureVersion) {
         })
         .await
         .expect("logs");
-    assert!(logs.content.contains("start worker processes"), "{:?}", logs.content);
+    assert!(
+        logs.content.contains("start worker processes"),
+        "{:?}",
+        logs.content
+    );
     let first = logs.content.lines().next().expect("a line");
     let stamp = first.split(' ').next().unwrap_or_default();
-    assert!(vnode_eci::wire::parse_timestamp(stamp).is_some(), "timestamp prefix in {first:?}");
+    assert!(
+        vnode_eci::wire::parse_timestamp(stamp).is_some(),
+        "timestamp prefix in {first:?}"
+    );
     let limited = client
         .describe_container_log(&DescribeContainerLogRequest {
             container_group_id: id.clone(),
@@ -246,12 +335,20 @@ async fn every_action(signature: SignatureVersion) {
         .exec_container_command(&ExecContainerCommandRequest {
             container_group_id: id.clone(),
             container_name: "web".into(),
-            command: vec!["sh".into(), "-c".into(), "cat /etc/nginx/nginx.conf; hostname; exit 4".into()],
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /etc/nginx/nginx.conf; hostname; exit 4".into(),
+            ],
             ..Default::default()
         })
         .await
         .expect("exec");
-    assert!(exec.web_socket_uri.starts_with("ws://127.0.0.1:"), "{}", exec.web_socket_uri);
+    assert!(
+        exec.web_socket_uri.starts_with("ws://127.0.0.1:"),
+        "{}",
+        exec.web_socket_uri
+    );
     let (out, _, code) = read_exec(&exec.web_socket_uri, &[]).await;
     assert_eq!(out, "worker_processes 1;\nweb-every-action\n");
     assert_eq!(code, 4);
@@ -266,7 +363,11 @@ async fn every_action(signature: SignatureVersion) {
         })
         .await
         .expect("exec shell");
-    let (out, err, code) = read_exec(&shell.web_socket_uri, &["echo one\n", "nosuchcmd\n", "exit 0\n"]).await;
+    let (out, err, code) = read_exec(
+        &shell.web_socket_uri,
+        &["echo one\n", "nosuchcmd\n", "exit 0\n"],
+    )
+    .await;
     assert_eq!(out, "one\n");
     assert!(err.contains("nosuchcmd: not found"));
     assert_eq!(code, 0);
@@ -306,20 +407,44 @@ async fn every_action(signature: SignatureVersion) {
         })
         .await
         .expect("update");
-    assert_eq!(describe_one(&client, &id).await.expect("exists").status, ContainerGroupStatus::Updating);
-    let g = wait_status(&client, &id, ContainerGroupStatus::Running, Duration::from_secs(5)).await;
+    assert_eq!(
+        describe_one(&client, &id).await.expect("exists").status,
+        ContainerGroupStatus::Updating
+    );
+    let g = wait_status(
+        &client,
+        &id,
+        ContainerGroupStatus::Running,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(g.containers[0].image, "nginx:1.27");
     client
-        .restart_container_group(&RestartContainerGroupRequest { container_group_id: id.clone(), client_token: None })
+        .restart_container_group(&RestartContainerGroupRequest {
+            container_group_id: id.clone(),
+            client_token: None,
+        })
         .await
         .expect("restart");
-    assert_eq!(describe_one(&client, &id).await.expect("exists").status, ContainerGroupStatus::Restarting);
-    let g = wait_status(&client, &id, ContainerGroupStatus::Running, Duration::from_secs(5)).await;
+    assert_eq!(
+        describe_one(&client, &id).await.expect("exists").status,
+        ContainerGroupStatus::Restarting
+    );
+    let g = wait_status(
+        &client,
+        &id,
+        ContainerGroupStatus::Running,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(g.containers[0].restart_count, 1);
 
     // Delete: the group disappears.
     client
-        .delete_container_group(&DeleteContainerGroupRequest { container_group_id: id.clone(), ..Default::default() })
+        .delete_container_group(&DeleteContainerGroupRequest {
+            container_group_id: id.clone(),
+            ..Default::default()
+        })
         .await
         .expect("delete");
     assert!(describe_one(&client, &id).await.is_none());
@@ -338,7 +463,11 @@ async fn every_action_v1() {
 
 #[tokio::test]
 async fn paging_and_tag_filters() {
-    let emu = Emu::start(EmulatorConfig { profile: Profile::instant(), ..EmulatorConfig::default() }).await;
+    let emu = Emu::start(EmulatorConfig {
+        profile: Profile::instant(),
+        ..EmulatorConfig::default()
+    })
+    .await;
     let client = emu.client();
     for i in 0..45 {
         let mut r = nginx(&format!("page-{i}"));
@@ -348,23 +477,44 @@ async fn paging_and_tag_filters() {
         ];
         client.create_container_group(&r).await.expect("create");
     }
-    let by_tag = DescribeContainerGroupsRequest { tags: vec![Tag::new("vnode.io/node", "node-a")], ..Default::default() };
-    let first = client.describe_container_groups(&DescribeContainerGroupsRequest { limit: Some(10), ..by_tag.clone() }).await.expect("page 1");
+    let by_tag = DescribeContainerGroupsRequest {
+        tags: vec![Tag::new("vnode.io/node", "node-a")],
+        ..Default::default()
+    };
+    let first = client
+        .describe_container_groups(&DescribeContainerGroupsRequest {
+            limit: Some(10),
+            ..by_tag.clone()
+        })
+        .await
+        .expect("page 1");
     assert_eq!(first.total_count, 25);
     assert_eq!(first.container_groups.len(), 10);
     assert!(!first.next_token.is_empty());
-    let all = client.describe_all_container_groups(&by_tag).await.expect("all pages");
+    let all = client
+        .describe_all_container_groups(&by_tag)
+        .await
+        .expect("all pages");
     assert_eq!(all.len(), 25);
     let mut names: Vec<String> = all.iter().map(|g| g.container_group_name.clone()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 25, "no duplicates across pages");
-    assert!(all.iter().all(|g| g.tags.iter().any(|t| t.value == "node-a")));
+    assert!(
+        all.iter()
+            .all(|g| g.tags.iter().any(|t| t.value == "node-a"))
+    );
     let two_tags = DescribeContainerGroupsRequest {
-        tags: vec![Tag::new("vnode.io/node", "node-b"), Tag::new("vnode.io/pod-uid", "uid-30")],
+        tags: vec![
+            Tag::new("vnode.io/node", "node-b"),
+            Tag::new("vnode.io/pod-uid", "uid-30"),
+        ],
         ..Default::default()
     };
-    let one = client.describe_all_container_groups(&two_tags).await.expect("and filter");
+    let one = client
+        .describe_all_container_groups(&two_tags)
+        .await
+        .expect("and filter");
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].container_group_name, "page-30");
     // Status by tag, paged.
@@ -375,7 +525,10 @@ async fn paging_and_tag_filters() {
     };
     let mut seen = 0;
     loop {
-        let page = client.describe_container_group_status(&status_req).await.expect("status page");
+        let page = client
+            .describe_container_group_status(&status_req)
+            .await
+            .expect("status page");
         seen += page.data.len();
         if page.next_token.is_empty() {
             break;
@@ -385,13 +538,20 @@ async fn paging_and_tag_filters() {
     assert_eq!(seen, 20);
     // SinceSecond: everything just changed; nothing changed in the "future".
     let recent = client
-        .describe_container_group_status(&DescribeContainerGroupStatusRequest { since_second: Some(60), limit: Some(100), ..Default::default() })
+        .describe_container_group_status(&DescribeContainerGroupStatusRequest {
+            since_second: Some(60),
+            limit: Some(100),
+            ..Default::default()
+        })
         .await
         .expect("since");
     assert_eq!(recent.total_count, 45);
     // Paging by name and status filters.
     let running = client
-        .describe_all_container_groups(&DescribeContainerGroupsRequest { status: Some("Running".into()), ..Default::default() })
+        .describe_all_container_groups(&DescribeContainerGroupsRequest {
+            status: Some("Running".into()),
+            ..Default::default()
+        })
         .await
         .expect("status filter");
     assert_eq!(running.len(), 45);
@@ -404,12 +564,22 @@ async fn idempotent_retry_after_injected_timeout() {
         "faults:\n  - actions: [CreateContainerGroup]\n    kind: timeout\n    first: 1\n    delay_ms: 1500\n",
     )
     .expect("profile");
-    let emu = Emu::start(EmulatorConfig { profile, ..EmulatorConfig::default() }).await;
-    let client = emu.client_with(|c| EciClientConfig { request_timeout: Duration::from_millis(500), ..c });
+    let emu = Emu::start(EmulatorConfig {
+        profile,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let client = emu.client_with(|c| EciClientConfig {
+        request_timeout: Duration::from_millis(500),
+        ..c
+    });
     let mut req = nginx("idem-1");
     req.tags = vec![Tag::new("vnode.io/pod-uid", "uid-idem")];
     req.client_token = Some(vnode_eci::client_token_for_pod("uid-idem", 0));
-    let created = client.create_container_group(&req).await.expect("create succeeds on retry");
+    let created = client
+        .create_container_group(&req)
+        .await
+        .expect("create succeeds on retry");
     let groups = client
         .describe_all_container_groups(&DescribeContainerGroupsRequest {
             tags: vec![Tag::new("vnode.io/pod-uid", "uid-idem")],
@@ -417,7 +587,11 @@ async fn idempotent_retry_after_injected_timeout() {
         })
         .await
         .expect("describe");
-    assert_eq!(groups.len(), 1, "the timed-out attempt and the retry made one group");
+    assert_eq!(
+        groups.len(),
+        1,
+        "the timed-out attempt and the retry made one group"
+    );
     assert_eq!(groups[0].container_group_id, created.container_group_id);
     // Same token again: the same group.
     let again = client.create_container_group(&req).await.expect("replay");
@@ -425,8 +599,14 @@ async fn idempotent_retry_after_injected_timeout() {
     // Same token, different parameters: mismatch.
     let mut changed = req.clone();
     changed.containers[0].image = "nginx:1.27".into();
-    let err = client.create_container_group(&changed).await.expect_err("mismatch");
-    assert!(matches!(err, EciError::IdempotencyMismatch { .. }), "{err:?}");
+    let err = client
+        .create_container_group(&changed)
+        .await
+        .expect_err("mismatch");
+    assert!(
+        matches!(err, EciError::IdempotencyMismatch { .. }),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     emu.stop().await;
 }
@@ -437,29 +617,64 @@ async fn create_without_token_is_not_retried_after_timeout() {
         "faults:\n  - actions: [CreateContainerGroup]\n    kind: timeout\n    first: 1\n    delay_ms: 1000\n",
     )
     .expect("profile");
-    let emu = Emu::start(EmulatorConfig { profile, ..EmulatorConfig::default() }).await;
-    let client = emu.client_with(|c| EciClientConfig { request_timeout: Duration::from_millis(300), ..c });
-    let err = client.create_container_group(&nginx("no-token")).await.expect_err("timeout surfaces");
-    assert!(matches!(err, EciError::Transport { timeout: true, .. }), "{err:?}");
+    let emu = Emu::start(EmulatorConfig {
+        profile,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let client = emu.client_with(|c| EciClientConfig {
+        request_timeout: Duration::from_millis(300),
+        ..c
+    });
+    let err = client
+        .create_container_group(&nginx("no-token"))
+        .await
+        .expect_err("timeout surfaces");
+    assert!(
+        matches!(err, EciError::Transport { timeout: true, .. }),
+        "{err:?}"
+    );
     emu.stop().await;
 }
 
 #[tokio::test]
 async fn throttling_backoff() {
     let profile = Profile::from_yaml("quotas:\n  DescribeContainerGroups: 120\n").expect("profile");
-    let emu = Emu::start(EmulatorConfig { profile, ..EmulatorConfig::default() }).await;
+    let emu = Emu::start(EmulatorConfig {
+        profile,
+        ..EmulatorConfig::default()
+    })
+    .await;
     // No client-side pacing: the emulator throttles; the client backs off and succeeds.
-    let client = emu.client_with(|c| EciClientConfig { rate_limits: RateLimits::unlimited(), ..c });
+    let client = emu.client_with(|c| EciClientConfig {
+        rate_limits: RateLimits::unlimited(),
+        ..c
+    });
     let started = Instant::now();
     for _ in 0..122 {
-        client.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect("paced by retries");
+        client
+            .describe_container_groups(&DescribeContainerGroupsRequest::default())
+            .await
+            .expect("paced by retries");
     }
-    assert!(started.elapsed() >= Duration::from_millis(400), "two calls had to wait for the bucket to refill");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "two calls had to wait for the bucket to refill"
+    );
     // Without retries, the throttling error surfaces with the server's retry hint.
-    let no_retry = emu.client_with(|c| EciClientConfig { rate_limits: RateLimits::unlimited(), retry: RetryPolicy::none(), ..c });
-    let err = no_retry.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect_err("throttled");
+    let no_retry = emu.client_with(|c| EciClientConfig {
+        rate_limits: RateLimits::unlimited(),
+        retry: RetryPolicy::none(),
+        ..c
+    });
+    let err = no_retry
+        .describe_container_groups(&DescribeContainerGroupsRequest::default())
+        .await
+        .expect_err("throttled");
     match &err {
-        EciError::Throttled { code, retry_after, .. } => {
+        EciError::Throttled {
+            code, retry_after, ..
+        } => {
             assert_eq!(code, "Throttling.User");
             assert!(retry_after.is_some_and(|d| d > Duration::ZERO));
         }
@@ -470,14 +685,22 @@ async fn throttling_backoff() {
     // (pacing exactly at the quota can lose a race by the network latency's jitter).
     emu.stop().await;
     let profile = Profile::from_yaml("quotas:\n  DescribeContainerGroups: 600\n").expect("profile");
-    let emu = Emu::start(EmulatorConfig { profile, ..EmulatorConfig::default() }).await;
+    let emu = Emu::start(EmulatorConfig {
+        profile,
+        ..EmulatorConfig::default()
+    })
+    .await;
     let paced = emu.client_with(|c| EciClientConfig {
-        rate_limits: RateLimits::documented().set(vnode_eci::Action::DescribeContainerGroups, Some(590)),
+        rate_limits: RateLimits::documented()
+            .set(vnode_eci::Action::DescribeContainerGroups, Some(590)),
         retry: RetryPolicy::none(),
         ..c
     });
     for _ in 0..605 {
-        paced.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect("paced, never throttled");
+        paced
+            .describe_container_groups(&DescribeContainerGroupsRequest::default())
+            .await
+            .expect("paced, never throttled");
     }
     emu.stop().await;
 }
@@ -488,18 +711,41 @@ async fn every_error_class() {
         "stock:\n  out_of_stock_zones: [cn-hangzhou-k]\nfaults:\n  - actions: [DescribeContainerGroupPrice]\n    kind: error\n    first: 100\n",
     )
     .expect("profile");
-    let emu = Emu::start(EmulatorConfig { profile: Profile { timing: Timing { instant: true, ..Timing::default() }, ..profile }, ..EmulatorConfig::default() }).await;
-    let client = emu.client_with(|c| EciClientConfig { retry: RetryPolicy { max_retries: 1, initial_backoff: Duration::from_millis(5), ..RetryPolicy::default() }, ..c });
+    let emu = Emu::start(EmulatorConfig {
+        profile: Profile {
+            timing: Timing {
+                instant: true,
+                ..Timing::default()
+            },
+            ..profile
+        },
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let client = emu.client_with(|c| EciClientConfig {
+        retry: RetryPolicy {
+            max_retries: 1,
+            initial_backoff: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        },
+        ..c
+    });
 
     let err = client
-        .delete_container_group(&DeleteContainerGroupRequest { container_group_id: "eci-doesnotexist".into(), ..Default::default() })
+        .delete_container_group(&DeleteContainerGroupRequest {
+            container_group_id: "eci-doesnotexist".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("unknown id");
     assert!(matches!(err, EciError::NotFound { .. }), "{err:?}");
 
     let mut bad = nginx("bad-image");
     bad.containers[0].image.clear();
-    let err = client.create_container_group(&bad).await.expect_err("missing image");
+    let err = client
+        .create_container_group(&bad)
+        .await
+        .expect_err("missing image");
     match &err {
         EciError::InvalidParameter { code, message, .. } => {
             assert_eq!(code, "MissingParameter");
@@ -510,8 +756,14 @@ async fn every_error_class() {
 
     let mut sold_out = nginx("sold-out");
     sold_out.zone_id = Some("cn-hangzhou-k".into());
-    match client.create_container_group(&sold_out).await.expect_err("no stock") {
-        EciError::NoStock { zone, spec, code, .. } => {
+    match client
+        .create_container_group(&sold_out)
+        .await
+        .expect_err("no stock")
+    {
+        EciError::NoStock {
+            zone, spec, code, ..
+        } => {
             assert_eq!(code, "OperationDenied.NoStock");
             assert_eq!(zone.as_deref(), Some("cn-hangzhou-k"));
             assert_eq!(spec.as_deref(), Some("0.5-1.0Gi"));
@@ -519,28 +771,68 @@ async fn every_error_class() {
         other => panic!("{other:?}"),
     }
 
-    let done = client.create_container_group(&job("done-job", "echo ok; sleep 0.05", RestartPolicy::Never)).await.expect("create");
-    wait_status(&client, &done.container_group_id, ContainerGroupStatus::Succeeded, Duration::from_secs(5)).await;
+    let done = client
+        .create_container_group(&job(
+            "done-job",
+            "echo ok; sleep 0.05",
+            RestartPolicy::Never,
+        ))
+        .await
+        .expect("create");
+    wait_status(
+        &client,
+        &done.container_group_id,
+        ContainerGroupStatus::Succeeded,
+        Duration::from_secs(5),
+    )
+    .await;
     let err = client
-        .restart_container_group(&RestartContainerGroupRequest { container_group_id: done.container_group_id, client_token: None })
+        .restart_container_group(&RestartContainerGroupRequest {
+            container_group_id: done.container_group_id,
+            client_token: None,
+        })
         .await
         .expect_err("restart a finished job");
-    assert!(matches!(err, EciError::Conflict { ref code, .. } if code == "IncorrectStatus"), "{err:?}");
+    assert!(
+        matches!(err, EciError::Conflict { ref code, .. } if code == "IncorrectStatus"),
+        "{err:?}"
+    );
 
-    let err = client.describe_container_group_price(&DescribeContainerGroupPriceRequest { cpu: Some(1.0), ..Default::default() }).await.expect_err("injected 500");
-    assert!(matches!(err, EciError::Server { status: 500, ref code, .. } if code == "InternalError"), "{err:?}");
+    let err = client
+        .describe_container_group_price(&DescribeContainerGroupPriceRequest {
+            cpu: Some(1.0),
+            ..Default::default()
+        })
+        .await
+        .expect_err("injected 500");
+    assert!(
+        matches!(err, EciError::Server { status: 500, ref code, .. } if code == "InternalError"),
+        "{err:?}"
+    );
 
     let mut dry = nginx("dry-run");
     dry.dry_run = Some(true);
-    assert!(matches!(client.create_container_group(&dry).await, Err(EciError::DryRunPassed { .. })));
+    assert!(matches!(
+        client.create_container_group(&dry).await,
+        Err(EciError::DryRunPassed { .. })
+    ));
 
     let wrong_secret = EciClient::new(EciClientConfig {
         endpoint: Some(format!("http://{}", emu.addr)),
-        ..EciClientConfig::new("cn-hangzhou", Credentials::new(emu.ak.clone(), "not-the-secret"))
+        ..EciClientConfig::new(
+            "cn-hangzhou",
+            Credentials::new(emu.ak.clone(), "not-the-secret"),
+        )
     })
     .expect("client");
-    let err = wrong_secret.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect_err("bad signature");
-    assert!(matches!(err, EciError::Auth { ref code, .. } if code == "SignatureDoesNotMatch"), "{err:?}");
+    let err = wrong_secret
+        .describe_container_groups(&DescribeContainerGroupsRequest::default())
+        .await
+        .expect_err("bad signature");
+    assert!(
+        matches!(err, EciError::Auth { ref code, .. } if code == "SignatureDoesNotMatch"),
+        "{err:?}"
+    );
     assert!(!format!("{err} {err:?}").contains("not-the-secret"));
     let unknown_key = EciClient::new(EciClientConfig {
         endpoint: Some(format!("http://{}", emu.addr)),
@@ -548,8 +840,14 @@ async fn every_error_class() {
         ..EciClientConfig::new("cn-hangzhou", Credentials::new("nobody", "x"))
     })
     .expect("client");
-    let err = unknown_key.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect_err("unknown key");
-    assert!(matches!(err, EciError::Auth { ref code, .. } if code == "InvalidAccessKeyId.NotFound"), "{err:?}");
+    let err = unknown_key
+        .describe_container_groups(&DescribeContainerGroupsRequest::default())
+        .await
+        .expect_err("unknown key");
+    assert!(
+        matches!(err, EciError::Auth { ref code, .. } if code == "InvalidAccessKeyId.NotFound"),
+        "{err:?}"
+    );
 
     // Transport: nothing listens on a freshly closed port.
     let closed = {
@@ -562,19 +860,31 @@ async fn every_error_class() {
         ..EciClientConfig::new("cn-hangzhou", Credentials::new("a", "b"))
     })
     .expect("client");
-    let err = dead.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect_err("refused");
-    assert!(matches!(err, EciError::Transport { timeout: false, .. }), "{err:?}");
+    let err = dead
+        .describe_container_groups(&DescribeContainerGroupsRequest::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, EciError::Transport { timeout: false, .. }),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
 
     // Decode: a server that answers 200 with something that is not JSON.
-    let junk = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let junk = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let junk_addr = junk.local_addr().expect("addr");
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut s, _)) = junk.accept().await {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf).await;
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello").await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                )
+                .await;
         }
     });
     let junk_client = EciClient::new(EciClientConfig {
@@ -582,49 +892,109 @@ async fn every_error_class() {
         ..EciClientConfig::new("cn-hangzhou", Credentials::new("a", "b"))
     })
     .expect("client");
-    let err = junk_client.describe_container_groups(&DescribeContainerGroupsRequest::default()).await.expect_err("junk");
+    let err = junk_client
+        .describe_container_groups(&DescribeContainerGroupsRequest::default())
+        .await
+        .expect_err("junk");
     assert!(matches!(err, EciError::Decode { .. }), "{err:?}");
     emu.stop().await;
 }
 
 #[tokio::test]
 async fn lifecycle_semantics() {
-    let profile = Profile { spot: vnode_eci_emulator::profile::Spot { reclaim_after_ms: Some(300) }, ..fast_profile() };
-    let emu = Emu::start(EmulatorConfig { profile, ..EmulatorConfig::default() }).await;
+    let profile = Profile {
+        spot: vnode_eci_emulator::profile::Spot {
+            reclaim_after_ms: Some(300),
+        },
+        ..fast_profile()
+    };
+    let emu = Emu::start(EmulatorConfig {
+        profile,
+        ..EmulatorConfig::default()
+    })
+    .await;
     let client = emu.client();
-    let ok = client.create_container_group(&job("job-ok", "echo done; sleep 0.2", RestartPolicy::Never)).await.expect("create");
-    let failing = client.create_container_group(&job("job-fail", "echo oops; exit 3", RestartPolicy::Never)).await.expect("create");
-    let crashing = client.create_container_group(&job("job-crash", "sleep 0.1; exit 1", RestartPolicy::Always)).await.expect("create");
+    let ok = client
+        .create_container_group(&job("job-ok", "echo done; sleep 0.2", RestartPolicy::Never))
+        .await
+        .expect("create");
+    let failing = client
+        .create_container_group(&job("job-fail", "echo oops; exit 3", RestartPolicy::Never))
+        .await
+        .expect("create");
+    let crashing = client
+        .create_container_group(&job(
+            "job-crash",
+            "sleep 0.1; exit 1",
+            RestartPolicy::Always,
+        ))
+        .await
+        .expect("create");
     let mut spot = nginx("spot-web");
     spot.spot_strategy = Some(SpotStrategy::SpotAsPriceGo);
     let spot = client.create_container_group(&spot).await.expect("create");
     let mut deadline = nginx("deadline-web");
     deadline.active_deadline_seconds = Some(1);
-    let deadline = client.create_container_group(&deadline).await.expect("create");
+    let deadline = client
+        .create_container_group(&deadline)
+        .await
+        .expect("create");
     let mut with_init = nginx("with-init");
-    with_init.init_containers = vec![Container { name: "init".into(), image: "busybox".into(), command: vec!["sh".into(), "-c".into(), "echo init".into()], ..Default::default() }];
-    let with_init = client.create_container_group(&with_init).await.expect("create");
+    with_init.init_containers = vec![Container {
+        name: "init".into(),
+        image: "busybox".into(),
+        command: vec!["sh".into(), "-c".into(), "echo init".into()],
+        ..Default::default()
+    }];
+    let with_init = client
+        .create_container_group(&with_init)
+        .await
+        .expect("create");
 
     // Right after creation: Scheduling.
-    assert_eq!(describe_one(&client, &ok.container_group_id).await.expect("exists").status, ContainerGroupStatus::Scheduling);
+    assert_eq!(
+        describe_one(&client, &ok.container_group_id)
+            .await
+            .expect("exists")
+            .status,
+        ContainerGroupStatus::Scheduling
+    );
 
-    let g = wait_status(&client, &ok.container_group_id, ContainerGroupStatus::Succeeded, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &ok.container_group_id,
+        ContainerGroupStatus::Succeeded,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(g.containers[0].current_state.state, "Terminated");
     assert_eq!(g.containers[0].current_state.exit_code, 0);
     assert!(!g.succeeded_time.is_empty());
     let logs = client
-        .describe_container_log(&DescribeContainerLogRequest { container_group_id: ok.container_group_id.clone(), container_name: "job".into(), ..Default::default() })
+        .describe_container_log(&DescribeContainerLogRequest {
+            container_group_id: ok.container_group_id.clone(),
+            container_name: "job".into(),
+            ..Default::default()
+        })
         .await
         .expect("logs of a finished job");
     assert_eq!(logs.content, "done\n");
 
-    let g = wait_status(&client, &failing.container_group_id, ContainerGroupStatus::Failed, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &failing.container_group_id,
+        ContainerGroupStatus::Failed,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(g.containers[0].current_state.exit_code, 3);
 
     // Always: keeps restarting, stays Running, restart count grows, LastTime logs.
     let deadline_t = Instant::now() + Duration::from_secs(5);
     loop {
-        let g = describe_one(&client, &crashing.container_group_id).await.expect("exists");
+        let g = describe_one(&client, &crashing.container_group_id)
+            .await
+            .expect("exists");
         if g.containers.first().is_some_and(|c| c.restart_count >= 2) {
             assert_eq!(g.status, ContainerGroupStatus::Running);
             assert_eq!(g.containers[0].previous_state.exit_code, 1);
@@ -634,45 +1004,106 @@ async fn lifecycle_semantics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let g = wait_status(&client, &spot.container_group_id, ContainerGroupStatus::Expired, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &spot.container_group_id,
+        ContainerGroupStatus::Expired,
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(!g.expired_time.is_empty());
-    let g = wait_status(&client, &deadline.container_group_id, ContainerGroupStatus::Failed, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &deadline.container_group_id,
+        ContainerGroupStatus::Failed,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(g.containers[0].current_state.reason, "DeadlineExceeded");
-    let g = wait_status(&client, &with_init.container_group_id, ContainerGroupStatus::Running, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &with_init.container_group_id,
+        ContainerGroupStatus::Running,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(g.init_containers[0].current_state.state, "Terminated");
     let init_logs = client
-        .describe_container_log(&DescribeContainerLogRequest { container_group_id: with_init.container_group_id.clone(), container_name: "init".into(), ..Default::default() })
+        .describe_container_log(&DescribeContainerLogRequest {
+            container_group_id: with_init.container_group_id.clone(),
+            container_name: "init".into(),
+            ..Default::default()
+        })
         .await
         .expect("init logs");
     assert_eq!(init_logs.content, "init\n");
 
     // preStop hook: Terminating, then gone.
     let mut graceful = nginx("graceful");
-    graceful.containers[0].lifecycle_pre_stop_handler_exec = vec!["nginx".into(), "-s".into(), "quit".into()];
-    let graceful = client.create_container_group(&graceful).await.expect("create");
-    wait_status(&client, &graceful.container_group_id, ContainerGroupStatus::Running, Duration::from_secs(5)).await;
+    graceful.containers[0].lifecycle_pre_stop_handler_exec =
+        vec!["nginx".into(), "-s".into(), "quit".into()];
+    let graceful = client
+        .create_container_group(&graceful)
+        .await
+        .expect("create");
+    wait_status(
+        &client,
+        &graceful.container_group_id,
+        ContainerGroupStatus::Running,
+        Duration::from_secs(5),
+    )
+    .await;
     client
-        .delete_container_group(&DeleteContainerGroupRequest { container_group_id: graceful.container_group_id.clone(), ..Default::default() })
+        .delete_container_group(&DeleteContainerGroupRequest {
+            container_group_id: graceful.container_group_id.clone(),
+            ..Default::default()
+        })
         .await
         .expect("delete");
-    assert_eq!(describe_one(&client, &graceful.container_group_id).await.expect("still there").status, ContainerGroupStatus::Terminating);
+    assert_eq!(
+        describe_one(&client, &graceful.container_group_id)
+            .await
+            .expect("still there")
+            .status,
+        ContainerGroupStatus::Terminating
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(describe_one(&client, &graceful.container_group_id).await.is_none());
+    assert!(
+        describe_one(&client, &graceful.container_group_id)
+            .await
+            .is_none()
+    );
     emu.stop().await;
 }
 
 #[tokio::test]
 async fn async_no_stock_goes_schedule_failed() {
     let profile = Profile::from_yaml("stock:\n  out_of_stock_specs: ['2.0-4.0Gi']\n  asynchronous: true\ntiming:\n  scheduling_ms: 50\n").expect("profile");
-    let emu = Emu::start(EmulatorConfig { profile, ..EmulatorConfig::default() }).await;
+    let emu = Emu::start(EmulatorConfig {
+        profile,
+        ..EmulatorConfig::default()
+    })
+    .await;
     let client = emu.client();
     let mut r = nginx("big");
     r.containers[0].cpu = Some(2.0);
     r.containers[0].memory = Some(3.0); // rounds up to 2-4
     let created = client.create_container_group(&r).await.expect("accepted");
-    let g = wait_status(&client, &created.container_group_id, ContainerGroupStatus::ScheduleFailed, Duration::from_secs(5)).await;
+    let g = wait_status(
+        &client,
+        &created.container_group_id,
+        ContainerGroupStatus::ScheduleFailed,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!((g.cpu, g.memory), (2.0, 4.0));
-    assert!(g.events.iter().any(|e| e.reason == "NoStock" && e.kind == "Warning"), "{:?}", g.events);
+    assert!(
+        g.events
+            .iter()
+            .any(|e| e.reason == "NoStock" && e.kind == "Warning"),
+        "{:?}",
+        g.events
+    );
     emu.stop().await;
 }
 
@@ -680,13 +1111,23 @@ async fn async_no_stock_goes_schedule_failed() {
 async fn state_file_survives_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("eci-state.json");
-    let config = EmulatorConfig { state_file: Some(state.clone()), profile: Profile::instant(), ..EmulatorConfig::default() };
+    let config = EmulatorConfig {
+        state_file: Some(state.clone()),
+        profile: Profile::instant(),
+        ..EmulatorConfig::default()
+    };
     let emu = Emu::start(config.clone()).await;
-    let created = emu.client().create_container_group(&nginx("persisted")).await.expect("create");
+    let created = emu
+        .client()
+        .create_container_group(&nginx("persisted"))
+        .await
+        .expect("create");
     emu.stop().await;
     assert!(state.exists());
     let emu = Emu::start(config).await;
-    let g = describe_one(&emu.client(), &created.container_group_id).await.expect("group survived the restart");
+    let g = describe_one(&emu.client(), &created.container_group_id)
+        .await
+        .expect("group survived the restart");
     assert_eq!(g.container_group_name, "persisted");
     emu.stop().await;
 }

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use vnode_eci::wire::{self, sign};
-use vnode_eci_emulator::{DEFAULT_ACCESS_KEY_ID as AK, DEFAULT_ACCESS_KEY_SECRET as SK, EmulatorConfig, Profile};
+use vnode_eci_emulator::{
+    DEFAULT_ACCESS_KEY_ID as AK, DEFAULT_ACCESS_KEY_SECRET as SK, EmulatorConfig, Profile,
+};
 
 struct Emu {
     base: String,
@@ -14,26 +16,47 @@ struct Emu {
 
 async fn start() -> Emu {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = EmulatorConfig { profile: Profile::instant(), ..EmulatorConfig::default() };
+    let config = EmulatorConfig {
+        profile: Profile::instant(),
+        ..EmulatorConfig::default()
+    };
     tokio::spawn(vnode_eci_emulator::serve(listener, config, async move {
         let _ = rx.await;
     }));
-    Emu { base: format!("http://{addr}"), _stop: tx }
+    Emu {
+        base: format!("http://{addr}"),
+        _stop: tx,
+    }
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
 }
 
 fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// v1 common parameters + signature over `params` for `method`.
-fn v1_sign(method: &str, action: &str, params: &[(String, String)], nonce: &str, timestamp: &str) -> Vec<(String, String)> {
+fn v1_sign(
+    method: &str,
+    action: &str,
+    params: &[(String, String)],
+    nonce: &str,
+    timestamp: &str,
+) -> Vec<(String, String)> {
     let mut all = params.to_vec();
     all.extend(p(&[
         ("Action", action),
@@ -65,7 +88,9 @@ async fn v1_get(emu: &Emu, action: &str, params: &[(String, String)]) -> (u16, s
 async fn v1_form(emu: &Emu, action: &str, params: &[(String, String)]) -> (u16, serde_json::Value) {
     let all = v1_sign("POST", action, params, &wire::new_nonce(), &now());
     // Python-style form encoding (space as '+') must be accepted.
-    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(all.iter()).finish();
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(all.iter())
+        .finish();
     let resp = http()
         .post(format!("{}/", emu.base))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -81,7 +106,10 @@ fn assert_envelope(status: u16, body: &serde_json::Value, want_status: u16, want
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["Code"], want_code, "{body}");
     for key in ["RequestId", "HostId", "Message", "Recommend"] {
-        assert!(body[key].as_str().is_some_and(|s| !s.is_empty()), "{key} missing in {body}");
+        assert!(
+            body[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key} missing in {body}"
+        );
     }
 }
 
@@ -104,14 +132,22 @@ async fn get_and_form_transports_work() {
     let id = body["ContainerGroupId"].as_str().expect("id").to_string();
     assert!(body["RequestId"].as_str().is_some_and(|r| r.len() == 36));
     let ids = format!("[\"{id}\"]");
-    let (status, body) = v1_get(&emu, "DescribeContainerGroups", &p(&[("RegionId", "cn-hangzhou"), ("ContainerGroupIds", &ids)])).await;
+    let (status, body) = v1_get(
+        &emu,
+        "DescribeContainerGroups",
+        &p(&[("RegionId", "cn-hangzhou"), ("ContainerGroupIds", &ids)]),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let g = &body["ContainerGroups"][0];
     assert_eq!(g["ContainerGroupId"], id.as_str());
     assert_eq!(g["Containers"][0]["Args"][0], "echo hello world*~");
     assert_eq!(g["Containers"][0]["Tty"], true);
     assert_eq!(g["Tags"][0]["Value"], "test/ci");
-    assert!(g["Volumes"].is_array() && g["Events"].is_array(), "lists are always arrays: {g}");
+    assert!(
+        g["Volumes"].is_array() && g["Events"].is_array(),
+        "lists are always arrays: {g}"
+    );
 }
 
 #[tokio::test]
@@ -123,43 +159,113 @@ async fn bad_input_gets_real_codes() {
     let (s, b) = v1_get(&emu, "RunInstances", &p(&[region])).await;
     assert_envelope(s, &b, 404, "InvalidAction.NotFound");
 
-    let (s, b) = v1_get(&emu, "CreateContainerGroup", &p(&[("ContainerGroupName", "x1"), ok_container[0], ok_container[1]])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "CreateContainerGroup",
+        &p(&[
+            ("ContainerGroupName", "x1"),
+            ok_container[0],
+            ok_container[1],
+        ]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "MissingParameter");
-    assert!(b["Message"].as_str().unwrap_or_default().contains("RegionId"));
+    assert!(
+        b["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RegionId")
+    );
 
-    let (s, b) = v1_get(&emu, "CreateContainerGroup", &p(&[region, ok_container[0], ok_container[1]])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "CreateContainerGroup",
+        &p(&[region, ok_container[0], ok_container[1]]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "MissingParameter");
-    assert!(b["Message"].as_str().unwrap_or_default().contains("ContainerGroupName"));
+    assert!(
+        b["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ContainerGroupName")
+    );
 
-    let (s, b) = v1_get(&emu, "CreateContainerGroup", &p(&[region, ("ContainerGroupName", "x2")])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "CreateContainerGroup",
+        &p(&[region, ("ContainerGroupName", "x2")]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "MissingParameter");
 
     let (s, b) = v1_get(
         &emu,
         "CreateContainerGroup",
-        &p(&[region, ("ContainerGroupName", "x3"), ok_container[0], ok_container[1], ("Container.1.Cpu", "lots")]),
+        &p(&[
+            region,
+            ("ContainerGroupName", "x3"),
+            ok_container[0],
+            ok_container[1],
+            ("Container.1.Cpu", "lots"),
+        ]),
     )
     .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
-    assert!(b["Message"].as_str().unwrap_or_default().contains("Container.1.Cpu"), "{b}");
+    assert!(
+        b["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Container.1.Cpu"),
+        "{b}"
+    );
 
     let (s, b) = v1_get(
         &emu,
         "CreateContainerGroup",
-        &p(&[region, ("ContainerGroupName", "x4"), ok_container[0], ok_container[1], ("RestartPolicy", "Sometimes")]),
+        &p(&[
+            region,
+            ("ContainerGroupName", "x4"),
+            ok_container[0],
+            ok_container[1],
+            ("RestartPolicy", "Sometimes"),
+        ]),
     )
     .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
-    assert!(b["Message"].as_str().unwrap_or_default().contains("RestartPolicy"), "{b}");
+    assert!(
+        b["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RestartPolicy"),
+        "{b}"
+    );
 
-    let (s, b) = v1_get(&emu, "CreateContainerGroup", &p(&[region, ("ContainerGroupName", "Bad_Name"), ok_container[0], ok_container[1]])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "CreateContainerGroup",
+        &p(&[
+            region,
+            ("ContainerGroupName", "Bad_Name"),
+            ok_container[0],
+            ok_container[1],
+        ]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
 
     // Oversized spec: 128 vCPU.
     let (s, b) = v1_get(
         &emu,
         "CreateContainerGroup",
-        &p(&[region, ("ContainerGroupName", "x5"), ok_container[0], ok_container[1], ("Cpu", "128"), ("Memory", "256")]),
+        &p(&[
+            region,
+            ("ContainerGroupName", "x5"),
+            ok_container[0],
+            ok_container[1],
+            ("Cpu", "128"),
+            ("Memory", "256"),
+        ]),
     )
     .await;
     assert_envelope(s, &b, 400, "InvalidParameter.CpuMemory");
@@ -174,21 +280,61 @@ async fn bad_input_gets_real_codes() {
     assert_envelope(s, &b, 400, "InvalidParameter");
 
     // Malformed JSON list.
-    let (s, b) = v1_get(&emu, "DescribeContainerGroups", &p(&[region, ("ContainerGroupIds", "eci-1,eci-2")])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "DescribeContainerGroups",
+        &p(&[region, ("ContainerGroupIds", "eci-1,eci-2")]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(&emu, "DescribeContainerGroups", &p(&[region, ("Limit", "500")])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "DescribeContainerGroups",
+        &p(&[region, ("Limit", "500")]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(&emu, "DescribeContainerGroups", &p(&[region, ("NextToken", "zzz")])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "DescribeContainerGroups",
+        &p(&[region, ("NextToken", "zzz")]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(&emu, "DescribeContainerLog", &p(&[region, ("ContainerGroupId", "eci-x"), ("ContainerName", "a"), ("Tail", "5000")])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "DescribeContainerLog",
+        &p(&[
+            region,
+            ("ContainerGroupId", "eci-x"),
+            ("ContainerName", "a"),
+            ("Tail", "5000"),
+        ]),
+    )
+    .await;
     assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(&emu, "DescribeContainerLog", &p(&[region, ("ContainerGroupId", "eci-x"), ("ContainerName", "a")])).await;
+    let (s, b) = v1_get(
+        &emu,
+        "DescribeContainerLog",
+        &p(&[
+            region,
+            ("ContainerGroupId", "eci-x"),
+            ("ContainerName", "a"),
+        ]),
+    )
+    .await;
     assert_envelope(s, &b, 404, "InvalidParameter.NotFound");
     let (s, b) = v1_get(&emu, "DeleteContainerGroup", &p(&[region])).await;
     assert_envelope(s, &b, 400, "MissingParameter");
 
     // Wrong version.
-    let mut all = v1_sign("GET", "DescribeContainerGroups", &p(&[region]), &wire::new_nonce(), &now());
+    let mut all = v1_sign(
+        "GET",
+        "DescribeContainerGroups",
+        &p(&[region]),
+        &wire::new_nonce(),
+        &now(),
+    );
     for (k, v) in all.iter_mut() {
         if k == "Version" {
             *v = "2014-05-26".into();
@@ -197,13 +343,21 @@ async fn bad_input_gets_real_codes() {
     all.retain(|(k, _)| k != "Signature");
     let sig = sign::v1_signature(SK, &sign::v1_string_to_sign("GET", &all));
     all.push(("Signature".into(), sig));
-    let resp = http().get(format!("{}/?{}", emu.base, wire::canonical_query(&all))).send().await.expect("send");
+    let resp = http()
+        .get(format!("{}/?{}", emu.base, wire::canonical_query(&all)))
+        .send()
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "InvalidVersion");
 
     // Other HTTP methods.
-    let resp = http().delete(format!("{}/", emu.base)).send().await.expect("send");
+    let resp = http()
+        .delete(format!("{}/", emu.base))
+        .send()
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 404, "InvalidAction.NotFound");
@@ -214,24 +368,58 @@ async fn authentication_failures() {
     let emu = start().await;
     let region = p(&[("RegionId", "cn-hangzhou")]);
     // No signature at all.
-    let resp = http().get(format!("{}/?Action=DescribeContainerGroups&RegionId=cn-hangzhou", emu.base)).send().await.expect("send");
+    let resp = http()
+        .get(format!(
+            "{}/?Action=DescribeContainerGroups&RegionId=cn-hangzhou",
+            emu.base
+        ))
+        .send()
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "IncompleteSignature");
 
     // Tampered parameter after signing.
-    let mut all = v1_sign("GET", "DescribeContainerGroups", &region, &wire::new_nonce(), &now());
+    let mut all = v1_sign(
+        "GET",
+        "DescribeContainerGroups",
+        &region,
+        &wire::new_nonce(),
+        &now(),
+    );
     all.push(("Limit".into(), "5".into()));
-    let resp = http().get(format!("{}/?{}", emu.base, wire::canonical_query(&all))).send().await.expect("send");
+    let resp = http()
+        .get(format!("{}/?{}", emu.base, wire::canonical_query(&all)))
+        .send()
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "SignatureDoesNotMatch");
-    assert!(b["Message"].as_str().unwrap_or_default().contains("server string to sign is:GET&%2F&"), "{b}");
+    assert!(
+        b["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server string to sign is:GET&%2F&"),
+        "{b}"
+    );
 
     // Expired timestamp.
-    let old = wire::format_timestamp(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600));
-    let all = v1_sign("GET", "DescribeContainerGroups", &region, &wire::new_nonce(), &old);
-    let resp = http().get(format!("{}/?{}", emu.base, wire::canonical_query(&all))).send().await.expect("send");
+    let old =
+        wire::format_timestamp(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600));
+    let all = v1_sign(
+        "GET",
+        "DescribeContainerGroups",
+        &region,
+        &wire::new_nonce(),
+        &old,
+    );
+    let resp = http()
+        .get(format!("{}/?{}", emu.base, wire::canonical_query(&all)))
+        .send()
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "InvalidTimeStamp.Expired");
@@ -239,10 +427,18 @@ async fn authentication_failures() {
     // Reused nonce.
     let nonce = wire::new_nonce();
     let first = v1_sign("GET", "DescribeContainerGroups", &region, &nonce, &now());
-    let resp = http().get(format!("{}/?{}", emu.base, wire::canonical_query(&first))).send().await.expect("send");
+    let resp = http()
+        .get(format!("{}/?{}", emu.base, wire::canonical_query(&first)))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status().as_u16(), 200);
     let again = v1_sign("GET", "DescribeContainerGroups", &region, &nonce, &now());
-    let resp = http().get(format!("{}/?{}", emu.base, wire::canonical_query(&again))).send().await.expect("send");
+    let resp = http()
+        .get(format!("{}/?{}", emu.base, wire::canonical_query(&again)))
+        .send()
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "SignatureNonceUsed");
@@ -260,7 +456,13 @@ async fn authentication_failures() {
         ("x-acs-signature-nonce", &nonce),
         ("x-acs-content-sha256", wire::EMPTY_BODY_SHA256),
     ]);
-    let v3 = sign::V3Request { method: "POST", path: "/", query: &query, headers: &headers, payload_sha256: wire::EMPTY_BODY_SHA256 };
+    let v3 = sign::V3Request {
+        method: "POST",
+        path: "/",
+        query: &query,
+        headers: &headers,
+        payload_sha256: wire::EMPTY_BODY_SHA256,
+    };
     let good = v3.authorization(AK, SK);
     let bad = good.replace("Signature=", "Signature=00");
     let send = |authz: String, nonce: String| {
@@ -279,19 +481,35 @@ async fn authentication_failures() {
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "SignatureDoesNotMatch");
-    assert!(b["Message"].as_str().unwrap_or_default().contains("server CanonicalRequest is"), "{b}");
+    assert!(
+        b["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server CanonicalRequest is"),
+        "{b}"
+    );
     let resp = send(good.clone(), nonce.clone()).await.expect("send");
-    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let resp = send(good, nonce).await.expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "SignatureNonceUsed");
-    let unsigned_action = format!("ACS3-HMAC-SHA256 Credential={AK},SignedHeaders=host;x-acs-date,Signature=00");
-    let resp = send(unsigned_action, wire::new_nonce()).await.expect("send");
+    let unsigned_action =
+        format!("ACS3-HMAC-SHA256 Credential={AK},SignedHeaders=host;x-acs-date,Signature=00");
+    let resp = send(unsigned_action, wire::new_nonce())
+        .await
+        .expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "IncompleteSignature");
-    let unknown = format!("ACS3-HMAC-SHA256 Credential=someone-else,SignedHeaders=host;x-acs-action;x-acs-date;x-acs-signature-nonce,Signature=00");
+    let unknown = format!(
+        "ACS3-HMAC-SHA256 Credential=someone-else,SignedHeaders=host;x-acs-action;x-acs-date;x-acs-signature-nonce,Signature=00"
+    );
     let resp = send(unknown, wire::new_nonce()).await.expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");

@@ -30,17 +30,32 @@ fn python() -> Result<PathBuf> {
         return Ok(python);
     }
     // Same steps as `cargo xtask test`.
-    let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("running python3 -m venv")?;
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv")?;
     if !ok.success() {
-        bail!("VNODE_TEST_PYTHON is unset and `python3 -m venv target/pyenv` failed; run `cargo xtask test`");
+        bail!(
+            "VNODE_TEST_PYTHON is unset and `python3 -m venv target/pyenv` failed; run `cargo xtask test`"
+        );
     }
     let ok = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&reqs)
         .status()
         .context("running pip")?;
     if !ok.success() {
-        bail!("VNODE_TEST_PYTHON is unset and installing tests/python/requirements.txt failed; run `cargo xtask test`");
+        bail!(
+            "VNODE_TEST_PYTHON is unset and installing tests/python/requirements.txt failed; run `cargo xtask test`"
+        );
     }
     std::fs::write(&stamp, wanted)?;
     Ok(python)
@@ -66,7 +81,10 @@ fn run_sdk(python: &PathBuf, endpoint: &str, scheme: &str) -> Result<serde_json:
         );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().context("no output from the SDK script")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("no output from the SDK script")?;
     serde_json::from_str(line).with_context(|| format!("SDK script printed {line:?}"))
 }
 
@@ -74,14 +92,27 @@ fn run_sdk(python: &PathBuf, endpoint: &str, scheme: &str) -> Result<serde_json:
 fn official_python_sdk_both_signature_schemes() -> Result<()> {
     let python = python()?;
     let emu = VnodeProcess::start(
-        &["eci-emulator", "--listen", "127.0.0.1:0", "--access-key-id", AK, "--access-key-secret", SK],
+        &[
+            "eci-emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--access-key-id",
+            AK,
+            "--access-key-secret",
+            SK,
+        ],
         Duration::from_secs(20),
     )?;
     assert!(emu.url.starts_with("http://127.0.0.1:"), "{}", emu.url);
     let endpoint = emu.url.trim_start_matches("http://").to_string();
     for scheme in ["v3", "v2"] {
         let r = run_sdk(&python, &endpoint, scheme)?;
-        assert!(r["created"].as_str().is_some_and(|id| id.starts_with("eci-")), "{r}");
+        assert!(
+            r["created"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("eci-")),
+            "{r}"
+        );
         assert_eq!(r["described_status"], "Running", "{r}");
         assert_eq!(r["described_env"], "sdk test", "{r}");
         assert_eq!(r["described_cpu"], 0.5, "{r}");
@@ -102,7 +133,13 @@ fn cli_state_file_and_bad_profile() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let profile = dir.path().join("profile.yaml");
     std::fs::write(&profile, "timing:\n  instant: true\nnot_a_field: 1\n")?;
-    let (code, _, stderr) = vnode_tests::run_vnode(&["eci-emulator", "--listen", "127.0.0.1:0", "--profile", profile.to_str().context("utf-8 path")?])?;
+    let (code, _, stderr) = vnode_tests::run_vnode(&[
+        "eci-emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--profile",
+        profile.to_str().context("utf-8 path")?,
+    ])?;
     assert_ne!(code, 0, "a bad profile is refused");
     assert!(stderr.contains("not_a_field"), "{stderr}");
     std::fs::write(&profile, "timing:\n  instant: true\n")?;

@@ -538,7 +538,7 @@ pub fn attempt_logs(
     if let Some(every) = b.log_every_ms.filter(|e| *e > 0) {
         let span = end.duration_since(start).as_millis().max(0) as u64;
         let total = span / every; // lines at start + k*every, k = 1..=total, strictly before end
-        let total = if total > 0 && span % every == 0 {
+        let total = if total > 0 && span.is_multiple_of(every) {
             total - 1
         } else {
             total

@@ -346,22 +346,12 @@ fn validate_token(token: &Option<String>) -> Result<(), ApiError> {
 
 /// Effective (cpu, memory) of a spec, rounded up; error if oversized.
 fn effective_spec(req: &CreateContainerGroupRequest) -> Result<(f64, f64), ApiError> {
-    let sum = |f: fn(&Container) -> Option<f64>| -> Option<f64> {
-        let vals: Vec<f64> = req
-            .containers
-            .iter()
-            .chain(req.init_containers.iter())
-            .filter_map(f)
-            .collect();
-        (!vals.is_empty()).then(|| vals.iter().sum())
-    };
-    // Init containers run before the others, so ECI sizes by the containers' sum; we take
-    // the larger of that and any single init container.
+    // Init containers run before the containers, so the instance is sized by the
+    // containers' sum (or the instance-level Cpu/Memory when given).
     let containers_cpu: Option<f64> = {
         let v: Vec<f64> = req.containers.iter().filter_map(|c| c.cpu).collect();
         (!v.is_empty()).then(|| v.iter().sum())
     };
-    let _ = sum;
     let containers_mem: Option<f64> = {
         let v: Vec<f64> = req.containers.iter().filter_map(|c| c.memory).collect();
         (!v.is_empty()).then(|| v.iter().sum())

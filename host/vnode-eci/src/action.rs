@@ -68,7 +68,9 @@ impl Action {
         match self {
             Action::DescribeContainerGroups | Action::DescribeContainerGroupMetric => 2000,
             Action::DescribeContainerGroupStatus => 2000,
-            Action::CreateContainerGroup | Action::DeleteContainerGroup | Action::DescribeContainerGroupPrice => 1000,
+            Action::CreateContainerGroup
+            | Action::DeleteContainerGroup
+            | Action::DescribeContainerGroupPrice => 1000,
             Action::ExecContainerCommand
             | Action::DescribeContainerLog
             | Action::RestartContainerGroup

@@ -41,7 +41,10 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("access_key_secret", &"<redacted>")
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -58,20 +61,28 @@ impl Credentials {
 
     /// Reads `ECI_ACCESS_KEY` and `ECI_SECRET_KEY`.
     pub fn from_env() -> Result<Self, EciError> {
-        let id = std::env::var(ACCESS_KEY_ENV).map_err(|_| EciError::Config(format!("{ACCESS_KEY_ENV} is not set")))?;
-        let secret =
-            std::env::var(SECRET_KEY_ENV).map_err(|_| EciError::Config(format!("{SECRET_KEY_ENV} is not set")))?;
+        let id = std::env::var(ACCESS_KEY_ENV)
+            .map_err(|_| EciError::Config(format!("{ACCESS_KEY_ENV} is not set")))?;
+        let secret = std::env::var(SECRET_KEY_ENV)
+            .map_err(|_| EciError::Config(format!("{SECRET_KEY_ENV} is not set")))?;
         Ok(Self::new(id, secret))
     }
 
     /// Reads a credentials file of `KEY=VALUE` lines with `ECI_ACCESS_KEY` and
     /// `ECI_SECRET_KEY` (blank lines and `#` comments ignored; values may be quoted).
     pub fn from_file(path: &Path) -> Result<Self, EciError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| EciError::Config(format!("reading credentials file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            EciError::Config(format!("reading credentials file {}: {e}", path.display()))
+        })?;
         let (mut id, mut secret) = (None, None);
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            let Some((k, v)) = line.split_once('=') else { continue };
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
             let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
             match k.trim().trim_start_matches("export ").trim() {
                 ACCESS_KEY_ENV => id = Some(v),
@@ -126,7 +137,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// No retries at all.
     pub fn none() -> Self {
-        Self { max_retries: 0, ..Self::default() }
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
     }
 }
 
@@ -146,24 +160,34 @@ impl Default for RateLimits {
 impl RateLimits {
     /// The documented per-minute quotas (see [`Action::documented_quota_per_minute`]).
     pub fn documented() -> Self {
-        let per_minute = Action::ALL.into_iter().map(|a| (a, NonZeroU32::new(a.documented_quota_per_minute()))).collect();
+        let per_minute = Action::ALL
+            .into_iter()
+            .map(|a| (a, NonZeroU32::new(a.documented_quota_per_minute())))
+            .collect();
         Self { per_minute }
     }
 
     /// No pacing (e.g. against an emulator with quotas lifted, or a raised account quota).
     pub fn unlimited() -> Self {
-        Self { per_minute: Action::ALL.into_iter().map(|a| (a, None)).collect() }
+        Self {
+            per_minute: Action::ALL.into_iter().map(|a| (a, None)).collect(),
+        }
     }
 
     /// Sets one action's limit (`None` lifts it).
     pub fn set(mut self, action: Action, per_minute: Option<u32>) -> Self {
-        self.per_minute.insert(action, per_minute.and_then(NonZeroU32::new));
+        self.per_minute
+            .insert(action, per_minute.and_then(NonZeroU32::new));
         self
     }
 
     /// The limit for an action.
     pub fn get(&self, action: Action) -> Option<u32> {
-        self.per_minute.get(&action).copied().flatten().map(NonZeroU32::get)
+        self.per_minute
+            .get(&action)
+            .copied()
+            .flatten()
+            .map(NonZeroU32::get)
     }
 }
 
@@ -194,7 +218,9 @@ impl EciClientConfig {
     pub fn new(region_id: impl Into<String>, credentials: Credentials) -> Self {
         Self {
             region_id: region_id.into(),
-            endpoint: std::env::var(ENDPOINT_ENV).ok().filter(|s| !s.trim().is_empty()),
+            endpoint: std::env::var(ENDPOINT_ENV)
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
             credentials,
             signature_version: SignatureVersion::V3,
             retry: RetryPolicy::default(),
@@ -240,29 +266,46 @@ impl std::fmt::Debug for EciClient {
 pub fn client_token_for_pod(pod_uid: &str, attempt: u32) -> String {
     let base = if !pod_uid.is_empty()
         && pod_uid.len() <= 48
-        && pod_uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && pod_uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         pod_uid.to_string()
     } else {
         // Not a Kubernetes UID: derive a stable, short, ASCII token from it.
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, pod_uid.as_bytes()).to_string()
     };
-    if attempt == 0 { format!("vnode-{base}") } else { format!("vnode-{base}-{attempt}") }
+    if attempt == 0 {
+        format!("vnode-{base}")
+    } else {
+        format!("vnode-{base}-{attempt}")
+    }
 }
 
 impl EciClient {
     /// Builds a client. Fails on a malformed endpoint.
     pub fn new(config: EciClientConfig) -> Result<Self, EciError> {
-        let endpoint = config.endpoint.clone().unwrap_or_else(|| format!("eci.{}.aliyuncs.com", config.region_id));
-        let with_scheme = if endpoint.contains("://") { endpoint.clone() } else { format!("https://{endpoint}") };
+        let endpoint = config
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("eci.{}.aliyuncs.com", config.region_id));
+        let with_scheme = if endpoint.contains("://") {
+            endpoint.clone()
+        } else {
+            format!("https://{endpoint}")
+        };
         let mut base = url::Url::parse(&with_scheme)
             .map_err(|e| EciError::Config(format!("invalid ECI endpoint {endpoint:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(EciError::Config(format!("ECI endpoint {endpoint:?} must be http or https")));
+            return Err(EciError::Config(format!(
+                "ECI endpoint {endpoint:?} must be http or https"
+            )));
         }
         base.set_path("/");
         base.set_query(None);
-        let host = base.host_str().ok_or_else(|| EciError::Config(format!("ECI endpoint {endpoint:?} has no host")))?;
+        let host = base
+            .host_str()
+            .ok_or_else(|| EciError::Config(format!("ECI endpoint {endpoint:?} has no host")))?;
         let host_header = match base.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
@@ -319,9 +362,22 @@ impl EciClient {
         request: &CreateContainerGroupRequest,
     ) -> Result<CreateContainerGroupResponse, EciError> {
         let idempotent = request.client_token.is_some();
-        let result = self.call(Action::CreateContainerGroup, request, &request.extra, idempotent).await;
+        let result = self
+            .call(
+                Action::CreateContainerGroup,
+                request,
+                &request.extra,
+                idempotent,
+            )
+            .await;
         result.map_err(|e| match e {
-            EciError::NoStock { zone, spec, code, message, request_id } => EciError::NoStock {
+            EciError::NoStock {
+                zone,
+                spec,
+                code,
+                message,
+                request_id,
+            } => EciError::NoStock {
                 zone: zone.or_else(|| request.zone_id.clone()),
                 spec: spec.or_else(|| requested_spec(request)),
                 code,
@@ -337,7 +393,8 @@ impl EciClient {
         &self,
         request: &DescribeContainerGroupsRequest,
     ) -> Result<DescribeContainerGroupsResponse, EciError> {
-        self.call(Action::DescribeContainerGroups, request, &[], true).await
+        self.call(Action::DescribeContainerGroups, request, &[], true)
+            .await
     }
 
     /// `DescribeContainerGroups`, following `NextToken` to the last page. Fails as a whole
@@ -363,7 +420,8 @@ impl EciClient {
         &self,
         request: &DescribeContainerGroupStatusRequest,
     ) -> Result<DescribeContainerGroupStatusResponse, EciError> {
-        self.call(Action::DescribeContainerGroupStatus, request, &[], true).await
+        self.call(Action::DescribeContainerGroupStatus, request, &[], true)
+            .await
     }
 
     /// `DescribeContainerGroupStatus` for any number of ids: batches of 20 (the API limit),
@@ -393,8 +451,12 @@ impl EciClient {
     }
 
     /// `DeleteContainerGroup`.
-    pub async fn delete_container_group(&self, request: &DeleteContainerGroupRequest) -> Result<RequestIdResponse, EciError> {
-        self.call(Action::DeleteContainerGroup, request, &[], true).await
+    pub async fn delete_container_group(
+        &self,
+        request: &DeleteContainerGroupRequest,
+    ) -> Result<RequestIdResponse, EciError> {
+        self.call(Action::DeleteContainerGroup, request, &[], true)
+            .await
     }
 
     /// `DescribeContainerLog`.
@@ -402,7 +464,8 @@ impl EciClient {
         &self,
         request: &DescribeContainerLogRequest,
     ) -> Result<DescribeContainerLogResponse, EciError> {
-        self.call(Action::DescribeContainerLog, request, &[], true).await
+        self.call(Action::DescribeContainerLog, request, &[], true)
+            .await
     }
 
     /// `ExecContainerCommand`: returns the WebSocket URL to run the command on.
@@ -410,7 +473,8 @@ impl EciClient {
         &self,
         request: &ExecContainerCommandRequest,
     ) -> Result<ExecContainerCommandResponse, EciError> {
-        self.call(Action::ExecContainerCommand, request, &[], false).await
+        self.call(Action::ExecContainerCommand, request, &[], false)
+            .await
     }
 
     /// `DescribeContainerGroupMetric`.
@@ -418,13 +482,18 @@ impl EciClient {
         &self,
         request: &DescribeContainerGroupMetricRequest,
     ) -> Result<DescribeContainerGroupMetricResponse, EciError> {
-        self.call(Action::DescribeContainerGroupMetric, request, &[], true).await
+        self.call(Action::DescribeContainerGroupMetric, request, &[], true)
+            .await
     }
 
     /// `UpdateContainerGroup`.
-    pub async fn update_container_group(&self, request: &UpdateContainerGroupRequest) -> Result<RequestIdResponse, EciError> {
+    pub async fn update_container_group(
+        &self,
+        request: &UpdateContainerGroupRequest,
+    ) -> Result<RequestIdResponse, EciError> {
         let idempotent = request.client_token.is_some();
-        self.call(Action::UpdateContainerGroup, request, &[], idempotent).await
+        self.call(Action::UpdateContainerGroup, request, &[], idempotent)
+            .await
     }
 
     /// `RestartContainerGroup`.
@@ -433,7 +502,8 @@ impl EciClient {
         request: &RestartContainerGroupRequest,
     ) -> Result<RequestIdResponse, EciError> {
         let idempotent = request.client_token.is_some();
-        self.call(Action::RestartContainerGroup, request, &[], idempotent).await
+        self.call(Action::RestartContainerGroup, request, &[], idempotent)
+            .await
     }
 
     /// `DescribeContainerGroupPrice`.
@@ -441,7 +511,8 @@ impl EciClient {
         &self,
         request: &DescribeContainerGroupPriceRequest,
     ) -> Result<DescribeContainerGroupPriceResponse, EciError> {
-        self.call(Action::DescribeContainerGroupPrice, request, &[], true).await
+        self.call(Action::DescribeContainerGroupPrice, request, &[], true)
+            .await
     }
 
     /// Flattens, then runs attempts with pacing and retries. `idempotent` says whether a
@@ -489,7 +560,11 @@ impl EciClient {
         .await
     }
 
-    async fn attempt<Resp: DeserializeOwned>(&self, action: Action, params: &[(String, String)]) -> Result<Resp, EciError> {
+    async fn attempt<Resp: DeserializeOwned>(
+        &self,
+        action: Action,
+        params: &[(String, String)],
+    ) -> Result<Resp, EciError> {
         if let Some(limiter) = self.inner.limiters.get(&action) {
             limiter.until_ready().await;
         }
@@ -501,17 +576,27 @@ impl EciClient {
         let mut builder;
         match inner.signature_version {
             SignatureVersion::V3 => {
-                url.set_query(Some(&wire::canonical_query(params)).filter(|q| !q.is_empty()).map(String::as_str));
+                url.set_query(
+                    Some(&wire::canonical_query(params))
+                        .filter(|q| !q.is_empty())
+                        .map(String::as_str),
+                );
                 let mut headers: Vec<(String, String)> = vec![
                     ("host".into(), inner.host_header.clone()),
                     ("x-acs-action".into(), action.as_str().into()),
                     ("x-acs-version".into(), wire::API_VERSION.into()),
                     ("x-acs-date".into(), now),
                     ("x-acs-signature-nonce".into(), nonce),
-                    ("x-acs-content-sha256".into(), wire::EMPTY_BODY_SHA256.into()),
+                    (
+                        "x-acs-content-sha256".into(),
+                        wire::EMPTY_BODY_SHA256.into(),
+                    ),
                 ];
                 if let Some(token) = &inner.credentials.security_token {
-                    headers.push(("x-acs-security-token".into(), token.expose_secret().to_string()));
+                    headers.push((
+                        "x-acs-security-token".into(),
+                        token.expose_secret().to_string(),
+                    ));
                 }
                 let v3 = sign::V3Request {
                     method: "POST",
@@ -525,7 +610,9 @@ impl EciClient {
                 for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
                     builder = builder.header(k.as_str(), v.as_str());
                 }
-                builder = builder.header("authorization", authorization).header("accept", "application/json");
+                builder = builder
+                    .header("authorization", authorization)
+                    .header("accept", "application/json");
             }
             SignatureVersion::V1 => {
                 let mut all: Vec<(String, String)> = params.to_vec();
@@ -533,7 +620,10 @@ impl EciClient {
                     ("Action".to_string(), action.as_str().to_string()),
                     ("Version".into(), wire::API_VERSION.into()),
                     ("Format".into(), "JSON".into()),
-                    ("AccessKeyId".into(), inner.credentials.access_key_id.clone()),
+                    (
+                        "AccessKeyId".into(),
+                        inner.credentials.access_key_id.clone(),
+                    ),
                     ("SignatureMethod".into(), "HMAC-SHA1".into()),
                     ("SignatureVersion".into(), "1.0".into()),
                     ("SignatureNonce".into(), nonce),
@@ -570,12 +660,23 @@ impl EciClient {
                 request_id: header_request_id,
             });
         }
-        let envelope: ErrorEnvelope = serde_json::from_slice(&body).map_err(|e| EciError::Decode {
-            message: format!("HTTP {status} without an ECI error envelope: {e}"),
-            request_id: header_request_id.clone(),
-        })?;
-        let request_id = if envelope.request_id.is_empty() { header_request_id } else { envelope.request_id };
-        let err = EciError::from_response(status, envelope.code, envelope.message, request_id, retry_after);
+        let envelope: ErrorEnvelope =
+            serde_json::from_slice(&body).map_err(|e| EciError::Decode {
+                message: format!("HTTP {status} without an ECI error envelope: {e}"),
+                request_id: header_request_id.clone(),
+            })?;
+        let request_id = if envelope.request_id.is_empty() {
+            header_request_id
+        } else {
+            envelope.request_id
+        };
+        let err = EciError::from_response(
+            status,
+            envelope.code,
+            envelope.message,
+            request_id,
+            retry_after,
+        );
         tracing::debug!(action = action.as_str(), status, error = %err, "ECI call failed");
         Err(err)
     }
@@ -636,8 +737,11 @@ mod tests {
     #[test]
     fn endpoint_defaults_from_region_and_rejects_garbage() {
         let creds = Credentials::new("a", "b");
-        let c = EciClient::new(EciClientConfig { endpoint: None, ..EciClientConfig::new("cn-shanghai", creds.clone()) })
-            .expect("valid");
+        let c = EciClient::new(EciClientConfig {
+            endpoint: None,
+            ..EciClientConfig::new("cn-shanghai", creds.clone())
+        })
+        .expect("valid");
         assert_eq!(c.endpoint(), "https://eci.cn-shanghai.aliyuncs.com/");
         let bad = EciClient::new(EciClientConfig {
             endpoint: Some("ftp://x".into()),
@@ -649,7 +753,11 @@ mod tests {
     #[test]
     fn credentials_file() {
         let dir = std::env::temp_dir().join(format!("vnode-eci-creds-{}", std::process::id()));
-        std::fs::write(&dir, "# comment\nECI_ACCESS_KEY=abc\nexport ECI_SECRET_KEY=\"s3cr3t\"\n").expect("write");
+        std::fs::write(
+            &dir,
+            "# comment\nECI_ACCESS_KEY=abc\nexport ECI_SECRET_KEY=\"s3cr3t\"\n",
+        )
+        .expect("write");
         let c = Credentials::from_file(&dir).expect("parses");
         assert_eq!(c.access_key_id, "abc");
         assert_eq!(c.access_key_secret.expose_secret(), "s3cr3t");

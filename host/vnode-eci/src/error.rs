@@ -123,7 +123,10 @@ impl EciError {
     /// Whether retrying the same call (same `ClientToken`) may succeed: throttling, 5xx and
     /// transport failures. 4xx errors that cannot succeed are not retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled { .. } | Self::Server { .. } | Self::Transport { .. })
+        matches!(
+            self,
+            Self::Throttled { .. } | Self::Server { .. } | Self::Transport { .. }
+        )
     }
 
     /// The server's requested back-off, if any.
@@ -160,10 +163,18 @@ impl EciError {
     ) -> Self {
         let c = code.as_str();
         if c.starts_with("Throttling") || c == "Degrade.Api" || retry_after.is_some() {
-            return Self::Throttled { code, message, request_id, retry_after };
+            return Self::Throttled {
+                code,
+                message,
+                request_id,
+                retry_after,
+            };
         }
         if c == "IdempotentParameterMismatch" {
-            return Self::IdempotencyMismatch { message, request_id };
+            return Self::IdempotencyMismatch {
+                message,
+                request_id,
+            };
         }
         if c == "DryRunOperation" {
             return Self::DryRunPassed { request_id };
@@ -171,7 +182,13 @@ impl EciError {
         if c.contains("NoStock") || c.contains("StockExhaust") || c.contains("StockClose") {
             let zone = word_after(&message, "zone ");
             let spec = word_after(&message, "spec ");
-            return Self::NoStock { zone, spec, code, message, request_id };
+            return Self::NoStock {
+                zone,
+                spec,
+                code,
+                message,
+                request_id,
+            };
         }
         if c.starts_with("InvalidAccessKeyId")
             || c.starts_with("SignatureDoesNotMatch")
@@ -183,25 +200,49 @@ impl EciError {
             || c.starts_with("InvalidSecurityToken")
             || c.ends_with(".Denied")
         {
-            return Self::Auth { code, message, request_id };
+            return Self::Auth {
+                code,
+                message,
+                request_id,
+            };
         }
         if c == "InvalidParameter.NotFound" || c == "ContainerGroup.NotFound" || c == "NotFound" {
-            return Self::NotFound { code, message, request_id };
+            return Self::NotFound {
+                code,
+                message,
+                request_id,
+            };
         }
         if c == "IncorrectStatus" || c == "OperationConflict" || c.starts_with("IncorrectStatus.") {
-            return Self::Conflict { code, message, request_id };
+            return Self::Conflict {
+                code,
+                message,
+                request_id,
+            };
         }
         if status >= 500 {
-            return Self::Server { status, code, message, request_id };
+            return Self::Server {
+                status,
+                code,
+                message,
+                request_id,
+            };
         }
-        Self::InvalidParameter { code, message, request_id }
+        Self::InvalidParameter {
+            code,
+            message,
+            request_id,
+        }
     }
 }
 
 /// The token after `marker` in `text`, without trailing punctuation.
 fn word_after(text: &str, marker: &str) -> Option<String> {
     let rest = &text[text.find(marker)? + marker.len()..];
-    let word: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
+    let word: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ',')
+        .collect();
     let word = word.trim_end_matches(['.', ';', ')']).to_string();
     (!word.is_empty()).then_some(word)
 }
@@ -216,22 +257,56 @@ mod tests {
 
     #[test]
     fn classes() {
-        assert!(matches!(classify(400, "Throttling.User", ""), EciError::Throttled { .. }));
-        assert!(matches!(classify(400, "IdempotentParameterMismatch", ""), EciError::IdempotencyMismatch { .. }));
-        assert!(matches!(classify(404, "InvalidAccessKeyId.NotFound", ""), EciError::Auth { .. }));
-        assert!(matches!(classify(400, "SignatureDoesNotMatch", ""), EciError::Auth { .. }));
-        assert!(matches!(classify(404, "InvalidParameter.NotFound", ""), EciError::NotFound { .. }));
-        assert!(matches!(classify(400, "IncorrectStatus", ""), EciError::Conflict { .. }));
-        assert!(matches!(classify(500, "InternalError", ""), EciError::Server { .. }));
-        assert!(matches!(classify(400, "MissingParameter", ""), EciError::InvalidParameter { .. }));
-        match classify(403, "OperationDenied.NoStock", "The resource in zone cn-hangzhou-k with spec 2.0-4.0Gi is out of stock.") {
+        assert!(matches!(
+            classify(400, "Throttling.User", ""),
+            EciError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(400, "IdempotentParameterMismatch", ""),
+            EciError::IdempotencyMismatch { .. }
+        ));
+        assert!(matches!(
+            classify(404, "InvalidAccessKeyId.NotFound", ""),
+            EciError::Auth { .. }
+        ));
+        assert!(matches!(
+            classify(400, "SignatureDoesNotMatch", ""),
+            EciError::Auth { .. }
+        ));
+        assert!(matches!(
+            classify(404, "InvalidParameter.NotFound", ""),
+            EciError::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify(400, "IncorrectStatus", ""),
+            EciError::Conflict { .. }
+        ));
+        assert!(matches!(
+            classify(500, "InternalError", ""),
+            EciError::Server { .. }
+        ));
+        assert!(matches!(
+            classify(400, "MissingParameter", ""),
+            EciError::InvalidParameter { .. }
+        ));
+        match classify(
+            403,
+            "OperationDenied.NoStock",
+            "The resource in zone cn-hangzhou-k with spec 2.0-4.0Gi is out of stock.",
+        ) {
             EciError::NoStock { zone, spec, .. } => {
                 assert_eq!(zone.as_deref(), Some("cn-hangzhou-k"));
                 assert_eq!(spec.as_deref(), Some("2.0-4.0Gi"));
             }
             other => panic!("unexpected {other:?}"),
         }
-        let t = EciError::from_response(400, "X".into(), "".into(), "R".into(), Some(Duration::from_millis(5)));
+        let t = EciError::from_response(
+            400,
+            "X".into(),
+            "".into(),
+            "R".into(),
+            Some(Duration::from_millis(5)),
+        );
         assert!(t.is_retryable());
         assert_eq!(t.retry_after(), Some(Duration::from_millis(5)));
         assert!(!classify(400, "InvalidParameter", "").is_retryable());

@@ -46,7 +46,7 @@ pub mod wire;
 
 pub use action::Action;
 pub use client::{
-    ACCESS_KEY_ENV, Credentials, ENDPOINT_ENV, EciClient, EciClientConfig, RateLimits, RetryPolicy, SECRET_KEY_ENV,
-    SignatureVersion, client_token_for_pod,
+    ACCESS_KEY_ENV, Credentials, ENDPOINT_ENV, EciClient, EciClientConfig, RateLimits, RetryPolicy,
+    SECRET_KEY_ENV, SignatureVersion, client_token_for_pod,
 };
 pub use error::EciError;

@@ -82,7 +82,10 @@ pub struct Tag {
 impl Tag {
     /// A tag from key and value.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { key: key.into(), value: value.into() }
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -151,7 +154,10 @@ impl ContainerGroupStatus {
 
     /// Whether the group will never change state again (Succeeded, Failed, Expired, ScheduleFailed).
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Expired | Self::ScheduleFailed)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Expired | Self::ScheduleFailed
+        )
     }
 }
 
@@ -208,7 +214,11 @@ pub struct CreateContainerGroupRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<f64>,
     /// `InstanceType`: ECS instance types in preference order (multi-spec), comma-joined on the wire.
-    #[serde(rename = "InstanceType", with = "comma_list", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "InstanceType",
+        with = "comma_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub instance_types: Vec<String>,
     /// `ComputeCategory.N`: `economy` / `general`, in preference order.
     #[serde(rename = "ComputeCategory", skip_serializing_if = "Vec::is_empty")]
@@ -226,7 +236,11 @@ pub struct CreateContainerGroupRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security_group_id: Option<String>,
     /// `VSwitchId`: up to 10 vSwitches (multi-zone), comma-joined on the wire.
-    #[serde(rename = "VSwitchId", with = "comma_list", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "VSwitchId",
+        with = "comma_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub vswitch_ids: Vec<String>,
     /// `ScheduleStrategy`: `VSwitchOrdered` or `VSwitchRandom`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,7 +267,10 @@ pub struct CreateContainerGroupRequest {
     #[serde(rename = "Tag", skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
     /// `ImageRegistryCredential.N.*`: private registry logins.
-    #[serde(rename = "ImageRegistryCredential", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ImageRegistryCredential",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub image_registry_credentials: Vec<ImageRegistryCredential>,
     /// `AcrRegistryInfo.N.*`: password-free ACR Enterprise pulls.
     #[serde(rename = "AcrRegistryInfo", skip_serializing_if = "Vec::is_empty")]
@@ -478,7 +495,10 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub termination_message_policy: Option<String>,
     /// `LifecyclePostStartHandlerExec.N`.
-    #[serde(rename = "LifecyclePostStartHandlerExec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "LifecyclePostStartHandlerExec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lifecycle_post_start_handler_exec: Vec<String>,
     /// `LifecyclePostStartHandlerHttpGetHost`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -493,7 +513,10 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle_post_start_handler_http_get_scheme: Option<String>,
     /// `LifecyclePostStartHandlerHttpGetHttpHeader.N.*`.
-    #[serde(rename = "LifecyclePostStartHandlerHttpGetHttpHeader", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "LifecyclePostStartHandlerHttpGetHttpHeader",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lifecycle_post_start_handler_http_get_http_headers: Vec<HttpHeader>,
     /// `LifecyclePostStartHandlerTcpSocketHost`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -502,7 +525,10 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle_post_start_handler_tcp_socket_port: Option<i64>,
     /// `LifecyclePreStopHandlerExec.N`.
-    #[serde(rename = "LifecyclePreStopHandlerExec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "LifecyclePreStopHandlerExec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lifecycle_pre_stop_handler_exec: Vec<String>,
     /// `LifecyclePreStopHandlerHttpGetHost`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -517,7 +543,10 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle_pre_stop_handler_http_get_scheme: Option<String>,
     /// `LifecyclePreStopHandlerHttpGetHttpHeader.N.*`.
-    #[serde(rename = "LifecyclePreStopHandlerHttpGetHttpHeader", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "LifecyclePreStopHandlerHttpGetHttpHeader",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lifecycle_pre_stop_handler_http_get_http_headers: Vec<HttpHeader>,
     /// `LifecyclePreStopHandlerTcpSocketHost`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1518,7 +1547,10 @@ pub struct UpdateContainerGroupRequest {
     #[serde(rename = "InitContainer", skip_serializing_if = "Vec::is_empty")]
     pub init_containers: Vec<Container>,
     /// `ImageRegistryCredential.N.*`.
-    #[serde(rename = "ImageRegistryCredential", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ImageRegistryCredential",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub image_registry_credentials: Vec<ImageRegistryCredential>,
     /// `AcrRegistryInfo.N.*`.
     #[serde(rename = "AcrRegistryInfo", skip_serializing_if = "Vec::is_empty")]
@@ -1908,19 +1940,30 @@ mod tests {
                 image: "nginx:1.25".into(),
                 cpu: Some(0.5),
                 env: vec![
-                    EnvVar { key: "A".into(), value: Some("1".into()), field_ref: None },
+                    EnvVar {
+                        key: "A".into(),
+                        value: Some("1".into()),
+                        field_ref: None,
+                    },
                     EnvVar {
                         key: "POD_IP".into(),
                         value: None,
-                        field_ref: Some(FieldRef { field_path: "status.podIP".into() }),
+                        field_ref: Some(FieldRef {
+                            field_path: "status.podIP".into(),
+                        }),
                     },
                 ],
                 liveness_probe: Some(Probe {
-                    http_get: Some(HttpGetAction { port: Some(80), ..Default::default() }),
+                    http_get: Some(HttpGetAction {
+                        port: Some(80),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 security_context: Some(ContainerSecurityContext {
-                    capability: Some(Capability { add: vec!["NET_ADMIN".into()] }),
+                    capability: Some(Capability {
+                        add: vec!["NET_ADMIN".into()],
+                    }),
                     ..Default::default()
                 }),
                 lifecycle_pre_stop_handler_exec: vec!["sleep".into(), "5".into()],
@@ -1931,14 +1974,24 @@ mod tests {
                 kind: Some(VolumeType::ConfigFileVolume),
                 config_file_volume: Some(ConfigFileVolume {
                     default_mode: Some(420),
-                    files: vec![ConfigFileToPath { path: "a.conf".into(), content: "aGk=".into(), mode: None }],
+                    files: vec![ConfigFileToPath {
+                        path: "a.conf".into(),
+                        content: "aGk=".into(),
+                        mode: None,
+                    }],
                 }),
                 ..Default::default()
             }],
             vswitch_ids: vec!["vsw-a".into(), "vsw-b".into()],
-            host_aliases: vec![HostAlias { ip: "10.0.0.1".into(), hostnames: vec!["db".into()] }],
+            host_aliases: vec![HostAlias {
+                ip: "10.0.0.1".into(),
+                hostnames: vec!["db".into()],
+            }],
             dns_config: Some(DnsConfig {
-                options: vec![NameValue { name: "ndots".into(), value: Some("2".into()) }],
+                options: vec![NameValue {
+                    name: "ndots".into(),
+                    value: Some("2".into()),
+                }],
                 ..Default::default()
             }),
             tags: vec![Tag::new("env", "test")],
@@ -1948,26 +2001,42 @@ mod tests {
         };
         let params = to_params(&req).expect("flattens");
         let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
-        assert!(has("Container.1.EnvironmentVar.2.FieldRef.FieldPath", "status.podIP"));
+        assert!(has(
+            "Container.1.EnvironmentVar.2.FieldRef.FieldPath",
+            "status.podIP"
+        ));
         assert!(has("Container.1.LivenessProbe.HttpGet.Port", "80"));
-        assert!(has("Container.1.SecurityContext.Capability.Add.1", "NET_ADMIN"));
+        assert!(has(
+            "Container.1.SecurityContext.Capability.Add.1",
+            "NET_ADMIN"
+        ));
         assert!(has("Container.1.LifecyclePreStopHandlerExec.2", "5"));
         assert!(has("Volume.1.Type", "ConfigFileVolume"));
-        assert!(has("Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path", "a.conf"));
+        assert!(has(
+            "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path",
+            "a.conf"
+        ));
         assert!(has("VSwitchId", "vsw-a,vsw-b"));
         assert!(has("HostAliase.1.Hostname.1", "db"));
         assert!(has("DnsConfig.Option.1.Name", "ndots"));
         assert!(has("Tag.1.Key", "env"));
         assert!(has("SpotStrategy", "SpotWithPriceLimit"));
         assert!(has("RestartPolicy", "OnFailure"));
-        assert!(!params.iter().any(|(k, _)| k.contains("Memory")), "unset fields are not sent");
+        assert!(
+            !params.iter().any(|(k, _)| k.contains("Memory")),
+            "unset fields are not sent"
+        );
         let back: CreateContainerGroupRequest = from_params(&params).expect("parses back");
         assert_eq!(back, req);
     }
 
     #[test]
     fn nfs_volume_type_uses_wire_spelling() {
-        let v = Volume { name: "n".into(), kind: Some(VolumeType::NfsVolume), ..Default::default() };
+        let v = Volume {
+            name: "n".into(),
+            kind: Some(VolumeType::NfsVolume),
+            ..Default::default()
+        };
         let params = to_params(&v).expect("flattens");
         assert!(params.contains(&("Type".into(), "NFSVolume".into())));
     }
@@ -1979,15 +2048,25 @@ mod tests {
             "Containers":[{"Name":"a","CurrentState":{"State":"Running"}}],
             "InitContainers":[{"Name":"i","Command":["sh"]}]}]}"#;
         let r: DescribeContainerGroupsResponse = serde_json::from_str(body).expect("lenient");
-        assert_eq!(r.container_groups[0].status, ContainerGroupStatus::Other("Weird".into()));
+        assert_eq!(
+            r.container_groups[0].status,
+            ContainerGroupStatus::Other("Weird".into())
+        );
         assert_eq!(r.container_groups[0].cpu, 2.0);
-        assert_eq!(r.container_groups[0].init_containers[0].commands, vec!["sh"]);
+        assert_eq!(
+            r.container_groups[0].init_containers[0].commands,
+            vec!["sh"]
+        );
         assert_eq!(r.next_token, "");
     }
 
     #[test]
     fn registry_password_is_not_in_debug() {
-        let c = ImageRegistryCredential { server: "r".into(), user_name: "u".into(), password: "hunter2".into() };
+        let c = ImageRegistryCredential {
+            server: "r".into(),
+            user_name: "u".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -11,7 +11,11 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Everything except the RFC 3986 unreserved set (`A–Z a–z 0–9 - _ . ~`) is escaped.
 /// `percent-encoding` emits upper-case hex, which both signature schemes require.
-const RFC3986_RESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const RFC3986_RESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encodes `s` the way both ECI signature schemes canonicalise names and values:
 /// space becomes `%20` (never `+`), `*` becomes `%2A`, `~` stays.
@@ -22,7 +26,10 @@ pub fn percent_encode(s: &str) -> String {
 /// Sorted (by name, then value), RFC 3986-encoded `name=value&…` string. This is both the
 /// v1 canonicalized query string and the v3 canonical query string.
 pub fn canonical_query(params: &[(String, String)]) -> String {
-    let mut sorted: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     sorted.sort_unstable();
     let mut out = String::with_capacity(params.len() * 24);
     for (i, (k, v)) in sorted.into_iter().enumerate() {
@@ -39,7 +46,9 @@ pub fn canonical_query(params: &[(String, String)]) -> String {
 /// Decodes an `application/x-www-form-urlencoded` string or a URL query (`+` and `%20`
 /// both mean space) into ordered pairs.
 pub fn decode_query(raw: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The timestamp format both schemes use: UTC, seconds precision, `Z` suffix.
@@ -61,7 +70,8 @@ pub fn new_nonce() -> String {
 pub const API_VERSION: &str = "2018-08-08";
 
 /// Lower-case hex SHA-256 of the empty body (the `x-acs-content-sha256` of every RPC call).
-pub const EMPTY_BODY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_BODY_SHA256: &str =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 #[cfg(test)]
 mod tests {
@@ -69,7 +79,10 @@ mod tests {
 
     #[test]
     fn encodes_like_the_reference() {
-        assert_eq!(percent_encode("echo hello world*~"), "echo%20hello%20world%2A~");
+        assert_eq!(
+            percent_encode("echo hello world*~"),
+            "echo%20hello%20world%2A~"
+        );
         assert_eq!(percent_encode("a/b:c"), "a%2Fb%3Ac");
         assert_eq!(percent_encode("é"), "%C3%A9");
     }
@@ -77,7 +90,14 @@ mod tests {
     #[test]
     fn decodes_plus_and_percent_space() {
         let p = decode_query("a=x+y&b=x%20y&c=");
-        assert_eq!(p, vec![("a".into(), "x y".into()), ("b".into(), "x y".into()), ("c".into(), String::new())]);
+        assert_eq!(
+            p,
+            vec![
+                ("a".into(), "x y".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), String::new())
+            ]
+        );
     }
 
     #[test]

@@ -40,12 +40,22 @@ pub enum ParamErrorKind {
 impl ParamError {
     /// A malformed-value error for `param`.
     pub fn invalid(param: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { kind: ParamErrorKind::Invalid, param: param.into(), reason: reason.into(), located: true }
+        Self {
+            kind: ParamErrorKind::Invalid,
+            param: param.into(),
+            reason: reason.into(),
+            located: true,
+        }
     }
 
     /// A missing-parameter error for `param`.
     pub fn missing(param: impl Into<String>) -> Self {
-        Self { kind: ParamErrorKind::Missing, param: param.into(), reason: String::new(), located: true }
+        Self {
+            kind: ParamErrorKind::Missing,
+            param: param.into(),
+            reason: String::new(),
+            located: true,
+        }
     }
 
     /// Attaches the path of the node where an unlocated error surfaced.
@@ -66,7 +76,9 @@ impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             ParamErrorKind::Missing => write!(f, "missing parameter {}", self.param),
-            ParamErrorKind::Invalid => write!(f, "invalid parameter {}: {}", self.param, self.reason),
+            ParamErrorKind::Invalid => {
+                write!(f, "invalid parameter {}: {}", self.param, self.reason)
+            }
         }
     }
 }
@@ -75,11 +87,21 @@ impl std::error::Error for ParamError {}
 
 impl de::Error for ParamError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self { kind: ParamErrorKind::Invalid, param: String::new(), reason: msg.to_string(), located: false }
+        Self {
+            kind: ParamErrorKind::Invalid,
+            param: String::new(),
+            reason: msg.to_string(),
+            located: false,
+        }
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Self { kind: ParamErrorKind::Missing, param: field.to_string(), reason: String::new(), located: false }
+        Self {
+            kind: ParamErrorKind::Missing,
+            param: field.to_string(),
+            reason: String::new(),
+            located: false,
+        }
     }
 }
 
@@ -93,7 +115,13 @@ pub fn to_params<T: Serialize + ?Sized>(value: &T) -> Result<Vec<(String, String
 
 fn flatten(prefix: String, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
     use serde_json::Value;
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match value {
         Value::Null => {}
         Value::Bool(b) => out.push((prefix, b.to_string())),
@@ -131,7 +159,10 @@ fn build_tree(params: &[(String, String)]) -> Result<Node, ParamError> {
             if i + 1 == segments.len() {
                 match map.get(*seg) {
                     Some(Node::Branch(_)) => {
-                        return Err(ParamError::invalid(key.clone(), "given both as a value and as a structure"));
+                        return Err(ParamError::invalid(
+                            key.clone(),
+                            "given both as a value and as a structure",
+                        ));
                     }
                     // A repeated scalar: the last one wins, as on the real gateway.
                     _ => {
@@ -139,7 +170,9 @@ fn build_tree(params: &[(String, String)]) -> Result<Node, ParamError> {
                     }
                 }
             } else {
-                let entry = map.entry(seg.to_string()).or_insert_with(|| Node::Branch(BTreeMap::new()));
+                let entry = map
+                    .entry(seg.to_string())
+                    .or_insert_with(|| Node::Branch(BTreeMap::new()));
                 match entry {
                     Node::Branch(m) => map = m,
                     Node::Leaf(_) => {
@@ -159,7 +192,11 @@ fn build_tree(params: &[(String, String)]) -> Result<Node, ParamError> {
 /// fields the type declares without a default produce [`ParamErrorKind::Missing`].
 pub fn from_params<T: DeserializeOwned>(params: &[(String, String)]) -> Result<T, ParamError> {
     let tree = build_tree(params)?;
-    T::deserialize(NodeDe { node: &tree, path: String::new() }).map_err(|e| e.locate(""))
+    T::deserialize(NodeDe {
+        node: &tree,
+        path: String::new(),
+    })
+    .map_err(|e| e.locate(""))
 }
 
 struct NodeDe<'a> {
@@ -171,17 +208,26 @@ impl NodeDe<'_> {
     fn leaf(&self, expected: &str) -> Result<&str, ParamError> {
         match self.node {
             Node::Leaf(s) => Ok(s),
-            Node::Branch(_) => Err(ParamError::invalid(self.path.clone(), format!("expected {expected}, got a structure"))),
+            Node::Branch(_) => Err(ParamError::invalid(
+                self.path.clone(),
+                format!("expected {expected}, got a structure"),
+            )),
         }
     }
 
     fn parse<T: std::str::FromStr>(&self, expected: &str) -> Result<T, ParamError> {
         let s = self.leaf(expected)?;
-        s.trim().parse::<T>().map_err(|_| ParamError::invalid(self.path.clone(), format!("{s:?} is not {expected}")))
+        s.trim()
+            .parse::<T>()
+            .map_err(|_| ParamError::invalid(self.path.clone(), format!("{s:?} is not {expected}")))
     }
 
     fn child(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 }
 
@@ -190,7 +236,9 @@ macro_rules! parse_number {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
             let v: $ty = self.parse($what)?;
             let path = self.path.clone();
-            visitor.$visit::<ParamError>(v).map_err(|e: ParamError| e.locate(&path))
+            visitor
+                .$visit::<ParamError>(v)
+                .map_err(|e: ParamError| e.locate(&path))
         }
     };
 }
@@ -212,7 +260,10 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         } else if s.eq_ignore_ascii_case("false") {
             false
         } else {
-            return Err(ParamError::invalid(self.path.clone(), format!("{s:?} is not a boolean")));
+            return Err(ParamError::invalid(
+                self.path.clone(),
+                format!("{s:?} is not a boolean"),
+            ));
         };
         visitor.visit_bool(b)
     }
@@ -230,7 +281,10 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
         let v: f64 = self.parse("a number")?;
         if !v.is_finite() {
-            return Err(ParamError::invalid(self.path.clone(), "not a finite number"));
+            return Err(ParamError::invalid(
+                self.path.clone(),
+                "not a finite number",
+            ));
         }
         visitor.visit_f64(v)
     }
@@ -242,7 +296,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
         let s = self.leaf("a string")?;
         let path = self.path.clone();
-        visitor.visit_str::<ParamError>(s).map_err(|e: ParamError| e.locate(&path))
+        visitor
+            .visit_str::<ParamError>(s)
+            .map_err(|e: ParamError| e.locate(&path))
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
@@ -265,7 +321,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         visitor.visit_unit()
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         visitor.visit_unit()
     }
 
@@ -286,19 +346,26 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         };
         let mut items = Vec::with_capacity(map.len());
         for (k, v) in map {
-            let index: u32 = k
-                .parse()
-                .map_err(|_| ParamError::invalid(self.child(k), "list elements need numeric indices"))?;
+            let index: u32 = k.parse().map_err(|_| {
+                ParamError::invalid(self.child(k), "list elements need numeric indices")
+            })?;
             items.push((index, k.as_str(), v));
         }
         items.sort_by_key(|(i, _, _)| *i);
         let path = self.path.clone();
         visitor
-            .visit_seq(SeqDe { items: items.into_iter(), parent: &path })
+            .visit_seq(SeqDe {
+                items: items.into_iter(),
+                parent: &path,
+            })
             .map_err(|e| e.locate(&path))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         self.deserialize_seq(visitor)
     }
 
@@ -313,11 +380,18 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
         let Node::Branch(map) = self.node else {
-            return Err(ParamError::invalid(self.path.clone(), "expected a structure, got a value"));
+            return Err(ParamError::invalid(
+                self.path.clone(),
+                "expected a structure, got a value",
+            ));
         };
         let path = self.path.clone();
         visitor
-            .visit_map(MapDe { iter: map.iter(), parent: &path, pending: None })
+            .visit_map(MapDe {
+                iter: map.iter(),
+                parent: &path,
+                pending: None,
+            })
             .map_err(|e| e.locate(&path))
     }
 
@@ -359,12 +433,20 @@ struct SeqDe<'a, I> {
 impl<'de, 'a, I: Iterator<Item = (u32, &'a str, &'a Node)>> de::SeqAccess<'de> for SeqDe<'a, I> {
     type Error = ParamError;
 
-    fn next_element_seed<T: de::DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, ParamError> {
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ParamError> {
         match self.items.next() {
             None => Ok(None),
             Some((_, key, node)) => {
                 let path = format!("{}.{key}", self.parent);
-                seed.deserialize(NodeDe { node, path: path.clone() }).map(Some).map_err(|e| e.locate(&path))
+                seed.deserialize(NodeDe {
+                    node,
+                    path: path.clone(),
+                })
+                .map(Some)
+                .map_err(|e| e.locate(&path))
             }
         }
     }
@@ -379,7 +461,10 @@ struct MapDe<'a> {
 impl<'de> de::MapAccess<'de> for MapDe<'_> {
     type Error = ParamError;
 
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, ParamError> {
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ParamError> {
         match self.iter.next() {
             None => Ok(None),
             Some((k, v)) => {
@@ -390,10 +475,24 @@ impl<'de> de::MapAccess<'de> for MapDe<'_> {
         }
     }
 
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ParamError> {
-        let (key, node) = self.pending.take().ok_or_else(|| ParamError::invalid(self.parent, "value without key"))?;
-        let path = if self.parent.is_empty() { key.to_string() } else { format!("{}.{key}", self.parent) };
-        seed.deserialize(NodeDe { node, path: path.clone() }).map_err(|e| e.locate(&path))
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ParamError> {
+        let (key, node) = self
+            .pending
+            .take()
+            .ok_or_else(|| ParamError::invalid(self.parent, "value without key"))?;
+        let path = if self.parent.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.parent)
+        };
+        seed.deserialize(NodeDe {
+            node,
+            path: path.clone(),
+        })
+        .map_err(|e| e.locate(&path))
     }
 }
 
@@ -414,7 +513,8 @@ pub mod json_list {
         if raw.trim().is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_str(&raw).map_err(|_| de::Error::custom(format!("{raw:?} is not a JSON array of strings")))
+        serde_json::from_str(&raw)
+            .map_err(|_| de::Error::custom(format!("{raw:?} is not a JSON array of strings")))
     }
 }
 
@@ -430,7 +530,12 @@ pub mod comma_list {
     /// Splits on `,`, trimming and dropping empty items.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         let raw = String::deserialize(d)?;
-        Ok(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        Ok(raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 }
 
@@ -468,18 +573,35 @@ mod tests {
     }
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn round_trips_nested_lists() {
         let req = Req {
             containers: vec![
-                Item { name: "a".into(), cpu: Some(1.0), env: vec![], tty: Some(true) },
+                Item {
+                    name: "a".into(),
+                    cpu: Some(1.0),
+                    env: vec![],
+                    tty: Some(true),
+                },
                 Item {
                     name: "b".into(),
                     cpu: Some(0.5),
-                    env: vec![Env { key: "K".into(), value: Some("v".into()) }, Env { key: "L".into(), value: None }],
+                    env: vec![
+                        Env {
+                            key: "K".into(),
+                            value: Some("v".into()),
+                        },
+                        Env {
+                            key: "L".into(),
+                            value: None,
+                        },
+                    ],
                     tty: None,
                 },
             ],
@@ -495,7 +617,11 @@ mod tests {
 
     #[test]
     fn lenient_scalars_and_gaps() {
-        let params = p(&[("Container.3.Name", "x"), ("Container.3.Tty", "True"), ("Container.1.Cpu", "2")]);
+        let params = p(&[
+            ("Container.3.Name", "x"),
+            ("Container.3.Tty", "True"),
+            ("Container.1.Cpu", "2"),
+        ]);
         let req: Req = from_params(&params).expect("parses");
         assert_eq!(req.containers.len(), 2);
         assert_eq!(req.containers[0].cpu, Some(2.0));

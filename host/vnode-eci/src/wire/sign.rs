@@ -29,7 +29,8 @@ pub fn v1_string_to_sign(method: &str, params: &[(String, String)]) -> String {
 pub fn v1_signature(secret: &str, string_to_sign: &str) -> String {
     use base64::Engine as _;
     let key = format!("{secret}&");
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes())
+        .expect("HMAC accepts keys of any length");
     mac.update(string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -52,7 +53,11 @@ pub struct V3Request<'a> {
 impl V3Request<'_> {
     /// `h1;h2;…`: the sorted, lower-case signed header names.
     pub fn signed_headers(&self) -> String {
-        let mut names: Vec<String> = self.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+        let mut names: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
         names.sort_unstable();
         names.dedup();
         names.join(";")
@@ -60,8 +65,11 @@ impl V3Request<'_> {
 
     /// The canonical request string.
     pub fn canonical_request(&self) -> String {
-        let mut headers: Vec<(String, String)> =
-            self.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string())).collect();
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
         headers.sort();
         // Several values for one name are comma-joined in sorted order.
         let mut canonical_headers = String::new();
@@ -80,7 +88,12 @@ impl V3Request<'_> {
             canonical_headers.push('\n');
             i = j;
         }
-        let path: String = self.path.split('/').map(percent_encode).collect::<Vec<_>>().join("/");
+        let path: String = self
+            .path
+            .split('/')
+            .map(percent_encode)
+            .collect::<Vec<_>>()
+            .join("/");
         format!(
             "{}\n{}\n{}\n{}\n{}\n{}",
             self.method,
@@ -94,7 +107,10 @@ impl V3Request<'_> {
 
     /// `ACS3-HMAC-SHA256\n` + hex(SHA-256(canonical request)).
     pub fn string_to_sign(&self) -> String {
-        format!("{V3_ALGORITHM}\n{}", sha256_hex(self.canonical_request().as_bytes()))
+        format!(
+            "{V3_ALGORITHM}\n{}",
+            sha256_hex(self.canonical_request().as_bytes())
+        )
     }
 
     /// hex(HMAC-SHA256(secret, string to sign)).
@@ -114,7 +130,8 @@ impl V3Request<'_> {
 
 /// hex(HMAC-SHA256(secret, string_to_sign)).
 pub fn v3_signature(secret: &str, string_to_sign: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -144,18 +161,31 @@ pub fn parse_v3_authorization(value: &str) -> Option<V3Authorization> {
         match k {
             "Credential" => credential = Some(v.to_string()),
             "SignedHeaders" => {
-                signed = Some(v.split(';').filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()).collect())
+                signed = Some(
+                    v.split(';')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.to_ascii_lowercase())
+                        .collect(),
+                )
             }
             "Signature" => signature = Some(v.to_string()),
             _ => {}
         }
     }
-    Some(V3Authorization { credential: credential?, signed_headers: signed?, signature: signature? })
+    Some(V3Authorization {
+        credential: credential?,
+        signed_headers: signed?,
+        signature: signature?,
+    })
 }
 
 /// Constant-time comparison of two signatures.
 pub fn signatures_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -163,7 +193,10 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -183,7 +216,10 @@ mod tests {
             sts,
             "GET&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0%26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
         );
-        assert_eq!(v1_signature("testsecret", &sts), "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
+        assert_eq!(
+            v1_signature("testsecret", &sts),
+            "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
+        );
     }
 
     #[test]
@@ -201,7 +237,10 @@ mod tests {
             ("Timestamp", "2024-01-02T03:04:05Z"),
             ("Version", "2018-08-08"),
         ]);
-        assert_eq!(v1_signature("testsecret", &v1_string_to_sign("POST", &params)), "rQtbq8zuSZnMpXzApZ7p7IqebuY=");
+        assert_eq!(
+            v1_signature("testsecret", &v1_string_to_sign("POST", &params)),
+            "rQtbq8zuSZnMpXzApZ7p7IqebuY="
+        );
     }
 
     #[test]
@@ -219,12 +258,21 @@ mod tests {
             ("Timestamp", "2024-01-02T03:04:05Z"),
             ("Version", "2018-08-08"),
         ]);
-        assert_eq!(v1_signature("testsecret", &v1_string_to_sign("GET", &params)), "K6RvfkghU5Mhtz1AgV8pHXGoRbA=");
+        assert_eq!(
+            v1_signature("testsecret", &v1_string_to_sign("GET", &params)),
+            "K6RvfkghU5Mhtz1AgV8pHXGoRbA="
+        );
     }
 
     #[test]
     fn v3_official_ecs_vector() {
-        let query = p(&[("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"), ("RegionId", "cn-shanghai")]);
+        let query = p(&[
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
+            ("RegionId", "cn-shanghai"),
+        ]);
         let headers = p(&[
             ("host", "ecs.cn-shanghai.aliyuncs.com"),
             ("x-acs-action", "RunInstances"),
@@ -244,7 +292,10 @@ mod tests {
             sha256_hex(req.canonical_request().as_bytes()),
             "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
         );
-        assert_eq!(req.signature("YourAccessKeySecret"), "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0");
+        assert_eq!(
+            req.signature("YourAccessKeySecret"),
+            "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+        );
     }
 
     #[test]
@@ -283,7 +334,10 @@ mod tests {
             sha256_hex(req.canonical_request().as_bytes()),
             "4a4d1bec6afddda809af360bcca3658b9caaaedfe23755a53e94f458490ace42"
         );
-        assert_eq!(req.signature("testsecret"), "1734701a5b5fff5ca294579b046279226ce8dce88e9c1c26522a575174edc8c8");
+        assert_eq!(
+            req.signature("testsecret"),
+            "1734701a5b5fff5ca294579b046279226ce8dce88e9c1c26522a575174edc8c8"
+        );
     }
 
     #[test]
@@ -298,7 +352,10 @@ mod tests {
         let headers = p(&[
             ("accept", "application/json"),
             ("host", "127.0.0.1:8080"),
-            ("user-agent", "AlibabaCloud (Linux; x86_64) Python/3.11.7 Core/0.4.3 TeaDSL/2"),
+            (
+                "user-agent",
+                "AlibabaCloud (Linux; x86_64) Python/3.11.7 Core/0.4.3 TeaDSL/2",
+            ),
             ("x-acs-action", "DescribeContainerGroups"),
             ("x-acs-content-sha256", crate::wire::EMPTY_BODY_SHA256),
             ("x-acs-date", "2024-01-02T03:04:05Z"),
@@ -316,13 +373,18 @@ mod tests {
             req.signed_headers(),
             "accept;host;user-agent;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version"
         );
-        assert_eq!(req.signature("testsecret"), "9bc15299ab31c1d34e1652ba7734e9dab2be9920e251fe3f55b8a052d978f1a2");
+        assert_eq!(
+            req.signature("testsecret"),
+            "9bc15299ab31c1d34e1652ba7734e9dab2be9920e251fe3f55b8a052d978f1a2"
+        );
     }
 
     #[test]
     fn parses_authorization_header() {
-        let a = parse_v3_authorization("ACS3-HMAC-SHA256 Credential=ak,SignedHeaders=host;x-acs-date,Signature=abc")
-            .expect("well formed");
+        let a = parse_v3_authorization(
+            "ACS3-HMAC-SHA256 Credential=ak,SignedHeaders=host;x-acs-date,Signature=abc",
+        )
+        .expect("well formed");
         assert_eq!(a.credential, "ak");
         assert_eq!(a.signed_headers, vec!["host", "x-acs-date"]);
         assert_eq!(a.signature, "abc");

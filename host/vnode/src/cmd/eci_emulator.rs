@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use vnode_eci_emulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, EmulatorConfig, Profile};
+use vnode_eci_emulator::{
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, EmulatorConfig, Profile,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,7 +31,8 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let profile = match &args.profile {
-        Some(path) => Profile::from_file(path).with_context(|| format!("loading profile {}", path.display()))?,
+        Some(path) => Profile::from_file(path)
+            .with_context(|| format!("loading profile {}", path.display()))?,
         None => Profile::default(),
     };
     let config = EmulatorConfig {
