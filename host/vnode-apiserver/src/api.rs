@@ -31,6 +31,7 @@ pub(crate) struct AppState {
     pub token: String,
     pub server_address: String,
     pub kubelet_http: reqwest::Client,
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
     pub shutdown: CancellationToken,
     pub bookmark_interval: Duration,
     pub ca_pem: String,
@@ -207,6 +208,21 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if !matches!(route, Ok(Route::Health)) && !authenticated(&state, req.headers(), conn.as_ref()) {
         return ApiError::unauthorized().into_response();
     }
+    // exec/attach are connection upgrades (WebSocket or SPDY) relayed to the kubelet.
+    if let Ok(Route::Resource(t)) = &route
+        && t.res == ids::PODS
+        && matches!(t.sub.as_deref(), Some("exec" | "attach"))
+    {
+        let raw_query = req.uri().query().unwrap_or("").to_string();
+        let (ns, name, sub) = (
+            t.ns.clone().unwrap_or_default(),
+            t.name.clone().unwrap_or_default(),
+            t.sub.clone().unwrap_or_default(),
+        );
+        return crate::proxy::pod_upgrade(&state, &ns, &name, &sub, &query, &raw_query, req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     let result = match route {
@@ -302,9 +318,6 @@ async fn dispatch(
             )
             .await
         }
-        (_, true, Some("exec")) => Err(ApiError::bad_request(
-            "pods/exec is not implemented by vnode's embedded API server yet",
-        )),
         (&Method::POST, false, None) => create(state, &t, q, headers, &body),
         (&Method::POST, true, Some("binding")) => bind(state, &t, &body),
         (&Method::PUT, true, None | Some("status") | Some("finalize")) => {

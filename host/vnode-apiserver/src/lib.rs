@@ -18,16 +18,20 @@
 //! * `api` (private): the REST verbs with upstream semantics: list/watch with label and field
 //!   selectors, bookmarks and timeouts; create/update/patch (JSON, merge, strategic,
 //!   apply); status subresources; optimistic concurrency; preconditions; graceful pod
-//!   deletion; finalizers; namespace deletion; `pods/binding`; `pods/log` proxied to the
+//!   deletion; finalizers; namespace deletion; `pods/binding`; `pods/log` and
+//!   `pods/exec|attach` (the WebSocket or SPDY upgrade relayed byte for byte) proxied to the
 //!   node's kubelet endpoint over TLS with the kubelet client certificate.
 //! * [`admission`]: decoding checks (`fieldValidation`), name rules, pod defaulting.
 //! * `controllers` (private): the scheduler (nodeSelector, required node affinity,
 //!   taints/tolerations, `FailedScheduling` events) and the namespace lifecycle.
 //!
-//! Not implemented: `pods/exec` and `pods/attach` (answered with 400), field ownership
-//! for server-side apply (applied configurations are merged, omitted fields stay),
-//! protobuf, aggregated discovery (clients fall back to the legacy documents), custom
-//! resources served from CRDs (CRD objects are stored, their resources are not served).
+//! Not implemented: protobuf request bodies (answered with 415; kubectl's typed
+//! `create configmap|namespace|secret` and `kubectl run` send them), `/openapi/v2` (so
+//! kubectl's client-side validation of `kind: List` files fails; use `--validate=false` or
+//! multi-document YAML), field ownership for server-side apply (applied configurations are
+//! merged, omitted fields stay), aggregated discovery (clients fall back to the legacy
+//! documents), custom resources served from CRDs (CRD objects are stored, their resources
+//! are not served).
 
 mod api;
 mod controllers;

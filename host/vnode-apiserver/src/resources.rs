@@ -70,7 +70,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         ["po"],
         true,
-        ["status", "binding", "log", "exec"]
+        ["status", "binding", "log", "exec", "attach"]
     ),
     res!(
         "",
@@ -649,6 +649,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 "binding" => ("Binding", &["create"]),
                 "log" => (r.kind, &["get"]),
                 "exec" => ("PodExecOptions", &["create", "get"]),
+                "attach" => ("PodAttachOptions", &["create", "get"]),
                 "finalize" => (r.kind, &["update"]),
                 _ => (r.kind, &["get"]),
             };

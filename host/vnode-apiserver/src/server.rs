@@ -101,8 +101,9 @@ impl ApiServer {
 
         let mut kubelet_tls = pki.client_tls(Some(&kubelet_client))?;
         kubelet_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let kubelet_tls = Arc::new(kubelet_tls);
         let kubelet_http = reqwest::Client::builder()
-            .tls_backend_preconfigured(kubelet_tls)
+            .tls_backend_preconfigured((*kubelet_tls).clone())
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ApiServerError::Tls(e.to_string()))?;
@@ -113,6 +114,7 @@ impl ApiServer {
             token,
             server_address: format!("{host}:{}", local.port()),
             kubelet_http,
+            kubelet_tls,
             shutdown: cancel,
             bookmark_interval: config.bookmark_interval,
             ca_pem: pki.ca_pem().to_string(),

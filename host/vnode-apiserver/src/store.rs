@@ -228,10 +228,7 @@ impl Store {
 
     /// Changes after `from` still in the window, plus a subscription for later ones;
     /// 410 Gone when `from` has already left the window.
-    pub fn subscribe_from(
-        &self,
-        from: u64,
-    ) -> Result<Backlog, ApiError> {
+    pub fn subscribe_from(&self, from: u64) -> Result<Backlog, ApiError> {
         let inner = self.inner.read();
         let backlog = inner.events_after(from)?;
         Ok((backlog, self.tx.subscribe()))
