@@ -587,3 +587,63 @@ fn namespaces_delete_their_contents() -> Result<()> {
     ensure!(code != 0 && err.contains("may not be deleted"), "{err}");
     Ok(())
 }
+
+#[test]
+fn typed_create_commands_send_protobuf_and_work() -> Result<()> {
+    let c = Cluster::start()?;
+    c.ok(&["create", "namespace", "team"])?;
+    c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=1",
+    ])?;
+    c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=id=xyz",
+    ])?;
+    c.ok(&["-n", "team", "create", "serviceaccount", "bot"])?;
+    let data = c.ok(&[
+        "-n",
+        "team",
+        "get",
+        "configmap",
+        "cfg",
+        "-o",
+        "jsonpath={.data.a}",
+    ])?;
+    ensure!(data == "1", "{data}");
+    let secret = c.ok(&[
+        "-n",
+        "team",
+        "get",
+        "secret",
+        "creds",
+        "-o",
+        "jsonpath={.data.id}",
+    ])?;
+    ensure!(secret == "eHl6", "{secret}");
+    let ns = json(&c.ok(&["get", "namespace", "team", "-o", "json"])?)?;
+    ensure!(
+        ns["status"]["phase"] == "Active"
+            && ns["metadata"]["labels"]["kubernetes.io/metadata.name"] == "team",
+        "{ns}"
+    );
+    c.ok(&["run", "web", "--image=nginx"])?;
+    let image = c.ok(&[
+        "get",
+        "pod",
+        "web",
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ])?;
+    ensure!(image == "nginx", "{image}");
+    Ok(())
+}

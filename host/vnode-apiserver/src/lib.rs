@@ -25,8 +25,8 @@
 //! * `controllers` (private): the scheduler (nodeSelector, required node affinity,
 //!   taints/tolerations, `FailedScheduling` events) and the namespace lifecycle.
 //!
-//! Not implemented: protobuf request bodies (answered with 415; kubectl's typed
-//! `create configmap|namespace|secret` and `kubectl run` send them), `/openapi/v2` (so
+//! Not implemented: protobuf request bodies beyond Namespace, ConfigMap, Secret and
+//! ServiceAccount (answered with 415; `kubectl run` and `create deployment` send them), `/openapi/v2` (so
 //! kubectl's client-side validation of `kind: List` files fails; use `--validate=false` or
 //! multi-document YAML), field ownership for server-side apply (applied configurations are
 //! merged, omitted fields stay), aggregated discovery (clients fall back to the legacy
@@ -41,6 +41,7 @@ mod server;
 pub mod admission;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod status;
