@@ -430,3 +430,45 @@ async fn conflicts_preconditions_and_status_codes() -> Result<()> {
     ensure!(pages.len() == 7, "{seen:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn events_k8s_io_events_are_core_events_too() -> Result<()> {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let s = start(1000)?;
+    let client = client(&s, None).await?;
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let ev: Event = serde_json::from_value(serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": { "name": "nginx.1" },
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "vnode.example/daemon", "reportingInstance": "vnode-1",
+        "action": "Create", "reason": "Created", "type": "Normal",
+        "note": "created container group eci-123",
+        "regarding": { "kind": "Pod", "namespace": "default", "name": "nginx", "apiVersion": "v1" },
+    }))?;
+    events.create(&PostParams::default(), &ev).await?;
+    let core: Api<CoreEvent> = Api::default_namespaced(client);
+    let found = core
+        .list(&ListParams::default().fields("involvedObject.name=nginx,involvedObject.kind=Pod"))
+        .await?;
+    let e = found
+        .items
+        .first()
+        .context("the event is not visible as a core/v1 event")?;
+    ensure!(
+        e.message.as_deref() == Some("created container group eci-123"),
+        "{e:?}"
+    );
+    ensure!(
+        e.reporting_component.as_deref() == Some("vnode.example/daemon"),
+        "{e:?}"
+    );
+    let back = events.get("nginx.1").await?;
+    ensure!(
+        back.note.as_deref() == Some("created container group eci-123"),
+        "{back:?}"
+    );
+    ensure!(back.regarding.and_then(|r| r.name).as_deref() == Some("nginx"));
+    Ok(())
+}
