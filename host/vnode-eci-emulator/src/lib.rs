@@ -261,16 +261,7 @@ async fn rpc(
         .unwrap_or("localhost")
         .to_string();
     match handle(&emulator, &method, &uri, &headers, &body, &host).await {
-        Ok(mut value) => {
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert(
-                    "RequestId".into(),
-                    serde_json::Value::String(request_id.clone()),
-                );
-            }
-            let body = serde_json::to_vec(&value).unwrap_or_default();
-            api::ok_json(&request_id, body)
-        }
+        Ok(reply) => api::ok_json(&request_id, reply.into_body(&request_id)),
         Err((err, delay)) => {
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
@@ -290,7 +281,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
     host: &str,
-) -> Result<serde_json::Value, Failure> {
+) -> Result<world::Reply, Failure> {
     if method != Method::GET && method != Method::POST {
         return Err((
             ApiError::new(
@@ -424,7 +415,7 @@ async fn handle(
         scheme: "http",
     };
     let result = match action {
-        Action::ExecContainerCommand => exec_command(emulator, &ctx).await,
+        Action::ExecContainerCommand => exec_command(emulator, &ctx).await.map(world::Reply::Value),
         _ => {
             // Parsing and validation of creates happen before taking the lock.
             let prepared = match action {
@@ -436,19 +427,43 @@ async fn handle(
             let mut world = emulator.world.lock();
             let r = match action {
                 Action::CreateContainerGroup => match prepared {
-                    Some(Ok(p)) => world.commit_create(p, &emulator.profile),
+                    Some(Ok(p)) => world
+                        .commit_create(p, &emulator.profile)
+                        .map(world::Reply::Value),
                     Some(Err(e)) => Err(e),
-                    None => unreachable!("prepared above for creates"),
+                    None => Err(ApiError::new(
+                        500,
+                        "InternalError",
+                        "create was not prepared",
+                    )),
                 },
-                Action::DescribeContainerGroups => world.describe(&ctx, &emulator.profile),
-                Action::DescribeContainerGroupStatus => world.status(&ctx, &emulator.profile),
-                Action::DeleteContainerGroup => world.delete(&ctx, &emulator.profile),
-                Action::RestartContainerGroup => world.restart(&ctx, &emulator.profile),
-                Action::UpdateContainerGroup => world.update(&ctx, &emulator.profile),
-                Action::DescribeContainerLog => world.logs(&ctx, &emulator.profile),
-                Action::DescribeContainerGroupMetric => world.metric(&ctx, &emulator.profile),
-                Action::DescribeContainerGroupPrice => world.price(&ctx, &emulator.profile),
-                Action::ExecContainerCommand => unreachable!("handled above"),
+                Action::DescribeContainerGroups => world
+                    .describe(&ctx, &emulator.profile)
+                    .map(world::Reply::Groups),
+                Action::DescribeContainerGroupStatus => world
+                    .status(&ctx, &emulator.profile)
+                    .map(world::Reply::Status),
+                Action::DeleteContainerGroup => world
+                    .delete(&ctx, &emulator.profile)
+                    .map(world::Reply::Value),
+                Action::RestartContainerGroup => world
+                    .restart(&ctx, &emulator.profile)
+                    .map(world::Reply::Value),
+                Action::UpdateContainerGroup => world
+                    .update(&ctx, &emulator.profile)
+                    .map(world::Reply::Value),
+                Action::DescribeContainerLog => {
+                    world.logs(&ctx, &emulator.profile).map(world::Reply::Value)
+                }
+                Action::DescribeContainerGroupMetric => world
+                    .metric(&ctx, &emulator.profile)
+                    .map(world::Reply::Value),
+                Action::DescribeContainerGroupPrice => world
+                    .price(&ctx, &emulator.profile)
+                    .map(world::Reply::Value),
+                Action::ExecContainerCommand => {
+                    Err(ApiError::new(500, "InternalError", "exec is served above"))
+                }
             };
             if r.is_ok()
                 && matches!(

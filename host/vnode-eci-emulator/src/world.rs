@@ -402,6 +402,44 @@ fn zone_of_vswitch(vsw: &str, zones: &[String]) -> String {
     zones[h % zones.len()].clone()
 }
 
+/// A successful answer, serialised after the world lock is released.
+pub enum Reply {
+    /// A small body built as JSON.
+    Value(serde_json::Value),
+    /// `DescribeContainerGroups`, serialised straight from the typed response.
+    Groups(DescribeContainerGroupsResponse),
+    /// `DescribeContainerGroupStatus`.
+    Status(DescribeContainerGroupStatusResponse),
+}
+
+impl Reply {
+    /// The JSON body with `RequestId` set.
+    pub fn into_body(self, request_id: &str) -> Vec<u8> {
+        let body = match self {
+            Reply::Value(mut v) => {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert(
+                        "RequestId".into(),
+                        serde_json::Value::String(request_id.into()),
+                    );
+                }
+                serde_json::to_vec(&v)
+            }
+            Reply::Groups(mut r) => {
+                r.request_id = request_id.into();
+                serde_json::to_vec(&r)
+            }
+            Reply::Status(mut r) => {
+                r.request_id = request_id.into();
+                serde_json::to_vec(&r)
+            }
+        };
+        // Serialising these plain structs cannot fail; an empty body would still carry the
+        // status and x-acs-request-id.
+        body.unwrap_or_default()
+    }
+}
+
 /// Parsed request + its fingerprint.
 pub struct Ctx<'a> {
     /// All parameters (query ∪ form).
@@ -567,7 +605,7 @@ impl World {
         &mut self,
         ctx: &Ctx<'_>,
         profile: &Profile,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<DescribeContainerGroupsResponse, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerGroupsRequest = from_params(ctx.params)?;
         if req.container_group_ids.len() > 20 {
@@ -622,11 +660,12 @@ impl World {
             .iter()
             .map(|g| describe_group(g, now, profile, with_event))
             .collect();
-        Ok(serde_json::json!({
-            "TotalCount": total,
-            "NextToken": next_token,
-            "ContainerGroups": groups,
-        }))
+        Ok(DescribeContainerGroupsResponse {
+            request_id: String::new(),
+            total_count: total as i64,
+            next_token,
+            container_groups: groups,
+        })
     }
 
     /// `DescribeContainerGroupStatus`.
@@ -634,7 +673,7 @@ impl World {
         &mut self,
         ctx: &Ctx<'_>,
         profile: &Profile,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<DescribeContainerGroupStatusResponse, ApiError> {
         region_of(ctx.params, profile)?;
         let req: DescribeContainerGroupStatusRequest = from_params(ctx.params)?;
         if req.container_group_ids.len() > 20 {
@@ -680,7 +719,12 @@ impl World {
         };
         let data: Vec<ContainerGroupStatusInfo> =
             page.iter().map(|g| status_info(g, now, profile)).collect();
-        Ok(serde_json::json!({ "TotalCount": total, "NextToken": next_token, "Data": data }))
+        Ok(DescribeContainerGroupStatusResponse {
+            request_id: String::new(),
+            total_count: total as i64,
+            next_token,
+            data,
+        })
     }
 
     /// `DeleteContainerGroup`.

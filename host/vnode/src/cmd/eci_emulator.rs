@@ -46,8 +46,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Register for SIGTERM before announcing readiness, so a SIGTERM sent right after the
+    // ready line still stops the server cleanly instead of killing the process.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            () = super::shutdown_signal() => {}
+            _ = term.recv() => {}
+        }
+    };
     println!("eci-emulator listening on http://{addr}");
-    vnode_eci_emulator::serve(listener, config, super::shutdown_signal()).await?;
+    vnode_eci_emulator::serve(listener, config, shutdown).await?;
     tracing::info!("eci-emulator stopped");
     Ok(())
 }

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     pub creates: usize,
     /// Calls in flight at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Sign with HMAC-SHA1 (v1) instead of ACS3-HMAC-SHA256 (v3).
     #[arg(long)]
