@@ -507,9 +507,7 @@ async fn authentication_failures() {
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
     assert_envelope(s, &b, 400, "IncompleteSignature");
-    let unknown = format!(
-        "ACS3-HMAC-SHA256 Credential=someone-else,SignedHeaders=host;x-acs-action;x-acs-date;x-acs-signature-nonce,Signature=00"
-    );
+    let unknown = "ACS3-HMAC-SHA256 Credential=someone-else,SignedHeaders=host;x-acs-action;x-acs-date;x-acs-signature-nonce,Signature=00".to_string();
     let resp = send(unknown, wire::new_nonce()).await.expect("send");
     let s = resp.status().as_u16();
     let b: serde_json::Value = resp.json().await.expect("json");
