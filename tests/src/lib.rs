@@ -62,7 +62,9 @@ impl VnodeProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().with_context(|| format!("spawning vnode {args:?}"))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning vnode {args:?}"))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -80,13 +82,19 @@ impl VnodeProcess {
                 Ok(line) => {
                     if let Some((_, url)) = line.rsplit_once(" listening on ") {
                         let url = url.trim().to_string();
-                        return Ok(Self { child, url, stdout: rx });
+                        return Ok(Self {
+                            child,
+                            url,
+                            stdout: rx,
+                        });
                     }
                 }
                 Err(_) => {
                     let _ = child.kill();
                     let status = child.wait().ok();
-                    bail!("vnode {args:?} did not report `listening on` within {timeout:?} (exit: {status:?})");
+                    bail!(
+                        "vnode {args:?} did not report `listening on` within {timeout:?} (exit: {status:?})"
+                    );
                 }
             }
         }

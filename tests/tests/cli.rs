@@ -7,7 +7,10 @@ fn help_lists_the_subcommands() {
     let (code, stdout, _) = run_vnode(&["--help"]).unwrap();
     assert_eq!(code, 0);
     for sub in ["plugin", "eci-emulator", "apiserver", "dev"] {
-        assert!(stdout.contains(sub), "`vnode --help` does not mention {sub}:\n{stdout}");
+        assert!(
+            stdout.contains(sub),
+            "`vnode --help` does not mention {sub}:\n{stdout}"
+        );
     }
 }
 

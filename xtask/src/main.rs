@@ -36,13 +36,24 @@ fn repo_root() -> PathBuf {
 fn test(root: &Path) -> Result<()> {
     let python = python_env(root)?;
     run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
-    run(Command::new("cargo").args(["fmt", "--all", "--check", "--manifest-path", "plugins/Cargo.toml"]))?;
+    run(Command::new("cargo").args([
+        "fmt",
+        "--all",
+        "--check",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+    ]))?;
     // Build every binary (and, through vnode-plugin-host's build script, every plugin)
     // once; the end-to-end tests start the built `vnode` binary.
     run(Command::new("cargo").args(["build", "--workspace", "--bins"]))?;
     // The plugins' decision logic, natively (fast; the Wasm builds are tested by the host).
     run(Command::new("cargo")
-        .args(["test", "--workspace", "--manifest-path", "plugins/Cargo.toml"])
+        .args([
+            "test",
+            "--workspace",
+            "--manifest-path",
+            "plugins/Cargo.toml",
+        ])
         .env("CARGO_TARGET_DIR", root.join("target/plugins")))?;
     let nextest = Command::new("cargo")
         .args(["nextest", "--version"])
@@ -63,7 +74,14 @@ fn test(root: &Path) -> Result<()> {
 
 fn lint() -> Result<()> {
     run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(Command::new("cargo").args([
         "clippy",
         "--manifest-path",
@@ -93,7 +111,16 @@ fn python_env(root: &Path) -> Result<Option<PathBuf>> {
         return Ok(Some(python));
     }
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&reqs))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&reqs))?;
     std::fs::write(&stamp, wanted)?;
     Ok(Some(python))
 }

@@ -6,7 +6,11 @@ mod cmd;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "vnode", version, about = "A virtual Kubernetes node that runs pods as Alibaba Cloud ECI container groups")]
+#[command(
+    name = "vnode",
+    version,
+    about = "A virtual Kubernetes node that runs pods as Alibaba Cloud ECI container groups"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VNODE_LOG_FORMAT")]
@@ -45,7 +49,9 @@ fn main() -> anyhow::Result<()> {
     // One TLS crypto provider for the whole process (kube, reqwest and our servers all
     // use rustls); installing it explicitly avoids "no process-level provider" panics.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Plugin(c) => cmd::plugin::run(c).await,
@@ -61,7 +67,9 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VNODE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
