@@ -35,8 +35,9 @@ enum Command {
     /// Run the embedded Kubernetes API server.
     Apiserver(cmd::apiserver::Args),
     /// Run the virtual node daemon (the Virtual Kubelet replacement).
-    Run(cmd::run::Args),
-    /// The offline sandbox: API server, ECI emulator and the vnode daemon in one process.
+    // Boxed: the daemon's flags make this variant several times larger than the others.
+    Run(Box<cmd::run::Args>),
+    /// The offline sandbox: the API server and the ECI emulator in one process (the daemon is not wired in yet).
     Dev(cmd::dev::Args),
     /// Benchmarks that print a report.
     #[command(subcommand)]
@@ -57,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             Command::Plugin(c) => cmd::plugin::run(c).await,
             Command::EciEmulator(a) => cmd::eci_emulator::run(a).await,
             Command::Apiserver(a) => cmd::apiserver::run(a).await,
-            Command::Run(a) => cmd::run::run(a).await,
+            Command::Run(a) => cmd::run::run(*a).await,
             Command::Dev(a) => cmd::dev::run(a).await,
             Command::Bench(c) => cmd::bench::run(c).await,
         }
