@@ -265,49 +265,7 @@ pub(crate) async fn pod_log(
     name: &str,
     q: &std::collections::HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let pod = state
-        .store
-        .get(ids::PODS, ns, name)
-        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
-    let names = container_names(&pod);
-    let container = match q.get("container").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            if !names.contains(c) {
-                return Err(ApiError::bad_request(format!(
-                    "container {c} is not valid for pod {name}"
-                )));
-            }
-            c.clone()
-        }
-        None => {
-            let main: Vec<&str> = pod["spec"]["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["name"].as_str())
-                .collect();
-            match main.as_slice() {
-                [only] => only.to_string(),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "a container name must be specified for pod {name}, choose one of: [{}]",
-                        main.join(" ")
-                    )));
-                }
-            }
-        }
-    };
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = state
-        .store
-        .get(ids::NODES, "", node_name)
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
-    let base = kubelet_base(&node)?;
+    let (container, base) = pod_target(state, ns, name, q)?;
     let mut url = reqwest::Url::parse(&format!("{base}/containerLogs/"))
         .map_err(|e| ApiError::internal(format!("kubelet URL: {e}")))?;
     url.path_segments_mut()
