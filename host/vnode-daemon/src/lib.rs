@@ -8,10 +8,12 @@
 //! - [`kubelet_api`]: the kubelet HTTPS API (logs, pods, stats, exec) and its authn/authz.
 //! - [`metrics`]: the `vnode_` Prometheus registry and the `/metrics` `/healthz` `/readyz` server.
 //! - [`pods`]: the pod controller: watcher, keyed queue, the pure lifecycle `step`.
+//! - [`groups`]: pod UID → ECI container group index, ECI tag/annotation names, the observer.
 //! - [`daemon`]: wiring of all of the above under one cancellation token.
 
 pub mod config;
 pub mod daemon;
+pub mod groups;
 pub mod kube_client;
 pub mod kubelet_api;
 pub mod leader;
