@@ -1,4 +1,6 @@
 use super::*;
+use vnode_plugin_sdk::Plugin;
+use vnode_plugin_sdk::placement::Accepted;
 use vnode_plugin_sdk::testing::{annotate, context, label as with_label, pod};
 
 const ZONES: &[(&str, &str, u32)] = &[("cn-hangzhou-h", "vsw-h", 5), ("cn-hangzhou-i", "vsw-i", 2)];

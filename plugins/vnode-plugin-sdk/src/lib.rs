@@ -1,21 +1,35 @@
 //! Write vnode plugins in Rust.
 //!
 //! The contract (`wit/v0.1.0`, package `vnode:plugin@0.1.0`) is generated here once for both
-//! worlds, so a plugin crate is a plain `impl` plus one macro call:
+//! worlds. A placement policy is one function plus one macro call:
 //!
 //! ```text
-//! use vnode_plugin_sdk::{Plugin, PlacementPlugin, PluginInfo, placement::*};
+//! use vnode_plugin_sdk::placement::{Decision, PlacementContext, PodView};
+//! use vnode_plugin_sdk::prelude::*;
 //!
-//! struct MyPolicy;
-//! impl Plugin for MyPolicy {
-//!     fn info() -> PluginInfo { PluginInfo { name: "my-policy".into(), version: "0.1.0".into(), description: "…".into() } }
-//!     fn init(config: String) -> Result<(), String> { Ok(()) }
+//! fn place(pod: &PodView, ctx: &PlacementContext) -> Decision {
+//!     match ctx.zones_by_usage().first() {
+//!         Some(zone) => accept(vec![attempt_in(zone)], "least used zone"),
+//!         None => accept(vec![attempt_anywhere(Vec::new())], "ECI chooses"),
+//!     }
 //! }
-//! impl PlacementPlugin for MyPolicy {
-//!     fn place(pod: PodView, context: PlacementContext) -> Decision { /* … */ }
-//! }
-//! vnode_plugin_sdk::export_placement_plugin!(MyPolicy);
+//!
+//! vnode_plugin_sdk::placement_plugin!(MyPolicy {
+//!     name: "my-policy",
+//!     description: "Least used zone first",
+//!     place: place,
+//! });
 //! ```
+//!
+//! With `config: Config::parse,` (any `fn(&str) -> Result<C, String>`) the configuration string
+//! is validated by `init` and the policy takes `&C` as a third argument. The traits
+//! ([`Plugin`], [`PlacementPlugin`], [`TranslatorPlugin`]) with [`export_placement_plugin!`] /
+//! [`export_translator_plugin!`] remain for plugins that want full control.
+//!
+//! Helpers: [`quantity`] (effective requests, `500m`/`1Gi` parsing), [`pod::PodExt`] and
+//! [`pod::ContextExt`] (lookups), [`toleration`], [`spec`] (`2-4Gi`, `eci-use-specs`, smallest
+//! fitting spec), [`eci`] (the `k8s.aliyun.com/eci-*` annotations), [`decide`] (answers),
+//! [`util`] (config parsing) and [`testing`] (builders for native unit tests).
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; the output `.wasm` is a component.
 //! The crate also compiles for the host target, so a plugin's logic can be unit-tested natively
@@ -209,158 +223,250 @@ macro_rules! export_translator_plugin {
     };
 }
 
-/// Small helpers every plugin needs; pure, so they work in native unit tests too.
-pub mod util {
-    use super::{KeyValue, PodMeta};
+pub mod decide;
+pub mod eci;
+pub mod pod;
+pub mod quantity;
+pub mod spec;
+pub mod testing;
+pub mod toleration;
+pub mod util;
 
-    /// The value of annotation `key` on the pod, if set.
-    pub fn annotation<'a>(meta: &'a PodMeta, key: &str) -> Option<&'a str> {
-        find(&meta.annotations, key)
-    }
+/// Everything a policy usually needs, in one `use vnode_plugin_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::decide::{accept, attempt_anywhere, attempt_in, defer, refuse};
+    pub use crate::pod::{ContextExt, PodExt};
+    pub use crate::quantity::Resources;
+    pub use crate::toleration::Taint;
+    pub use crate::{
+        Attempt, InstanceSpec, KeyValue, PluginInfo, Sizing, SpotStrategy, ZoneVswitch,
+    };
+}
 
-    /// The value of label `key` on the pod, if set.
-    pub fn label<'a>(meta: &'a PodMeta, key: &str) -> Option<&'a str> {
-        find(&meta.labels, key)
-    }
+/// The plugin's version when a `*_plugin!` macro is not given one: the plugin crate's own
+/// `Cargo.toml` version (expanded in the plugin crate, so `env!` sees its package).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_version {
+    () => {
+        env!("CARGO_PKG_VERSION")
+    };
+    ($version:expr) => {
+        $version
+    };
+}
 
-    /// The value for `key` in a list of pairs (first match, as Kubernetes keys are unique).
-    pub fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-        pairs
-            .iter()
-            .find(|kv| kv.key == key)
-            .map(|kv| kv.value.as_str())
-    }
-
-    /// Parses the simple configuration format the shipped plugins use: one `key = value` per
-    /// line, `#` starts a comment, blank lines are ignored. Returns the pairs in order, or an
-    /// error naming the line. Cheap enough to run on every decision (no serde in the guest).
-    pub fn parse_key_values(config: &str) -> Result<Vec<(&str, &str)>, String> {
-        let mut out = Vec::new();
-        for (index, raw) in config.lines().enumerate() {
-            let line = match raw.find('#') {
-                Some(hash) => &raw[..hash],
-                None => raw,
+/// Defines `pub struct $Name` as a placement plugin whose policy is one function, and exports
+/// it as this component's `placement-plugin` world.
+///
+/// ```text
+/// placement_plugin!(Name {
+///     name: "my-policy",
+///     version: "1.0.0",                 // optional: defaults to the crate's version
+///     description: "what it does",
+///     config: Config::parse,            // optional: fn(&str) -> Result<C, String>
+///     place: decide,                    // fn(&PodView, &PlacementContext[, &C]) -> Decision
+/// });
+/// ```
+///
+/// Without `config`, only an empty configuration string is accepted. With it, `init` runs the
+/// parser (so a bad configuration refuses the load) and every decision parses the string again
+/// (each decision runs in a fresh instance; nothing `init` computed survives).
+#[macro_export]
+macro_rules! placement_plugin {
+    ($(#[$attr:meta])* $ty:ident {
+        name: $name:expr,
+        $(version: $version:expr,)?
+        description: $desc:expr,
+        config: $parse:expr,
+        place: $place:expr $(,)?
+    }) => {
+        $(#[$attr])*
+        pub struct $ty;
+        impl $crate::Plugin for $ty {
+            fn info() -> $crate::PluginInfo {
+                $crate::PluginInfo {
+                    name: ::std::string::String::from($name),
+                    version: ::std::string::String::from($crate::__plugin_version!($($version)?)),
+                    description: ::std::string::String::from($desc),
+                }
             }
-            .trim();
-            if line.is_empty() {
-                continue;
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                ($parse)(config.as_str()).map(|_| ())
             }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(format!(
-                    "config line {}: expected `key = value`, found {line:?}",
-                    index + 1
-                ));
-            };
-            let key = key.trim();
-            if key.is_empty() {
-                return Err(format!("config line {}: empty key", index + 1));
+        }
+        impl $crate::PlacementPlugin for $ty {
+            fn place(
+                pod: $crate::placement::PodView,
+                context: $crate::placement::PlacementContext,
+            ) -> $crate::placement::Decision {
+                match ($parse)(context.config.as_str()) {
+                    ::std::result::Result::Ok(config) => ($place)(&pod, &context, &config),
+                    // `init` accepted this string, so only a host bug gets here.
+                    ::std::result::Result::Err(e) => $crate::placement::Decision::Refuse(
+                        ::std::format!("{}: invalid configuration: {}", $name, e),
+                    ),
+                }
             }
-            out.push((key, value.trim()));
         }
-        Ok(out)
-    }
+        $crate::export_placement_plugin!($ty);
+    };
+    ($(#[$attr:meta])* $ty:ident {
+        name: $name:expr,
+        $(version: $version:expr,)?
+        description: $desc:expr,
+        place: $place:expr $(,)?
+    }) => {
+        $crate::placement_plugin!($(#[$attr])* $ty {
+            name: $name,
+            $(version: $version,)?
+            description: $desc,
+            config: |config: &str| $crate::__no_config($name, config),
+            place: |pod: &$crate::placement::PodView, context: &$crate::placement::PlacementContext, _: &()| ($place)(pod, context),
+        });
+    };
+}
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn parses_key_values_with_comments() {
-            let parsed = parse_key_values("# c\n a = 1 \n\nb= x y # trailing\n").expect("valid");
-            assert_eq!(parsed, vec![("a", "1"), ("b", "x y")]);
+/// Defines `pub struct $Name` as a translator whose logic is one function, and exports it as
+/// this component's `translator-plugin` world. Same fields as [`placement_plugin!`], with
+/// `translate: fn(&TranslateInput[, &C]) -> Result<ContainerGroupRequest, TranslateError>`.
+#[macro_export]
+macro_rules! translator_plugin {
+    ($(#[$attr:meta])* $ty:ident {
+        name: $name:expr,
+        $(version: $version:expr,)?
+        description: $desc:expr,
+        config: $parse:expr,
+        translate: $translate:expr $(,)?
+    }) => {
+        $(#[$attr])*
+        pub struct $ty;
+        impl $crate::Plugin for $ty {
+            fn info() -> $crate::PluginInfo {
+                $crate::PluginInfo {
+                    name: ::std::string::String::from($name),
+                    version: ::std::string::String::from($crate::__plugin_version!($($version)?)),
+                    description: ::std::string::String::from($desc),
+                }
+            }
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                ($parse)(config.as_str()).map(|_| ())
+            }
         }
-
-        #[test]
-        fn rejects_lines_without_equals() {
-            let err = parse_key_values("a = 1\nnonsense").expect_err("invalid");
-            assert!(err.contains("line 2"), "{err}");
+        impl $crate::TranslatorPlugin for $ty {
+            fn translate(
+                input: $crate::translator::TranslateInput,
+            ) -> ::std::result::Result<
+                $crate::translator::ContainerGroupRequest,
+                $crate::translator::TranslateError,
+            > {
+                match ($parse)(input.config.as_str()) {
+                    ::std::result::Result::Ok(config) => ($translate)(&input, &config),
+                    ::std::result::Result::Err(e) => ::std::result::Result::Err(
+                        $crate::translator::TranslateError::Internal(::std::format!(
+                            "{}: invalid configuration: {}",
+                            $name, e
+                        )),
+                    ),
+                }
+            }
         }
+        $crate::export_translator_plugin!($ty);
+    };
+    ($(#[$attr:meta])* $ty:ident {
+        name: $name:expr,
+        $(version: $version:expr,)?
+        description: $desc:expr,
+        translate: $translate:expr $(,)?
+    }) => {
+        $crate::translator_plugin!($(#[$attr])* $ty {
+            name: $name,
+            $(version: $version,)?
+            description: $desc,
+            config: |config: &str| $crate::__no_config($name, config),
+            translate: |input: &$crate::translator::TranslateInput, _: &()| ($translate)(input),
+        });
+    };
+}
+
+/// The configuration check of a plugin that takes none: empty (or `{}`) only, so a typo'd
+/// option is refused at load time instead of silently ignored.
+#[doc(hidden)]
+pub fn __no_config(name: &str, config: &str) -> Result<(), String> {
+    match config.trim() {
+        "" | "{}" => Ok(()),
+        other => Err(format!(
+            "{name} takes no configuration (got {other:?}); pass an empty string"
+        )),
     }
 }
 
-/// Builders for native unit tests of plugin logic: a realistic pod view and context.
-pub mod testing {
-    use super::placement::{PlacementContext, PodView, ZoneUsage};
-    use super::{InstanceSpec, KeyValue, PodMeta, ZoneVswitch};
+// Natively only: two plugins cannot both export a world from one Wasm module.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod macro_tests {
+    use crate::placement::{Decision, PlacementContext, PodView};
+    use crate::prelude::*;
+    use crate::testing::{context, pod};
+    use crate::{PlacementPlugin, Plugin};
 
-    /// A pod `default/web-0` with no labels, annotations or containers.
-    pub fn pod(namespace: &str, name: &str) -> PodView {
-        PodView {
-            meta: PodMeta {
-                namespace: namespace.into(),
-                name: name.into(),
-                uid: format!("uid-{namespace}-{name}"),
-                labels: Vec::new(),
-                annotations: Vec::new(),
-                owner_kind: None,
-                owner_name: None,
-                creation_timestamp: "2026-01-01T00:00:00Z".into(),
-            },
-            containers: Vec::new(),
-            init_containers: Vec::new(),
-            node_selector: Vec::new(),
-            tolerations: Vec::new(),
-            priority_class: None,
-            priority: None,
-            restart_policy: "Always".into(),
+    fn first_zone(_pod: &PodView, ctx: &PlacementContext) -> Decision {
+        match ctx.zones_by_usage().first() {
+            Some(zone) => accept(vec![attempt_in(zone)], "least used"),
+            None => refuse("no zones"),
         }
     }
 
-    /// Adds an annotation.
-    pub fn annotate(mut pod: PodView, key: &str, value: &str) -> PodView {
-        pod.meta.annotations.push(KeyValue {
-            key: key.into(),
-            value: value.into(),
-        });
-        pod
+    crate::placement_plugin!(NoConfig {
+        name: "no-config",
+        description: "test",
+        place: first_zone,
+    });
+
+    fn parse_limit(text: &str) -> Result<u32, String> {
+        match text.trim() {
+            "" => Ok(1),
+            t => t.parse().map_err(|_| format!("{t:?} is not a number")),
+        }
     }
 
-    /// Adds a label.
-    pub fn label(mut pod: PodView, key: &str, value: &str) -> PodView {
-        pod.meta.labels.push(KeyValue {
-            key: key.into(),
-            value: value.into(),
-        });
-        pod
-    }
+    crate::placement_plugin!(WithConfig {
+        name: "with-config",
+        version: "9.9.9",
+        description: "test",
+        config: parse_limit,
+        place: |_: &PodView, _: &PlacementContext, limit: &u32| refuse(format!("limit {limit}")),
+    });
 
-    /// A context in `cn-hangzhou` with the given `(zone, vswitch, running groups)`.
-    pub fn context(zones: &[(&str, &str, u32)], config: &str) -> PlacementContext {
-        PlacementContext {
-            region: "cn-hangzhou".into(),
-            zones: zones
-                .iter()
-                .map(|(z, v, _)| ZoneVswitch {
-                    zone_id: (*z).into(),
-                    vswitch_id: (*v).into(),
-                })
-                .collect(),
-            candidate_specs: vec![
-                InstanceSpec {
-                    cpu_millis: 250,
-                    memory_mib: 512,
-                },
-                InstanceSpec {
-                    cpu_millis: 1000,
-                    memory_mib: 2048,
-                },
-                InstanceSpec {
-                    cpu_millis: 2000,
-                    memory_mib: 4096,
-                },
-            ],
-            usage: zones
-                .iter()
-                .map(|(z, _, n)| ZoneUsage {
-                    zone_id: (*z).into(),
-                    container_groups: *n,
-                })
-                .collect(),
-            recent_stockouts: Vec::new(),
-            previous_decisions: 0,
-            node_name: "vnode".into(),
-            cluster_name: "test".into(),
-            config: config.into(),
+    #[test]
+    fn one_function_policies() {
+        let info = NoConfig::info();
+        assert_eq!(info.name, "no-config");
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        assert!(NoConfig::init(String::new()).is_ok());
+        assert!(
+            NoConfig::init("x = 1".into())
+                .expect_err("no config")
+                .contains("no-config")
+        );
+        let ctx = context(&[("z1", "v1", 2), ("z2", "v2", 0)], "");
+        match NoConfig::place(pod("d", "w"), ctx) {
+            Decision::Accept(a) => assert_eq!(a.attempts[0].zone_id.as_deref(), Some("z2")),
+            other => panic!("{other:?}"),
+        }
+
+        assert_eq!(WithConfig::info().version, "9.9.9");
+        assert!(WithConfig::init("7".into()).is_ok());
+        assert!(
+            WithConfig::init("many".into())
+                .expect_err("bad")
+                .contains("many")
+        );
+        let ctx = context(&[], "7");
+        assert_eq!(WithConfig::place(pod("d", "w"), ctx), refuse("limit 7"));
+        let ctx = context(&[], "many");
+        match WithConfig::place(pod("d", "w"), ctx) {
+            Decision::Refuse(r) => assert!(r.contains("invalid configuration"), "{r}"),
+            other => panic!("{other:?}"),
         }
     }
 }

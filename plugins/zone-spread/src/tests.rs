@@ -1,4 +1,6 @@
 use super::*;
+use vnode_plugin_sdk::Plugin;
+use vnode_plugin_sdk::placement::Accepted;
 use vnode_plugin_sdk::placement::Stockout;
 use vnode_plugin_sdk::testing::{annotate, context, pod};
 
