@@ -119,6 +119,10 @@ pub struct Flags {
     /// host name plus a random suffix].
     #[arg(long, env = "POD_NAME", value_name = "ID")]
     pub identity: Option<String>,
+    /// Kubeconfig file for the Kubernetes API [default: in-cluster service account, else
+    /// `KUBECONFIG` or `~/.kube/config`].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A setting that is missing or invalid. `Display` is one line that names the setting.
@@ -179,6 +183,8 @@ pub struct Config {
     pub leader_election: LeaderElectionConfig,
     /// How long shutdown waits for tasks to finish.
     pub shutdown_grace: Duration,
+    /// Explicit kubeconfig (`--kubeconfig`); `None` infers in-cluster config or `KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Settings of the Node object.
@@ -760,6 +766,7 @@ impl Config {
             kubelet,
             leader_election,
             shutdown_grace,
+            kubeconfig: flags.kubeconfig.clone(),
         })
     }
 }

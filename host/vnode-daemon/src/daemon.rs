@@ -69,7 +69,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(Listening, &Handles),
 ) -> Result<(), DaemonError> {
-    let client = kube_client::client().await?;
+    let client = kube_client::client_from(config.kubeconfig.as_deref()).await?;
     kube_client::preflight(&client, &config.node.name).await?;
 
     let metrics = Arc::new(Metrics::new());

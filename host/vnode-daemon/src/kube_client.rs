@@ -41,9 +41,23 @@ pub enum KubeSetupError {
 
 /// Builds a client from the in-cluster environment or the kubeconfig.
 pub async fn client() -> Result<Client, KubeSetupError> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| KubeSetupError::NoConfig(one_line(&e.to_string())))?;
+    client_from(None).await
+}
+
+/// Builds a client from `kubeconfig` when given (`--kubeconfig`; `vnode dev` passes the
+/// embedded API server's), else like [`client`].
+pub async fn client_from(kubeconfig: Option<&std::path::Path>) -> Result<Client, KubeSetupError> {
+    let no_config = |e: &dyn std::fmt::Display| KubeSetupError::NoConfig(one_line(&e.to_string()));
+    let mut config = match kubeconfig {
+        None => kube::Config::infer().await.map_err(|e| no_config(&e))?,
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| no_config(&format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| no_config(&format!("{}: {e}", path.display())))?
+        }
+    };
     // Watches are long polls; the read timeout must not cut them (kube's default already
     // allows 295 s). Keep connects snappy so an unreachable API server is reported quickly.
     config.connect_timeout = Some(std::time::Duration::from_secs(10));

@@ -1,19 +1,46 @@
 //! `vnode dev`: the offline sandbox in one process.
 //!
-//! Today it starts the embedded API server and the ECI emulator; the vnode daemon is not
-//! wired in yet, so no virtual node registers. It writes `DIR/kubeconfig`
-//! (default `.vnode-dev/` in the current directory, so the CA and token survive restarts
-//! and an exported `KUBECONFIG` stays valid; cluster state itself is in memory and starts
-//! empty each time), prints what to run next, and stops everything on Ctrl-C/SIGTERM.
+//! Starts the embedded API server, the ECI emulator and the vnode daemon (the same
+//! `vnode_daemon::daemon::run` as `vnode run`), wired to each other:
+//!
+//! * the daemon talks to the API server through `DIR/kubeconfig` (passed explicitly, the
+//!   process environment is not touched);
+//! * its kubelet API serves a certificate issued by the API server's CA (SANs 127.0.0.1
+//!   and the node name) and accepts the API server's kubelet client certificate, so
+//!   `kubectl logs` and `kubectl exec` go API server → kubelet API over mutual TLS;
+//! * its ECI endpoint and AccessKey are the emulator's, its region, vSwitches (one per
+//!   emulated zone) and security group match the emulator's default world;
+//! * the default plugins built into the binary, one replica (no leader election).
+//!
+//! State: `DIR` (default `.vnode-dev/`) keeps the CA, token, certificates and kubeconfig,
+//! so an exported `KUBECONFIG` stays valid across restarts. Cluster objects and container
+//! groups live in memory and start empty each time: keeping one without the other would
+//! make the daemon's reconcile treat the survivors as orphans (or lost pods).
+//!
+//! Prints one `<service> listening on <url>` line per service and a `try:` hint, and stops
+//! everything on Ctrl-C/SIGTERM (daemon first, so it can finish talking to the others).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
 use vnode_apiserver::{ApiServer, ApiServerConfig};
+
+/// Region of the emulator's default world.
+const DEV_REGION: &str = "cn-hangzhou";
+/// One vSwitch per zone of the emulator's default world (`vsw-…-<letter>` lands in the
+/// zone ending in that letter).
+const DEV_VSWITCHES: &str = "vsw-dev-h,vsw-dev-i,vsw-dev-k";
+/// Security group of the container groups (the emulator accepts any `sg-` ID).
+const DEV_SECURITY_GROUP: &str = "sg-dev";
+/// Files the daemon's kubelet API serves with, inside `DIR`.
+const KUBELET_CERT: &str = "kubelet.crt";
+const KUBELET_KEY: &str = "kubelet.key";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Directory for the kubeconfig, CA, certificates and token.
+    /// Directory for the kubeconfig, CA, certificates and token (reused across starts).
     #[arg(long, default_value = ".vnode-dev", env = "VNODE_DEV_DIR")]
     pub dir: PathBuf,
     /// Address of the API server (port 0 picks a free port).
@@ -22,6 +49,16 @@ pub struct Args {
     /// Address of the ECI emulator (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9080")]
     pub eci_listen: String,
+    /// Address of the daemon's kubelet API (TLS; logs, exec, stats). Port 0 picks a free
+    /// port, which the node then publishes.
+    #[arg(long, default_value = "127.0.0.1:10250")]
+    pub kubelet_listen: String,
+    /// Address of the daemon's metrics and health server.
+    #[arg(long, default_value = "127.0.0.1:10255")]
+    pub metrics_listen: String,
+    /// Name of the virtual node.
+    #[arg(long, default_value = vnode_daemon::config::DEFAULT_NODE_NAME)]
+    pub node_name: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -36,13 +73,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("preparing the API server")?;
     let url = apiserver.url().to_string();
     let kubeconfig = apiserver.kubeconfig_path();
+    let kubelet_sans = vec!["127.0.0.1".to_string(), args.node_name.clone()];
+    let kubelet_cert = apiserver
+        .pki()
+        .issue_server_cert(&args.node_name, &kubelet_sans)
+        .context("issuing the kubelet serving certificate")?;
+    apiserver
+        .pki()
+        .write_pair(KUBELET_CERT, KUBELET_KEY, &kubelet_cert)
+        .context("writing the kubelet serving certificate")?;
 
     let eci_listener = tokio::net::TcpListener::bind(&args.eci_listen)
         .await
         .with_context(|| format!("binding the ECI emulator to {}", args.eci_listen))?;
     let eci_url = format!("http://{}", eci_listener.local_addr()?);
 
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let daemon_config = daemon_config(&args, &dir, &kubeconfig, &eci_url)?;
+
+    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let mut apiserver_task =
         tokio::spawn(async move { apiserver.run(stop.cancelled_owned()).await });
@@ -55,27 +103,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await
     });
-
     println!("apiserver listening on {url}");
     println!("eci-emulator listening on {eci_url}");
-    println!();
-    println!("vnode dev is running (Ctrl-C stops it). Started:");
-    println!(
-        "  API server    {url}   (cluster state in memory; CA, token and kubeconfig in {})",
-        dir.display()
+
+    // The daemon gets its own token: it is stopped first, while the API server still answers.
+    let daemon_stop = CancellationToken::new();
+    let hint_kubeconfig = kubeconfig.clone();
+    let daemon = vnode_daemon::daemon::run(
+        daemon_config,
+        daemon_stop.clone().cancelled_owned(),
+        move |listening, _handles| {
+            println!("vnode listening on http://{}", listening.metrics);
+            println!(
+                "try: KUBECONFIG={} kubectl get nodes   (Ctrl-C stops everything)",
+                hint_kubeconfig.display()
+            );
+        },
     );
-    println!(
-        "  ECI emulator  {eci_url}   (access key {} / {})",
-        vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID,
-        vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET
-    );
-    println!(
-        "Not started yet: the vnode daemon, so no virtual node registers and pods stay Pending."
-    );
-    println!();
-    println!("Next:");
-    println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!("  kubectl get nodes");
+    let mut daemon = std::pin::pin!(daemon);
 
     let failure = tokio::select! {
         () = crate::cmd::shutdown_signal() => None,
@@ -89,10 +134,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(Err(e)) => anyhow::Error::new(e).context("ECI emulator"),
             Err(e) => anyhow::Error::new(e).context("ECI emulator task"),
         }),
+        outcome = &mut daemon => Some(match outcome {
+            Ok(()) => anyhow::anyhow!("the vnode daemon stopped unexpectedly"),
+            Err(e) => anyhow::Error::new(e).context("vnode daemon"),
+        }),
     };
     tracing::info!("stopping");
+    let grace = Duration::from_secs(10);
+    daemon_stop.cancel();
+    if failure.is_none() {
+        match tokio::time::timeout(grace, &mut daemon).await {
+            Ok(outcome) => outcome.context("vnode daemon")?,
+            Err(_) => anyhow::bail!("the vnode daemon did not stop within 10 s"),
+        }
+    }
     shutdown.cancel();
-    let grace = std::time::Duration::from_secs(10);
     // Wait for whatever is still running; a finished task's handle is not polled again.
     if !apiserver_task.is_finished() {
         match tokio::time::timeout(grace, &mut apiserver_task).await {
@@ -112,4 +168,46 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The daemon's configuration for the sandbox: the seed manifest's settings (as `vnode run`
+/// would read them from flags, validated the same way) pointed at the emulator, plus the
+/// structured settings a config file would carry.
+fn daemon_config(
+    args: &Args,
+    dir: &Path,
+    kubeconfig: &Path,
+    eci_url: &str,
+) -> anyhow::Result<vnode_daemon::config::Config> {
+    use vnode_daemon::config::{Config, Flags, KubeletAuthorization};
+    let flags = Flags {
+        provider: Some(vnode_daemon::config::PROVIDER_ALIBABACLOUD.into()),
+        node_name: Some(args.node_name.clone()),
+        kubelet_listen: Some(args.kubelet_listen.clone()),
+        pod_ip: Some("127.0.0.1".into()),
+        eci_region: Some(DEV_REGION.into()),
+        eci_vswitch: Some(DEV_VSWITCHES.into()),
+        eci_security_group: Some(DEV_SECURITY_GROUP.into()),
+        eci_access_key: Some(vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID.into()),
+        eci_secret_key: Some(vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET.into()),
+        eci_cluster_name: Some("vnode-dev".into()),
+        eci_endpoint: Some(eci_url.into()),
+        listen: Some(args.metrics_listen.clone()),
+        namespace: Some("kube-system".into()),
+        identity: Some("vnode-dev".into()),
+        kubeconfig: Some(kubeconfig.to_path_buf()),
+        ..Flags::default()
+    };
+    let mut config = Config::load(&flags).map_err(|e| anyhow::anyhow!("vnode dev: {e}"))?;
+    config.kubelet.tls_cert_file = Some(dir.join(KUBELET_CERT));
+    config.kubelet.tls_key_file = Some(dir.join(KUBELET_KEY));
+    // The API server presents its kubelet client certificate, signed by this CA.
+    config.kubelet.client_ca_file = Some(dir.join(vnode_apiserver::pki::files::CA_CERT));
+    // The embedded API server has no authorization API for SubjectAccessReview; only
+    // holders of a certificate from the sandbox CA (or a token it knows) get in at all.
+    config.kubelet.authorization = KubeletAuthorization::AlwaysAllow;
+    // One replica: nobody to elect against.
+    config.leader_election.enabled = false;
+    config.shutdown_grace = Duration::from_secs(5);
+    Ok(config)
 }
