@@ -20,6 +20,13 @@
 //! | `ScheduleFailed` | Failed | reason `ScheduleFailed`, `PodScheduled=False`, message from the latest warning event |
 //! | `StartingFailed`, `WatingForDel` (older APIs) | Failed | |
 //! | anything else | Unknown | |
+//!
+//! A group that no longer exists at all has no status to map: [`vanished_status`] builds the
+//! `Failed` status vnode writes then (reason [`VANISHED_REASON`]).
+//!
+//! `DescribeContainerGroupStatus` needs no mapping of its own: vnode uses it to find *which*
+//! groups changed (cheap, `SinceSecond`), describes those in full (the only call that returns
+//! init containers and events) and passes the status entry as `detail` for the image digests.
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -60,10 +67,26 @@ pub fn pod_status(
     let spec = pod.spec.as_ref();
     let phase = phase(&group.status);
 
-    let image_id = |name: &str| -> String {
+    // Image IDs (digests) come from `DescribeContainerGroupStatus`; without it, the ID
+    // already on the pod is kept while the image is unchanged, so a status built from a
+    // plain listing never flips a known digest back to empty.
+    let image_id = |name: &str, image: &str| -> String {
         detail
             .and_then(|d| d.container_statuses.iter().find(|c| c.name == name))
             .map(|c| c.image_id.clone())
+            .filter(|id| !id.is_empty())
+            .or_else(|| {
+                previous
+                    .into_iter()
+                    .flat_map(|p| {
+                        p.container_statuses
+                            .iter()
+                            .chain(p.init_container_statuses.iter())
+                            .flatten()
+                    })
+                    .find(|c| c.name == name && c.image == image)
+                    .map(|c| c.image_id.clone())
+            })
             .unwrap_or_default()
     };
     let find = |name: &str| {
@@ -101,10 +124,11 @@ pub fn pod_status(
         let has_run = state
             .as_ref()
             .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+        let image_id = image_id(name, &image);
         ContainerStatus {
             name: name.to_string(),
             image,
-            image_id: image_id(name),
+            image_id,
             container_id: has_run.then(|| container_id(&group.container_group_id, name)),
             ready,
             started: Some(started),
@@ -293,6 +317,115 @@ pub fn pod_status(
         message,
         qos_class: previous.and_then(|p| p.qos_class.clone()),
         ..Default::default()
+    }
+}
+
+/// Reason vnode writes on a pod whose container group no longer exists in ECI.
+pub const VANISHED_REASON: &str = "ContainerGroupVanished";
+
+/// The status of a pod whose container group vanished from ECI (deleted behind vnode's back,
+/// or aged out of ECI's retention): phase `Failed` with [`VANISHED_REASON`], not ready, and
+/// every container that had not finished reported the way the kubelet reports a container
+/// it can no longer find (`ContainerStatusUnknown`, exit code 137). Conditions other writers
+/// own, transition times that did not change, the start time and finished containers are
+/// kept from the pod's current status.
+pub fn vanished_status(pod: &Pod, group_id: &str, now: jiff::Timestamp) -> PodStatus {
+    let previous = pod.status.clone().unwrap_or_default();
+    let lost = |mut c: ContainerStatus| -> ContainerStatus {
+        let finished = c.state.as_ref().is_some_and(|s| s.terminated.is_some());
+        if !finished {
+            let started_at = c
+                .state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| r.started_at.clone());
+            if c.state.as_ref().is_some_and(|s| s.running.is_some()) {
+                c.last_state = c.state.take();
+            }
+            c.state = Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 137,
+                    reason: Some("ContainerStatusUnknown".into()),
+                    message: Some(
+                        "The container could not be located when the pod was terminated".into(),
+                    ),
+                    started_at,
+                    finished_at: Some(Time(now)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        c.ready = false;
+        c.started = Some(false);
+        c
+    };
+    let spec_containers = |init: bool| -> Vec<ContainerStatus> {
+        let names: Vec<(String, String)> = pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                if init {
+                    s.init_containers.clone().unwrap_or_default()
+                } else {
+                    s.containers.clone()
+                }
+            })
+            .map(|c| (c.name, c.image.unwrap_or_default()))
+            .collect();
+        let known = if init {
+            previous.init_container_statuses.clone()
+        } else {
+            previous.container_statuses.clone()
+        }
+        .unwrap_or_default();
+        names
+            .into_iter()
+            .map(|(name, image)| {
+                known
+                    .iter()
+                    .find(|c| c.name == name)
+                    .cloned()
+                    .unwrap_or_else(|| ContainerStatus {
+                        name,
+                        image,
+                        ..Default::default()
+                    })
+            })
+            .map(lost)
+            .collect()
+    };
+    let containers = spec_containers(false);
+    let init_containers = spec_containers(true);
+    let message = format!("container group {group_id} no longer exists in ECI");
+    let mut conditions = previous.conditions.clone().unwrap_or_default();
+    for kind in ["ContainersReady", "Ready"] {
+        let fresh = condition(kind, false, "PodFailed", &message);
+        match conditions.iter_mut().find(|c| c.type_ == kind) {
+            Some(c) if c.status == "False" => {
+                c.reason = fresh.reason;
+                c.message = fresh.message;
+            }
+            Some(c) => {
+                *c = PodCondition {
+                    last_transition_time: Some(Time(now)),
+                    ..fresh
+                }
+            }
+            None => conditions.push(PodCondition {
+                last_transition_time: Some(Time(now)),
+                ..fresh
+            }),
+        }
+    }
+    PodStatus {
+        phase: Some("Failed".into()),
+        reason: Some(VANISHED_REASON.into()),
+        message: Some(message),
+        conditions: Some(conditions),
+        container_statuses: Some(containers),
+        init_container_statuses: (!init_containers.is_empty()).then_some(init_containers),
+        ..previous
     }
 }
 

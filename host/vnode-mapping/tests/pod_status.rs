@@ -4,7 +4,9 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use vnode_eci::model::{
     ContainerGroup, ContainerGroupStatus as S, ContainerInfo, ContainerState, Event,
 };
-use vnode_mapping::pod_status::{container_id, phase, pod_status};
+use vnode_mapping::pod_status::{
+    VANISHED_REASON, container_id, phase, pod_status, vanished_status,
+};
 
 fn pod(yaml: &str) -> Pod {
     serde_yaml::from_str(yaml).expect("test pod parses")
@@ -388,4 +390,100 @@ fn image_ids_come_from_the_status_api() {
     let cs = s.container_statuses.unwrap();
     assert_eq!(cs[0].image_id, "registry.example.com/app@sha256:abc");
     assert_eq!(cs[1].image_id, "");
+}
+
+#[test]
+fn a_known_image_id_survives_a_status_built_without_the_status_api() {
+    let detail = vnode_eci::model::PodStatus {
+        container_statuses: vec![vnode_eci::model::PodContainerStatus {
+            name: "app".into(),
+            image_id: "app:1@sha256:abc".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut p = web_pod();
+    p.status = Some(pod_status(
+        &running_group(S::Running),
+        Some(&detail),
+        &p,
+        now(),
+    ));
+    // A listing (no status detail) keeps the digest while the image is the same ...
+    let again = pod_status(&running_group(S::Running), None, &p, now());
+    assert_eq!(
+        again.container_statuses.as_ref().unwrap()[0].image_id,
+        "app:1@sha256:abc"
+    );
+    assert_eq!(again, *p.status.as_ref().unwrap(), "nothing to write");
+    // ... and drops it when the image changed.
+    let mut g = running_group(S::Running);
+    g.containers[0].image = "app:2".into();
+    let changed = pod_status(&g, None, &p, now());
+    assert_eq!(changed.container_statuses.as_ref().unwrap()[0].image_id, "");
+}
+
+#[test]
+fn a_vanished_group_fails_the_pod_like_a_lost_container() {
+    let mut p = web_pod();
+    let earlier: jiff::Timestamp = "2026-11-25T11:30:00Z".parse().unwrap();
+    let mut running = pod_status(&running_group(S::Running), None, &p, earlier);
+    running.conditions.as_mut().unwrap().push(PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        ..Default::default()
+    });
+    p.status = Some(running.clone());
+    let s = vanished_status(&p, "eci-bp1abc", now());
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.reason.as_deref(), Some(VANISHED_REASON));
+    assert!(s.message.as_deref().unwrap().contains("eci-bp1abc"));
+    assert_eq!(s.pod_ip.as_deref(), Some("10.1.2.3"), "kept");
+    assert_eq!(s.start_time, running.start_time, "kept");
+    for kind in ["Ready", "ContainersReady"] {
+        assert_eq!(cond(&s, kind).status, "False", "{kind}");
+        assert_eq!(
+            cond(&s, kind).last_transition_time.as_ref().map(|t| t.0),
+            Some(now())
+        );
+    }
+    assert_eq!(
+        cond(&s, "PodScheduled")
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0),
+        Some(earlier),
+        "untouched condition keeps its time"
+    );
+    assert_eq!(
+        cond(&s, "DisruptionTarget").status,
+        "True",
+        "foreign condition kept"
+    );
+    let cs = s.container_statuses.as_ref().unwrap();
+    assert_eq!(cs.len(), 2);
+    for c in cs {
+        let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(
+            (t.exit_code, t.reason.as_deref()),
+            (137, Some("ContainerStatusUnknown"))
+        );
+        assert!(!c.ready);
+        assert!(
+            c.last_state.as_ref().unwrap().running.is_some(),
+            "what ran is the last state"
+        );
+    }
+    let init = &s.init_container_statuses.as_ref().unwrap()[0];
+    let t = init.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (0, Some("Completed")),
+        "finished init container unchanged"
+    );
+
+    // A pod that never got a status still gets one status per spec container.
+    let s = vanished_status(&web_pod(), "eci-x", now());
+    assert_eq!(s.container_statuses.as_ref().unwrap().len(), 2);
+    assert_eq!(s.init_container_statuses.as_ref().unwrap().len(), 1);
 }
