@@ -71,7 +71,8 @@ pub struct Flags {
     #[arg(long, env = "ECI_REGION", value_name = "REGION")]
     pub eci_region: Option<String>,
     /// vSwitch IDs for the container groups, comma-separated (one per zone; several zones
-    /// allowed). Required.
+    /// allowed). An entry may name its zone as `ZONE=VSWITCH` (e.g.
+    /// `cn-hangzhou-h=vsw-123`) so placement can spread over zones. Required.
     #[arg(long, env = "ECI_VSWITCH", value_name = "IDS")]
     pub eci_vswitch: Option<String>,
     /// Security group ID for the container groups. Required.
@@ -222,6 +223,13 @@ pub struct EciConfig {
     pub region: String,
     /// vSwitch IDs, in the operator's order.
     pub vswitches: Vec<String>,
+    /// Zone of each vSwitch the operator named one for (`ZONE=VSWITCH` in `ECI_VSWITCH`).
+    pub vswitch_zones: BTreeMap<String, String>,
+    /// Cluster DNS servers handed to the translator for `dnsPolicy: ClusterFirst`
+    /// (config file `eci.clusterDns`).
+    pub cluster_dns: Vec<String>,
+    /// Cluster domain (config file `eci.clusterDomain`) [default: cluster.local].
+    pub cluster_domain: String,
     /// Security group ID.
     pub security_group: String,
     /// Cluster name tag.
@@ -248,6 +256,9 @@ pub struct PluginsConfig {
     pub placement: Option<PluginSpec>,
     /// The translator plugin.
     pub translator: Option<PluginSpec>,
+    /// Directory for compiled plugins (`<sha256>-<engine>.cwasm`), so a restart deserializes
+    /// instead of recompiling; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// One plugin: a component file (hot-reloaded when it changes) and its configuration.
@@ -256,9 +267,15 @@ pub struct PluginsConfig {
 pub struct PluginSpec {
     /// Path of the `.wasm` component.
     pub path: PathBuf,
-    /// Plugin-specific configuration, handed to the plugin's `configure` as JSON.
+    /// Plugin-specific configuration, handed to the plugin's `init` and every decision: a
+    /// string is passed verbatim (the shipped plugins read `key = value` lines), any other
+    /// value as JSON.
     #[serde(default)]
     pub config: serde_json::Value,
+    /// A file holding the configuration string instead of `config`; editing it hot-reloads
+    /// the plugin with the new configuration (validated by `init` first).
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// Loop periods.
@@ -327,6 +344,8 @@ struct FileConfig {
     #[serde(default)]
     plugins: FilePlugins,
     #[serde(default)]
+    eci: FileEci,
+    #[serde(default)]
     intervals: FileIntervals,
     #[serde(default)]
     concurrency: FileConcurrency,
@@ -351,6 +370,14 @@ struct FileNode {
 struct FilePlugins {
     placement: Option<PluginSpec>,
     translator: Option<PluginSpec>,
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileEci {
+    cluster_dns: Option<Vec<String>>,
+    cluster_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -516,8 +543,20 @@ impl Config {
             "vSwitch ID(s) for the container groups, comma-separated",
         )?;
         let mut vswitches = Vec::new();
+        let mut vswitch_zones = BTreeMap::new();
         for part in vswitch_raw.split(',') {
-            let id = part.trim();
+            let (zone, id) = match part.split_once('=') {
+                Some((zone, id)) => (Some(zone.trim()), id.trim()),
+                None => (None, part.trim()),
+            };
+            if let Some(zone) = zone
+                && (zone.is_empty() || check_dns_label(zone).is_err())
+            {
+                return Err(ConfigError::invalid(
+                    "ECI_VSWITCH (--eci-vswitch)",
+                    format!("{part:?}: the zone before '=' must be a zone ID like cn-hangzhou-h"),
+                ));
+            }
             if id.is_empty() || id.chars().any(char::is_whitespace) {
                 return Err(ConfigError::invalid(
                     "ECI_VSWITCH (--eci-vswitch)",
@@ -532,8 +571,28 @@ impl Config {
                     format!("vSwitch {id:?} is listed twice"),
                 ));
             }
+            if let Some(zone) = zone {
+                vswitch_zones.insert(id.to_string(), zone.to_string());
+            }
             vswitches.push(id.to_string());
         }
+        let cluster_dns = file.eci.cluster_dns.clone().unwrap_or_default();
+        for ip in &cluster_dns {
+            if ip.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    f("eci.clusterDns"),
+                    format!("{ip:?} is not an IP address"),
+                ));
+            }
+        }
+        let cluster_domain = match file.eci.cluster_domain.as_deref() {
+            None => "cluster.local".to_string(),
+            Some(d) => {
+                check_dns_subdomain(d)
+                    .map_err(|m| ConfigError::invalid(f("eci.clusterDomain"), m))?;
+                d.to_string()
+            }
+        };
         let security_group = required(
             &flags.eci_security_group,
             "ECI_SECURITY_GROUP (--eci-security-group)",
@@ -573,6 +632,7 @@ impl Config {
         let plugins = PluginsConfig {
             placement: file.plugins.placement,
             translator: file.plugins.translator,
+            cache_dir: file.plugins.cache_dir,
         };
         for (key, spec) in [
             ("plugins.placement.path", &plugins.placement),
@@ -584,6 +644,27 @@ impl Config {
                 return Err(ConfigError::invalid(
                     f(key),
                     format!("{} is not a readable file", spec.path.display()),
+                ));
+            }
+        }
+        for (key, spec) in [
+            ("plugins.placement.configFile", &plugins.placement),
+            ("plugins.translator.configFile", &plugins.translator),
+        ] {
+            let Some(spec) = spec else { continue };
+            let Some(file) = &spec.config_file else {
+                continue;
+            };
+            if !spec.config.is_null() {
+                return Err(ConfigError::invalid(
+                    f(key),
+                    "give the configuration either inline (config) or as a file (configFile), not both",
+                ));
+            }
+            if !file.is_file() {
+                return Err(ConfigError::invalid(
+                    f(key),
+                    format!("{} is not a readable file", file.display()),
                 ));
             }
         }
@@ -751,6 +832,9 @@ impl Config {
             eci: EciConfig {
                 region: region.to_string(),
                 vswitches,
+                vswitch_zones,
+                cluster_dns,
+                cluster_domain,
                 security_group,
                 cluster_name,
                 endpoint,

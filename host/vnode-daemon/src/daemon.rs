@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::groups::GroupIndex;
 use crate::kube_client::{self, KubeSetupError};
 use crate::kubelet_api::{self, Authenticator, KubeAuthApi, TlsError};
 use crate::leader::LeaderElector;
 use crate::metrics::{self, Metrics, Readiness};
 use crate::node::{NodeController, PluginHealth};
-use crate::pods::{self, UnwiredPodPath};
+use crate::plugins::{Plugins, PluginsError};
+use crate::pods::{self, eci_path};
 
 /// Why the daemon stopped with an error. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,12 @@ pub enum DaemonError {
     /// Kubelet TLS setup.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A configured plugin (or a built-in one) could not be loaded.
+    #[error(transparent)]
+    Plugins(#[from] PluginsError),
+    /// The ECI client could not be built from the configuration.
+    #[error("ECI client (ECI_ENDPOINT / ECI_REGION): {0}")]
+    Eci(String),
     /// Another replica took the leader lease.
     #[error("lost leadership of lease {0}; exiting so the replica restarts as a standby")]
     LostLeadership(String),
@@ -113,11 +121,25 @@ pub async fn run(
     let (health_tx, health_rx) = watch::channel(PluginHealth::default());
     let (ready_tx, ready_rx) = watch::channel(false);
 
+    // Plugins (the shipped defaults when none is configured) and the ECI client, before
+    // anything serves: a plugin that does not load stops start-up with one line.
+    let plugins = Plugins::start(&config.plugins).await?;
+    let eci = eci_client(&config)?;
+    let index = Arc::new(GroupIndex::new());
+    let pod_path = eci_path::EciPodPath::new(
+        client.clone(),
+        eci.clone(),
+        plugins.placement.clone(),
+        plugins.translator.clone(),
+        index.clone(),
+        metrics.clone(),
+        eci_path::NodeSettings::from_config(&config),
+    );
     let (pod_ctl, pod_writer) = pods::controller(
         client.clone(),
         config.node.name.clone(),
         config.leader_election.identity.clone(),
-        UnwiredPodPath,
+        pod_path,
         metrics.clone(),
     );
     let auth = Authenticator::new(
@@ -146,6 +168,8 @@ pub async fn run(
         });
     }
     tracing::info!(metrics = %listening.metrics, kubelet = %listening.kubelet, node = %config.node.name, "vnode daemon serving");
+    // Both replicas show their plugin health; only the leader's node controller writes it.
+    tracker.spawn(plugins.forward_health(health_tx.clone(), token.child_token()));
     let handles = Handles {
         plugin_health: health_tx,
     };
@@ -197,6 +221,14 @@ pub async fn run(
             }
         });
         tracker.spawn(node.run(acting.clone()));
+        // The create path waits for one complete listing of this node's groups.
+        tracker.spawn(eci_path::initial_listing(
+            eci.clone(),
+            config.eci.cluster_name.clone(),
+            config.node.name.clone(),
+            index.clone(),
+            acting.clone(),
+        ));
         tracker.spawn(pods::run(
             pod_ctl,
             pod_writer,
@@ -217,6 +249,8 @@ pub async fn run(
     }
 
     tracing::info!("shutting down");
+    // The watchers stop with the plugin side.
+    drop(plugins);
     token.cancel();
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())
@@ -226,4 +260,18 @@ pub async fn run(
         tracing::warn!(grace = ?config.shutdown_grace, "tasks still running after the shutdown grace period");
     }
     result
+}
+
+/// The ECI client from `config.eci`: endpoint, region, credentials, documented per-minute
+/// quotas as client-side pacing, default retries.
+fn eci_client(config: &Config) -> Result<vnode_eci::EciClient, DaemonError> {
+    use secrecy::ExposeSecret;
+    let credentials = vnode_eci::Credentials::new(
+        config.eci.credentials.access_key_id.expose_secret(),
+        config.eci.credentials.access_key_secret.expose_secret(),
+    );
+    let mut eci_config = vnode_eci::EciClientConfig::new(config.eci.region.clone(), credentials);
+    eci_config.endpoint = Some(config.eci.endpoint.as_str().to_string());
+    eci_config.rate_limits = vnode_eci::RateLimits::documented();
+    vnode_eci::EciClient::new(eci_config).map_err(|e| DaemonError::Eci(e.to_string()))
 }

@@ -7,7 +7,9 @@
 //! - [`leader`]: Lease-based leader election between replicas.
 //! - [`kubelet_api`]: the kubelet HTTPS API (logs, pods, stats, exec) and its authn/authz.
 //! - [`metrics`]: the `vnode_` Prometheus registry and the `/metrics` `/healthz` `/readyz` server.
-//! - [`pods`]: the pod controller: watcher, keyed queue, the pure lifecycle `step`.
+//! - [`plugins`]: the placement/translator slots (built-in defaults or files, hot reload).
+//! - [`pods`]: the pod controller: watcher, keyed queue, the pure lifecycle `step`, and the
+//!   production pod path (plugins → ECI).
 //! - [`groups`]: pod UID → ECI container group index, ECI tag/annotation names, the observer.
 //! - [`daemon`]: wiring of all of the above under one cancellation token.
 
@@ -19,6 +21,7 @@ pub mod kubelet_api;
 pub mod leader;
 pub mod metrics;
 pub mod node;
+pub mod plugins;
 pub mod pods;
 
 #[cfg(test)]

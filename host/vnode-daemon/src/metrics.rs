@@ -14,6 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,73 @@ pub struct PhaseLabels {
     pub state: String,
 }
 
+/// Label set of plugin decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// `placement` or `translator`.
+    pub kind: String,
+    /// `name@version` of the plugin version that decided.
+    pub plugin: String,
+    /// `accept`, `refuse`, `defer`, `ok`, `reject` or `error`.
+    pub outcome: String,
+}
+
+/// Label set of plugin decision latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLatencyLabels {
+    /// `placement` or `translator`.
+    pub kind: String,
+    /// `name@version`.
+    pub plugin: String,
+}
+
+/// Label set of ECI calls made by the pod path.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EciCallLabels {
+    /// ECI action, e.g. `CreateContainerGroup`.
+    pub action: String,
+    /// `ok`, `no_stock`, `rejected`, `not_found`, `throttled`, `error`.
+    pub outcome: String,
+}
+
+/// Label set of ECI call latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EciActionLabels {
+    /// ECI action.
+    pub action: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// Label set with one `result` label (reconcile results, listings, status writes).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// What happened, e.g. `adopted`, `orphan_deleted`, `ok`.
+    pub result: String,
+}
+
+/// Label set of the observer's status polls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PollLabels {
+    /// `incremental` (tag filter + SinceSecond) or `resync` (every group by ID).
+    pub kind: String,
+}
+
+/// Label set with a Kubernetes pod phase.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodPhaseLabels {
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
+    pub phase: String,
+}
+
+fn poll_histogram() -> Histogram {
+    Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+}
+
 /// All metrics of the daemon. Cheap to share (`Arc`); registered once.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -66,6 +134,19 @@ pub struct Metrics {
     pub pods_by_state: Family<PhaseLabels, Gauge>,
     /// Pod keys waiting for a worker.
     pub pod_queue_depth: Gauge,
+    plugin_decisions: Family<PluginLabels, Counter>,
+    plugin_latency: Family<PluginLatencyLabels, Histogram, fn() -> Histogram>,
+    eci_calls: Family<EciCallLabels, Counter>,
+    eci_latency: Family<EciActionLabels, Histogram, fn() -> Histogram>,
+    reconcile_results: Family<ResultLabels, Counter>,
+    group_listings: Family<ResultLabels, Counter>,
+    status_writes: Family<ResultLabels, Counter>,
+    status_poll_seconds: Family<PollLabels, Histogram, fn() -> Histogram>,
+    pods_by_phase: Family<PodPhaseLabels, Gauge>,
+    /// Container groups in the index (this node's groups in ECI).
+    pub groups_known: Gauge,
+    /// ECI events published as pod events.
+    pub eci_events_mirrored: Counter,
 }
 
 impl Default for Metrics {
@@ -88,6 +169,17 @@ impl Metrics {
             pod_steps: Family::default(),
             pods_by_state: Family::default(),
             pod_queue_depth: Gauge::default(),
+            plugin_decisions: Family::default(),
+            plugin_latency: Family::new_with_constructor(latency_histogram),
+            eci_calls: Family::default(),
+            eci_latency: Family::new_with_constructor(latency_histogram),
+            reconcile_results: Family::default(),
+            group_listings: Family::default(),
+            status_writes: Family::default(),
+            status_poll_seconds: Family::new_with_constructor(poll_histogram),
+            pods_by_phase: Family::default(),
+            groups_known: Gauge::default(),
+            eci_events_mirrored: Counter::default(),
         };
         registry.register(
             "node_registrations",
@@ -129,6 +221,61 @@ impl Metrics {
             "Pod keys waiting for a worker",
             m.pod_queue_depth.clone(),
         );
+        registry.register(
+            "plugin_decisions",
+            "Plugin decisions by kind, plugin name@version and outcome",
+            m.plugin_decisions.clone(),
+        );
+        registry.register(
+            "plugin_decision_seconds",
+            "Plugin decision latency (including waiting for a slot) by kind and plugin name@version",
+            m.plugin_latency.clone(),
+        );
+        registry.register(
+            "eci_pod_calls",
+            "ECI create/delete calls made by the pod path, by action and outcome",
+            m.eci_calls.clone(),
+        );
+        registry.register(
+            "eci_pod_call_seconds",
+            "Latency of the pod path's ECI calls (client retries included) by action",
+            m.eci_latency.clone(),
+        );
+        registry.register(
+            "reconcile_results",
+            "Reconcile sweep results by result (adopted, orphan_deleted, duplicate_deleted, vanished, young, kept_unconfirmed, untagged, status_repaired, delete_failed)",
+            m.reconcile_results.clone(),
+        );
+        registry.register(
+            "group_listings",
+            "Listings of this node's container groups by result (complete, failed)",
+            m.group_listings.clone(),
+        );
+        registry.register(
+            "pod_status_writes",
+            "Pod status writes by result (ok, conflict, gone, error)",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "status_poll_seconds",
+            "Duration of the observer's ECI status polls by kind (incremental, resync)",
+            m.status_poll_seconds.clone(),
+        );
+        registry.register(
+            "pods_by_phase",
+            "Pods bound to this node by Kubernetes phase",
+            m.pods_by_phase.clone(),
+        );
+        registry.register(
+            "container_groups",
+            "Container groups this node knows in ECI",
+            m.groups_known.clone(),
+        );
+        registry.register(
+            "eci_events_mirrored",
+            "ECI container-group events published as pod events",
+            m.eci_events_mirrored.clone(),
+        );
         *m.registry.lock() = registry;
         m
     }
@@ -160,6 +307,83 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Counts one plugin decision and observes its latency.
+    pub fn plugin_decision(&self, kind: &str, plugin: &str, outcome: &str, seconds: f64) {
+        self.plugin_decisions
+            .get_or_create(&PluginLabels {
+                kind: kind.to_string(),
+                plugin: plugin.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.plugin_latency
+            .get_or_create(&PluginLatencyLabels {
+                kind: kind.to_string(),
+                plugin: plugin.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts one ECI call of the pod path and observes its latency.
+    pub fn eci_call(&self, action: &str, outcome: &str, seconds: f64) {
+        self.eci_calls
+            .get_or_create(&EciCallLabels {
+                action: action.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.eci_latency
+            .get_or_create(&EciActionLabels {
+                action: action.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a reconcile result.
+    pub fn reconcile(&self, result: &str) {
+        self.reconcile_results
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a listing of this node's container groups.
+    pub fn group_listing(&self, result: &str) {
+        self.group_listings
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a pod status write.
+    pub fn status_write(&self, result: &str) {
+        self.status_writes
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Observes one status poll.
+    pub fn status_poll(&self, kind: &str, seconds: f64) {
+        self.status_poll_seconds
+            .get_or_create(&PollLabels {
+                kind: kind.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// Sets the number of pods in `phase`.
+    pub fn pods_in_phase(&self, phase: &str, n: i64) {
+        self.pods_by_phase
+            .get_or_create(&PodPhaseLabels {
+                phase: phase.to_string(),
+            })
+            .set(n);
     }
 
     /// The OpenMetrics text exposition.

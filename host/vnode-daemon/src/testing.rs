@@ -176,11 +176,46 @@ impl FakeApi {
                 objects.insert(path, v.clone());
                 (200, v)
             }
+            Method::PATCH => {
+                // JSON merge patch (RFC 7386), the only kind the daemon sends.
+                let Some(mut current) = objects.get(&path).cloned() else {
+                    return status(404, "NotFound");
+                };
+                let want_uid = &req.body["metadata"]["uid"];
+                if !want_uid.is_null() && *want_uid != current["metadata"]["uid"] {
+                    return status(409, "Conflict");
+                }
+                merge_patch(&mut current, &req.body);
+                let rv = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+                current["metadata"]["resourceVersion"] = json!(rv.to_string());
+                objects.insert(path, current.clone());
+                (200, current)
+            }
             Method::DELETE => match objects.remove(&path) {
                 Some(v) => (200, v),
                 None => status(404, "NotFound"),
             },
             _ => status(405, "MethodNotAllowed"),
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
         }
     }
 }

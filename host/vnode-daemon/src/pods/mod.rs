@@ -5,19 +5,23 @@
 //!
 //! [`PodPath`] is the seam to the other crates: resolve references, run the placement and
 //! translator plugins (`vnode-plugin-host`, inputs from `vnode-mapping`), create/delete the
-//! container group (`vnode-eci`). Until those are wired, [`UnwiredPodPath`] stops every pod at
-//! the first step with a Warning event saying so: no container group is ever faked.
+//! container group (`vnode-eci`). [`eci_path::EciPodPath`] is the production implementation.
+//! The controller owns the Kubernetes side: events (one per distinct failure reason), the
+//! one annotation patch after a create, `Failed` status for `restartPolicy: Never` pods that
+//! are refused permanently, and finishing deletions. Running pods' status is the observer's.
 
+pub mod eci_path;
 pub mod queue;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
-use kube::api::{Api, DeleteParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,6 +29,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::kubelet_api::{BackendError, LogOptions, LogStream, PodBackend, Summary};
+use crate::groups;
 use crate::metrics::Metrics;
 use queue::KeyedQueue;
 use state::{Action, FailureKind, Outcome, PodFacts, PodState};
@@ -39,6 +44,9 @@ pub struct StepError {
     pub reason: String,
     /// Human message for the event.
     pub message: String,
+    /// Wait this long before the retry instead of the backoff (a placement deferral, ECI's
+    /// `x-acs-retry-after`).
+    pub retry_after: Option<Duration>,
 }
 
 impl StepError {
@@ -48,11 +56,48 @@ impl StepError {
             kind,
             reason: reason.into(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same failure, retried after `delay` rather than the backoff.
+    pub fn retry_after(mut self, delay: Option<Duration>) -> Self {
+        self.retry_after = delay;
+        self
+    }
+}
+
+/// An event the pod path asks the controller to publish on the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Warning (else Normal).
+    pub warning: bool,
+    /// Event reason, e.g. `Placed`, `OptionalSecretNotFound`.
+    pub reason: String,
+    /// Event message.
+    pub message: String,
+}
+
+impl Note {
+    /// A Normal event.
+    pub fn normal(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    /// A Warning event.
+    pub fn warning(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            reason: reason.into(),
+            message: message.into(),
         }
     }
 }
 
-/// What was created for a pod.
+/// What was created (or adopted) for a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRef {
     /// ECI container group ID.
@@ -61,68 +106,44 @@ pub struct GroupRef {
     pub zone: Option<String>,
 }
 
-/// The pod path: everything a pod needs from the outside world, in order. Implementations
-/// keep per-pod intermediate results (resolved pod, placement attempts, request) keyed by
-/// pod UID between the calls; the controller only sequences them.
-pub trait PodPath: Send + Sync + 'static {
-    /// Fetch ConfigMaps/Secrets/env references (missing optional → event and continue).
-    fn resolve(&self, pod: &Pod) -> impl Future<Output = Result<(), StepError>> + Send;
-    /// Run the placement plugin.
-    fn place(&self, pod: &Pod) -> impl Future<Output = Result<(), StepError>> + Send;
-    /// Run the translator plugin.
-    fn translate(&self, pod: &Pod) -> impl Future<Output = Result<(), StepError>> + Send;
-    /// CreateContainerGroup with the UID-derived ClientToken, trying placement attempts in order.
-    fn create(&self, pod: &Pod) -> impl Future<Output = Result<GroupRef, StepError>> + Send;
-    /// DeleteContainerGroup.
-    fn delete(
-        &self,
-        pod: &Pod,
-        group: &GroupRef,
-    ) -> impl Future<Output = Result<(), StepError>> + Send;
+/// The result of a successful create (or of adopting a group that already existed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The group.
+    pub group: GroupRef,
+    /// Pod annotations recording the decision (`groups::annotations::*`), written in one
+    /// merge patch.
+    pub annotations: BTreeMap<String, String>,
+    /// Events to publish (`Created`, `Adopted`).
+    pub notes: Vec<Note>,
 }
 
-/// The pod path of a build where plugins and ECI are not wired into the daemon yet: every
-/// pod stops at the first step with a Warning event, and is re-checked every minute.
-pub struct UnwiredPodPath;
-
-const UNWIRED: &str = "this vnode build cannot create pods yet: the placement/translator plugins and the ECI client are not wired into the daemon";
-
-impl PodPath for UnwiredPodPath {
-    async fn resolve(&self, _pod: &Pod) -> Result<(), StepError> {
-        Err(StepError::new(
-            FailureKind::Unavailable,
-            "PodPathUnavailable",
-            UNWIRED,
-        ))
-    }
-    async fn place(&self, _pod: &Pod) -> Result<(), StepError> {
-        Err(StepError::new(
-            FailureKind::Unavailable,
-            "PodPathUnavailable",
-            UNWIRED,
-        ))
-    }
-    async fn translate(&self, _pod: &Pod) -> Result<(), StepError> {
-        Err(StepError::new(
-            FailureKind::Unavailable,
-            "PodPathUnavailable",
-            UNWIRED,
-        ))
-    }
-    async fn create(&self, _pod: &Pod) -> Result<GroupRef, StepError> {
-        Err(StepError::new(
-            FailureKind::Unavailable,
-            "PodPathUnavailable",
-            UNWIRED,
-        ))
-    }
-    async fn delete(&self, _pod: &Pod, _group: &GroupRef) -> Result<(), StepError> {
-        Err(StepError::new(
-            FailureKind::Unavailable,
-            "PodPathUnavailable",
-            UNWIRED,
-        ))
-    }
+/// The pod path: everything a pod needs from the outside world, in order. Implementations
+/// keep per-pod intermediate results (resolved pod, placement attempts, requests) keyed by
+/// pod UID between the calls and drop them in [`PodPath::forget`]; the controller only
+/// sequences them.
+pub trait PodPath: Send + Sync + 'static {
+    /// The group pod `uid` already has, once the group index holds a complete listing (so
+    /// "none" is known, not guessed). A restart or a lost create response adopts through this.
+    fn existing(&self, uid: &str) -> impl Future<Output = Option<GroupRef>> + Send;
+    /// Fetch ConfigMaps/Secrets/env references (missing optional → note and continue).
+    fn resolve(&self, pod: &Pod) -> impl Future<Output = Result<Vec<Note>, StepError>> + Send;
+    /// Run the placement plugin.
+    fn place(&self, pod: &Pod) -> impl Future<Output = Result<Vec<Note>, StepError>> + Send;
+    /// Run the translator plugin (for the first attempt; later ones on demand in `create`).
+    fn translate(&self, pod: &Pod)
+    -> impl Future<Output = Result<Vec<Note>, StepError>> + Send;
+    /// CreateContainerGroup with the UID-derived ClientToken, trying placement attempts in
+    /// order on no-stock; adopts instead when the pod already has a group.
+    fn create(&self, pod: &Pod) -> impl Future<Output = Result<Created, StepError>> + Send;
+    /// DeleteContainerGroup (a group that is already gone is success).
+    fn delete(
+        &self,
+        uid: &str,
+        group: &GroupRef,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Drops what the path keeps for pod `uid`.
+    fn forget(&self, uid: &str);
 }
 
 /// Our record of one pod.
@@ -132,7 +153,26 @@ struct PodRecord {
     state: PodState,
     group: Option<GroupRef>,
     attempts: u32,
+    /// Reason of the last failure event (one event per distinct reason, not per retry).
     last_event: Option<String>,
+    /// Notes already published (reason + message), so a re-check does not repeat them.
+    published: HashSet<(String, String)>,
+    /// Annotations still to write (a failed patch is retried on the next pass).
+    pending_annotations: Option<BTreeMap<String, String>>,
+}
+
+impl PodRecord {
+    fn new(uid: String) -> Self {
+        Self {
+            uid,
+            state: PodState::Pending,
+            group: None,
+            attempts: 0,
+            last_event: None,
+            published: HashSet::new(),
+            pending_annotations: None,
+        }
+    }
 }
 
 /// Shared state of the controller (also the kubelet API's [`PodBackend`]).
@@ -289,6 +329,128 @@ impl<P: PodPath> PodController<P> {
         }
     }
 
+    async fn publish(&self, pod: &Pod, record: &mut PodRecord, notes: Vec<Note>, action: &str) {
+        for note in notes {
+            if !record
+                .published
+                .insert((note.reason.clone(), note.message.clone()))
+            {
+                continue;
+            }
+            let type_ = if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.event(pod, type_, &note.reason, &note.message, action)
+                .await;
+        }
+    }
+
+    /// One merge patch of the decision's annotations.
+    async fn annotate(&self, pod: &Pod, annotations: &BTreeMap<String, String>) -> bool {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            return true;
+        };
+        let current = pod.metadata.annotations.as_ref();
+        if annotations
+            .iter()
+            .all(|(k, v)| current.and_then(|c| c.get(k)) == Some(v))
+        {
+            return true;
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let patch = serde_json::json!({
+            "metadata": {
+                "uid": pod.metadata.uid,
+                "annotations": annotations,
+            }
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => true,
+            // Gone or replaced: nothing to annotate.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => true,
+            Err(e) => {
+                tracing::warn!(pod = %key_of(pod), error = %e, "annotating the pod failed; retried on the next pass");
+                false
+            }
+        }
+    }
+
+    /// `restartPolicy: Never` and a permanent refusal: the pod will never run here.
+    async fn mark_failed(&self, pod: &Pod, error: Option<&StepError>) {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        let (reason, message) = match error {
+            Some(e) => (e.reason.clone(), e.message.clone()),
+            None => ("ProviderFailed".to_string(), String::new()),
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let patch = serde_json::json!({
+            "status": {"phase": "Failed", "reason": reason, "message": message}
+        });
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(pod = %key_of(pod), %reason, %message, "pod failed permanently (restartPolicy Never)")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(pod = %key_of(pod), error = %e, "marking the pod Failed failed; retried on the next event")
+            }
+        }
+    }
+
+    /// The pod vanished from the API (force-deleted, or deleted while we were not looking):
+    /// delete the group we recorded for it right away; the observer's sweep is only the
+    /// backstop.
+    async fn vanished(&self, key: &str, queue: &KeyedQueue, token: &CancellationToken) {
+        let Some(mut record) = self.records.lock().remove(key) else {
+            return;
+        };
+        let group = match record.group.clone() {
+            Some(g) => Some(g),
+            None => tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                g = self.path.existing(&record.uid) => g,
+            },
+        };
+        let Some(group) = group else {
+            self.path.forget(&record.uid);
+            return;
+        };
+        match self.path.delete(&record.uid, &group).await {
+            Ok(()) => {
+                self.metrics.pod_step(PodState::Terminating.label(), "ok");
+                tracing::info!(pod = %key, uid = %record.uid, group = %group.id, "pod vanished from the API; its container group is deleted");
+                self.path.forget(&record.uid);
+            }
+            Err(e) => {
+                self.metrics.pod_step(PodState::Terminating.label(), "retry");
+                tracing::warn!(pod = %key, uid = %record.uid, group = %group.id, error = %e, "deleting the group of a vanished pod failed; retrying");
+                let delay = e.retry_after.unwrap_or_else(|| state::backoff(record.attempts));
+                record.attempts = record.attempts.saturating_add(1);
+                record.group = Some(group);
+                record.state = PodState::Terminating;
+                self.records.lock().insert(key.to_string(), record);
+                queue.enqueue_after(key.to_string(), delay, token.clone());
+            }
+        }
+    }
+
     /// Drives one pod until its action needs to wait.
     async fn work(&self, key: &str, queue: &KeyedQueue, token: &CancellationToken) {
         let Some((namespace, name)) = key.split_once('/') else {
@@ -296,39 +458,65 @@ impl<P: PodPath> PodController<P> {
         };
         let pod = self.store.get(&ObjectRef::new(name).within(namespace));
         let Some(pod) = pod else {
-            // Gone from the API (force-deleted). Its group, if any, is the reconcile
-            // sweep's to delete once ECI is wired; here we only drop our record.
-            self.records.lock().remove(key);
+            self.vanished(key, queue, token).await;
             return;
         };
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let mut record = {
+        let (mut record, replaced) = {
             let mut records = self.records.lock();
-            let r = records.entry(key.to_string()).or_insert_with(|| PodRecord {
-                uid: uid.clone(),
-                state: PodState::Pending,
-                group: None,
-                attempts: 0,
-                last_event: None,
-            });
+            let r = records
+                .entry(key.to_string())
+                .or_insert_with(|| PodRecord::new(uid.clone()));
+            let mut replaced = None;
             if r.uid != uid {
-                // Same name, new pod (StatefulSet): start over; never act on the old UID's record.
-                *r = PodRecord {
-                    uid: uid.clone(),
-                    state: PodState::Pending,
-                    group: None,
-                    attempts: 0,
-                    last_event: None,
-                };
+                // Same name, new pod (StatefulSet): start over; never act on the old UID's
+                // record, but do not leave the old pod's group running either.
+                let old = std::mem::replace(r, PodRecord::new(uid.clone()));
+                replaced = Some(old);
             }
-            r.clone()
+            (r.clone(), replaced)
         };
+        if let Some(old) = replaced {
+            if let Some(g) = &old.group
+                && let Err(e) = self.path.delete(&old.uid, g).await
+            {
+                tracing::warn!(pod = %key, uid = %old.uid, group = %g.id, error = %e, "deleting the replaced pod's group failed; the reconcile sweep will retry");
+            }
+            self.path.forget(&old.uid);
+        }
+        // Before anything else: does this pod already have a group (a restart, a lost create
+        // response)? Then adopt it: never a second create, never a re-placement.
+        if record.group.is_none() && record.state == PodState::Pending {
+            let existing = tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                g = self.path.existing(&uid) => g,
+            };
+            if let Some(g) = existing {
+                tracing::info!(pod = %key, %uid, group = %g.id, "adopting the existing container group");
+                let mut annotations = BTreeMap::new();
+                annotations.insert(groups::annotations::GROUP_ID.to_string(), g.id.clone());
+                if let Some(zone) = &g.zone {
+                    annotations.insert(groups::annotations::ZONE.to_string(), zone.clone());
+                }
+                record.pending_annotations = Some(annotations);
+                record.group = Some(g);
+                record.state = PodState::Running;
+            }
+        }
+        if let Some(annotations) = record.pending_annotations.clone()
+            && pod.metadata.deletion_timestamp.is_none()
+            && self.annotate(&pod, &annotations).await
+        {
+            record.pending_annotations = None;
+        }
         let phase = pod
             .status
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .unwrap_or("Pending");
         let mut last: Option<Outcome> = None;
+        let mut last_error: Option<StepError> = None;
         // Bounded: one pass through the whole happy path is at most 8 steps.
         for _ in 0..10 {
             let facts = PodFacts {
@@ -341,17 +529,44 @@ impl<P: PodPath> PodController<P> {
             };
             let (next, action) = state::step(record.state, facts, last);
             record.state = next;
-            let result = match action {
-                Action::Resolve => Some(self.path.resolve(&pod).await.map(|_| None)),
-                Action::Place => Some(self.path.place(&pod).await.map(|_| None)),
-                Action::Translate => Some(self.path.translate(&pod).await.map(|_| None)),
-                Action::Create => Some(self.path.create(&pod).await.map(Some)),
+            let label = record.state.label();
+            let result: Option<Result<Vec<Note>, StepError>> = match action {
+                Action::Resolve => Some(self.path.resolve(&pod).await),
+                Action::Place => Some(self.path.place(&pod).await),
+                Action::Translate => Some(self.path.translate(&pod).await),
+                Action::Create => Some(match self.path.create(&pod).await {
+                    Ok(created) => {
+                        record.group = Some(created.group);
+                        if !created.annotations.is_empty() {
+                            record.pending_annotations = Some(created.annotations);
+                            if let Some(a) = record.pending_annotations.clone()
+                                && self.annotate(&pod, &a).await
+                            {
+                                record.pending_annotations = None;
+                            }
+                        }
+                        Ok(created.notes)
+                    }
+                    Err(e) => Err(e),
+                }),
                 Action::DeleteGroup => match record.group.clone() {
-                    Some(g) => Some(self.path.delete(&pod, &g).await.map(|_| None)),
-                    None => Some(Ok(None)),
+                    Some(g) => Some(self.path.delete(&uid, &g).await.map(|()| {
+                        record.group = None;
+                        Vec::new()
+                    })),
+                    None => Some(Ok(Vec::new())),
                 },
                 Action::Watch => break,
-                Action::RetryAfter(d) | Action::WaitForChange(d) => {
+                Action::RetryAfter(d) => {
+                    let max = Duration::from_secs(600);
+                    let delay = last_error
+                        .as_ref()
+                        .and_then(|e| e.retry_after)
+                        .map_or(d, |r| r.min(max));
+                    queue.enqueue_after(key.to_string(), delay, token.clone());
+                    break;
+                }
+                Action::WaitForChange(d) => {
                     queue.enqueue_after(key.to_string(), d, token.clone());
                     break;
                 }
@@ -360,48 +575,44 @@ impl<P: PodPath> PodController<P> {
                     // is deleted or was never created), so remove the object now. The UID
                     // precondition keeps a same-name successor safe.
                     self.finish_deletion(&pod).await;
+                    self.path.forget(&uid);
                     break;
                 }
                 Action::MarkFailed => {
-                    tracing::warn!(pod = %key, "pod failed permanently (restartPolicy Never)");
+                    self.mark_failed(&pod, last_error.as_ref()).await;
+                    self.path.forget(&uid);
                     break;
                 }
                 Action::Forget => {
+                    self.path.forget(&uid);
                     self.records.lock().remove(key);
                     return;
                 }
             };
             match result {
-                Some(Ok(group)) => {
-                    self.metrics.pod_step(record.state.label(), "ok");
-                    if let Some(g) = group {
-                        record.group = Some(g);
-                    }
+                Some(Ok(notes)) => {
+                    self.metrics.pod_step(label, "ok");
+                    self.publish(&pod, &mut record, notes, label).await;
                     record.attempts = 0;
                     last = Some(Outcome::Done);
                 }
                 Some(Err(e)) => {
                     let outcome = match e.kind {
-                        FailureKind::Transient => "retry",
+                        FailureKind::Transient | FailureKind::Replan => "retry",
                         FailureKind::Permanent => "failed",
                         FailureKind::Unavailable => "blocked",
                     };
-                    self.metrics.pod_step(record.state.label(), outcome);
+                    self.metrics.pod_step(label, outcome);
                     record.attempts = record.attempts.saturating_add(1);
                     // One event per distinct reason, not one per retry.
                     if record.last_event.as_deref() != Some(e.reason.as_str()) {
-                        tracing::warn!(pod = %key, state = record.state.label(), reason = %e.reason, message = %e.message, "pod step failed");
-                        self.event(
-                            &pod,
-                            EventType::Warning,
-                            &e.reason,
-                            &e.message,
-                            record.state.label(),
-                        )
-                        .await;
+                        tracing::warn!(pod = %key, state = label, reason = %e.reason, message = %e.message, "pod step failed");
+                        self.event(&pod, EventType::Warning, &e.reason, &e.message, label)
+                            .await;
                         record.last_event = Some(e.reason.clone());
                     }
                     last = Some(Outcome::Failed(e.kind));
+                    last_error = Some(e);
                 }
                 None => {}
             }
@@ -477,19 +688,23 @@ mod tests {
     }
 
     impl PodPath for Arc<ScriptedPath> {
-        async fn resolve(&self, _pod: &Pod) -> Result<(), StepError> {
+        async fn existing(&self, _uid: &str) -> Option<GroupRef> {
+            self.calls.lock().push("existing");
+            None
+        }
+        async fn resolve(&self, _pod: &Pod) -> Result<Vec<Note>, StepError> {
             self.calls.lock().push("resolve");
-            Ok(())
+            Ok(Vec::new())
         }
-        async fn place(&self, _pod: &Pod) -> Result<(), StepError> {
+        async fn place(&self, _pod: &Pod) -> Result<Vec<Note>, StepError> {
             self.calls.lock().push("place");
-            Ok(())
+            Ok(vec![Note::normal("Placed", "zone j")])
         }
-        async fn translate(&self, _pod: &Pod) -> Result<(), StepError> {
+        async fn translate(&self, _pod: &Pod) -> Result<Vec<Note>, StepError> {
             self.calls.lock().push("translate");
-            Ok(())
+            Ok(Vec::new())
         }
-        async fn create(&self, _pod: &Pod) -> Result<GroupRef, StepError> {
+        async fn create(&self, _pod: &Pod) -> Result<Created, StepError> {
             self.calls.lock().push("create");
             if self.create_failures.fetch_add(1, Ordering::SeqCst) == 0 {
                 return Err(StepError::new(
@@ -498,15 +713,23 @@ mod tests {
                     "ECI throttled",
                 ));
             }
-            Ok(GroupRef {
-                id: "eci-1".into(),
-                zone: Some("cn-hangzhou-j".into()),
+            Ok(Created {
+                group: GroupRef {
+                    id: "eci-1".into(),
+                    zone: Some("cn-hangzhou-j".into()),
+                },
+                annotations: BTreeMap::from([(
+                    groups::annotations::GROUP_ID.to_string(),
+                    "eci-1".to_string(),
+                )]),
+                notes: vec![Note::normal("Created", "eci-1")],
             })
         }
-        async fn delete(&self, _pod: &Pod, _g: &GroupRef) -> Result<(), StepError> {
+        async fn delete(&self, _uid: &str, _g: &GroupRef) -> Result<(), StepError> {
             self.calls.lock().push("delete");
             Ok(())
         }
+        fn forget(&self, _uid: &str) {}
     }
 
     fn pod(deleting: bool) -> Pod {
@@ -528,6 +751,10 @@ mod tests {
     #[tokio::test]
     async fn worker_walks_the_path_retries_transients_and_deletes() {
         let fake = FakeApi::new();
+        fake.put(
+            "/api/v1/namespaces/default/pods/nginx",
+            serde_json::to_value(pod(false)).expect("json"),
+        );
         let path = Arc::new(ScriptedPath::default());
         let (ctl, mut writer) = controller(
             fake.client(),
@@ -542,7 +769,7 @@ mod tests {
         ctl.work("default/nginx", &queue, &token).await;
         assert_eq!(
             *path.calls.lock(),
-            vec!["resolve", "place", "translate", "create"]
+            vec!["existing", "resolve", "place", "translate", "create"]
         );
         assert_eq!(
             ctl.records.lock()["default/nginx"].state,
@@ -552,6 +779,18 @@ mod tests {
         ctl.work("default/nginx", &queue, &token).await;
         assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Running);
         assert_eq!(ctl.running_pods().await.expect("list").len(), 1);
+        let stored = fake
+            .get("/api/v1/namespaces/default/pods/nginx")
+            .expect("pod");
+        assert_eq!(
+            stored["metadata"]["annotations"][groups::annotations::GROUP_ID],
+            "eci-1"
+        );
+        let events = fake.count(
+            &http::Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        );
+        assert_eq!(events, 3, "Throttled once, Placed, Created");
         put_in_store(&mut writer, pod(true));
         fake.put(
             "/api/v1/namespaces/default/pods/nginx",
@@ -564,40 +803,6 @@ mod tests {
             fake.get("/api/v1/namespaces/default/pods/nginx").is_none(),
             "pod object removed after the group"
         );
-        token.cancel();
-    }
-
-    #[tokio::test]
-    async fn unwired_path_stops_with_one_honest_event() {
-        let fake = FakeApi::new();
-        let (ctl, mut writer) = controller(
-            fake.client(),
-            "vk".into(),
-            "test".into(),
-            UnwiredPodPath,
-            Arc::new(Metrics::new()),
-        );
-        put_in_store(&mut writer, pod(false));
-        let (queue, _rx) = KeyedQueue::new(Default::default());
-        let token = CancellationToken::new();
-        ctl.work("default/nginx", &queue, &token).await;
-        ctl.work("default/nginx", &queue, &token).await;
-        let posts = fake.count(
-            &http::Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/default/events",
-        );
-        assert_eq!(posts, 1, "one event per distinct reason");
-        assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Pending);
-        assert!(ctl.records.lock()["default/nginx"].group.is_none());
-        let logs = ctl
-            .container_logs("default", "nginx", "nginx", LogOptions::default())
-            .await;
-        assert!(matches!(logs, Err(BackendError::NotImplemented(_))));
-        assert!(matches!(
-            ctl.container_logs("default", "nginx", "sidecar", LogOptions::default())
-                .await,
-            Err(BackendError::NotFound(_))
-        ));
         token.cancel();
     }
 }

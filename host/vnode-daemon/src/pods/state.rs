@@ -49,9 +49,12 @@ pub enum FailureKind {
     /// Will not succeed without a change to the pod or its references (missing mandatory
     /// Secret, plugin refusal, invalid spec): wait for the pod or config to change.
     Permanent,
-    /// The pod path is not available in this build or right now (e.g. no plugin loaded):
-    /// wait, re-check slowly, never fake progress.
+    /// The pod path is not available in this build or right now (e.g. no plugin loaded, a
+    /// mandatory Secret missing): wait, re-check slowly, never fake progress, never fail the pod.
     Unavailable,
+    /// Every placement attempt ran out of stock: ask placement again (with the stock-outs
+    /// in its context) after a backoff.
+    Replan,
 }
 
 /// Result of the last action.
@@ -131,6 +134,10 @@ pub fn step(state: PodState, facts: PodFacts, last: Option<Outcome>) -> (PodStat
     }
     let on_failure = |state: PodState, kind: FailureKind| match kind {
         FailureKind::Transient => (state, A::RetryAfter(backoff(facts.attempts))),
+        FailureKind::Replan if state == S::Creating => {
+            (S::Placing, A::RetryAfter(backoff(facts.attempts)))
+        }
+        FailureKind::Replan => (state, A::RetryAfter(backoff(facts.attempts))),
         FailureKind::Permanent if facts.restart_never => (S::Gone, A::MarkFailed),
         FailureKind::Permanent | FailureKind::Unavailable => {
             (S::Pending, A::WaitForChange(RECHECK))
@@ -155,7 +162,9 @@ pub fn step(state: PodState, facts: PodFacts, last: Option<Outcome>) -> (PodStat
         (S::Terminating, Some(Outcome::Done)) => (S::Gone, A::FinishDeletion),
         (
             S::Terminating,
-            Some(Outcome::Failed(FailureKind::Transient | FailureKind::Unavailable)),
+            Some(Outcome::Failed(
+                FailureKind::Transient | FailureKind::Unavailable | FailureKind::Replan,
+            )),
         ) => (S::Terminating, A::RetryAfter(backoff(facts.attempts))),
         // A permanent delete failure (e.g. the group is already gone) ends in finishing the pod.
         (S::Terminating, Some(Outcome::Failed(FailureKind::Permanent))) => {
@@ -277,6 +286,19 @@ mod tests {
             ),
             (S::Pending, A::WaitForChange(RECHECK))
         );
+    }
+
+    #[test]
+    fn no_stock_anywhere_goes_back_to_placement_after_a_backoff() {
+        let f = PodFacts {
+            attempts: 2,
+            ..PodFacts::default()
+        };
+        assert_eq!(
+            step(S::Creating, f, Some(Outcome::Failed(FailureKind::Replan))),
+            (S::Placing, A::RetryAfter(Duration::from_secs(4)))
+        );
+        assert_eq!(step(S::Placing, f, None), (S::Placing, A::Place));
     }
 
     #[test]
