@@ -33,8 +33,9 @@ mod api;
 mod auth;
 pub mod exec;
 pub mod profile;
+pub mod record;
 pub mod sim;
-mod spec;
+pub mod spec;
 mod world;
 
 use std::collections::HashMap;
@@ -57,6 +58,7 @@ use vnode_eci::wire;
 
 pub use api::ApiError;
 pub use profile::{Behaviour, FaultKind, FaultRule, Profile, Stock, Timing, WorkloadRule};
+pub use record::{CallCount, CallStats, GroupRecord, STATS_PATH};
 
 use crate::auth::{Authenticator, Incoming};
 use crate::world::{Ctx, World};
@@ -96,6 +98,9 @@ pub struct EmulatorConfig {
     pub profile: Profile,
     /// Persist state here (loaded at start, written on changes and at shutdown).
     pub state_file: Option<PathBuf>,
+    /// Record calls by action/outcome and each group's life, served at [`STATS_PATH`]
+    /// (benchmarks; off by default so a long session does not grow a log).
+    pub record_calls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -106,6 +111,7 @@ impl Default for EmulatorConfig {
             quotas_enabled: true,
             profile: Profile::default(),
             state_file: None,
+            record_calls: false,
         }
     }
 }
@@ -144,6 +150,7 @@ struct Emulator {
     fault_counts: Vec<AtomicU64>,
     exec_sessions: Mutex<HashMap<String, ExecSession>>,
     dirty: AtomicBool,
+    recorder: Option<record::Recorder>,
 }
 
 /// Serves the emulator on `listener` until `shutdown` resolves.
@@ -198,10 +205,12 @@ pub async fn serve(
         limiters,
         exec_sessions: Mutex::new(HashMap::new()),
         dirty: AtomicBool::new(false),
+        recorder: config.record_calls.then(record::Recorder::default),
     });
     let router = axum::Router::new()
         .route("/", axum::routing::any(rpc))
         .route("/exec/", axum::routing::get(exec_ws))
+        .route(STATS_PATH, axum::routing::get(stats))
         .with_state(Arc::clone(&emulator));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let persister = config.state_file.clone().map(|path| {
@@ -260,7 +269,25 @@ async fn rpc(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    match handle(&emulator, &method, &uri, &headers, &body, &host).await {
+    let mut action = None;
+    let result = handle(
+        &emulator,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        &host,
+        &mut action,
+    )
+    .await;
+    if let Some(recorder) = &emulator.recorder {
+        let name = action.map_or("unknown", Action::as_str);
+        match &result {
+            Ok(_) => recorder.count(name, record::OUTCOME_OK),
+            Err((err, _)) => recorder.count(name, &err.code),
+        }
+    }
+    match result {
         Ok(reply) => api::ok_json(&request_id, reply.into_body(&request_id)),
         Err((err, delay)) => {
             if let Some(d) = delay {
@@ -274,6 +301,18 @@ async fn rpc(
 
 type Failure = (ApiError, Option<Duration>);
 
+/// `GET` [`STATS_PATH`]: the recording as JSON, 404 when recording is off.
+async fn stats(State(emulator): State<Arc<Emulator>>) -> Response {
+    match &emulator.recorder {
+        Some(recorder) => axum::Json(recorder.snapshot()).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "call recording is off (--record-calls)",
+        )
+            .into_response(),
+    }
+}
+
 async fn handle(
     emulator: &Emulator,
     method: &Method,
@@ -281,6 +320,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
     host: &str,
+    seen_action: &mut Option<Action>,
 ) -> Result<world::Reply, Failure> {
     if method != Method::GET && method != Method::POST {
         return Err((
@@ -364,6 +404,7 @@ async fn handle(
             None,
         ));
     };
+    *seen_action = Some(action);
     if let Some(limiter) = emulator.limiters.get(action.as_str())
         && let Err(not_until) = limiter.check()
     {
@@ -465,6 +506,26 @@ async fn handle(
                     Err(ApiError::new(500, "InternalError", "exec is served above"))
                 }
             };
+            if let (Some(recorder), Ok(world::Reply::Value(v))) = (&emulator.recorder, &r) {
+                match action {
+                    Action::CreateContainerGroup => {
+                        if let Some(g) = v
+                            .get("ContainerGroupId")
+                            .and_then(|id| id.as_str())
+                            .and_then(|id| world.group_by_id(id))
+                        {
+                            recorder.created(g);
+                        }
+                    }
+                    Action::DeleteContainerGroup => {
+                        if let Some((_, id)) = params.iter().find(|(k, _)| k == "ContainerGroupId")
+                        {
+                            recorder.deleted(id, jiff::Timestamp::now());
+                        }
+                    }
+                    _ => {}
+                }
+            }
             if r.is_ok()
                 && matches!(
                     action,

@@ -473,6 +473,11 @@ impl World {
         }
     }
 
+    /// The group with this id, gone or not (for call recording).
+    pub fn group_by_id(&self, id: &str) -> Option<&Group> {
+        self.by_id.get(id).and_then(|s| self.groups.get(s))
+    }
+
     fn get(&self, id: &str, now: Timestamp) -> Result<&Group, ApiError> {
         self.by_id
             .get(id)

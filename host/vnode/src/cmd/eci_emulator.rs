@@ -27,6 +27,10 @@ pub struct Args {
     /// Lift the per-minute API quotas.
     #[arg(long)]
     pub no_quotas: bool,
+    /// Record calls by action and outcome and each group's life (created, running,
+    /// deleted), served as JSON at `/_emulator/stats` (for `vnode bench pods`).
+    #[arg(long)]
+    pub record_calls: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         quotas_enabled: !args.no_quotas,
         profile,
         state_file: args.state,
+        record_calls: args.record_calls,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

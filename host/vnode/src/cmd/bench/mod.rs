@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod eci;
 pub mod plugins;
+pub mod pods;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -13,6 +14,9 @@ pub enum BenchCommand {
     Eci(eci::Args),
     /// The embedded API server alone: creates/s, watch fan-out, memory.
     Apiserver(apiserver::Args),
+    /// The whole pod path at scale: apiserver, ECI emulator and daemon as separate
+    /// processes; N pods created, Running, deleted; report with the issue #7 targets.
+    Pods(pods::Args),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -20,5 +24,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Plugins(a) => plugins::run(a).await,
         BenchCommand::Eci(a) => eci::run(a).await,
         BenchCommand::Apiserver(a) => apiserver::run(a).await,
+        BenchCommand::Pods(a) => pods::run(a).await,
     }
 }

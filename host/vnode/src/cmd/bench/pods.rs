@@ -1,0 +1,1611 @@
+//! `vnode bench pods`: the whole pod path at scale, every part a separate process.
+//!
+//! It starts `vnode apiserver` (with an audit log), `vnode eci-emulator --record-calls`
+//! (quotas lifted and instant lifecycle by default; `--real-quotas` for the documented
+//! per-minute quotas and the default delays) and `vnode run` pointed at both, all spawned
+//! from this executable. Then it creates N pods bound to the virtual node at a chosen rate,
+//! waits until all are `Running`, holds them for a while (steady-state status polling),
+//! deletes them, waits until every pod and container group is gone, and writes
+//! `OUT/report.json` plus a summary table with the issue #7 targets.
+//!
+//! Where each number comes from (so nothing is guessed from a coarse clock):
+//! - *pod bound*: the pods are created with `spec.nodeName` set, so they are bound when the
+//!   create commits. The earlier of "create answered" and "first seen by this tool's own
+//!   watch" stands in for that moment (both are at most a loopback round trip late).
+//! - *CreateContainerGroup issued*: the emulator's record of when it handled the create
+//!   (wall clock, microseconds; same host, same clock).
+//! - *ECI Running*: the emulator's moment the group's containers start.
+//! - *pod status Running written*: when this tool's watch sees `status.phase: Running`.
+//! - Kubernetes API requests: the API server's audit log, minus this tool's own requests
+//!   (it authenticates with its own client certificate, user `vnode-bench`).
+//! - ECI calls: the emulator's per-action, per-outcome counters.
+//! - daemon CPU and memory: `/proc/<pid>/stat` (utime + stime) and `/proc/<pid>/status`
+//!   (`VmHWM`, the peak resident set).
+//! - plugin decision latency: the daemon's `vnode_plugin_decision_seconds` histogram, so
+//!   percentiles are bucket bounds, not exact values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::watcher;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt as _;
+
+/// User name (client-certificate CN) of this tool's own Kubernetes requests.
+const BENCH_USER: &str = "vnode-bench";
+/// Name of the virtual node the daemon registers.
+const NODE_NAME: &str = "vnode-bench";
+/// Label on every pod this tool creates.
+const POD_LABEL: (&str, &str) = ("app", "vnode-bench");
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of pods.
+    #[arg(long, default_value_t = 1000)]
+    pub pods: usize,
+    /// Pods created per second (0: as fast as `--concurrency` creators manage).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Directory for `report.json`, the processes' logs and the API server's files.
+    #[arg(long, default_value = "vnode-bench-pods")]
+    pub out: PathBuf,
+    /// Concurrent pod create/delete requests.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// ECI as documented: the per-minute quotas on and the default lifecycle delays
+    /// (scheduling + image pull). By default quotas are lifted and groups run at creation,
+    /// so the daemon itself is measured.
+    #[arg(long)]
+    pub real_quotas: bool,
+    /// An emulator profile (YAML, see host/vnode-eci-emulator/PROFILE.md) instead of the
+    /// one chosen by `--real-quotas`.
+    #[arg(long, value_name = "FILE")]
+    pub emulator_profile: Option<PathBuf>,
+    /// The daemon's `intervals.podStatusPoll` (its default when absent), e.g. `1s`.
+    #[arg(long)]
+    pub status_poll: Option<String>,
+    /// The daemon's `concurrency.podWorkers` (its default when absent).
+    #[arg(long)]
+    pub pod_workers: Option<usize>,
+    /// Seconds to keep every pod Running before deleting (steady-state status polling).
+    #[arg(long, default_value_t = 15)]
+    pub hold_secs: u64,
+    /// Longest wait for each phase in seconds (default 60 + pods / 20).
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    /// The daemon's log filter (`VNODE_LOG`); its log goes to `OUT/daemon.log`.
+    #[arg(long, default_value = "info")]
+    pub daemon_log: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+/// A spawned `vnode` subcommand; killed when dropped.
+struct Service {
+    name: &'static str,
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Service {
+    async fn spawn(
+        name: &'static str,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("locating the vnode executable")?;
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some((_, url)) = line.rsplit_once(" listening on ") {
+                    return Ok::<_, anyhow::Error>(url.trim().to_string());
+                }
+            }
+            bail!(
+                "{name} exited before it was listening (see {})",
+                log.display()
+            )
+        })
+        .await
+        .with_context(|| format!("{name} did not start within 60 s"))??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { name, child, url })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn stop(mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        tracing::warn!(service = self.name, "did not stop in time; killing it");
+        let _ = self.child.kill().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc sampling of the daemon
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct ProcSample {
+    cpu_seconds: f64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+fn sample_proc(pid: u32, ticks: f64) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may contain spaces):
+    // state(3) … utime(14) stime(15).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> Option<f64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some(ProcSample {
+        cpu_seconds: (utime + stime) / ticks,
+        rss_mib: kib("VmRSS:")? / 1024.0,
+        peak_rss_mib: kib("VmHWM:")? / 1024.0,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// What this tool observes about each pod
+
+#[derive(Debug, Clone, Default)]
+struct PodTrack {
+    uid: Option<String>,
+    /// Wall-clock microseconds.
+    sent_us: i64,
+    acked_us: Option<i64>,
+    seen_us: Option<i64>,
+    running_us: Option<i64>,
+    failed: bool,
+    gone_us: Option<i64>,
+    group_annotation: Option<String>,
+}
+
+#[derive(Default)]
+struct Tracker {
+    pods: HashMap<String, PodTrack>,
+    /// Create calls that failed, `name: error`.
+    create_errors: Vec<String>,
+}
+
+impl Tracker {
+    fn counts(&self) -> (usize, usize, usize, usize) {
+        let mut acked = 0;
+        let mut running = 0;
+        let mut failed = 0;
+        let mut gone = 0;
+        for p in self.pods.values() {
+            acked += usize::from(p.acked_us.is_some());
+            running += usize::from(p.running_us.is_some());
+            failed += usize::from(p.failed);
+            gone += usize::from(p.gone_us.is_some());
+        }
+        (acked, running, failed, gone)
+    }
+}
+
+fn now_us() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+fn observe(tracker: &Mutex<Tracker>, pod: &Pod, deleted: bool) {
+    let Some(name) = pod.metadata.name.clone() else {
+        return;
+    };
+    let now = now_us();
+    let mut t = tracker.lock();
+    let entry = t.pods.entry(name).or_default();
+    if entry.seen_us.is_none() {
+        entry.seen_us = Some(now);
+    }
+    if entry.uid.is_none() {
+        entry.uid = pod.metadata.uid.clone();
+    }
+    if let Some(id) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("vnode.io/container-group-id"))
+    {
+        entry.group_annotation = Some(id.clone());
+    }
+    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Running") if entry.running_us.is_none() => entry.running_us = Some(now),
+        Some("Failed") => entry.failed = true,
+        _ => {}
+    }
+    if deleted && entry.gone_us.is_none() {
+        entry.gone_us = Some(now);
+    }
+}
+
+fn bench_pod(i: usize) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("bench-{i:06}"),
+            "labels": { POD_LABEL.0: POD_LABEL.1 },
+        },
+        "spec": {
+            "nodeName": NODE_NAME,
+            "tolerations": [{ "key": "virtual-kubelet.io/provider", "operator": "Exists" }],
+            "containers": [{
+                "name": "app",
+                "image": "nginx:1.25",
+                "env": [{ "name": "INDEX", "value": i.to_string() }],
+                "resources": { "requests": { "cpu": "250m", "memory": "512Mi" } },
+            }],
+        },
+    }))?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Emulator stats and daemon metrics
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct EmulatorStats {
+    calls: Vec<vnode_eci_emulator::CallCount>,
+    groups: Vec<vnode_eci_emulator::GroupRecord>,
+    create_replays: u64,
+}
+
+impl EmulatorStats {
+    fn calls_by_action(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut m: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for c in &self.calls {
+            *m.entry(c.action.clone())
+                .or_default()
+                .entry(c.outcome.clone())
+                .or_default() += c.count;
+        }
+        m
+    }
+
+    fn total(&self, action: &str) -> u64 {
+        self.calls
+            .iter()
+            .filter(|c| c.action == action)
+            .map(|c| c.count)
+            .sum()
+    }
+}
+
+async fn emulator_stats(http: &reqwest::Client, url: &str) -> anyhow::Result<EmulatorStats> {
+    let stats = http
+        .get(format!("{url}{}", vnode_eci_emulator::STATS_PATH))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(stats)
+}
+
+/// One sample line of the Prometheus text format: name, labels, value.
+fn parse_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let (head, value) = line.rsplit_once(' ')?;
+    let value: f64 = value.trim().parse().ok()?;
+    let (name, labels) = match head.split_once('{') {
+        Some((n, rest)) => (n, rest.strip_suffix('}')?),
+        None => (head, ""),
+    };
+    let mut map = BTreeMap::new();
+    // Label values written by the daemon never contain `",` or escaped quotes.
+    for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once("=\"")?;
+        map.insert(k.trim().to_string(), v.trim_end_matches('"').to_string());
+    }
+    Some((name, map, value))
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct HistogramSummary {
+    count: f64,
+    mean_ms: f64,
+    /// Upper bound of the bucket holding the 50th percentile.
+    p50_le_ms: Option<f64>,
+    /// Upper bound of the bucket holding the 99th percentile.
+    p99_le_ms: Option<f64>,
+}
+
+/// `vnode_plugin_decision_seconds` by `kind` + `plugin`, from the daemon's `/metrics`.
+fn plugin_latency(metrics: &str) -> BTreeMap<String, HistogramSummary> {
+    #[derive(Default)]
+    struct Acc {
+        buckets: Vec<(f64, f64)>,
+        sum: f64,
+        count: f64,
+    }
+    let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some((name, labels, value)) = parse_sample(line) else {
+            continue;
+        };
+        if !name.starts_with("vnode_plugin_decision_seconds") {
+            continue;
+        }
+        let key = format!(
+            "{} {}",
+            labels.get("kind").map_or("?", String::as_str),
+            labels.get("plugin").map_or("?", String::as_str)
+        );
+        let a = acc.entry(key).or_default();
+        if name.ends_with("_bucket") {
+            let le = labels
+                .get("le")
+                .and_then(|l| {
+                    if l == "+Inf" {
+                        Some(f64::INFINITY)
+                    } else {
+                        l.parse().ok()
+                    }
+                })
+                .unwrap_or(f64::INFINITY);
+            a.buckets.push((le, value));
+        } else if name.ends_with("_sum") {
+            a.sum = value;
+        } else if name.ends_with("_count") {
+            a.count = value;
+        }
+    }
+    acc.into_iter()
+        .filter(|(_, a)| a.count > 0.0)
+        .map(|(k, mut a)| {
+            a.buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let quantile = |q: f64| {
+                a.buckets
+                    .iter()
+                    .find(|(_, cum)| *cum >= q * a.count)
+                    .map(|(le, _)| le * 1000.0)
+                    .filter(|v| v.is_finite())
+            };
+            let s = HistogramSummary {
+                count: a.count,
+                mean_ms: a.sum / a.count * 1000.0,
+                p50_le_ms: quantile(0.50),
+                p99_le_ms: quantile(0.99),
+            };
+            (k, s)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit log
+
+#[derive(Deserialize)]
+struct AuditLine {
+    ts: String,
+    user: Option<String>,
+    verb: String,
+    resource: String,
+    subresource: String,
+}
+
+/// Requests by `verb resource[/subresource]`, the daemon's only (not this tool's), within
+/// `[from, to)` (audit timestamps compare as strings: fixed-width UTC).
+fn audit_counts(path: &Path, from: &str, to: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut m = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(a) = serde_json::from_str::<AuditLine>(line) else {
+            continue;
+        };
+        if a.user.as_deref() == Some(BENCH_USER) || a.ts.as_str() < from || a.ts.as_str() >= to {
+            continue;
+        }
+        let res = if a.resource.is_empty() {
+            "(non-resource)".to_string()
+        } else if a.subresource.is_empty() {
+            a.resource
+        } else {
+            format!("{}/{}", a.resource, a.subresource)
+        };
+        *m.entry(format!("{} {res}", a.verb)).or_default() += 1;
+    }
+    Ok(m)
+}
+
+fn audit_ts(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
+        .unwrap_or_default()
+}
+
+fn is_write(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+#[derive(Debug, Clone, Serialize)]
+struct Percentiles {
+    samples: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn percentiles(mut v: Vec<f64>) -> Option<Percentiles> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    Some(Percentiles {
+        samples: v.len(),
+        p50_ms: at(0.50),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Target {
+    name: String,
+    target: String,
+    measured: String,
+    /// `None` when this run's setup is not the one the target is stated for.
+    pass: Option<bool>,
+    note: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    setup: serde_json::Value,
+    pods: usize,
+    running: usize,
+    failed: usize,
+    never_running: usize,
+    create_errors: usize,
+    timings_s: BTreeMap<String, f64>,
+    throughput: BTreeMap<String, f64>,
+    latency_ms: BTreeMap<String, Option<Percentiles>>,
+    correctness: BTreeMap<String, serde_json::Value>,
+    daemon: BTreeMap<String, ProcSample>,
+    kubernetes_requests: BTreeMap<String, BTreeMap<String, u64>>,
+    kubernetes_requests_per_pod: BTreeMap<String, f64>,
+    kubernetes_pod_writes_per_pod: f64,
+    eci_calls: BTreeMap<String, BTreeMap<String, u64>>,
+    eci_calls_per_pod: BTreeMap<String, f64>,
+    eci_throttled: u64,
+    status_polling_per_minute_while_running: BTreeMap<String, f64>,
+    plugin_decision_latency: BTreeMap<String, HistogramSummary>,
+    targets: Vec<Target>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The run
+
+struct Env {
+    apiserver: Service,
+    emulator: Service,
+    daemon: Service,
+    audit_log: PathBuf,
+    client: kube::Client,
+    http: reqwest::Client,
+}
+
+fn phase_timeout(args: &Args) -> Duration {
+    Duration::from_secs(args.timeout_secs.unwrap_or(60 + (args.pods as u64) / 20))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.pods > 0, "--pods must be positive");
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be positive");
+    anyhow::ensure!(
+        args.rate >= 0.0 && args.rate.is_finite(),
+        "--rate must be >= 0"
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out)?;
+    let env = start(&args, &out).await?;
+    let result = measure(&args, &out, &env).await;
+    let Env {
+        apiserver,
+        emulator,
+        daemon,
+        ..
+    } = env;
+    daemon.stop(Duration::from_secs(10)).await;
+    emulator.stop(Duration::from_secs(5)).await;
+    apiserver.stop(Duration::from_secs(5)).await;
+    let report = result?;
+    let path = out.join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    print_summary(&report);
+    println!("report: {}", path.display());
+    Ok(())
+}
+
+async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
+    let api_dir = out.join("apiserver");
+    // A fresh store every run; the CA is created here first so this tool can issue its own
+    // client certificate (user `vnode-bench`) before the server starts.
+    let _ = std::fs::remove_dir_all(&api_dir);
+    let pki = vnode_apiserver::Pki::load_or_create(&api_dir)?;
+    let bench_cert = pki.issue_client_cert(BENCH_USER, &["system:masters"])?;
+    pki.write_pair("bench.crt", "bench.key", &bench_cert)?;
+    let audit_log = out.join("apiserver-audit.jsonl");
+    let _ = std::fs::remove_file(&audit_log);
+    let watch_window = (args.pods * 8 + 10_000).to_string();
+    eprintln!(
+        "bench: starting apiserver, eci-emulator and daemon (logs in {})",
+        out.display()
+    );
+    let apiserver = Service::spawn(
+        "apiserver",
+        &[
+            "apiserver".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--dir".into(),
+            api_dir.to_string_lossy().into(),
+            "--no-scheduler".into(),
+            "--watch-window".into(),
+            watch_window,
+            "--audit-log".into(),
+            audit_log.to_string_lossy().into(),
+        ],
+        &[],
+        &out.join("apiserver.log"),
+    )
+    .await?;
+
+    let profile_path = match &args.emulator_profile {
+        Some(p) => p.clone(),
+        None => {
+            let p = out.join("emulator-profile.yaml");
+            let text = if args.real_quotas {
+                "{}\n"
+            } else {
+                "timing: {instant: true}\n"
+            };
+            std::fs::write(&p, text)?;
+            p
+        }
+    };
+    let mut emu_args: Vec<String> = vec![
+        "eci-emulator".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--record-calls".into(),
+        "--profile".into(),
+        profile_path.to_string_lossy().into(),
+    ];
+    if !args.real_quotas {
+        emu_args.push("--no-quotas".into());
+    }
+    let emulator = Service::spawn(
+        "eci-emulator",
+        &emu_args,
+        &[
+            (
+                "ECI_ACCESS_KEY",
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID.to_string(),
+            ),
+            (
+                "ECI_SECRET_KEY",
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET.to_string(),
+            ),
+        ],
+        &out.join("emulator.log"),
+    )
+    .await?;
+
+    // The daemon: admin kubeconfig written by the API server, everything on loopback.
+    let capacity = (args.pods * 2).max(1000);
+    let mut config = format!(
+        "node:\n  capacity: {{cpu: \"{}\", memory: {}Gi, pods: \"{capacity}\"}}\n\
+         listen: {{kubelet: \"127.0.0.1:0\"}}\n\
+         kubelet:\n  clientCaFile: {}\n  authorization: alwaysAllow\n\
+         leaderElection: {{namespace: default, leaseDuration: 15s, retryPeriod: 2s}}\n\
+         shutdownGrace: 5s\n",
+        capacity * 4,
+        capacity * 16,
+        api_dir.join("ca.crt").display()
+    );
+    if let Some(poll) = &args.status_poll {
+        config.push_str(&format!("intervals: {{podStatusPoll: {poll}}}\n"));
+    }
+    if let Some(w) = args.pod_workers {
+        config.push_str(&format!("concurrency: {{podWorkers: {w}}}\n"));
+    }
+    let config_path = out.join("daemon.yaml");
+    std::fs::write(&config_path, config)?;
+    let kubeconfig = api_dir.join("kubeconfig");
+    let daemon = Service::spawn(
+        "daemon",
+        &[
+            "run".into(),
+            "--provider".into(),
+            "alibabacloud".into(),
+            "--config".into(),
+            config_path.to_string_lossy().into(),
+            "--kubeconfig".into(),
+            kubeconfig.to_string_lossy().into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ],
+        &[
+            ("DEFAULT_NODE_NAME", NODE_NAME.into()),
+            ("VKUBELET_POD_IP", "127.0.0.1".into()),
+            ("ECI_REGION", "cn-hangzhou".into()),
+            ("ECI_VSWITCH", "vsw-bench-h,vsw-bench-i,vsw-bench-k".into()),
+            ("ECI_SECURITY_GROUP", "sg-bench".into()),
+            (
+                "ECI_ACCESS_KEY",
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID.to_string(),
+            ),
+            (
+                "ECI_SECRET_KEY",
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET.to_string(),
+            ),
+            ("ECI_ENDPOINT", emulator.url.clone()),
+            ("ECI_CLUSTER_NAME", "bench".into()),
+            ("POD_NAMESPACE", "default".into()),
+            ("POD_NAME", "vnode-bench-daemon".into()),
+            ("VNODE_LOG", args.daemon_log.clone()),
+            ("VNODE_LOG_FORMAT", "text".into()),
+        ],
+        &out.join("daemon.log"),
+    )
+    .await?;
+
+    // This tool's own client: the same server, its own certificate.
+    let bench_kubeconfig = out.join("bench-kubeconfig");
+    std::fs::write(
+        &bench_kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: {BENCH_USER}\n  user:\n    client-certificate: {}\n    client-key: {}\n\
+             contexts:\n- name: bench\n  context: {{cluster: bench, user: {BENCH_USER}}}\ncurrent-context: bench\n",
+            apiserver.url,
+            api_dir.join("ca.crt").display(),
+            api_dir.join("bench.crt").display(),
+            api_dir.join("bench.key").display(),
+        ),
+    )?;
+    let kc = kube::config::Kubeconfig::read_from(&bench_kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    let client = kube::Client::try_from(cfg)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+
+    // Ready: node registered and the first pod listing done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = http
+            .get(format!("{}/readyz", daemon.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not become ready within 60 s (see {})",
+                out.join("daemon.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Env {
+        apiserver,
+        emulator,
+        daemon,
+        audit_log,
+        client,
+        http,
+    })
+}
+
+/// Waits until `done` holds, printing progress to stderr every second.
+async fn wait_phase(
+    what: &str,
+    started: Instant,
+    timeout: Duration,
+    tracker: &Mutex<Tracker>,
+    total: usize,
+    mut done: impl FnMut(&Tracker) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut last_print = Instant::now();
+    loop {
+        {
+            let t = tracker.lock();
+            if done(&t) {
+                return true;
+            }
+            if last_print.elapsed() >= Duration::from_secs(1) {
+                let (acked, running, failed, gone) = t.counts();
+                eprintln!(
+                    "bench: [{:>6.1}s] {what}: created {acked}/{total}  running {running}  failed {failed}  deleted {gone}",
+                    started.elapsed().as_secs_f64()
+                );
+                last_print = Instant::now();
+            }
+        }
+        if Instant::now() > deadline {
+            eprintln!("bench: {what}: timed out after {timeout:?}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `f(i)` for `0..n` with `concurrency` in flight, started at `rate` per second.
+async fn paced<F, Fut>(n: usize, rate: f64, concurrency: usize, f: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = tokio::time::Instant::now();
+    futures::stream::iter(0..n)
+        .then(|i| {
+            let fut = f(i);
+            async move {
+                if rate > 0.0 {
+                    tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate))
+                        .await;
+                }
+                fut
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<()>()
+        .await;
+}
+
+async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
+    let n = args.pods;
+    let timeout = phase_timeout(args);
+    let ticks = clock_ticks_per_second();
+    let daemon_pid = env.daemon.pid().context("daemon pid")?;
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+
+    // Peak/latest /proc sample of the daemon, every 250 ms.
+    let samples = Arc::new(Mutex::new(Vec::<ProcSample>::new()));
+    let sampler = tokio::spawn({
+        let samples = Arc::clone(&samples);
+        async move {
+            loop {
+                if let Some(s) = sample_proc(daemon_pid, ticks) {
+                    samples.lock().push(s);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    });
+    let proc_now = || sample_proc(daemon_pid, ticks).unwrap_or_default();
+
+    // This tool's watch on its pods.
+    let watch_task = tokio::spawn({
+        let api = api.clone();
+        let tracker = Arc::clone(&tracker);
+        async move {
+            let cfg =
+                watcher::Config::default().labels(&format!("{}={}", POD_LABEL.0, POD_LABEL.1));
+            let mut stream = watcher(api, cfg).boxed();
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
+                        observe(&tracker, &p, false)
+                    }
+                    Ok(Some(watcher::Event::Delete(p))) => observe(&tracker, &p, true),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bench pod watch");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let run_start_us = now_us();
+    let proc_start = proc_now();
+    let started = Instant::now();
+    eprintln!(
+        "bench: creating {n} pods ({}; {} in flight)",
+        if args.rate > 0.0 {
+            format!("{} pods/s offered", args.rate)
+        } else {
+            "as fast as possible".to_string()
+        },
+        args.concurrency
+    );
+
+    // Phase 1: create, wait for Running.
+    let create_start_us = now_us();
+    let creator = tokio::spawn({
+        let api = api.clone();
+        let tracker = Arc::clone(&tracker);
+        let (rate, conc) = (args.rate, args.concurrency);
+        async move {
+            paced(n, rate, conc, |i| {
+                let api = api.clone();
+                let tracker = Arc::clone(&tracker);
+                async move {
+                    let name = format!("bench-{i:06}");
+                    let sent = now_us();
+                    tracker.lock().pods.entry(name.clone()).or_default().sent_us = sent;
+                    let pod = match bench_pod(i) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracker.lock().create_errors.push(format!("{name}: {e}"));
+                            return;
+                        }
+                    };
+                    let result = api.create(&PostParams::default(), &pod).await;
+                    let acked = now_us();
+                    let mut t = tracker.lock();
+                    match result {
+                        Ok(created) => {
+                            let e = t.pods.entry(name).or_default();
+                            e.acked_us = Some(acked);
+                            if e.uid.is_none() {
+                                e.uid = created.metadata.uid;
+                            }
+                        }
+                        Err(e) => t.create_errors.push(format!("{name}: {e}")),
+                    }
+                }
+            })
+            .await
+        }
+    });
+    let all_running = wait_phase("create", started, timeout, &tracker, n, |t| {
+        t.pods.values().filter(|p| p.running_us.is_some()).count() >= n
+            || (t.create_errors.len() + t.pods.values().filter(|p| p.failed).count() > 0
+                && t.pods
+                    .values()
+                    .filter(|p| p.running_us.is_some() || p.failed)
+                    .count()
+                    + t.create_errors.len()
+                    >= n)
+    })
+    .await;
+    creator.await.context("creator task")?;
+    let running_done_us = now_us();
+    let proc_running = proc_now();
+    eprintln!(
+        "bench: {} ({:.1}s)",
+        if all_running {
+            "all pods Running"
+        } else {
+            "NOT all pods Running"
+        },
+        started.elapsed().as_secs_f64()
+    );
+
+    // Phase 2: hold, measure steady-state polling.
+    let hold_start_us = now_us();
+    let stats_hold_start = emulator_stats(&env.http, &env.emulator.url).await?;
+    tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    let stats_hold_end = emulator_stats(&env.http, &env.emulator.url).await?;
+    let hold_end_us = now_us();
+    let hold_minutes = (hold_end_us - hold_start_us) as f64 / 60e6;
+    let mut polling = BTreeMap::new();
+    for action in [
+        "DescribeContainerGroupStatus",
+        "DescribeContainerGroups",
+        "DescribeContainerGroupMetric",
+    ] {
+        let calls = stats_hold_end
+            .total(action)
+            .saturating_sub(stats_hold_start.total(action));
+        polling.insert(
+            action.to_string(),
+            if hold_minutes > 0.0 {
+                calls as f64 / hold_minutes
+            } else {
+                0.0
+            },
+        );
+    }
+    let metrics_text = env
+        .http
+        .get(format!("{}/metrics", env.daemon.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    std::fs::write(out.join("daemon-metrics.txt"), &metrics_text)?;
+
+    // Phase 3: delete everything, wait for pods and groups to be gone.
+    let delete_start_us = now_us();
+    let delete_started = Instant::now();
+    eprintln!("bench: deleting {n} pods");
+    let names: Vec<String> = {
+        let t = tracker.lock();
+        let mut v: Vec<String> = t.pods.keys().cloned().collect();
+        v.sort();
+        v
+    };
+    let delete_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    paced(names.len(), args.rate, args.concurrency, |i| {
+        let api = api.clone();
+        let name = names[i].clone();
+        let errors = Arc::clone(&delete_errors);
+        async move {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => errors.lock().push(format!("{name}: {e}")),
+            }
+        }
+    })
+    .await;
+    let pods_with_object = {
+        let t = tracker.lock();
+        t.pods.values().filter(|p| p.seen_us.is_some()).count()
+    };
+    let all_gone = wait_phase("delete", started, timeout, &tracker, n, |t| {
+        t.pods.values().filter(|p| p.gone_us.is_some()).count() >= pods_with_object
+    })
+    .await;
+    let pods_gone_us = now_us();
+    // Groups: every recorded group gets its delete.
+    let group_deadline = Instant::now() + timeout;
+    let final_stats = loop {
+        let s = emulator_stats(&env.http, &env.emulator.url).await?;
+        let live = s.groups.iter().filter(|g| g.deleted_us.is_none()).count();
+        if live == 0 || Instant::now() > group_deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let groups_gone_us = final_stats
+        .groups
+        .iter()
+        .filter_map(|g| g.deleted_us)
+        .max()
+        .unwrap_or(pods_gone_us)
+        .max(pods_gone_us);
+    let delete_elapsed = delete_started.elapsed();
+    let proc_end = proc_now();
+    let end_us = now_us();
+    sampler.abort();
+    watch_task.abort();
+    let final_metrics = env
+        .http
+        .get(format!("{}/metrics", env.daemon.url))
+        .send()
+        .await?
+        .text()
+        .await
+        .unwrap_or(metrics_text);
+    std::fs::write(out.join("daemon-metrics.txt"), &final_metrics)?;
+    eprintln!(
+        "bench: {} ({:.1}s)",
+        if all_gone {
+            "all pods deleted"
+        } else {
+            "NOT all pods deleted"
+        },
+        delete_elapsed.as_secs_f64()
+    );
+
+    // ---- analysis
+    let t = tracker.lock();
+    let by_uid: HashMap<&str, (&String, &PodTrack)> = t
+        .pods
+        .iter()
+        .filter_map(|(name, p)| p.uid.as_deref().map(|u| (u, (name, p))))
+        .collect();
+    let mut groups_per_pod: HashMap<&str, Vec<&vnode_eci_emulator::GroupRecord>> = HashMap::new();
+    let mut foreign_groups = 0usize;
+    for g in &final_stats.groups {
+        match g.pod_uid.as_deref().filter(|u| by_uid.contains_key(u)) {
+            Some(u) => groups_per_pod.entry(u).or_default().push(g),
+            None => foreign_groups += 1,
+        }
+    }
+    let pods_without_group = by_uid
+        .keys()
+        .filter(|u| !groups_per_pod.contains_key(*u))
+        .count();
+    let duplicate_groups: usize = groups_per_pod
+        .values()
+        .map(|v| v.len().saturating_sub(1))
+        .sum();
+    let orphans_left = final_stats
+        .groups
+        .iter()
+        .filter(|g| g.deleted_us.is_none())
+        .count();
+    let annotation_mismatch = groups_per_pod
+        .iter()
+        .filter(|(u, gs)| {
+            let Some((_, p)) = by_uid.get(*u) else {
+                return false;
+            };
+            p.group_annotation
+                .as_deref()
+                .is_some_and(|a| !gs.iter().any(|g| g.id == a))
+        })
+        .count();
+
+    let mut overhead = Vec::new();
+    let mut status_lag = Vec::new();
+    let mut to_running = Vec::new();
+    let mut first_group_us = i64::MAX;
+    let mut last_group_us = i64::MIN;
+    for (uid, gs) in &groups_per_pod {
+        let Some((_, p)) = by_uid.get(uid) else {
+            continue;
+        };
+        let Some(first) = gs.iter().min_by_key(|g| g.created_us) else {
+            continue;
+        };
+        first_group_us = first_group_us.min(first.created_us);
+        last_group_us = last_group_us.max(first.created_us);
+        let bound = match (p.acked_us, p.seen_us) {
+            (Some(a), Some(s)) => Some(a.min(s)),
+            (a, s) => a.or(s),
+        };
+        if let Some(b) = bound {
+            overhead.push((first.created_us - b) as f64 / 1000.0);
+        }
+        if let Some(r) = p.running_us {
+            status_lag.push((r - first.running_us) as f64 / 1000.0);
+            to_running.push((r - p.sent_us) as f64 / 1000.0);
+        }
+    }
+    let running = t.pods.values().filter(|p| p.running_us.is_some()).count();
+    let failed = t.pods.values().filter(|p| p.failed).count();
+    let last_running_us = t
+        .pods
+        .values()
+        .filter_map(|p| p.running_us)
+        .max()
+        .unwrap_or(running_done_us);
+    let secs = |a: i64, b: i64| ((b - a) as f64 / 1e6).max(1e-9);
+
+    let mut timings = BTreeMap::new();
+    timings.insert(
+        "create_to_all_running".into(),
+        secs(create_start_us, last_running_us),
+    );
+    timings.insert(
+        "create_to_last_create_group".into(),
+        secs(create_start_us, last_group_us.max(create_start_us)),
+    );
+    timings.insert("hold".into(), secs(hold_start_us, hold_end_us));
+    timings.insert(
+        "delete_to_all_pods_gone".into(),
+        secs(delete_start_us, pods_gone_us),
+    );
+    timings.insert(
+        "delete_to_all_groups_gone".into(),
+        secs(delete_start_us, groups_gone_us),
+    );
+    timings.insert("total".into(), secs(run_start_us, end_us));
+
+    let mut throughput = BTreeMap::new();
+    throughput.insert(
+        "pods_per_s_created_to_running".into(),
+        running as f64 / secs(create_start_us, last_running_us),
+    );
+    let groups_created = groups_per_pod.len();
+    throughput.insert(
+        "pods_per_s_to_create_container_group".into(),
+        groups_created as f64 / secs(create_start_us, last_group_us.max(create_start_us + 1)),
+    );
+    throughput.insert(
+        "pods_per_s_deleted_fully".into(),
+        n as f64 / secs(delete_start_us, groups_gone_us),
+    );
+    let acked: Vec<i64> = t.pods.values().filter_map(|p| p.acked_us).collect();
+    if let (Some(first), Some(last)) = (acked.iter().min(), acked.iter().max()) {
+        throughput.insert(
+            "pods_per_s_created_by_this_tool".into(),
+            acked.len() as f64 / secs(create_start_us, (*last).max(*first)),
+        );
+    }
+
+    let mut latency = BTreeMap::new();
+    latency.insert(
+        "pod_bound_to_create_container_group".into(),
+        percentiles(overhead),
+    );
+    latency.insert(
+        "eci_running_to_pod_status_running".into(),
+        percentiles(status_lag),
+    );
+    latency.insert("pod_create_to_pod_running".into(), percentiles(to_running));
+
+    let mut correctness = BTreeMap::new();
+    let j = |v: usize| serde_json::json!(v);
+    correctness.insert(
+        "pods_with_exactly_one_group".into(),
+        j(groups_per_pod.values().filter(|v| v.len() == 1).count()),
+    );
+    correctness.insert("pods_without_group".into(), j(pods_without_group));
+    correctness.insert("duplicate_groups".into(), j(duplicate_groups));
+    correctness.insert("groups_not_matching_a_pod".into(), j(foreign_groups));
+    correctness.insert("orphan_groups_after_delete".into(), j(orphans_left));
+    correctness.insert("group_annotation_mismatches".into(), j(annotation_mismatch));
+    correctness.insert(
+        "create_replays".into(),
+        serde_json::json!(final_stats.create_replays),
+    );
+    correctness.insert("delete_errors".into(), j(delete_errors.lock().len()));
+    correctness.insert(
+        "groups_per_pod".into(),
+        serde_json::json!(if by_uid.is_empty() {
+            0.0
+        } else {
+            final_stats
+                .groups
+                .iter()
+                .filter(|g| g.pod_uid.as_deref().is_some_and(|u| by_uid.contains_key(u)))
+                .count() as f64
+                / by_uid.len() as f64
+        }),
+    );
+
+    let peak = samples
+        .lock()
+        .iter()
+        .chain([&proc_start, &proc_running, &proc_end])
+        .fold(0.0f64, |m, s| m.max(s.peak_rss_mib));
+    let mut daemon = BTreeMap::new();
+    daemon.insert("at_start".to_string(), proc_start);
+    daemon.insert("all_running".to_string(), proc_running);
+    daemon.insert(
+        "end".to_string(),
+        ProcSample {
+            peak_rss_mib: peak.max(proc_end.peak_rss_mib),
+            ..proc_end
+        },
+    );
+    daemon.insert(
+        "used_during_run".to_string(),
+        ProcSample {
+            cpu_seconds: proc_end.cpu_seconds - proc_start.cpu_seconds,
+            rss_mib: proc_end.rss_mib,
+            peak_rss_mib: peak.max(proc_end.peak_rss_mib),
+        },
+    );
+    daemon.insert(
+        "create_phase".to_string(),
+        ProcSample {
+            cpu_seconds: proc_running.cpu_seconds - proc_start.cpu_seconds,
+            rss_mib: proc_running.rss_mib,
+            peak_rss_mib: proc_running.peak_rss_mib,
+        },
+    );
+
+    let start_ts = audit_ts(run_start_us);
+    let end_ts = audit_ts(end_us + 1);
+    let mut k8s = BTreeMap::new();
+    k8s.insert(
+        "create_phase".to_string(),
+        audit_counts(&env.audit_log, &start_ts, &audit_ts(hold_start_us))?,
+    );
+    k8s.insert(
+        "hold".to_string(),
+        audit_counts(
+            &env.audit_log,
+            &audit_ts(hold_start_us),
+            &audit_ts(delete_start_us),
+        )?,
+    );
+    k8s.insert(
+        "delete_phase".to_string(),
+        audit_counts(&env.audit_log, &audit_ts(delete_start_us), &end_ts)?,
+    );
+    let whole = audit_counts(&env.audit_log, &start_ts, &end_ts)?;
+    let per_pod: BTreeMap<String, f64> = whole
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as f64 / n as f64))
+        .collect();
+    let pod_writes: u64 = whole
+        .iter()
+        .filter(|(k, _)| {
+            let mut it = k.split(' ');
+            let (verb, res) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+            is_write(verb) && (res == "pods" || res.starts_with("pods/"))
+        })
+        .map(|(_, v)| *v)
+        .sum();
+    let pod_writes_per_pod = pod_writes as f64 / n as f64;
+    k8s.insert("whole_run".to_string(), whole);
+
+    let eci_calls = final_stats.calls_by_action();
+    let eci_per_pod: BTreeMap<String, f64> = eci_calls
+        .iter()
+        .map(|(a, m)| (a.clone(), m.values().sum::<u64>() as f64 / n as f64))
+        .collect();
+    let throttled: u64 = final_stats
+        .calls
+        .iter()
+        .filter(|c| c.outcome.starts_with("Throttling"))
+        .map(|c| c.count)
+        .sum();
+    let plugins = plugin_latency(&final_metrics);
+
+    let report_wo_targets = Report {
+        setup: serde_json::json!({
+            "pods": n,
+            "rate_offered": args.rate,
+            "concurrency": args.concurrency,
+            "quotas": if args.real_quotas { "documented" } else { "lifted" },
+            "emulator_timing": if args.emulator_profile.is_some() { "profile" } else if args.real_quotas { "default delays" } else { "instant" },
+            "status_poll": args.status_poll.clone().unwrap_or_else(|| "daemon default".into()),
+            "pod_workers": args.pod_workers,
+            "hold_secs": args.hold_secs,
+            "daemon_log": args.daemon_log,
+            "cores": std::thread::available_parallelism().map(|c| c.get()).unwrap_or(0),
+        }),
+        pods: n,
+        running,
+        failed,
+        never_running: n - running,
+        create_errors: t.create_errors.len(),
+        timings_s: timings,
+        throughput,
+        latency_ms: latency,
+        correctness,
+        daemon,
+        kubernetes_requests: k8s,
+        kubernetes_requests_per_pod: per_pod,
+        kubernetes_pod_writes_per_pod: pod_writes_per_pod,
+        eci_calls,
+        eci_calls_per_pod: eci_per_pod,
+        eci_throttled: throttled,
+        status_polling_per_minute_while_running: polling,
+        plugin_decision_latency: plugins,
+        targets: Vec::new(),
+    };
+    if !t.create_errors.is_empty() {
+        eprintln!("bench: first create error: {}", t.create_errors[0]);
+    }
+    let mut report = report_wo_targets;
+    report.targets = targets(args, &report);
+    Ok(report)
+}
+
+fn targets(args: &Args, r: &Report) -> Vec<Target> {
+    let n = r.pods;
+    let full = n >= 10_000;
+    let num = |k: &str| {
+        r.correctness
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(u64::MAX)
+    };
+    let mut v = Vec::new();
+    let correct = r.running == n
+        && r.failed == 0
+        && r.create_errors == 0
+        && num("duplicate_groups") == 0
+        && num("pods_without_group") == 0
+        && num("orphan_groups_after_delete") == 0
+        && num("groups_not_matching_a_pod") == 0;
+    v.push(Target {
+        name: "all pods Running, no failures/duplicates/orphans".into(),
+        target: "10,000 pods; 0 / 0 / 0".into(),
+        measured: format!(
+            "{}/{} Running; failed {}; dup {}; orphans {}",
+            r.running,
+            n,
+            r.failed + r.create_errors,
+            num("duplicate_groups"),
+            num("orphan_groups_after_delete")
+        ),
+        pass: if !correct {
+            Some(false)
+        } else {
+            full.then_some(true)
+        },
+        note: if full {
+            String::new()
+        } else {
+            format!("run with --pods 10000 for the target (this run: {n})")
+        },
+    });
+    let to_create = r
+        .throughput
+        .get("pods_per_s_to_create_container_group")
+        .copied()
+        .unwrap_or(0.0);
+    let lifted = !args.real_quotas && args.emulator_profile.is_none();
+    v.push(Target {
+        name: "throughput to CreateContainerGroup issued (quotas lifted)".into(),
+        target: ">= 1,000 pods/s".into(),
+        measured: format!("{to_create:.0} pods/s"),
+        pass: (lifted && args.rate == 0.0).then_some(to_create >= 1000.0),
+        note: if lifted && args.rate == 0.0 {
+            String::new()
+        } else {
+            "needs quotas lifted and --rate 0".into()
+        },
+    });
+    v.push(Target {
+        name: "throttling errors with real quotas".into(),
+        target: "0".into(),
+        measured: r.eci_throttled.to_string(),
+        pass: args.real_quotas.then_some(r.eci_throttled == 0),
+        note: if args.real_quotas {
+            String::new()
+        } else {
+            "needs --real-quotas".into()
+        },
+    });
+    let p99 = r
+        .latency_ms
+        .get("pod_bound_to_create_container_group")
+        .and_then(|p| p.as_ref())
+        .map(|p| p.p99_ms);
+    let at_500 = (args.rate - 500.0).abs() < 1e-9;
+    v.push(Target {
+        name: "daemon overhead p99 (bound -> CreateContainerGroup)".into(),
+        target: "<= 20 ms at 500 pods/s".into(),
+        measured: p99.map_or("n/a".into(), |p| format!("{p:.1} ms")),
+        pass: (at_500 && lifted).then(|| p99.is_some_and(|p| p <= 20.0)),
+        note: if at_500 && lifted {
+            String::new()
+        } else {
+            "needs --rate 500, quotas lifted".into()
+        },
+    });
+    let worst_poll = r
+        .status_polling_per_minute_while_running
+        .iter()
+        .map(|(a, per_min)| {
+            let quota = vnode_eci::Action::from_name(a)
+                .map(|a| a.documented_quota_per_minute())
+                .unwrap_or(u32::MAX);
+            (a.clone(), *per_min, quota)
+        })
+        .max_by(|x, y| (x.1 / x.2 as f64).total_cmp(&(y.1 / y.2 as f64)));
+    if let Some((action, per_min, quota)) = worst_poll {
+        v.push(Target {
+            name: format!("status polling with {n} pods Running"),
+            target: "within the documented per-minute quota".into(),
+            measured: format!("{action}: {per_min:.0}/min of {quota}/min"),
+            pass: if full {
+                Some(per_min <= quota as f64)
+            } else if per_min > quota as f64 {
+                Some(false)
+            } else {
+                None
+            },
+            note: if full {
+                String::new()
+            } else {
+                "target is stated at 10,000 pods".into()
+            },
+        });
+    }
+    v.push(Target {
+        name: "Kubernetes writes per pod (pods + subresources, no events)".into(),
+        target: "<= 6".into(),
+        measured: format!("{:.2}", r.kubernetes_pod_writes_per_pod),
+        pass: Some(r.kubernetes_pod_writes_per_pod <= 6.0),
+        note: "creation and deletion by this tool excluded (audit user vnode-bench)".into(),
+    });
+    let peak = r.daemon.get("end").map_or(0.0, |s| s.peak_rss_mib);
+    v.push(Target {
+        name: "daemon peak RSS".into(),
+        target: "<= 200 MiB at 10,000 pods".into(),
+        measured: format!("{peak:.1} MiB"),
+        pass: if full {
+            Some(peak <= 200.0)
+        } else if peak > 200.0 {
+            Some(false)
+        } else {
+            None
+        },
+        note: if full {
+            String::new()
+        } else {
+            format!("at {n} pods")
+        },
+    });
+    v
+}
+
+fn print_summary(r: &Report) {
+    println!();
+    println!(
+        "vnode bench pods: {} pods, quotas {}, offered rate {}",
+        r.pods,
+        r.setup["quotas"].as_str().unwrap_or("?"),
+        match r.setup["rate_offered"].as_f64() {
+            Some(x) if x > 0.0 => format!("{x} pods/s"),
+            _ => "unpaced".into(),
+        }
+    );
+    println!("{:<52} {:>14}", "measurement", "value");
+    let row = |k: &str, v: String| println!("{k:<52} {v:>14}");
+    row(
+        "pods Running / failed / create errors",
+        format!("{}/{}/{}", r.running, r.failed, r.create_errors),
+    );
+    for (k, v) in &r.throughput {
+        row(k, format!("{v:.1}"));
+    }
+    for (k, v) in &r.timings_s {
+        row(&format!("{k}, s"), format!("{v:.2}"));
+    }
+    for (k, p) in &r.latency_ms {
+        match p {
+            Some(p) => row(
+                &format!("{k}, ms p50/p95/p99"),
+                format!("{:.1}/{:.1}/{:.1}", p.p50_ms, p.p95_ms, p.p99_ms),
+            ),
+            None => row(&format!("{k}, ms"), "n/a".into()),
+        }
+    }
+    if let Some(s) = r.daemon.get("used_during_run") {
+        row(
+            "daemon CPU-seconds during the run",
+            format!("{:.2}", s.cpu_seconds),
+        );
+        row(
+            "daemon CPU-ms per pod",
+            format!("{:.2}", s.cpu_seconds * 1000.0 / r.pods as f64),
+        );
+        row("daemon peak RSS, MiB", format!("{:.1}", s.peak_rss_mib));
+    }
+    row(
+        "Kubernetes pod writes per pod (no events)",
+        format!("{:.2}", r.kubernetes_pod_writes_per_pod),
+    );
+    for (k, v) in &r.kubernetes_requests_per_pod {
+        row(&format!("  k8s {k} /pod"), format!("{v:.2}"));
+    }
+    for (k, v) in &r.eci_calls_per_pod {
+        row(&format!("  ECI {k} /pod"), format!("{v:.2}"));
+    }
+    row("ECI throttling errors", r.eci_throttled.to_string());
+    for (k, v) in &r.status_polling_per_minute_while_running {
+        row(&format!("  {k} /min while Running"), format!("{v:.0}"));
+    }
+    for (k, h) in &r.plugin_decision_latency {
+        let f = |x: Option<f64>| x.map_or("?".into(), |x| format!("{x}"));
+        row(
+            &format!("plugin {k} ms mean / p50<= / p99<="),
+            format!("{:.3}/{}/{}", h.mean_ms, f(h.p50_le_ms), f(h.p99_le_ms)),
+        );
+    }
+    for (k, v) in &r.correctness {
+        row(k, v.to_string());
+    }
+    println!();
+    println!(
+        "{:<58} {:<26} {:<40} {}",
+        "target", "wanted", "measured", "result"
+    );
+    for t in &r.targets {
+        let result = match t.pass {
+            Some(true) => "PASS".to_string(),
+            Some(false) => "FAIL".to_string(),
+            None => "n/a".to_string(),
+        };
+        let note = if t.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", t.note)
+        };
+        println!(
+            "{:<58} {:<26} {:<40} {result}{note}",
+            t.name, t.target, t.measured
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let p = percentiles((1..=100).map(f64::from).collect()).expect("non-empty");
+        assert_eq!(p.p50_ms, 50.0);
+        assert_eq!(p.p95_ms, 95.0);
+        assert_eq!(p.p99_ms, 99.0);
+        assert_eq!(p.max_ms, 100.0);
+        assert!(percentiles(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn plugin_histogram_from_metrics_text() {
+        let text = "# HELP x\n\
+            vnode_plugin_decision_seconds_sum{kind=\"placement\",plugin=\"zone-spread@0.1.0\"} 0.02\n\
+            vnode_plugin_decision_seconds_count{kind=\"placement\",plugin=\"zone-spread@0.1.0\"} 100\n\
+            vnode_plugin_decision_seconds_bucket{le=\"0.0005\",kind=\"placement\",plugin=\"zone-spread@0.1.0\"} 90\n\
+            vnode_plugin_decision_seconds_bucket{le=\"0.001\",kind=\"placement\",plugin=\"zone-spread@0.1.0\"} 99\n\
+            vnode_plugin_decision_seconds_bucket{le=\"+Inf\",kind=\"placement\",plugin=\"zone-spread@0.1.0\"} 100\n";
+        let m = plugin_latency(text);
+        let h = m.get("placement zone-spread@0.1.0").expect("parsed");
+        assert_eq!(h.count, 100.0);
+        assert!((h.mean_ms - 0.2).abs() < 1e-9);
+        assert_eq!(h.p50_le_ms, Some(0.5));
+        assert_eq!(h.p99_le_ms, Some(1.0));
+    }
+
+    #[test]
+    fn proc_stat_parses_own_process() {
+        let s = sample_proc(std::process::id(), 100.0).expect("own /proc");
+        assert!(s.rss_mib > 0.0 && s.peak_rss_mib >= s.rss_mib);
+    }
+}
