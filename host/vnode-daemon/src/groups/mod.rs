@@ -10,6 +10,13 @@
 //! Invariant: the index only ever *adds* knowledge from a complete listing; a failed or
 //! partial listing changes nothing ("unknown", never "gone").
 
+pub mod observer;
+pub mod reconcile;
+pub mod status;
+
+#[cfg(test)]
+mod observer_tests;
+
 use std::collections::HashMap;
 use std::time::Instant;
 

@@ -1,0 +1,930 @@
+//! The observer: everything that comes back from ECI. Two loops under one token:
+//!
+//! * **Listing and reconcile sweep** (at start-up, every `reconcile` interval, and early when
+//!   the poller misses a group): `DescribeContainerGroups` filtered by this cluster's and
+//!   node's tags, all pages. Only a complete listing is applied
+//!   ([`GroupIndex::replace_all`]); a failed one changes nothing and is retried with backoff.
+//!   Once the pod store has its first full listing, the listing is judged by the pure rules in
+//!   [`super::reconcile`]: orphans (pod gone, confirmed by a direct GET, group old enough) and
+//!   duplicates are deleted, vanished groups fail their pods, and every listed group's status
+//!   is compared with its pod's (drift repair) and its events mirrored.
+//! * **Status poller** (every `podStatusPoll`): `DescribeContainerGroupStatus` filtered by the
+//!   same tags with `SinceSecond` covering the time since the last successful poll, so an
+//!   incremental poll costs one call per 200 changed groups whatever the pod count; every
+//!   `podStatusResync` a full pass by IDs (20 per call) catches anything missed. Groups whose
+//!   status entry changed are described in full (`DescribeContainerGroups` by IDs, 20 per
+//!   call, with events), mapped by `vnode_mapping::pod_status` and written only when the
+//!   result differs from the stored status; their events become pod events once each.
+//!
+//! ## Quota arithmetic (10,000 pods on one node)
+//!
+//! The client paces `DescribeContainerGroupStatus` at 2,000 calls/min (the figure
+//! `vnode_eci::Action::documented_quota_per_minute` uses; ECI's flow-control table allows
+//! 10,000/min) and `DescribeContainerGroups` at 2,000/min. With the defaults (poll 5 s,
+//! resync 60 s, sweep 5 min) and N = 10,000 groups:
+//!
+//! * incremental polls: 12/min × ⌈changed/200⌉ calls, i.e. 12/min when little changes;
+//! * full resync by IDs: ⌈N/20⌉ = 500 calls per minute;
+//! * status total ≈ 512/min, a quarter of the stricter quota (5 % of ECI's table);
+//! * describes of changed groups: ⌈changed/20⌉ per poll; creation is capped at 1,000/min by
+//!   its own quota and a new group changes state ~3 times, so ≤ 150/min; the sweep lists
+//!   ⌈N/20⌉ = 500 pages every 5 min = 100/min; together well under 2,000/min.
+//!
+//! Polling every group by ID every 5 s instead would need 6,000 calls/min: three times the
+//! paced quota. That is why incremental polls filter by tag and only the resync goes by ID.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use vnode_eci::EciClient;
+use vnode_eci::EciError;
+use vnode_eci::model::{
+    self as eci, ContainerGroup, ContainerGroupStatusInfo, DeleteContainerGroupRequest,
+    DescribeContainerGroupStatusRequest, DescribeContainerGroupsRequest, Tag,
+};
+use vnode_mapping::pod_status::{VANISHED_REASON, pod_status, vanished_status};
+
+use super::reconcile::{self, PodFacts, PodLookup, Verdict};
+use super::status::{self, event_identity, is_terminal_phase, needs_write, status_patch};
+use super::{GroupIndex, annotations, tags};
+use crate::metrics::Metrics;
+
+/// IDs per `DescribeContainerGroups` / `DescribeContainerGroupStatus` call (the API limit).
+pub const IDS_PER_CALL: usize = 20;
+/// Page size of tag-filtered `DescribeContainerGroupStatus` (the API default).
+const STATUS_PAGE: u32 = 200;
+/// Page size of `DescribeContainerGroups` (the API maximum).
+const LIST_PAGE: u32 = 20;
+/// Added to every `SinceSecond` window: the window is counted in whole seconds on ECI's
+/// clock while this process measures it on its own, and a poll takes time to arrive.
+const SINCE_SLACK: Duration = Duration::from_secs(3);
+/// How many times a group's status is re-read by ID after a failed describe or write
+/// before it waits for the next full resync.
+const MAX_RETRIES: u32 = 5;
+
+/// Loop periods and identity of the observer.
+#[derive(Debug, Clone)]
+pub struct ObserverSettings {
+    /// `vnode.io/cluster` tag value (ECI_CLUSTER_NAME).
+    pub cluster: String,
+    /// `vnode.io/node` tag value (the node name).
+    pub node: String,
+    /// Incremental status poll period (`intervals.podStatusPoll`).
+    pub poll_interval: Duration,
+    /// Full status resync period (`intervals.podStatusResync`).
+    pub resync_interval: Duration,
+    /// Listing + reconcile sweep period (`intervals.reconcile`).
+    pub reconcile_interval: Duration,
+    /// A group younger than this is never deleted as an orphan or duplicate
+    /// (`intervals.orphanMinAge`).
+    pub orphan_min_age: Duration,
+}
+
+/// The observer. Build with [`Observer::new`], run with [`Observer::run`].
+pub struct Observer {
+    client: Client,
+    eci: Arc<EciClient>,
+    store: Store<Pod>,
+    index: Arc<GroupIndex>,
+    settings: ObserverSettings,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    store_ready: AtomicBool,
+    sweep_now: Notify,
+    /// Event identities already published, per pod UID.
+    seen_events: Mutex<HashMap<String, HashSet<u64>>>,
+    /// When this process first listed each group (age fallback when ECI gives no time).
+    first_seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// What applying one described group to its pod did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Not the pod's group (not indexed, or another group is the pod's).
+    NotOurs,
+    /// The pod is not in the store (or is another pod by that name).
+    NoPod,
+    /// Nothing to write.
+    Unchanged,
+    /// Status written.
+    Written,
+    /// The write failed or was refused (stale read); re-read the group.
+    Retry,
+}
+
+impl Observer {
+    /// An observer over the kube client, the ECI client, the pod store fed by the pod
+    /// controller, and the shared index. Events are published as `reporter`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        eci: Arc<EciClient>,
+        store: Store<Pod>,
+        index: Arc<GroupIndex>,
+        settings: ObserverSettings,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            eci,
+            store,
+            index,
+            settings,
+            metrics,
+            recorder,
+            store_ready: AtomicBool::new(false),
+            sweep_now: Notify::new(),
+            seen_events: Mutex::new(HashMap::new()),
+            first_seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs the listing/reconcile loop and the status poller until `token` is cancelled.
+    pub async fn run(self, token: CancellationToken) {
+        let this = Arc::new(self);
+        let ready = {
+            let this = this.clone();
+            let token = token.clone();
+            async move {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => {}
+                    r = this.store.wait_until_ready() => {
+                        if r.is_ok() {
+                            this.store_ready.store(true, Ordering::SeqCst);
+                            // Judge the listing we may already have as soon as pods are known.
+                            this.sweep_now.notify_one();
+                        }
+                    }
+                }
+            }
+        };
+        tokio::join!(
+            ready,
+            this.clone().listing_loop(token.clone()),
+            this.poll_loop(token)
+        );
+        tracing::info!("observer stopped");
+    }
+
+    fn node_tags(&self) -> Vec<Tag> {
+        vec![
+            Tag::new(tags::CLUSTER, &self.settings.cluster),
+            Tag::new(tags::NODE, &self.settings.node),
+        ]
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Listing and reconcile sweep
+    // ---------------------------------------------------------------------------------
+
+    async fn listing_loop(self: Arc<Self>, token: CancellationToken) {
+        let mut failures = 0u32;
+        let min_gap = self
+            .settings
+            .poll_interval
+            .min(self.settings.reconcile_interval);
+        loop {
+            let started = Instant::now();
+            let request = DescribeContainerGroupsRequest {
+                tags: self.node_tags(),
+                with_event: Some(true),
+                limit: Some(LIST_PAGE),
+                ..Default::default()
+            };
+            let result = tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                r = self.eci.describe_all_container_groups(&request) => r,
+            };
+            let wait = match result {
+                Ok(groups) => {
+                    failures = 0;
+                    self.metrics.group_listing("complete");
+                    self.apply_listing(groups, started, &token).await;
+                    self.settings.reconcile_interval
+                }
+                Err(e) => {
+                    self.metrics.group_listing("failed");
+                    let delay = backoff(failures).min(self.settings.reconcile_interval);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, retry_in = ?delay, "listing this node's container groups failed; nothing changes until a listing completes");
+                    delay
+                }
+            };
+            tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                () = async {
+                    tokio::time::sleep(min_gap).await;
+                    self.sweep_now.notified().await;
+                } => {}
+            }
+        }
+    }
+
+    /// Applies one complete listing: index, then (with a ready pod store) the sweep.
+    async fn apply_listing(
+        &self,
+        groups: Vec<ContainerGroup>,
+        started: Instant,
+        token: &CancellationToken,
+    ) {
+        let now = jiff::Timestamp::now();
+        let ready = self.store_ready.load(Ordering::SeqCst);
+        let pods = if ready {
+            self.pod_facts()
+        } else {
+            HashMap::new()
+        };
+        let indexed: HashMap<String, String> = self
+            .index
+            .snapshot()
+            .into_iter()
+            .map(|e| (e.pod_uid, e.id))
+            .collect();
+        let known_ids: HashSet<String> = indexed.values().cloned().collect();
+        let seen = {
+            let mut first = self.first_seen.lock();
+            let listed: HashSet<&str> = groups
+                .iter()
+                .map(|g| g.container_group_id.as_str())
+                .collect();
+            first.retain(|id, _| listed.contains(id.as_str()));
+            for g in &groups {
+                first.entry(g.container_group_id.clone()).or_insert(started);
+            }
+            first.clone()
+        };
+        let age = |g: &ContainerGroup| {
+            let seen_for = seen
+                .get(&g.container_group_id)
+                .map(Instant::elapsed)
+                .unwrap_or_default();
+            reconcile::age_of(g, now, seen_for)
+        };
+        let plan = reconcile::judge(&groups, &pods, &indexed, age, self.settings.orphan_min_age);
+        self.index.replace_all(plan.entries, started);
+        self.metrics.groups_known.set(self.index.len() as i64);
+        tracing::debug!(
+            groups = groups.len(),
+            indexed = self.index.len(),
+            "applied a complete listing"
+        );
+        if !ready {
+            tracing::info!(
+                groups = groups.len(),
+                "listed this node's container groups; the reconcile waits for the pod store"
+            );
+            return;
+        }
+
+        let listed_ids: HashSet<String> = groups
+            .iter()
+            .map(|g| g.container_group_id.clone())
+            .collect();
+        for g in &groups {
+            if token.is_cancelled() {
+                return;
+            }
+            let verdict = plan
+                .verdicts
+                .get(&g.container_group_id)
+                .cloned()
+                .unwrap_or(Verdict::Untagged);
+            match verdict {
+                Verdict::Keep => {
+                    if !known_ids.contains(&g.container_group_id) {
+                        self.metrics.reconcile("adopted");
+                        tracing::info!(group = %g.container_group_id, pod = %pod_key_of(g), "adopted container group");
+                    }
+                    // Drift repair and events: the listing carries the full group.
+                    if self.apply_group(g, None).await == Applied::Written {
+                        self.metrics.reconcile("status_repaired");
+                    }
+                }
+                Verdict::TooYoung | Verdict::YoungDuplicate => self.metrics.reconcile("young"),
+                Verdict::Untagged => self.metrics.reconcile("untagged"),
+                Verdict::CheckPod { namespace, name } => {
+                    let uid = reconcile::tag(g, tags::POD_UID).unwrap_or_default();
+                    let lookup = self.lookup_pod(&namespace, &name, uid).await;
+                    if reconcile::orphan_confirmed(lookup) {
+                        self.delete_group(g, "orphan", &age(g)).await;
+                    } else {
+                        tracing::debug!(group = %g.container_group_id, ?lookup, "group's pod is not in the store but not confirmed gone; kept");
+                        self.metrics.reconcile("kept_unconfirmed");
+                    }
+                }
+                Verdict::DeleteDuplicate => self.delete_group(g, "duplicate", &age(g)).await,
+            }
+        }
+
+        // Vanished: pods naming a group the complete listing lacks.
+        let candidates = reconcile::vanished_candidates(&pods, &listed_ids, |uid| {
+            self.index.get(uid).map(|e| e.id)
+        });
+        if !candidates.is_empty() {
+            self.fail_vanished(candidates, &pods).await;
+        }
+    }
+
+    fn pod_facts(&self) -> HashMap<String, PodFacts> {
+        self.store
+            .state()
+            .iter()
+            .filter_map(|p| {
+                let uid = p.metadata.uid.clone()?;
+                Some((
+                    uid,
+                    PodFacts {
+                        key: pod_key(p),
+                        annotated_group: p
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(annotations::GROUP_ID))
+                            .cloned(),
+                        deleting: p.metadata.deletion_timestamp.is_some(),
+                        terminal: is_terminal_phase(
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        ),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// A direct GET of the pod, bypassing the store.
+    async fn lookup_pod(&self, namespace: &str, name: &str, uid: &str) -> PodLookup {
+        if namespace.is_empty() || name.is_empty() {
+            // Without a name there is nothing to GET; the UID is not in the store, but
+            // "unknown" is never "gone".
+            return PodLookup::Unknown;
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(None) => PodLookup::Gone,
+            Ok(Some(p)) if p.metadata.uid.as_deref() == Some(uid) => PodLookup::SameUid,
+            Ok(Some(_)) => PodLookup::OtherUid,
+            Err(e) => {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "looking up the pod of an unmatched group failed; the group is kept");
+                PodLookup::Unknown
+            }
+        }
+    }
+
+    async fn delete_group(&self, g: &ContainerGroup, why: &'static str, age: &Duration) {
+        let request = DeleteContainerGroupRequest {
+            container_group_id: g.container_group_id.clone(),
+            ..Default::default()
+        };
+        let uid = reconcile::tag(g, tags::POD_UID).unwrap_or_default();
+        match self.eci.delete_container_group(&request).await {
+            Ok(_) | Err(EciError::NotFound { .. }) => {
+                self.index.remove(uid, &g.container_group_id);
+                self.metrics.reconcile(match why {
+                    "orphan" => "orphan_deleted",
+                    _ => "duplicate_deleted",
+                });
+                tracing::info!(group = %g.container_group_id, pod = %pod_key_of(g), pod_uid = %uid, age = ?age, reason = why, "deleted container group whose pod is gone");
+            }
+            Err(e) => {
+                self.metrics.reconcile("delete_failed");
+                tracing::warn!(group = %g.container_group_id, reason = why, error = %e, "deleting container group failed; retried on the next sweep");
+            }
+        }
+    }
+
+    /// Confirms candidates by describing their IDs, then fails the pods of the groups that
+    /// really are gone.
+    async fn fail_vanished(
+        &self,
+        candidates: Vec<(String, String)>,
+        pods: &HashMap<String, PodFacts>,
+    ) {
+        let ids: Vec<String> = candidates.iter().map(|(_, id)| id.clone()).collect();
+        let mut exists = HashSet::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let request = DescribeContainerGroupsRequest {
+                container_group_ids: chunk.to_vec(),
+                with_event: Some(false),
+                ..Default::default()
+            };
+            match self.eci.describe_all_container_groups(&request).await {
+                Ok(found) => exists.extend(found.into_iter().map(|g| g.container_group_id)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "confirming vanished container groups failed; decided on a later sweep");
+                    return;
+                }
+            }
+        }
+        for (uid, id) in candidates {
+            if exists.contains(&id) {
+                // Still there (maybe without our tags): not vanished.
+                continue;
+            }
+            let Some(facts) = pods.get(&uid) else {
+                continue;
+            };
+            let Some((ns, name)) = facts.key.split_once('/') else {
+                continue;
+            };
+            let Some(pod) = self.store.get(&ObjectRef::new(name).within(ns)) else {
+                continue;
+            };
+            if pod.metadata.uid.as_deref() != Some(uid.as_str())
+                || pod.metadata.deletion_timestamp.is_some()
+                || is_terminal_phase(pod.status.as_ref().and_then(|s| s.phase.as_deref()))
+            {
+                continue;
+            }
+            let desired = vanished_status(&pod, &id, jiff::Timestamp::now());
+            tracing::warn!(pod = %facts.key, group = %id, "container group vanished from ECI; marking the pod Failed");
+            if self.write_status(&pod, &desired).await == Applied::Written {
+                self.metrics.reconcile("vanished");
+                self.publish(
+                    &pod,
+                    EventType::Warning,
+                    VANISHED_REASON,
+                    &format!(
+                        "container group {id} no longer exists in ECI; the pod is marked Failed"
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Status poller
+    // ---------------------------------------------------------------------------------
+
+    async fn poll_loop(self: Arc<Self>, token: CancellationToken) {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            () = self.index.wait_until_listed() => {}
+        }
+        let mut state = PollState::default();
+        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if !self.store_ready.load(Ordering::SeqCst) {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                () = self.poll_once(&mut state) => {}
+            }
+            self.update_gauges();
+        }
+    }
+
+    async fn poll_once(&self, state: &mut PollState) {
+        let started = Instant::now();
+        let full = state
+            .last_resync
+            .is_none_or(|t| t.elapsed() >= self.settings.resync_interval)
+            || state
+                .window_start
+                .is_none_or(|t| t.elapsed() >= self.settings.resync_interval);
+        let mut infos: HashMap<String, ContainerGroupStatusInfo> = HashMap::new();
+        if full {
+            let ids: Vec<String> = {
+                let mut ids: Vec<String> =
+                    self.index.snapshot().into_iter().map(|e| e.id).collect();
+                ids.sort_unstable();
+                ids
+            };
+            let (found, failed) = self.status_by_ids(&ids).await;
+            let complete = failed.is_empty();
+            for id in failed {
+                state.retry.entry(id).or_insert(0);
+            }
+            let returned: HashSet<&String> = found.iter().map(|i| &i.container_group_id).collect();
+            let missing = ids.iter().filter(|id| !returned.contains(id)).count();
+            for info in found {
+                infos.insert(info.container_group_id.clone(), info);
+            }
+            self.metrics
+                .status_poll("resync", started.elapsed().as_secs_f64());
+            if complete {
+                state.last_resync = Some(started);
+                state.window_start = Some(started);
+                let live: HashSet<String> = ids.into_iter().collect();
+                state.fingerprints.retain(|id, _| live.contains(id));
+                let uids: HashSet<String> = self
+                    .index
+                    .snapshot()
+                    .into_iter()
+                    .map(|e| e.pod_uid)
+                    .collect();
+                self.seen_events.lock().retain(|uid, _| uids.contains(uid));
+            }
+            if missing > 0 {
+                // A group the index knows did not answer: let a complete listing decide
+                // whether it vanished (never this partial view).
+                tracing::debug!(
+                    missing,
+                    "groups missing from the status resync; asking for a sweep"
+                );
+                self.sweep_now.notify_one();
+            }
+        } else if let Some(window_start) = state.window_start {
+            let since = window_start.elapsed() + SINCE_SLACK;
+            let since_second = i64::try_from(since.as_secs() + 1).unwrap_or(i64::MAX);
+            match self.status_changed_since(since_second).await {
+                Ok(found) => {
+                    state.window_start = Some(started);
+                    for info in found {
+                        infos.insert(info.container_group_id.clone(), info);
+                    }
+                }
+                Err(e) => {
+                    // The window stays open: the next poll covers this one's span too.
+                    tracing::warn!(error = %e, "incremental status poll failed; the next poll covers its window");
+                }
+            }
+            self.metrics
+                .status_poll("incremental", started.elapsed().as_secs_f64());
+        }
+
+        // Groups to re-read by ID (failed describes or writes).
+        if !state.retry.is_empty() {
+            let ids: Vec<String> = state
+                .retry
+                .keys()
+                .filter(|id| !infos.contains_key(*id))
+                .take(10 * IDS_PER_CALL)
+                .cloned()
+                .collect();
+            let (found, _failed) = self.status_by_ids(&ids).await;
+            let returned: HashSet<String> =
+                found.iter().map(|i| i.container_group_id.clone()).collect();
+            for info in found {
+                infos.insert(info.container_group_id.clone(), info);
+            }
+            // A group that no longer answers is the sweep's to judge.
+            for id in &ids {
+                if !returned.contains(id) {
+                    state.retry.remove(id);
+                }
+            }
+        }
+
+        // Which entries changed since they were last applied.
+        let mut changed: Vec<(String, u64)> = Vec::new();
+        for (id, info) in &infos {
+            let fp = fingerprint(info);
+            if state.fingerprints.get(id) != Some(&fp) || state.retry.contains_key(id) {
+                changed.push((id.clone(), fp));
+            }
+        }
+        changed.sort();
+        for chunk in changed.chunks(IDS_PER_CALL) {
+            let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+            let request = DescribeContainerGroupsRequest {
+                container_group_ids: ids.clone(),
+                with_event: Some(true),
+                limit: Some(LIST_PAGE),
+                ..Default::default()
+            };
+            match self.eci.describe_all_container_groups(&request).await {
+                Ok(groups) => {
+                    let by_id: HashMap<&str, &ContainerGroup> = groups
+                        .iter()
+                        .map(|g| (g.container_group_id.as_str(), g))
+                        .collect();
+                    for (id, fp) in chunk {
+                        let Some(g) = by_id.get(id.as_str()) else {
+                            // Deleted between the two calls: the sweep judges it.
+                            state.retry.remove(id);
+                            continue;
+                        };
+                        let detail = infos.get(id).and_then(|i| i.pod_status.as_ref());
+                        match self.apply_group(g, detail).await {
+                            Applied::Retry => {
+                                let n = state.retry.entry(id.clone()).or_insert(0);
+                                *n += 1;
+                                if *n > MAX_RETRIES {
+                                    state.retry.remove(id);
+                                }
+                            }
+                            _ => {
+                                state.retry.remove(id);
+                                state.fingerprints.insert(id.clone(), *fp);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, groups = ids.len(), "describing changed container groups failed; re-read on the next poll");
+                    for id in ids {
+                        state.retry.entry(id).or_insert(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `DescribeContainerGroupStatus` by IDs, 20 per call. Returns what answered and the IDs
+    /// of the batches that failed.
+    async fn status_by_ids(&self, ids: &[String]) -> (Vec<ContainerGroupStatusInfo>, Vec<String>) {
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let mut request = DescribeContainerGroupStatusRequest {
+                container_group_ids: chunk.to_vec(),
+                ..Default::default()
+            };
+            let mut batch = Vec::new();
+            let ok = loop {
+                match self.eci.describe_container_group_status(&request).await {
+                    Ok(resp) => {
+                        batch.extend(resp.data);
+                        if resp.next_token.is_empty() {
+                            break true;
+                        }
+                        request.next_token = Some(resp.next_token);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, groups = chunk.len(), "status by IDs failed");
+                        break false;
+                    }
+                }
+            };
+            if ok {
+                found.extend(batch);
+            } else {
+                failed.extend(chunk.iter().cloned());
+            }
+        }
+        (found, failed)
+    }
+
+    /// Tag-filtered `DescribeContainerGroupStatus` of the groups that changed in the last
+    /// `since_second` seconds, all pages; fails as a whole.
+    async fn status_changed_since(
+        &self,
+        since_second: i64,
+    ) -> Result<Vec<ContainerGroupStatusInfo>, EciError> {
+        let mut request = DescribeContainerGroupStatusRequest {
+            tags: self.node_tags(),
+            since_second: Some(since_second),
+            limit: Some(STATUS_PAGE),
+            ..Default::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let resp = self.eci.describe_container_group_status(&request).await?;
+            all.extend(resp.data);
+            if resp.next_token.is_empty() {
+                return Ok(all);
+            }
+            request.next_token = Some(resp.next_token);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Applying a group to its pod
+    // ---------------------------------------------------------------------------------
+
+    /// Index status, events and pod status for one fully described group.
+    async fn apply_group(&self, g: &ContainerGroup, detail: Option<&eci::PodStatus>) -> Applied {
+        let Some(entry) = reconcile::entry_of(g) else {
+            return Applied::NotOurs;
+        };
+        match self.index.get(&entry.pod_uid) {
+            Some(e) if e.id == g.container_group_id => {}
+            _ => return Applied::NotOurs,
+        }
+        self.index
+            .set_status(&entry.pod_uid, &g.container_group_id, g.status.as_str());
+        let Some((ns, name)) = entry.pod_key.split_once('/') else {
+            return Applied::NoPod;
+        };
+        let Some(pod) = self.store.get(&ObjectRef::new(name).within(ns)) else {
+            return Applied::NoPod;
+        };
+        if pod.metadata.uid.as_deref() != Some(entry.pod_uid.as_str()) {
+            return Applied::NoPod;
+        }
+        self.mirror_events(&pod, &entry.pod_uid, &g.events).await;
+        let current = pod.status.as_ref();
+        if is_terminal_phase(current.and_then(|s| s.phase.as_deref())) {
+            return Applied::Unchanged;
+        }
+        let desired = pod_status(g, detail, &pod, jiff::Timestamp::now());
+        if !needs_write(&desired, current) {
+            return Applied::Unchanged;
+        }
+        self.write_status(&pod, &desired).await
+    }
+
+    /// PATCHes the status subresource, guarded by UID and resourceVersion.
+    async fn write_status(&self, pod: &Pod, desired: &PodStatus) -> Applied {
+        let (Some(ns), Some(name), Some(uid)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+            pod.metadata.uid.as_deref(),
+        ) else {
+            return Applied::NoPod;
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let patch = status_patch(desired, uid, pod.metadata.resource_version.as_deref());
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.metrics.status_write("ok");
+                tracing::debug!(pod = %format!("{ns}/{name}"), phase = ?desired.phase, "pod status written");
+                Applied::Written
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // A newer pod version exists (or another pod by that name): re-read and retry.
+                self.metrics.status_write("conflict");
+                Applied::Retry
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.metrics.status_write("gone");
+                Applied::NoPod
+            }
+            Err(e) => {
+                self.metrics.status_write("error");
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "writing pod status failed; retried");
+                Applied::Retry
+            }
+        }
+    }
+
+    async fn mirror_events(&self, pod: &Pod, uid: &str, events: &[eci::Event]) {
+        let fresh: Vec<(u64, &eci::Event)> = {
+            let mut seen = self.seen_events.lock();
+            let set = seen.entry(uid.to_string()).or_default();
+            events
+                .iter()
+                .filter(|e| !e.reason.is_empty())
+                .filter_map(|e| {
+                    let id = event_identity(&e.kind, &e.reason, &e.message);
+                    set.insert(id).then_some((id, e))
+                })
+                .collect()
+        };
+        for (id, e) in fresh {
+            let kind = if e.kind.eq_ignore_ascii_case("Warning") {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            if !self.publish(pod, kind, &e.reason, &e.message).await {
+                // Not published: forget it so the next observation retries.
+                if let Some(set) = self.seen_events.lock().get_mut(uid) {
+                    set.remove(&id);
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) -> bool {
+        let ev = KubeEvent {
+            type_: kind,
+            reason: status::truncate(reason, 128).to_string(),
+            note: Some(status::truncate(message, 1000).to_string()),
+            action: "ContainerGroupEvent".into(),
+            secondary: None,
+        };
+        match self.recorder.publish(&ev, &object_ref(pod)).await {
+            Ok(()) => {
+                self.metrics.eci_events_mirrored.inc();
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_key(pod), error = %e, "publishing a pod event failed");
+                false
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let mut by_phase: HashMap<String, i64> =
+            ["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+                .into_iter()
+                .map(|p| (p.to_string(), 0))
+                .collect();
+        for p in self.store.state() {
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Pending".into());
+            *by_phase.entry(phase).or_default() += 1;
+        }
+        for (phase, n) in by_phase {
+            self.metrics.pods_in_phase(&phase, n);
+        }
+        self.metrics.groups_known.set(self.index.len() as i64);
+    }
+}
+
+/// What the poller remembers between polls.
+#[derive(Debug, Default)]
+struct PollState {
+    /// Start of the last successful incremental poll or resync: the next `SinceSecond`
+    /// window begins here.
+    window_start: Option<Instant>,
+    /// Start of the last complete resync.
+    last_resync: Option<Instant>,
+    /// Group ID → fingerprint of the status entry last applied.
+    fingerprints: HashMap<String, u64>,
+    /// Group IDs to re-read by ID, with the number of failed attempts.
+    retry: HashMap<String, u32>,
+}
+
+fn fingerprint(info: &ContainerGroupStatusInfo) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(info).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// Exponential backoff from 1 s, capped at 60 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn pod_key_of(g: &ContainerGroup) -> String {
+    format!(
+        "{}/{}",
+        reconcile::tag(g, tags::NAMESPACE).unwrap_or_default(),
+        reconcile::tag(g, tags::POD_NAME).unwrap_or_default()
+    )
+}
+
+fn object_ref(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(40), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_quota_arithmetic_in_the_docs_holds() {
+        let groups = 10_000usize;
+        let per_minute = |interval_s: usize| 60 / interval_s;
+        let incremental = per_minute(5); // one call per poll when < 200 changed
+        let resync = groups.div_ceil(IDS_PER_CALL) * per_minute(60);
+        let status_total = incremental + resync;
+        assert_eq!(status_total, 512);
+        let quota = vnode_eci::Action::DescribeContainerGroupStatus.documented_quota_per_minute();
+        assert!(status_total as u32 <= quota, "{status_total} > {quota}");
+        // Polling every ID every 5 s would not fit.
+        assert!((groups.div_ceil(IDS_PER_CALL) * per_minute(5)) as u32 > quota);
+        let sweep = groups.div_ceil(LIST_PAGE as usize) / 5; // every 5 min
+        let describes = (1000 * 3usize).div_ceil(IDS_PER_CALL); // ≤1000 creates/min × 3 changes
+        let list_quota = vnode_eci::Action::DescribeContainerGroups.documented_quota_per_minute();
+        assert!(((sweep + describes) as u32) < list_quota);
+    }
+}
