@@ -325,48 +325,4 @@ fn daemon_standby_takes_over_when_the_leader_stops() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn daemon_pod_path_stops_with_an_honest_event_and_deletion_completes() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let api_dir = dir.path().join("apiserver");
-    let _apiserver = start_apiserver(&api_dir)?;
-    let kubeconfig = api_dir.join("kubeconfig");
-    let config = write_config(dir.path(), &api_dir)?;
-    let _daemon = start_daemon(&config, &seed_env(&kubeconfig), "replica-a")?;
-    wait_for("node Ready", Duration::from_secs(30), || {
-        Ok(ready(&get_json(&kubeconfig, &["get", "node", "virtual-kubelet"])?).then_some(()))
-    })?;
-    // The seed's nginx pod, bound to the virtual node.
-    let pod = dir.path().join("nginx.yaml");
-    std::fs::write(
-        &pod,
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\n  namespace: default\nspec:\n  nodeName: virtual-kubelet\n  \
-         containers:\n  - image: nginx\n    imagePullPolicy: Always\n    name: nginx\n  nodeSelector:\n    kubernetes.io/role: agent\n    \
-         beta.kubernetes.io/os: linux\n    type: virtual-kubelet\n  tolerations:\n  - key: virtual-kubelet.io/provider\n    operator: Exists\n",
-    )?;
-    let (code, _, err) = kubectl(&kubeconfig, &["apply", "-f", &pod.to_string_lossy()])?;
-    assert_eq!(code, 0, "{err}");
-    // No container group is faked: the pod gets one Warning event saying why, and stays Pending.
-    wait_for("PodPathUnavailable event", Duration::from_secs(20), || {
-        let events = get_json(&kubeconfig, &["-n", "default", "get", "events"])?;
-        let found = events["items"].as_array().is_some_and(|items| {
-            items.iter().any(|e| {
-                e["reason"] == "PodPathUnavailable" && e["involvedObject"]["name"] == "nginx"
-            })
-        });
-        Ok(found.then_some(()))
-    })?;
-    let pod_json = get_json(&kubeconfig, &["-n", "default", "get", "pod", "nginx"])?;
-    assert_ne!(pod_json["status"]["phase"], "Running");
-    // Nothing runs for it, so deletion completes promptly.
-    let (code, _, err) = kubectl(
-        &kubeconfig,
-        &["-n", "default", "delete", "pod", "nginx", "--timeout=20s"],
-    )?;
-    assert_eq!(code, 0, "{err}");
-    wait_for("pod gone", Duration::from_secs(20), || {
-        let (code, _, _) = kubectl(&kubeconfig, &["-n", "default", "get", "pod", "nginx"])?;
-        Ok((code != 0).then_some(()))
-    })?;
-    Ok(())
-}
+// The pod path (create, adopt after kill -9, delete) is tested end to end in daemon_pods.rs.

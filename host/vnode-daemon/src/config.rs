@@ -289,6 +289,10 @@ pub struct Intervals {
     pub pod_status_poll: Duration,
     /// Period of the container-group ↔ pod reconcile sweep.
     pub reconcile: Duration,
+    /// Period of the full status resync (every group by ID) between incremental polls.
+    pub pod_status_resync: Duration,
+    /// Minimum age of a container group before the sweep may delete it as an orphan.
+    pub orphan_min_age: Duration,
 }
 
 /// Kubelet API server settings.
@@ -387,6 +391,8 @@ struct FileIntervals {
     node_status: Option<String>,
     pod_status_poll: Option<String>,
     reconcile: Option<String>,
+    pod_status_resync: Option<String>,
+    orphan_min_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -690,6 +696,16 @@ impl Config {
                 &file.intervals.reconcile,
                 Duration::from_secs(300),
                 &f("intervals.reconcile"),
+            )?,
+            pod_status_resync: duration_or(
+                &file.intervals.pod_status_resync,
+                Duration::from_secs(60),
+                &f("intervals.podStatusResync"),
+            )?,
+            orphan_min_age: duration_or(
+                &file.intervals.orphan_min_age,
+                Duration::from_secs(120),
+                &f("intervals.orphanMinAge"),
             )?,
         };
         if intervals.lease_renew >= NODE_LEASE_DURATION {
@@ -1371,6 +1387,31 @@ mod tests {
             e.starts_with("invalid setting VNODE_CONFIG (--config)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn vswitches_may_name_their_zones_and_cluster_dns_is_read() {
+        let mut flags = seed();
+        flags.eci_vswitch = Some("cn-hangzhou-h=vsw-h, vsw-x".into());
+        let c = build_yaml(
+            &flags,
+            "eci: {clusterDns: [10.96.0.10], clusterDomain: corp.local}",
+        )
+        .expect("valid");
+        assert_eq!(c.eci.vswitches, vec!["vsw-h", "vsw-x"]);
+        assert_eq!(
+            c.eci.vswitch_zones.get("vsw-h").map(String::as_str),
+            Some("cn-hangzhou-h")
+        );
+        assert!(!c.eci.vswitch_zones.contains_key("vsw-x"));
+        assert_eq!(c.eci.cluster_dns, vec!["10.96.0.10"]);
+        assert_eq!(c.eci.cluster_domain, "corp.local");
+        flags.eci_vswitch = Some("=vsw-h".into());
+        assert!(err(&flags).starts_with("invalid setting ECI_VSWITCH"));
+        let e = build_yaml(&seed(), "eci: {clusterDns: [dns.example]}")
+            .expect_err("not an IP")
+            .to_string();
+        assert!(e.contains("eci.clusterDns"), "{e}");
     }
 
     #[test]

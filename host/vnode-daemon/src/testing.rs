@@ -83,6 +83,16 @@ impl FakeApi {
         self.objects.lock().insert(path.to_string(), value);
     }
 
+    /// Every stored object whose path starts with `prefix` (e.g. a namespace's events).
+    pub fn values_under(&self, prefix: &str) -> Vec<Value> {
+        self.objects
+            .lock()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     pub fn remove(&self, path: &str) -> Option<Value> {
         self.objects.lock().remove(path)
     }

@@ -255,7 +255,8 @@ pub async fn list_node_groups(
     }
     let request = DescribeContainerGroupsRequest {
         tags,
-        limit: Some(100),
+        // DescribeContainerGroups pages hold at most 20.
+        limit: Some(20),
         ..Default::default()
     };
     let groups = eci.describe_all_container_groups(&request).await?;
@@ -337,12 +338,7 @@ impl EciPodPath {
     }
 
     fn context(&self, previous_decisions: u32) -> PlacementContext {
-        let mut usage: BTreeMap<String, u32> = BTreeMap::new();
-        for entry in self.index.snapshot() {
-            if let Some(zone) = entry.zone {
-                *usage.entry(zone).or_default() += 1;
-            }
-        }
+        let usage = self.index.zone_usage();
         let now = Instant::now();
         let recent_stockouts = self
             .stockouts
@@ -500,8 +496,9 @@ impl EciPodPath {
             (resolved, attempt)
         };
         let (Some(resolved), Some(attempt)) = (resolved, attempt) else {
+            // Should not happen (dropped only at the end of a pod's path): start over.
             return Err(StepError::new(
-                FailureKind::Transient,
+                FailureKind::Unavailable,
                 "PodPathRestarted",
                 "the pod's resolved references or placement were dropped; starting over",
             ));
@@ -927,3 +924,7 @@ impl PodPath for EciPodPath {
         self.progress.lock().remove(uid);
     }
 }
+
+#[cfg(test)]
+#[path = "eci_path_tests.rs"]
+mod tests;

@@ -593,7 +593,12 @@ impl<P: PodPath> PodController<P> {
                 Some(Ok(notes)) => {
                     self.metrics.pod_step(label, "ok");
                     self.publish(&pod, &mut record, notes, label).await;
-                    record.attempts = 0;
+                    // The backoff restarts only once the pod got somewhere: a replan after
+                    // "no stock anywhere" passes Place and Translate again, and must keep
+                    // backing off.
+                    if matches!(action, Action::Create | Action::DeleteGroup) {
+                        record.attempts = 0;
+                    }
                     last = Some(Outcome::Done);
                 }
                 Some(Err(e)) => {
