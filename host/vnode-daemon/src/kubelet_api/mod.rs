@@ -2,9 +2,10 @@
 //! Kubelet's e2e suite) call on a node. Served with axum over rustls.
 //!
 //! Routes: `/healthz`, `/pods`, `/runningpods/`, `/containerLogs/{ns}/{pod}/{container}`,
-//! `/stats/summary`, `/metrics/resource`, `/exec/{ns}/{pod}/{container}`. The data comes from
-//! a [`PodBackend`], which the pod controller implements with ECI (logs by polling
-//! DescribeContainerLog, stats from DescribeContainerGroupMetric).
+//! `/stats/summary`, `/metrics/resource`, `/exec/{ns}/{pod}[/{uid}]/{container}`. The data
+//! comes from a [`PodBackend`]; the daemon uses [`EciPodBackend`] (pods from the pod store,
+//! logs by polling DescribeContainerLog, exec through ExecContainerCommand's WebSocket,
+//! stats from DescribeContainerGroupMetric).
 //!
 //! Every request is authenticated ([`auth`]: client certificate verified against the
 //! configured client CA during the TLS handshake, or a bearer token checked with a
@@ -12,6 +13,9 @@
 //! kubelet does). Anonymous requests are refused unless `kubelet.anonymousAuth` is on.
 
 pub mod auth;
+mod eci_backend;
+pub mod exec;
+pub mod logs;
 pub mod stats;
 mod tls;
 
@@ -32,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthApi, Authenticator, KubeAuthApi, PeerIdentity, UserInfo};
+pub use eci_backend::{EciBackendOptions, EciPodBackend};
+pub use exec::{ExecInput, ExecOutput, ExecRequest, ExecSession};
 pub use stats::Summary;
 pub use tls::{TlsError, server_config};
 
@@ -178,6 +184,24 @@ pub trait PodBackend: Send + Sync + 'static {
     /// Resource usage of the node and its pods (`/stats/summary`; `/metrics/resource` is
     /// rendered from it).
     fn stats_summary(&self) -> impl Future<Output = Result<Summary, BackendError>> + Send;
+    /// Starts `request` in a container (`/exec`). `uid`, when the route carries one, must
+    /// match the pod's. Errors here become the HTTP answer (before the upgrade); the
+    /// returned session is bridged to the client's WebSocket.
+    fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        container: &str,
+        request: ExecRequest,
+    ) -> impl Future<Output = Result<ExecSession, BackendError>> + Send {
+        let _ = (namespace, pod, uid, container, request);
+        async {
+            Err(BackendError::NotImplemented(
+                "exec is not supported by this backend".into(),
+            ))
+        }
+    }
 }
 
 /// A backend with no pods and no ECI behind it: what the kubelet API serves until the pod
@@ -244,8 +268,11 @@ pub fn router<B: PodBackend, A: AuthApi>(
         .route("/stats/summary", get(stats_summary::<B, A>))
         .route("/stats/summary/", get(stats_summary::<B, A>))
         .route("/metrics/resource", get(metrics_resource::<B, A>))
-        .route("/exec/{namespace}/{pod}/{container}", any(exec))
-        .route("/exec/{namespace}/{pod}/{uid}/{container}", any(exec))
+        .route("/exec/{namespace}/{pod}/{container}", any(exec::<B, A>))
+        .route(
+            "/exec/{namespace}/{pod}/{uid}/{container}",
+            any(exec_with_uid::<B, A>),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize::<B, A>,
@@ -336,10 +363,82 @@ async fn metrics_resource<B: PodBackend, A: AuthApi>(
         .into_response())
 }
 
-/// `kubectl exec` needs the SPDY/WebSocket stream bridged to ECI's ExecContainerCommand
-/// WebSocket; that bridge is not built yet, so the route says so (after authorisation).
-async fn exec() -> BackendError {
-    BackendError::NotImplemented("exec is not supported by this vnode version yet".into())
+type Upgrade = Result<
+    axum::extract::ws::WebSocketUpgrade,
+    axum::extract::ws::rejection::WebSocketUpgradeRejection,
+>;
+
+async fn exec<B: PodBackend, A: AuthApi>(
+    State(s): State<Arc<ApiState<B, A>>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    headers: http::HeaderMap,
+    uri: http::Uri,
+    ws: Upgrade,
+) -> Result<Response, BackendError> {
+    start_exec(
+        &s.backend, &namespace, &pod, None, &container, &headers, &uri, ws,
+    )
+    .await
+}
+
+async fn exec_with_uid<B: PodBackend, A: AuthApi>(
+    State(s): State<Arc<ApiState<B, A>>>,
+    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
+    headers: http::HeaderMap,
+    uri: http::Uri,
+    ws: Upgrade,
+) -> Result<Response, BackendError> {
+    start_exec(
+        &s.backend,
+        &namespace,
+        &pod,
+        Some(&uid),
+        &container,
+        &headers,
+        &uri,
+        ws,
+    )
+    .await
+}
+
+/// Validates the request, starts the command through the backend (so a refusal is a plain
+/// HTTP error the API server passes on), then upgrades and bridges.
+#[allow(clippy::too_many_arguments)] // the two route shapes share this body
+async fn start_exec<B: PodBackend>(
+    backend: &B,
+    namespace: &str,
+    pod: &str,
+    uid: Option<&str>,
+    container: &str,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    ws: Upgrade,
+) -> Result<Response, BackendError> {
+    let request = ExecRequest::from_query(uri.query().unwrap_or(""))?;
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) => {
+            let spdy = headers
+                .get(http::header::UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with("spdy"));
+            return Err(BackendError::InvalidInput(if spdy {
+                "exec over SPDY is not supported by this node; use a client that speaks the \
+                 WebSocket protocol v5.channel.k8s.io/v4.channel.k8s.io (kubectl 1.30 or newer)"
+                    .into()
+            } else {
+                "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io)".into()
+            }));
+        }
+    };
+    let session = backend
+        .exec(namespace, pod, uid, container, request.clone())
+        .await?;
+    Ok(ws
+        .protocols(exec::PROTOCOLS)
+        .max_message_size(exec::MAX_MESSAGE_BYTES)
+        .max_frame_size(exec::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| exec::bridge(socket, request, session)))
 }
 
 /// Serves `router` over TLS on `listener` until `token` is cancelled. Each connection's

@@ -151,10 +151,10 @@ fn http_client(ca_pem: &str, identity: Option<&str>) -> reqwest::Client {
 
 use rustls_pki_types::pem::PemObject;
 
-async fn start(
+async fn start<B: PodBackend>(
     pki: &Pki,
     anonymous: bool,
-    backend: MemoryBackend,
+    backend: B,
 ) -> (
     String,
     CancellationToken,
@@ -275,12 +275,30 @@ async fn anonymous_is_refused_and_a_cluster_certificate_is_served() {
         .await
         .expect("send");
     assert_eq!(missing.status(), 404);
+    // exec validates its query, then insists on a WebSocket upgrade.
     let exec = apiserver
         .post(format!("{base}/exec/default/nginx/nginx?command=ls"))
         .send()
         .await
         .expect("send");
-    assert_eq!(exec.status(), 501);
+    assert_eq!(exec.status(), 400);
+    let exec = apiserver
+        .post(format!(
+            "{base}/exec/default/nginx/nginx?command=ls&stdout=true"
+        ))
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(exec.status(), 400);
+    assert!(
+        exec.text()
+            .await
+            .expect("text")
+            .contains("SPDY is not supported"),
+        "SPDY clients are told why"
+    );
 
     assert!(
         metrics
@@ -361,3 +379,5 @@ fn self_signed_certificate_is_generated_without_files() {
     };
     assert!(server_config(&cfg, vec!["vk".into(), "127.0.0.1".into()]).is_ok());
 }
+
+mod eci;
