@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::groups::GroupIndex;
+use crate::groups::observer::{Observer, ObserverSettings};
 use crate::kube_client::{self, KubeSetupError};
 use crate::kubelet_api::{self, Authenticator, KubeAuthApi, TlsError};
 use crate::leader::LeaderElector;
@@ -221,14 +222,29 @@ pub async fn run(
             }
         });
         tracker.spawn(node.run(acting.clone()));
-        // The create path waits for one complete listing of this node's groups.
-        tracker.spawn(eci_path::initial_listing(
-            eci.clone(),
-            config.eci.cluster_name.clone(),
-            config.node.name.clone(),
+        // The observer: this node's groups listed at once and every `reconcile` (the create
+        // path waits for that first complete listing), the reconcile sweep, status polling
+        // and ECI events.
+        let observer = Observer::new(
+            client.clone(),
+            Arc::new(eci.clone()),
+            pod_ctl.store().clone(),
             index.clone(),
-            acting.clone(),
-        ));
+            ObserverSettings {
+                cluster: config.eci.cluster_name.clone(),
+                node: config.node.name.clone(),
+                poll_interval: config.intervals.pod_status_poll,
+                resync_interval: config.intervals.pod_status_resync,
+                reconcile_interval: config.intervals.reconcile,
+                orphan_min_age: config.intervals.orphan_min_age,
+            },
+            metrics.clone(),
+            kube::runtime::events::Reporter {
+                controller: "vnode".into(),
+                instance: Some(config.leader_election.identity.clone()),
+            },
+        );
+        tracker.spawn(observer.run(acting.clone()));
         tracker.spawn(pods::run(
             pod_ctl,
             pod_writer,

@@ -653,6 +653,8 @@ mod tests {
             node_status: Duration::from_secs(60),
             pod_status_poll: Duration::from_secs(5),
             reconcile: Duration::from_secs(300),
+            pod_status_resync: Duration::from_secs(60),
+            orphan_min_age: Duration::from_secs(120),
         };
         (
             NodeController::new(
