@@ -1,13 +1,34 @@
-//! `vnode dev`: starts the API server and the ECI emulator, writes a kubeconfig kubectl can use, tells the user what to run,
-//! and stops cleanly on SIGTERM, releasing its port.
+//! `vnode dev`: the API server, the ECI emulator and the daemon in one process. kubectl
+//! sees the virtual node Ready; the seed's nginx pod gets a container group and runs; the
+//! process stops cleanly on SIGTERM and releases its ports.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use vnode_tests::{VnodeProcess, kubectl};
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use vnode_tests::{VnodeProcess, kubectl, repo_root};
+
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    while Instant::now() < deadline {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("timed out waiting for {what} (last error: {last_err:?})")
+}
 
 #[test]
-fn dev_serves_kubectl_and_stops_cleanly() -> Result<()> {
+fn dev_runs_the_whole_sandbox_and_stops_cleanly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path().join("sandbox");
     let ds = d.to_str().context("utf-8")?;
@@ -20,14 +41,19 @@ fn dev_serves_kubectl_and_stops_cleanly() -> Result<()> {
             "127.0.0.1:0",
             "--eci-listen",
             "127.0.0.1:0",
+            "--kubelet-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
         Duration::from_secs(30),
     )?;
-    let addr = proc.url.trim_start_matches("https://").to_string();
-    // The instructions follow the ready line.
+    let api_addr = proc.url.trim_start_matches("https://").to_string();
+    ensure!(proc.url.starts_with("https://127.0.0.1:"), "{}", proc.url);
+    // The other services' ready lines and the hint follow the API server's line.
     let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !text.contains("kubectl get nodes") && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !text.contains("try: ") && Instant::now() < deadline {
         if let Ok(line) = proc.stdout.recv_timeout(Duration::from_millis(200)) {
             text.push_str(&line);
             text.push('\n');
@@ -38,20 +64,72 @@ fn dev_serves_kubectl_and_stops_cleanly() -> Result<()> {
         .find_map(|l| l.strip_prefix("eci-emulator listening on http://"))
         .context("no eci-emulator line")?
         .to_string();
+    let metrics = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vnode listening on http://"))
+        .with_context(|| format!("no vnode daemon line in:\n{text}"))?
+        .to_string();
     std::net::TcpStream::connect(&eci).with_context(|| format!("ECI emulator at {eci}"))?;
     let kubeconfig = std::fs::canonicalize(d.join("kubeconfig"))?;
+    let hint = text
+        .lines()
+        .find(|l| l.starts_with("try: "))
+        .context("no hint")?;
     ensure!(
-        text.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
-        "{text}"
+        hint.contains(&format!(
+            "KUBECONFIG={} kubectl get nodes",
+            kubeconfig.display()
+        )),
+        "{hint}"
     );
-    let (code, out, err) = kubectl(&kubeconfig, &["get", "namespaces"])?;
-    ensure!(code == 0 && out.contains("default"), "{out}{err}");
 
-    let status = proc.terminate(Duration::from_secs(10))?;
+    // The virtual node registers, Ready, with role agent.
+    wait_for("node Ready", Duration::from_secs(30), || {
+        let (code, out, _) = kubectl(&kubeconfig, &["get", "nodes"])?;
+        Ok((code == 0
+            && out.lines().any(|l| {
+                l.starts_with("virtual-kubelet ") && l.contains(" Ready ") && l.contains("agent")
+            }))
+        .then_some(()))
+    })?;
+
+    // The seed's nginx pod gets a container group and runs.
+    let nginx: PathBuf = repo_root().join("examples/pods/nginx.yaml");
+    let (code, out, err) = kubectl(&kubeconfig, &["apply", "-f", &nginx.to_string_lossy()])?;
+    ensure!(code == 0, "{out}{err}");
+    let pod = |kc: &std::path::Path| -> Result<Value> {
+        let (code, out, err) = kubectl(kc, &["get", "pod", "nginx", "-o", "json"])?;
+        ensure!(code == 0, "{err}");
+        Ok(serde_json::from_str(&out)?)
+    };
+    let group = wait_for(
+        "a container group for nginx",
+        Duration::from_secs(60),
+        || {
+            let p = pod(&kubeconfig)?;
+            Ok(p["metadata"]["annotations"]["vnode.io/container-group-id"]
+                .as_str()
+                .map(str::to_string))
+        },
+    )?;
+    ensure!(group.starts_with("eci-"), "{group}");
+    wait_for("nginx Running", Duration::from_secs(60), || {
+        Ok((pod(&kubeconfig)?["status"]["phase"] == "Running").then_some(()))
+    })?;
+    let (code, table, _) = kubectl(&kubeconfig, &["get", "pod", "nginx"])?;
+    ensure!(
+        code == 0 && table.contains("1/1") && table.contains("Running"),
+        "{table}"
+    );
+    let (code, out, err) = kubectl(&kubeconfig, &["delete", "pod", "nginx", "--timeout=60s"])?;
+    ensure!(code == 0, "{out}{err}");
+
+    let status = proc.terminate(Duration::from_secs(20))?;
     ensure!(status.success(), "exit status {status:?}");
-    // The port is free again.
-    std::net::TcpListener::bind(&addr)
-        .with_context(|| format!("{addr} still in use after exit"))?;
-    std::net::TcpListener::bind(&eci).with_context(|| format!("{eci} still in use after exit"))?;
+    // Every port is free again.
+    for addr in [&api_addr, &eci, &metrics] {
+        std::net::TcpListener::bind(addr.as_str())
+            .with_context(|| format!("{addr} still in use after exit"))?;
+    }
     Ok(())
 }

@@ -15,12 +15,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, FieldValidation};
+use crate::auth::{self, Attributes, User};
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, RESOURCES, ResourceId, ids};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, json_response};
 use crate::store::{Change, EventKind, Inner, Outcome, Store, WatchEvent, now_rfc3339};
 use crate::tables::{self, IncludeObject};
+
+mod reviews;
 
 /// Largest request body accepted (upstream's limit).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -35,13 +38,17 @@ pub(crate) struct AppState {
     pub shutdown: CancellationToken,
     pub bookmark_interval: Duration,
     pub ca_pem: String,
+    /// Service-account tokens issued through `serviceaccounts/token`.
+    pub tokens: auth::TokenIssuer,
+    /// One JSON line per request, when configured.
+    pub audit: auth::SharedAudit,
 }
 
 /// Per-connection facts the TLS layer learned.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
-    /// The client presented a certificate signed by the CA.
-    pub client_cert: bool,
+    /// Identity of the client certificate (verified against the CA in the handshake).
+    pub cert_user: Option<Arc<User>>,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -81,6 +88,7 @@ enum Route {
     Apis,
     ApiGroup(String),
     Discovery(String, String),
+    OpenApiV2,
     OpenApiV3Index,
     OpenApiV3(String, String),
     Resource(Target),
@@ -108,6 +116,7 @@ fn parse_route(path: &str) -> Result<Route, ApiError> {
         ["api"] => Ok(Route::Api),
         ["apis"] => Ok(Route::Apis),
         ["apis", g] => Ok(Route::ApiGroup(g.to_string())),
+        ["openapi", "v2"] => Ok(Route::OpenApiV2),
         ["openapi", "v3"] => Ok(Route::OpenApiV3Index),
         ["openapi", "v3", "api", v] => Ok(Route::OpenApiV3(String::new(), v.to_string())),
         ["openapi", "v3", "apis", g, v] => Ok(Route::OpenApiV3(g.to_string(), v.to_string())),
@@ -178,36 +187,171 @@ fn parse_query(q: Option<&str>) -> Query {
         .unwrap_or_default()
 }
 
-fn authenticated(state: &AppState, headers: &HeaderMap, conn: Option<&ConnInfo>) -> bool {
-    if conn.is_some_and(|c| c.client_cert) {
-        return true;
+/// The caller: a CA-signed client certificate, the admin token, or a service-account token.
+fn authenticated(state: &AppState, headers: &HeaderMap, conn: Option<&ConnInfo>) -> Option<User> {
+    if let Some(u) = conn.and_then(|c| c.cert_user.as_deref()) {
+        return Some(u.clone());
     }
-    let Some(v) = headers
+    let v = headers
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(tok) = v
+        .and_then(|v| v.to_str().ok())?;
+    let tok = v
         .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-    else {
-        return false;
-    };
+        .or_else(|| v.strip_prefix("bearer "))?
+        .trim();
+    token_user(state, tok)
+}
+
+/// Who a bearer token belongs to (the admin token or an issued service-account token).
+fn token_user(state: &AppState, tok: &str) -> Option<User> {
     // Constant-time enough for a loopback sandbox token: compare all bytes regardless.
-    let (a, b) = (tok.trim().as_bytes(), state.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (tok.as_bytes(), state.token.as_bytes());
+    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+        return Some(User::admin());
+    }
+    state
+        .tokens
+        .authenticate(tok, &state.store)
+        .map(|(user, _)| user)
+}
+
+/// The RBAC attributes of a request.
+fn attributes(
+    method: &Method,
+    path: &str,
+    route: &Result<Route, ApiError>,
+    q: &Query,
+) -> Attributes {
+    let Ok(Route::Resource(t)) = route else {
+        let verb = match *method {
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "get",
+        };
+        return Attributes {
+            verb: verb.into(),
+            path: path.into(),
+            ..Attributes::default()
+        };
+    };
+    let info = info_of(t);
+    let is_watch =
+        t.legacy_watch || matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (method, t.name.is_some(), t.sub.as_deref()) {
+        // Upstream authorises the WebSocket (GET) upgrade of exec/attach as `create`.
+        (_, _, Some("exec" | "attach")) => "create",
+        (&Method::GET | &Method::HEAD, _, _) if is_watch => "watch",
+        (&Method::GET | &Method::HEAD, false, _) => "list",
+        (&Method::GET | &Method::HEAD, true, _) => "get",
+        (&Method::POST, _, _) => "create",
+        (&Method::PUT, _, _) => "update",
+        (&Method::PATCH, _, _) => "patch",
+        (&Method::DELETE, true, _) => "delete",
+        (&Method::DELETE, false, _) => "deletecollection",
+        _ => "get",
+    };
+    let ns = if t.res == ids::NAMESPACES {
+        // Upstream: a namespace's own name is its namespace attribute.
+        t.name.clone().unwrap_or_default()
+    } else {
+        t.ns.clone().unwrap_or_default()
+    };
+    Attributes {
+        verb: verb.into(),
+        group: info.group.into(),
+        resource: info.plural.into(),
+        subresource: t.sub.clone().unwrap_or_default(),
+        namespace: ns,
+        name: t.name.clone().unwrap_or_default(),
+        path: path.into(),
+    }
+}
+
+/// The upstream wording of an RBAC denial.
+fn forbidden(user: &User, a: &Attributes) -> ApiError {
+    if a.resource.is_empty() {
+        return ApiError::forbidden(format!(
+            "forbidden: User \"{}\" cannot {} path \"{}\"",
+            user.name, a.verb, a.path
+        ));
+    }
+    let res = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let what = if a.group.is_empty() {
+        res.clone()
+    } else {
+        format!("{}.{}", a.resource, a.group)
+    };
+    let named = if a.name.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{}\"", a.name)
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
+    let mut e = ApiError::forbidden(format!(
+        "{what}{named} is forbidden: User \"{}\" cannot {} resource \"{res}\" in API group \"{}\" {scope}",
+        user.name, a.verb, a.group
+    ));
+    e.details = Some(json!({ "name": a.name, "group": a.group, "kind": a.resource }));
+    e
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let audit = state.audit.clone();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
-    let conn = req.extensions().get::<ConnInfo>().copied();
-    let route = parse_route(&path);
-    if !matches!(route, Ok(Route::Health)) && !authenticated(&state, req.headers(), conn.as_ref()) {
-        return ApiError::unauthorized().into_response();
+    let attrs = audit
+        .is_some()
+        .then(|| attributes(&method, &path, &parse_route(&path), &query));
+    let (user, resp) = handle_authenticated(state, req).await;
+    if let (Some(log), Some(attrs)) = (audit, attrs) {
+        log.record(user.as_ref(), &attrs, resp.status().as_u16());
     }
+    resp
+}
+
+/// Authenticates and authorises, then serves. Returns the caller for the audit record.
+async fn handle_authenticated(state: Arc<AppState>, req: Request) -> (Option<User>, Response) {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = parse_query(req.uri().query());
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let route = parse_route(&path);
+    if matches!(route, Ok(Route::Health)) {
+        return (None, (StatusCode::OK, "ok").into_response());
+    }
+    let Some(user) = authenticated(&state, req.headers(), conn.as_ref()) else {
+        return (None, ApiError::unauthorized().into_response());
+    };
+    let attrs = attributes(&method, &path, &route, &query);
+    if !auth::authorize(&state.store, &user, &attrs).0 {
+        tracing::debug!(user = %user.name, verb = %attrs.verb, resource = %attrs.resource, subresource = %attrs.subresource, namespace = %attrs.namespace, "forbidden");
+        return (Some(user.clone()), forbidden(&user, &attrs).into_response());
+    }
+    let resp = serve(&state, &user, method, path, query, route, req).await;
+    (Some(user), resp)
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    user: &User,
+    method: Method,
+    path: String,
+    query: Query,
+    route: Result<Route, ApiError>,
+    req: Request,
+) -> Response {
     // exec/attach are connection upgrades (WebSocket or SPDY) relayed to the kubelet.
     if let Ok(Route::Resource(t)) = &route
         && t.res == ids::PODS
@@ -219,7 +363,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             t.name.clone().unwrap_or_default(),
             t.sub.clone().unwrap_or_default(),
         );
-        return crate::proxy::pod_upgrade(&state, &ns, &name, &sub, &query, &raw_query, req)
+        return crate::proxy::pod_upgrade(state, &ns, &name, &sub, &query, &raw_query, req)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -240,6 +384,16 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         Ok(Route::Discovery(g, v)) => resources::api_resource_list(&g, &v)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::no_route),
+        Ok(Route::OpenApiV2) => Ok(if accept(&headers).contains("protobuf") {
+            (
+                StatusCode::OK,
+                [(http::header::CONTENT_TYPE, resources::OPENAPI_V2_PROTOBUF)],
+                resources::openapi_v2_protobuf(),
+            )
+                .into_response()
+        } else {
+            json_response(StatusCode::OK, &resources::openapi_v2_json())
+        }),
         Ok(Route::OpenApiV3Index) => Ok(json_response(
             StatusCode::OK,
             &resources::openapi_v3_index(),
@@ -260,7 +414,10 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
                 Bytes::new()
             };
             let started = std::time::Instant::now();
-            let r = dispatch(&state, &method, t.clone(), &query, &headers, body).await;
+            let r = match reviews::handle(state, user, &method, &t, &headers, &body) {
+                Some(r) => r,
+                None => dispatch(state, &method, t.clone(), &query, &headers, body).await,
+            };
             tracing::debug!(%method, %path, elapsed_ms = started.elapsed().as_millis() as u64, ok = r.is_ok(), "request");
             r
         }

@@ -10,6 +10,10 @@
 //!   certificate shown to kubelets, a bearer token, and `kubeconfig`. Anonymous requests
 //!   get 401 (only `/healthz`, `/livez`, `/readyz` are public). Client certificates
 //!   signed by the CA are accepted as well.
+//! * [`auth`]: identities (admin token, CA-signed client certificates, service-account
+//!   tokens from TokenRequest), RBAC from the stored Roles/ClusterRoles/bindings for
+//!   everyone outside `system:masters`, TokenReview/SubjectAccessReview answers, and the
+//!   optional audit log.
 //! * [`store`]: all objects as JSON, one global resourceVersion, a bounded window of
 //!   changes (older watch resumptions get 410 Gone), broadcast fan-out to watchers.
 //! * [`resources`]: the served resources and discovery (`/api`, `/apis`, `/version`,
@@ -25,10 +29,10 @@
 //! * `controllers` (private): the scheduler (nodeSelector, required node affinity,
 //!   taints/tolerations, `FailedScheduling` events) and the namespace lifecycle.
 //!
-//! Not implemented: protobuf request bodies beyond Namespace, ConfigMap, Secret and
-//! ServiceAccount (answered with 415; `kubectl run` and `create deployment` send them), `/openapi/v2` (so
-//! kubectl's client-side validation of `kind: List` files fails; use `--validate=false` or
-//! multi-document YAML), field ownership for server-side apply (applied configurations are
+//! Not implemented: protobuf request bodies beyond Namespace, ConfigMap, Secret,
+//! ServiceAccount and TokenRequest (answered with 415; `kubectl run` and `create deployment`
+//! send them), schemas in `/openapi/v2` and `/openapi/v3` (both are served without
+//! definitions, so validation happens on the server and `kubectl explain` does not work), field ownership for server-side apply (applied configurations are
 //! merged, omitted fields stay), aggregated discovery (clients fall back to the legacy
 //! documents), custom resources served from CRDs (CRD objects are stored, their resources
 //! are not served).
@@ -39,6 +43,7 @@ mod proxy;
 mod server;
 
 pub mod admission;
+pub mod auth;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
@@ -70,6 +75,9 @@ pub struct ApiServerConfig {
     pub bookmark_interval: Duration,
     /// Whether the built-in scheduler binds pending pods.
     pub scheduler: bool,
+    /// Append one JSON line per request here (user, verb, resource, subresource,
+    /// namespace, name, code); see [`auth::AuditLog`].
+    pub audit_log: Option<PathBuf>,
 }
 
 impl ApiServerConfig {
@@ -81,6 +89,7 @@ impl ApiServerConfig {
             watch_window: 10_000,
             bookmark_interval: Duration::from_secs(5),
             scheduler: true,
+            audit_log: None,
         }
     }
 

@@ -262,9 +262,89 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
                 }
             }
         }
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            // `kubectl create token`: TokenRequestSpec{audiences=1, boundObjectRef=3,
+            // expirationSeconds=4}.
+            for (f, w) in &flds {
+                if *f != 2 {
+                    continue;
+                }
+                let mut spec = Map::new();
+                let mut audiences = Vec::new();
+                for (sf, sw) in fields(bytes(w)?)? {
+                    match (sf, &sw) {
+                        (1, _) => audiences.push(json!(string(&sw)?)),
+                        (3, _) => {
+                            let mut r = Map::new();
+                            for (rf, rw) in fields(bytes(&sw)?)? {
+                                let key = match rf {
+                                    1 => "kind",
+                                    2 => "apiVersion",
+                                    3 => "name",
+                                    4 => "uid",
+                                    _ => continue,
+                                };
+                                r.insert(key.into(), json!(string(&rw)?));
+                            }
+                            spec.insert("boundObjectRef".into(), Value::Object(r));
+                        }
+                        (4, Wire::Varint(n)) => {
+                            spec.insert("expirationSeconds".into(), json!(n));
+                        }
+                        _ => {}
+                    }
+                }
+                spec.insert("audiences".into(), Value::Array(audiences));
+                obj.insert("spec".into(), Value::Object(spec));
+            }
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            // `kubectl auth can-i`: spec{resourceAttributes=1{namespace=1, verb=2, group=3,
+            // version=4, resource=5, subresource=6, name=7}, nonResourceAttributes=2{path=1,
+            // verb=2}}.
+            for (f, w) in &flds {
+                if *f != 2 {
+                    continue;
+                }
+                let mut spec = Map::new();
+                for (sf, sw) in fields(bytes(w)?)? {
+                    let (key, names): (&str, &[&str]) = match sf {
+                        1 => (
+                            "resourceAttributes",
+                            &[
+                                "namespace",
+                                "verb",
+                                "group",
+                                "version",
+                                "resource",
+                                "subresource",
+                                "name",
+                            ],
+                        ),
+                        2 => ("nonResourceAttributes", &["path", "verb"]),
+                        _ => continue,
+                    };
+                    let mut attrs = Map::new();
+                    for (af, aw) in fields(bytes(&sw)?)? {
+                        let Some(name) = usize::try_from(af)
+                            .ok()
+                            .and_then(|i| i.checked_sub(1))
+                            .and_then(|i| names.get(i))
+                        else {
+                            continue;
+                        };
+                        if let Wire::Bytes(_) = aw {
+                            attrs.insert((*name).into(), json!(string(&aw)?));
+                        }
+                    }
+                    spec.insert(key.into(), Value::Object(attrs));
+                }
+                obj.insert("spec".into(), Value::Object(spec));
+            }
+        }
         _ => {
             return Err(ApiError::unsupported_media_type(&format!(
-                "application/vnd.kubernetes.protobuf for {kind} (only Namespace, ConfigMap, Secret and ServiceAccount; send JSON, e.g. kubectl apply -f)"
+                "application/vnd.kubernetes.protobuf for {kind} (only Namespace, ConfigMap, Secret, ServiceAccount, TokenRequest and SelfSubjectAccessReview; send JSON, e.g. kubectl apply -f)"
             )));
         }
     }

@@ -126,7 +126,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         ["sa"],
         false,
-        []
+        ["token"]
     ),
     res!(
         "",
@@ -525,7 +525,49 @@ pub static RESOURCES: &[ResourceInfo] = &[
         false,
         ["status"]
     ),
+    // Create-only reviews: answered, never stored (see `is_review`).
+    res!(
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        [],
+        false,
+        []
+    ),
+    res!(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+        [],
+        false,
+        []
+    ),
 ];
+
+/// Whether a resource is a create-only review (TokenReview, SubjectAccessReview, …).
+pub fn is_review(id: ResourceId) -> bool {
+    matches!(
+        RESOURCES[id].group,
+        "authentication.k8s.io" | "authorization.k8s.io"
+    )
+}
 
 /// Well-known resource ids, so code does not search the table by name.
 pub mod ids {
@@ -625,16 +667,18 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
 /// The `APIResourceList` for one group/version, if served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES
+    for (id, r) in RESOURCES
         .iter()
-        .filter(|r| r.group == group && r.version == version)
+        .enumerate()
+        .filter(|(_, r)| r.group == group && r.version == version)
     {
+        let verbs: &[&str] = if is_review(id) { &["create"] } else { VERBS };
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": verbs,
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -651,15 +695,21 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 "exec" => ("PodExecOptions", &["create", "get"]),
                 "attach" => ("PodAttachOptions", &["create", "get"]),
                 "finalize" => (r.kind, &["update"]),
+                "token" => ("TokenRequest", &["create"]),
                 _ => (r.kind, &["get"]),
             };
-            resources.push(json!({
+            let mut sub_entry = json!({
                 "name": format!("{}/{}", r.plural, sub),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            if *sub == "token" {
+                sub_entry["group"] = json!("authentication.k8s.io");
+                sub_entry["version"] = json!("v1");
+            }
+            resources.push(sub_entry);
         }
     }
     if resources.is_empty() {
@@ -673,6 +723,52 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     Some(
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
     )
+}
+
+/// Content type of the protobuf OpenAPI v2 document (kubectl asks for `…spec.v2@v1.0+protobuf`;
+/// the answer spells it with a dot, as upstream does, because Go's mime parser rejects `@`).
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2` as JSON: a valid Swagger 2.0 document with no definitions.
+///
+/// kubectl fetches it (as protobuf, [`openapi_v2_protobuf`]) to validate `kind: List`
+/// manifests client-side, and skips validation of any kind the document does not define,
+/// leaving unknown-field checks to the server (`fieldValidation`, advertised in
+/// `/openapi/v3`). Shipping upstream's full schemas would cost megabytes in the binary and
+/// is only needed for `kubectl explain`, which this server does not support.
+pub fn openapi_v2_json() -> Value {
+    json!({
+        "swagger": "2.0",
+        "info": { "title": "Kubernetes", "version": "v1.33.0" },
+        "paths": {},
+        "definitions": {},
+    })
+}
+
+/// [`openapi_v2_json`] as the gnostic `openapi_v2.Document` protobuf message:
+/// `swagger` (field 1) and `info` (field 2: `title` 1, `version` 2).
+pub fn openapi_v2_protobuf() -> Vec<u8> {
+    fn string_field(out: &mut Vec<u8>, field: u8, s: &str) {
+        out.push(field << 3 | 2);
+        push_len(out, s.len());
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn push_len(out: &mut Vec<u8>, mut n: usize) {
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut info = Vec::new();
+    string_field(&mut info, 1, "Kubernetes");
+    string_field(&mut info, 2, "v1.33.0");
+    let mut doc = Vec::new();
+    string_field(&mut doc, 1, "2.0");
+    doc.push(2 << 3 | 2);
+    push_len(&mut doc, info.len());
+    doc.extend_from_slice(&info);
+    doc
 }
 
 /// `/openapi/v3`: the index of per-group-version documents.

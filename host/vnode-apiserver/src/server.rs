@@ -108,6 +108,15 @@ impl ApiServer {
             .build()
             .map_err(|e| ApiServerError::Tls(e.to_string()))?;
 
+        let audit = match &config.audit_log {
+            Some(path) => Some(Arc::new(crate::auth::AuditLog::open(path).map_err(
+                |e| ApiServerError::Io {
+                    path: path.clone(),
+                    source: e,
+                },
+            )?)),
+            None => None,
+        };
         let cancel = CancellationToken::new();
         let state = Arc::new(AppState {
             store: Arc::new(Store::new(config.watch_window)),
@@ -118,6 +127,8 @@ impl ApiServer {
             shutdown: cancel,
             bookmark_interval: config.bookmark_interval,
             ca_pem: pki.ca_pem().to_string(),
+            tokens: crate::auth::TokenIssuer::default(),
+            audit,
         });
         api::seed(&state);
         Ok(Self {
@@ -207,16 +218,18 @@ impl ApiServer {
                 };
                 // The verifier only lets a certificate through if the CA signed it.
                 let info = ConnInfo {
-                    client_cert: tls
+                    cert_user: tls
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .is_some_and(|c| !c.is_empty()),
+                        .and_then(|c| c.first())
+                        .and_then(|leaf| crate::auth::User::from_certificate(leaf.as_ref()))
+                        .map(Arc::new),
                 };
                 let svc = tower::ServiceExt::map_request(
                     router,
                     move |mut req: http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(info);
+                        req.extensions_mut().insert(info.clone());
                         req
                     },
                 );

@@ -29,6 +29,11 @@ pub struct Args {
     /// Extra DNS names or IPs for the serving certificate.
     #[arg(long = "san")]
     pub extra_sans: Vec<String>,
+    /// Append one JSON line per request to FILE (user, groups, verb, apiGroup, resource,
+    /// subresource, namespace, name, code): shows exactly what a client did, e.g. to check
+    /// a ClusterRole against what the daemon really uses.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Args {
@@ -39,6 +44,7 @@ impl Args {
         c.bookmark_interval = Duration::from_secs(self.bookmark_interval_secs.max(1));
         c.scheduler = !self.no_scheduler;
         c.extra_sans = self.extra_sans.clone();
+        c.audit_log = self.audit_log.clone();
         c
     }
 }

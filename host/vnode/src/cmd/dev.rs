@@ -203,9 +203,9 @@ fn daemon_config(
     config.kubelet.tls_key_file = Some(dir.join(KUBELET_KEY));
     // The API server presents its kubelet client certificate, signed by this CA.
     config.kubelet.client_ca_file = Some(dir.join(vnode_apiserver::pki::files::CA_CERT));
-    // The embedded API server has no authorization API for SubjectAccessReview; only
-    // holders of a certificate from the sandbox CA (or a token it knows) get in at all.
-    config.kubelet.authorization = KubeletAuthorization::AlwaysAllow;
+    // Callers are authorised with SubjectAccessReview against the embedded API server, as
+    // in a real cluster.
+    config.kubelet.authorization = KubeletAuthorization::Webhook;
     // One replica: nobody to elect against.
     config.leader_election.enabled = false;
     config.shutdown_grace = Duration::from_secs(5);
