@@ -148,8 +148,17 @@ pub async fn run(
         config.kubelet.anonymous_auth,
         config.kubelet.authorization,
     );
+    // Logs, exec and stats from ECI; pods from the controller's store. A standby serves it
+    // too, but its store and index stay empty and its address is not on the Node.
+    let kubelet_backend = kubelet_api::EciPodBackend::new(
+        pod_ctl.store().clone(),
+        index.clone(),
+        Arc::new(eci.clone()),
+        config.node.name.clone(),
+        kubelet_api::EciBackendOptions::default(),
+    );
     let kubelet_router = kubelet_api::router(
-        pod_ctl.clone(),
+        kubelet_backend,
         auth,
         config.node.name.clone(),
         metrics.clone(),

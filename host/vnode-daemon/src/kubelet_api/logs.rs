@@ -97,16 +97,16 @@ pub fn since_bound(options: &LogOptions, now: Timestamp) -> Option<Timestamp> {
 
 /// Selects what a one-shot request shows: lines at or after `since`, then the last
 /// `tail_lines` of those (the kubelet applies tail after the time filter).
-pub fn select<'a>(
-    lines: &'a [LogLine],
+pub fn select(
+    lines: &[LogLine],
     since: Option<Timestamp>,
     tail_lines: Option<u64>,
-) -> impl Iterator<Item = &'a LogLine> {
+) -> impl Iterator<Item = &LogLine> {
     let first = since.map_or(0, |s| lines.partition_point(|l| l.at < s));
     // Timestamps are non-decreasing in a log, but do not trust that for correctness.
     let kept: Vec<&LogLine> = lines[first..]
         .iter()
-        .filter(move |l| since.is_none_or(|s| l.at >= s))
+        .filter(|l| since.is_none_or(|s| l.at >= s))
         .collect();
     let skip = match tail_lines {
         Some(n) => kept
