@@ -33,7 +33,7 @@ fn check_describes_a_good_plugin() {
     for want in [
         "zone-spread",
         "vnode:plugin/placement-plugin",
-        "vnode:plugin@0.1.0",
+        "contract:    vnode:plugin@0.2.0",
         "sha256:",
         "smoke test:  passed",
     ] {
@@ -226,4 +226,142 @@ fn simulate_rejects_non_pod_documents() {
     .expect("runs");
     assert_ne!(code, 0);
     assert!(stderr.contains("Service, not a Pod"), "{stderr}");
+}
+
+#[test]
+fn simulate_against_compares_two_policies() {
+    let pods = repo_file("examples/pods/mixed.yaml");
+    let run = |output: &str| {
+        run_vnode(&[
+            "plugin",
+            "simulate",
+            "--plugin",
+            &component("zone_spread"),
+            "--against",
+            &component("cost_aware"),
+            "--against-config",
+            "refuse-namespaces = payments",
+            "--pods",
+            &pods,
+            "--output",
+            output,
+        ])
+        .expect("runs")
+    };
+    let (code, stdout, stderr) = run("json");
+    assert_eq!(code, 0, "{stderr}");
+    let c: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(c["pods"], 5);
+    assert!(
+        c["a"]["plugin"]
+            .as_str()
+            .expect("a")
+            .starts_with("zone-spread")
+    );
+    assert!(
+        c["b"]["plugin"]
+            .as_str()
+            .expect("b")
+            .starts_with("cost-aware")
+    );
+    // cost-aware refuses the payments namespace; zone-spread accepts everything.
+    assert_eq!(
+        (c["a"]["accepted"].as_u64(), c["a"]["refused"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(
+        (c["b"]["accepted"].as_u64(), c["b"]["refused"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let diff = |pod: &str| {
+        c["differences"]
+            .as_array()
+            .expect("differences")
+            .iter()
+            .find(|d| d["pod"] == pod)
+            .unwrap_or_else(|| panic!("{pod} not listed as different: {c}"))
+            .clone()
+    };
+    assert_eq!(diff("payments/legacy-api")["differs"][0], "decision");
+    let batch = diff("batch/report-28841-abcde");
+    assert!(
+        batch["differs"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f == "spot"),
+        "{batch}"
+    );
+    assert_eq!(batch["b"]["accept"]["attempts"][0]["spot"], "SpotAsPriceGo");
+    // Spot is cheaper, and B refuses one pod: its estimate must be lower, and both positive.
+    let price = |side: &str| c[side]["hourly_price_usd"].as_f64().expect("price");
+    assert!(price("b") > 0.0 && price("b") < price("a"), "{c}");
+    assert!(c["b"]["spot"].as_u64() > c["a"]["spot"].as_u64(), "{c}");
+    assert_eq!(
+        c["a"]["zones"]
+            .as_object()
+            .expect("zones")
+            .values()
+            .filter_map(|v| v.as_u64())
+            .sum::<u64>(),
+        5
+    );
+
+    // The same comparison as a table.
+    let (code, stdout, stderr) = run("table");
+    assert_eq!(code, 0, "{stderr}");
+    for want in [
+        "A = zone-spread",
+        "B = cost-aware",
+        "differs in:",
+        "spot share",
+        "est. USD/hour",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?}:\n{stdout}");
+    }
+
+    // A policy compared with itself agrees on every pod.
+    let (code, stdout, stderr) = run_vnode(&[
+        "plugin",
+        "simulate",
+        "--plugin",
+        &component("zone_spread"),
+        "--against",
+        &component("zone_spread"),
+        "--pods",
+        &pods,
+        "--output",
+        "json",
+    ])
+    .expect("runs");
+    assert_eq!(code, 0, "{stderr}");
+    let c: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(c["different"], 0, "{c}");
+}
+
+#[test]
+fn check_prints_the_contract_version_and_refuses_unknown_ones() {
+    let (code, stdout, stderr) =
+        run_vnode(&["plugin", "check", &component("contract_v0_1_0")]).expect("runs");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("contract:    vnode:plugin@0.1.0"), "{stdout}");
+    let (code, stdout, stderr) = run_vnode(&[
+        "plugin",
+        "check",
+        "--output",
+        "json",
+        &component("contract_v0_1_0"),
+    ])
+    .expect("runs");
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["contract"], "vnode:plugin@0.1.0");
+
+    let (code, _, stderr) =
+        run_vnode(&["plugin", "check", &component("contract_future")]).expect("runs");
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("vnode:plugin@0.9.0") && stderr.contains("0.2.0"),
+        "{stderr}"
+    );
 }

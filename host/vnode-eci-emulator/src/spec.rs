@@ -47,6 +47,19 @@ pub const PRICE_PER_GIB_SECOND: f64 = 0.000_000_96;
 /// Spot price as a fraction of the on-demand price.
 pub const SPOT_FRACTION: f64 = 0.2;
 
+/// vCPU and GiB at which `DescribeContainerGroupPrice` prices an ECS instance type (the
+/// emulator has no per-type table).
+pub const INSTANCE_TYPE_PRICED_AS: (f64, f64) = (2.0, 4.0);
+
+/// USD per hour for a container group of `cpu` vCPU and `memory` GiB, on-demand or spot, from
+/// the same per-second list prices `DescribeContainerGroupPrice` answers with (no storage).
+/// `vnode plugin simulate --against` estimates a policy's cost with it.
+pub fn hourly_price(cpu: f64, memory: f64, spot: bool) -> f64 {
+    let per_second = cpu * PRICE_PER_VCPU_SECOND + memory * PRICE_PER_GIB_SECOND;
+    let fraction = if spot { SPOT_FRACTION } else { 1.0 };
+    per_second * 3600.0 * fraction
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +72,13 @@ mod tests {
         assert_eq!(round_up(1.0, 10.0), Some((2.0, 16.0)));
         assert_eq!(round_up(64.0, 600.0), None);
         assert_eq!(round_up(65.0, 1.0), None);
+    }
+
+    #[test]
+    fn hourly_price_matches_the_per_second_list_price() {
+        let on_demand = hourly_price(2.0, 4.0, false);
+        let expected = (2.0 * PRICE_PER_VCPU_SECOND + 4.0 * PRICE_PER_GIB_SECOND) * 3600.0;
+        assert!((on_demand - expected).abs() < 1e-12);
+        assert!((hourly_price(2.0, 4.0, true) - on_demand * SPOT_FRACTION).abs() < 1e-12);
     }
 }

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use vnode_plugin_host::contract::{
-    ContainerView, KeyValue, PodMeta, PodView, ResourceList, ResourceRequirements, Toleration,
+    ContainerView, KeyValue, LabelSelectorRequirement, PodMeta, PodView, ResourceList,
+    ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 
 use crate::quantity::{self, QuantityError};
@@ -64,7 +65,37 @@ pub fn pod_view(pod: &Pod) -> Result<PodView, InputError> {
         restart_policy: spec
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into()),
+        topology_spread: spec
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .into_iter()
+            .flatten()
+            .map(topology_spread)
+            .collect(),
     })
+}
+
+/// One `topologySpreadConstraints` entry (contract 0.2.0).
+fn topology_spread(
+    c: &k8s_openapi::api::core::v1::TopologySpreadConstraint,
+) -> TopologySpreadConstraint {
+    let selector = c.label_selector.as_ref();
+    TopologySpreadConstraint {
+        topology_key: c.topology_key.clone(),
+        max_skew: c.max_skew,
+        when_unsatisfiable: c.when_unsatisfiable.clone(),
+        match_labels: key_values(selector.and_then(|s| s.match_labels.as_ref())),
+        match_expressions: selector
+            .and_then(|s| s.match_expressions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|e| LabelSelectorRequirement {
+                key: e.key.clone(),
+                operator: e.operator.clone(),
+                values: e.values.clone().unwrap_or_default(),
+            })
+            .collect(),
+        min_domains: c.min_domains,
+    }
 }
 
 /// The pod's identity and metadata, shared by both worlds' inputs.

@@ -4,17 +4,29 @@
 //!
 //! Only this crate knows the generated bindings; other crates see plain Rust records.
 
+//!
+//! Versions: `wit/v0.1.0` is frozen; `wit/v0.2.0` adds `pod-view.topology-spread` (the pod's
+//! `topologySpreadConstraints`, which only placement can honour on a virtual node). A component
+//! built against 0.1.0 keeps loading: [`adapt`] converts the latest input down to its version
+//! and its answer back up (the types are otherwise identical), so the rest of vnode sees only
+//! the latest types. A component of a version this host does not know is refused, naming both.
+
+mod adapt;
+
+pub(crate) use adapt::{PlacementInstance, PlacementPre, TranslatorInstance, TranslatorPre};
+
 /// Contract versions this host loads, newest first. A plugin built against another version is
 /// refused with [`crate::PluginError::UnsupportedContractVersion`].
-pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+pub const SUPPORTED_VERSIONS: &[&str] = &[v0_2_0::VERSION, v0_1_0::VERSION];
 
 /// The newest contract version (the one [`crate::contract`]'s re-exports belong to).
-pub const LATEST_VERSION: &str = v0_1_0::VERSION;
+pub const LATEST_VERSION: &str = v0_2_0::VERSION;
 
 /// The WIT package name shared by every version.
 pub const PACKAGE: &str = "vnode:plugin";
 
-/// `vnode:plugin@0.1.0` (`wit/v0.1.0`).
+/// `vnode:plugin@0.1.0` (`wit/v0.1.0`, frozen). The serde derives exist only for [`adapt`]'s
+/// conversions from and to the latest version.
 pub mod v0_1_0 {
     /// This module's contract version.
     pub const VERSION: &str = "0.1.0";
@@ -24,7 +36,7 @@ pub mod v0_1_0 {
         wasmtime::component::bindgen!({
             path: "../../wit/v0.1.0",
             world: "vnode:plugin/placement-plugin@0.1.0",
-            additional_derives: [PartialEq],
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         });
     }
 
@@ -33,7 +45,7 @@ pub mod v0_1_0 {
         wasmtime::component::bindgen!({
             path: "../../wit/v0.1.0",
             world: "vnode:plugin/translator-plugin@0.1.0",
-            additional_derives: [PartialEq],
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
             with: {
                 "vnode:plugin/types": super::placement::vnode::plugin::types,
                 "vnode:plugin/host": super::placement::vnode::plugin::host,
@@ -42,7 +54,35 @@ pub mod v0_1_0 {
     }
 }
 
-use v0_1_0 as latest;
+/// `vnode:plugin@0.2.0` (`wit/v0.2.0`): the latest version.
+pub mod v0_2_0 {
+    /// This module's contract version.
+    pub const VERSION: &str = "0.2.0";
+
+    /// The `placement-plugin` world (also owns the shared `types` and `host` interfaces).
+    pub mod placement {
+        wasmtime::component::bindgen!({
+            path: "../../wit/v0.2.0",
+            world: "vnode:plugin/placement-plugin@0.2.0",
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+        });
+    }
+
+    /// The `translator-plugin` world; shares `types` and `host` with [`placement`].
+    pub mod translator {
+        wasmtime::component::bindgen!({
+            path: "../../wit/v0.2.0",
+            world: "vnode:plugin/translator-plugin@0.2.0",
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+            with: {
+                "vnode:plugin/types": super::placement::vnode::plugin::types,
+                "vnode:plugin/host": super::placement::vnode::plugin::host,
+            },
+        });
+    }
+}
+
+use v0_2_0 as latest;
 
 // Shared types (`interface types`, `interface host`).
 pub use latest::placement::vnode::plugin::host::LogLevel;
@@ -53,7 +93,8 @@ pub use latest::placement::vnode::plugin::types::{
 
 // Placement (`interface placement`).
 pub use latest::placement::exports::vnode::plugin::placement::{
-    Accepted, ContainerView, Decision, Deferral, PlacementContext, PodView, Stockout, ZoneUsage,
+    Accepted, ContainerView, Decision, Deferral, LabelSelectorRequirement, PlacementContext,
+    PodView, Stockout, TopologySpreadConstraint, ZoneUsage,
 };
 
 // Translator input (`interface pod`).

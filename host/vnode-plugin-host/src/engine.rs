@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::contract::v0_1_0;
+use crate::contract::{v0_1_0, v0_2_0};
 use crate::error::PluginError;
 use crate::state::HostState;
 
@@ -198,6 +198,12 @@ fn placement_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
         |s| s,
     )
     .map_err(linker_error)?;
+    // Every supported contract version's imports, side by side (distinct versioned names).
+    v0_2_0::placement::PlacementPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(linker_error)?;
     Ok(linker)
 }
 
@@ -205,6 +211,11 @@ fn translator_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> 
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(linker_error)?;
     v0_1_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(linker_error)?;
+    v0_2_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
         &mut linker,
         |s| s,
     )

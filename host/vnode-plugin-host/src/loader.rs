@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::contract::v0_1_0::{placement as pw, translator as tw};
 use crate::contract::{self, SUPPORTED_VERSIONS};
+use crate::contract::{PlacementPre, TranslatorPre};
 use crate::engine::PluginEngine;
 use crate::error::PluginError;
 use crate::identity::{PluginIdentity, PluginKind};
@@ -92,7 +92,8 @@ impl PluginLoader {
         let link = |e: wasmtime::Error| PluginError::Link(format!("{e:#}"));
         let pre = match kind {
             PluginKind::Placement => WorldPre::Placement(
-                pw::PlacementPluginPre::new(
+                PlacementPre::new(
+                    &version,
                     engine
                         .placement_linker
                         .instantiate_pre(&component)
@@ -101,7 +102,8 @@ impl PluginLoader {
                 .map_err(link)?,
             ),
             PluginKind::Translator => WorldPre::Translator(
-                tw::TranslatorPluginPre::new(
+                TranslatorPre::new(
+                    &version,
                     engine
                         .translator_linker
                         .instantiate_pre(&component)
@@ -116,7 +118,7 @@ impl PluginLoader {
         let store = &mut ready.store;
         let (info, init) = match &ready.bound {
             Bound::Placement(b) => {
-                let p = b.vnode_plugin_plugin();
+                let p = b;
                 let info = p
                     .call_info(&mut *store)
                     .map_err(|e| classify(e, store, engine))?;
@@ -127,7 +129,7 @@ impl PluginLoader {
                 )
             }
             Bound::Translator(b) => {
-                let p = b.vnode_plugin_plugin();
+                let p = b;
                 let info = p
                     .call_info(&mut *store)
                     .map_err(|e| classify(e, store, engine))?;

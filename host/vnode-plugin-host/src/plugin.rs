@@ -13,10 +13,10 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use parking_lot::Mutex;
 use wasmtime::Store;
 
-use crate::contract::v0_1_0::{placement as pw, translator as tw};
 use crate::contract::{
     ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError, TranslateInput,
 };
+use crate::contract::{PlacementInstance, PlacementPre, TranslatorInstance, TranslatorPre};
 use crate::engine::PluginEngine;
 use crate::error::{CallError, PluginError};
 use crate::identity::{PluginIdentity, PluginKind};
@@ -25,14 +25,14 @@ use crate::state::HostState;
 /// The pre-linked component of one world.
 #[derive(Clone)]
 pub(crate) enum WorldPre {
-    Placement(pw::PlacementPluginPre<HostState>),
-    Translator(tw::TranslatorPluginPre<HostState>),
+    Placement(PlacementPre),
+    Translator(TranslatorPre),
 }
 
 /// An instantiated component of one world.
 pub(crate) enum Bound {
-    Placement(pw::PlacementPlugin),
-    Translator(tw::TranslatorPlugin),
+    Placement(PlacementInstance),
+    Translator(TranslatorInstance),
 }
 
 /// A fresh store with its instance, ready for exactly one decision.
@@ -163,14 +163,12 @@ impl LoadedPlugin {
                 match (&bound, placement, translation) {
                     (Bound::Placement(b), Some((pod, ctx)), _) => {
                         let d = b
-                            .vnode_plugin_placement()
                             .call_place(&mut store, pod, ctx)
                             .map_err(|e| classify(e, &store, &self.engine))?;
                         check_decision(d, self.engine.config.max_placement_output_bytes)?;
                     }
                     (Bound::Translator(b), _, Some(input)) => {
                         let r = b
-                            .vnode_plugin_translator()
                             .call_translate(&mut store, input)
                             .map_err(|e| classify(e, &store, &self.engine))?;
                         if let Ok(request) = &r {
@@ -213,7 +211,6 @@ impl LoadedPlugin {
         };
         arm_deadline(&mut store, &self.engine);
         let decision = bindings
-            .vnode_plugin_placement()
             .call_place(&mut store, pod, &context)
             .map_err(|e| self.call_error(classify(e, &store, &self.engine)))?;
         note_dropped_logs(&store, &self.identity);
@@ -241,7 +238,6 @@ impl LoadedPlugin {
         };
         arm_deadline(&mut store, &self.engine);
         let result = bindings
-            .vnode_plugin_translator()
             .call_translate(&mut store, &input)
             .map_err(|e| self.call_error(classify(e, &store, &self.engine)))?;
         note_dropped_logs(&store, &self.identity);
@@ -295,8 +291,7 @@ pub(crate) fn instantiate(
                 .instantiate(&mut store)
                 .map_err(|e| classify(e, &store, engine))?;
             if warm_up {
-                b.vnode_plugin_plugin()
-                    .call_info(&mut store)
+                b.call_info(&mut store)
                     .map_err(|e| classify(e, &store, engine))?;
             }
             Bound::Placement(b)
@@ -306,8 +301,7 @@ pub(crate) fn instantiate(
                 .instantiate(&mut store)
                 .map_err(|e| classify(e, &store, engine))?;
             if warm_up {
-                b.vnode_plugin_plugin()
-                    .call_info(&mut store)
+                b.call_info(&mut store)
                     .map_err(|e| classify(e, &store, engine))?;
             }
             Bound::Translator(b)

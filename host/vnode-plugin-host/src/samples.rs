@@ -99,6 +99,14 @@ pub fn placement_sample() -> (PodView, PlacementContext) {
         priority_class: None,
         priority: Some(0),
         restart_policy: "Always".into(),
+        topology_spread: vec![TopologySpreadConstraint {
+            topology_key: "topology.kubernetes.io/zone".into(),
+            max_skew: 1,
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            match_labels: vec![kv("app", "web")],
+            match_expressions: Vec::new(),
+            min_domains: None,
+        }],
     };
     let context = PlacementContext {
         region: "cn-hangzhou".into(),

@@ -9,8 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::contract::LogLevel;
-use crate::contract::v0_1_0::placement::vnode::plugin::host;
+use crate::contract::v0_1_0::placement::vnode::plugin::host::{self, LogLevel};
 use crate::identity::PluginIdentity;
 
 /// Bytes of the guest's stderr kept per call (enough for a panic message).

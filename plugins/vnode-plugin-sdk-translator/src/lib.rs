@@ -9,8 +9,8 @@
 pub use wit_bindgen::rt as __rt;
 
 wit_bindgen::generate!({
-    path: "../../wit/v0.1.0",
-    world: "vnode:plugin/translator-plugin@0.1.0",
+    path: "../../wit/v0.2.0",
+    world: "vnode:plugin/translator-plugin@0.2.0",
     pub_export_macro: true,
     export_macro_name: "__export_translator_world",
     default_bindings_module: "vnode_plugin_sdk::translator_bindings",

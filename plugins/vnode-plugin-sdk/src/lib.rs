@@ -1,6 +1,6 @@
 //! Write vnode plugins in Rust.
 //!
-//! The contract (`wit/v0.1.0`, package `vnode:plugin@0.1.0`) is generated here once for both
+//! The contract (`wit/v0.2.0`, package `vnode:plugin@0.2.0`) is generated here once for both
 //! worlds. A placement policy is one function plus one macro call:
 //!
 //! ```text
@@ -37,7 +37,7 @@
 //! or use [`log`], which is a no-op natively.
 
 /// The contract version this SDK builds against (the `vnode:plugin` package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 // The generated code names this crate by its public path (so that plugin crates expanding the
 // export macros resolve it); make that path valid inside the crate too.
@@ -46,16 +46,16 @@ extern crate self as vnode_plugin_sdk;
 #[doc(hidden)]
 pub mod placement_bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
-        world: "vnode:plugin/placement-plugin@0.1.0",
+        path: "../../wit/v0.2.0",
+        world: "vnode:plugin/placement-plugin@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_placement_world",
         default_bindings_module: "vnode_plugin_sdk::placement_bindings",
         // The shared interfaces are generated once (with the translator world), so a
         // `KeyValue` or `Attempt` is the same Rust type in both worlds.
         with: {
-            "vnode:plugin/types@0.1.0": vnode_plugin_sdk_translator::vnode::plugin::types,
-            "vnode:plugin/host@0.1.0": vnode_plugin_sdk_translator::vnode::plugin::host,
+            "vnode:plugin/types@0.2.0": vnode_plugin_sdk_translator::vnode::plugin::types,
+            "vnode:plugin/host@0.2.0": vnode_plugin_sdk_translator::vnode::plugin::host,
         },
         additional_derives: [PartialEq],
         generate_all,
@@ -84,7 +84,8 @@ pub mod host {
 /// The placement world's types (`interface placement`).
 pub mod placement {
     pub use crate::placement_bindings::exports::vnode::plugin::placement::{
-        Accepted, ContainerView, Decision, Deferral, PlacementContext, PodView, Stockout, ZoneUsage,
+        Accepted, ContainerView, Decision, Deferral, LabelSelectorRequirement, PlacementContext,
+        PodView, Stockout, TopologySpreadConstraint, ZoneUsage,
     };
 }
 

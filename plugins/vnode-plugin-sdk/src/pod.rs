@@ -7,8 +7,14 @@ use crate::quantity::{Resources, pod_requests};
 use crate::toleration::{Taint, any_tolerates};
 use crate::util::find;
 
+/// The well-known zone label, the `topologyKey` of zone spread constraints.
+pub const ZONE_TOPOLOGY_KEY: &str = "topology.kubernetes.io/zone";
+
 /// Lookups on a [`PodView`].
 pub trait PodExt {
+    /// The smallest `maxSkew` of the pod's `DoNotSchedule` spread constraints over zones
+    /// (`topology.kubernetes.io/zone`), if it has any (contract 0.2.0).
+    fn zone_max_skew(&self) -> Option<u32>;
     /// `namespace/name`.
     fn full_name(&self) -> String;
     /// The value of annotation `key`, if set.
@@ -31,6 +37,15 @@ pub trait PodExt {
 }
 
 impl PodExt for PodView {
+    fn zone_max_skew(&self) -> Option<u32> {
+        self.topology_spread
+            .iter()
+            .filter(|c| {
+                c.topology_key == ZONE_TOPOLOGY_KEY && c.when_unsatisfiable == "DoNotSchedule"
+            })
+            .map(|c| c.max_skew.max(1) as u32)
+            .min()
+    }
     fn full_name(&self) -> String {
         format!("{}/{}", self.meta.namespace, self.meta.name)
     }
@@ -77,6 +92,10 @@ pub trait ContextExt {
     fn recently_out_of_stock(&self, zone: &str, spec: Option<&str>, within_seconds: u32) -> bool;
     /// The configured zone a vSwitch belongs to.
     fn zone_of_vswitch(&self, vswitch: &str) -> Option<&str>;
+    /// Whether one more container group in `zone` keeps the spread within `max_skew`, as
+    /// Kubernetes counts it: (groups in the zone + 1) − (fewest groups in any zone) ≤ max skew.
+    /// Counts are this node's container groups (what the host reports), not per selector.
+    fn within_skew(&self, zone: &str, max_skew: u32) -> bool;
 }
 
 impl ContextExt for PlacementContext {
@@ -103,6 +122,15 @@ impl ContextExt for PlacementContext {
                 && s.seconds_ago < within_seconds
                 && spec.is_none_or(|spec| s.spec == spec)
         })
+    }
+    fn within_skew(&self, zone: &str, max_skew: u32) -> bool {
+        let fewest = self
+            .zones
+            .iter()
+            .map(|z| self.usage(&z.zone_id))
+            .min()
+            .unwrap_or(0);
+        self.usage(zone).saturating_add(1).saturating_sub(fewest) <= max_skew
     }
     fn zone_of_vswitch(&self, vswitch: &str) -> Option<&str> {
         self.zones
@@ -164,5 +192,20 @@ mod tests {
         assert!(c.recently_out_of_stock("z2", Some("2-4Gi"), 60));
         assert!(!c.recently_out_of_stock("z2", Some("1-2Gi"), 60));
         assert!(!c.recently_out_of_stock("z2", None, 30));
+        // Fewest is 1: z1 (3) would make a skew of 3.
+        assert!(c.within_skew("z2", 1));
+        assert!(!c.within_skew("z1", 2));
+        assert!(c.within_skew("z1", 3));
+    }
+
+    #[test]
+    fn zone_spread_constraints() {
+        use crate::testing::spread_over_zones;
+        let p = pod("d", "w");
+        assert_eq!(p.zone_max_skew(), None);
+        let p = spread_over_zones(p, 3, "ScheduleAnyway");
+        assert_eq!(p.zone_max_skew(), None, "only DoNotSchedule constrains");
+        let p = spread_over_zones(spread_over_zones(p, 2, "DoNotSchedule"), 1, "DoNotSchedule");
+        assert_eq!(p.zone_max_skew(), Some(1));
     }
 }

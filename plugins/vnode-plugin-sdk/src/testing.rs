@@ -25,7 +25,22 @@ pub fn pod(namespace: &str, name: &str) -> PodView {
         priority_class: None,
         priority: None,
         restart_policy: "Always".into(),
+        topology_spread: Vec::new(),
     }
+}
+
+/// Adds a zone topology spread constraint (`topology.kubernetes.io/zone`, no selector).
+pub fn spread_over_zones(mut pod: PodView, max_skew: i32, when_unsatisfiable: &str) -> PodView {
+    pod.topology_spread
+        .push(crate::placement::TopologySpreadConstraint {
+            topology_key: crate::pod::ZONE_TOPOLOGY_KEY.into(),
+            max_skew,
+            when_unsatisfiable: when_unsatisfiable.into(),
+            match_labels: Vec::new(),
+            match_expressions: Vec::new(),
+            min_domains: None,
+        });
+    pod
 }
 
 /// Adds an annotation.
@@ -124,5 +139,82 @@ pub fn context(zones: &[(&str, &str, u32)], config: &str) -> PlacementContext {
         node_name: "vnode".into(),
         cluster_name: "test".into(),
         config: config.into(),
+    }
+}
+
+/// A resolved pod `namespace/name` with one container `app` (`registry.example/app:1`,
+/// requesting 500m CPU and 512 MiB), as the host hands it to a translator.
+pub fn resolved_pod(namespace: &str, name: &str) -> crate::translator::ResolvedPod {
+    let meta = pod(namespace, name).meta;
+    let view = container("app", Some(500), Some(512 << 20));
+    crate::translator::ResolvedPod {
+        meta,
+        init_containers: Vec::new(),
+        containers: vec![crate::translator::Container {
+            name: view.name,
+            image: view.image,
+            command: Vec::new(),
+            args: Vec::new(),
+            working_dir: None,
+            env: Vec::new(),
+            ports: Vec::new(),
+            resources: view.resources,
+            volume_mounts: Vec::new(),
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            lifecycle: None,
+            security_context: None,
+            image_pull_policy: None,
+            termination_message_path: None,
+            termination_message_policy: None,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
+            restart_policy: None,
+        }],
+        volumes: Vec::new(),
+        image_pull_secrets: Vec::new(),
+        restart_policy: "Always".into(),
+        dns_policy: None,
+        dns_config: None,
+        host_aliases: Vec::new(),
+        hostname: None,
+        subdomain: None,
+        active_deadline_seconds: None,
+        termination_grace_period_seconds: None,
+        share_process_namespace: None,
+        host_network: false,
+        host_pid: false,
+        host_ipc: false,
+        security_context: None,
+        service_account_name: None,
+        node_selector: Vec::new(),
+        tolerations: Vec::new(),
+        priority_class: None,
+    }
+}
+
+/// A translator input for `pod`: an on-demand, auto-sized attempt in `cn-hangzhou-h` and a
+/// node with two zones and security group `sg-test`.
+pub fn translate_input(pod: crate::translator::ResolvedPod) -> crate::translator::TranslateInput {
+    let zones = context(
+        &[("cn-hangzhou-h", "vsw-h", 0), ("cn-hangzhou-i", "vsw-i", 0)],
+        "",
+    )
+    .zones;
+    crate::translator::TranslateInput {
+        pod,
+        attempt: crate::decide::attempt_in(&zones[0]),
+        node: crate::translator::NodeDefaults {
+            region: "cn-hangzhou".into(),
+            security_group_id: "sg-test".into(),
+            zones,
+            cluster_name: "test".into(),
+            node_name: "vnode".into(),
+            cluster_dns: vec!["10.96.0.10".into()],
+            cluster_domain: "cluster.local".into(),
+        },
+        config: String::new(),
     }
 }

@@ -149,7 +149,19 @@ fn try_decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Result<
         });
     }
 
-    let order = spread_order(ctx, config, &sizings);
+    let mut order = spread_order(ctx, config, &sizings);
+    // `topologySpreadConstraints` on zones with `DoNotSchedule` (contract 0.2.0): only zones
+    // that keep the skew within bounds. The least used zone always qualifies, so at least one
+    // remains.
+    let max_skew = pod.zone_max_skew();
+    if let Some(skew) = max_skew {
+        order.retain(|&i| ctx.within_skew(&ctx.zones[i].zone_id, skew));
+        if order.is_empty() {
+            return Err(format!(
+                "no zone keeps the pod's topology spread within maxSkew {skew}"
+            ));
+        }
+    }
     let mut attempts = Vec::new();
     'outer: for &index in &order {
         let zone = &ctx.zones[index];
@@ -165,13 +177,20 @@ fn try_decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Result<
         }
     }
     let first = &ctx.zones[order[0]];
-    let reason = format!(
+    let mut reason = format!(
         "zone {} has the fewest of this node's container groups ({} of {} across {} zones)",
         first.zone_id,
         ctx.usage(&first.zone_id),
         ctx.usage.iter().map(|u| u.container_groups).sum::<u32>(),
         ctx.zones.len()
     );
+    if let Some(skew) = max_skew {
+        reason.push_str(&format!(
+            "; topology spread maxSkew {skew} allows {} of {} zones",
+            order.len(),
+            ctx.zones.len()
+        ));
+    }
     Ok(Accepted { attempts, reason })
 }
 

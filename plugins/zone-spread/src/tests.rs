@@ -195,3 +195,28 @@ fn no_zones_configured_lets_eci_choose() {
     assert_eq!(a.attempts[0].zone_id, None);
     assert!(a.attempts[0].vswitch_ids.is_empty());
 }
+
+#[test]
+fn zone_topology_spread_constraints_limit_the_zones() {
+    use vnode_plugin_sdk::testing::spread_over_zones;
+    // Usage h=3, i=1, j=1: with maxSkew 1 only i and j qualify (h would make 4-1 = 3).
+    let p = spread_over_zones(pod("default", "web"), 1, "DoNotSchedule");
+    let a = accepted(decide(&p, &context(ZONES, ""), &Config::default()));
+    assert_eq!(zones_of(&a), ["cn-hangzhou-i", "cn-hangzhou-j"]);
+    assert!(a.reason.contains("maxSkew 1"), "{}", a.reason);
+    // maxSkew 3 allows h too; ScheduleAnyway never removes a zone.
+    let p = spread_over_zones(pod("default", "web"), 3, "DoNotSchedule");
+    assert_eq!(
+        accepted(decide(&p, &context(ZONES, ""), &Config::default()))
+            .attempts
+            .len(),
+        3
+    );
+    let p = spread_over_zones(pod("default", "web"), 1, "ScheduleAnyway");
+    assert_eq!(
+        accepted(decide(&p, &context(ZONES, ""), &Config::default()))
+            .attempts
+            .len(),
+        3
+    );
+}

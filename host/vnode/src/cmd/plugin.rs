@@ -1,5 +1,11 @@
-//! `vnode plugin check|simulate`: the plugin runtime offline, through the same loader the
-//! daemon uses (so "check passes" means "the daemon will load it").
+//! `vnode plugin check|simulate|new`: the plugin runtime offline, through the same loader the
+//! daemon uses (so "check passes" means "the daemon will load it"), and a scaffold for new
+//! plugins.
+
+mod compare;
+mod new;
+
+use compare::{compare, print_comparison};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +29,9 @@ pub enum PluginCommand {
     /// Run a placement plugin (and optionally a translator) on every pod of a multi-document
     /// YAML file and print the decisions.
     Simulate(SimulateArgs),
+    /// Create a ready plugin crate (SDK and contract vendored) that builds with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New(new::NewArgs),
 }
 
 #[derive(clap::Args)]
@@ -57,6 +66,14 @@ pub struct SimulateArgs {
     /// File holding the placement configuration.
     #[arg(long)]
     pub config_file: Option<PathBuf>,
+    /// Compare with this second placement plugin (`.wasm`): print, pod by pod, where the two
+    /// decide differently, and a summary of both (zones, spot share, refusals, estimated
+    /// hourly price from the ECI emulator's price table).
+    #[arg(long, value_name = "OTHER.wasm", conflicts_with = "translator")]
+    pub against: Option<PathBuf>,
+    /// Configuration string for the `--against` plugin.
+    #[arg(long, requires = "against")]
+    pub against_config: Option<String>,
     /// Also translate each accepted pod (first attempt) with this translator (`.wasm`).
     #[arg(long)]
     pub translator: Option<PathBuf>,
@@ -112,6 +129,7 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Check(a) => check(a).await,
         PluginCommand::Simulate(a) => simulate(a).await,
+        PluginCommand::New(a) => new::run(a).await,
     }
 }
 
@@ -259,24 +277,27 @@ fn read_inputs(path: &Path) -> Result<Inputs> {
     Ok(inputs)
 }
 
-async fn simulate(args: SimulateArgs) -> Result<()> {
-    let loader = loader()?;
-    let config = read_config(args.config.clone(), args.config_file.as_deref())?;
-    let placement = load(&loader, &args.plugin, Some(PluginKind::Placement), config).await?;
-    let translator = match &args.translator {
-        Some(path) => Some(
-            load(
-                &loader,
-                path,
-                Some(PluginKind::Translator),
-                args.translator_config.clone().unwrap_or_default(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    let inputs = read_inputs(&args.pods)?;
+/// One pod's outcome under one placement plugin.
+struct Placed {
+    /// `namespace/name`.
+    pod: String,
+    /// The pod's view (for pricing auto-sized attempts), when the pod could be read.
+    view: Option<vnode_plugin_host::contract::PodView>,
+    /// The decision, or why there is none.
+    decision: Result<Decision, String>,
+    /// `name version (sha)` of the plugin that decided.
+    plugin: String,
+    /// The JSON row `--output json` prints.
+    row: Value,
+}
 
+/// The node the simulation pretends to be.
+struct SimNode {
+    zones: Vec<ZoneVswitch>,
+    initial_usage: BTreeMap<String, u32>,
+}
+
+fn sim_node(args: &SimulateArgs) -> Result<SimNode> {
     let zones: Vec<ZoneVswitch> = if args.vswitches.is_empty() {
         vnode_plugin_host::samples::sample_zones()
     } else {
@@ -295,18 +316,97 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
             .with_context(|| format!("--usage {zone}={n}: not a number"))?;
         usage.insert(zone, n);
     }
+    Ok(SimNode {
+        zones,
+        initial_usage: usage,
+    })
+}
 
-    let mut rows = Vec::new();
+async fn simulate(args: SimulateArgs) -> Result<()> {
+    let loader = loader()?;
+    let config = read_config(args.config.clone(), args.config_file.as_deref())?;
+    let placement = load(&loader, &args.plugin, Some(PluginKind::Placement), config).await?;
+    let against = match &args.against {
+        Some(path) => Some(
+            load(
+                &loader,
+                path,
+                Some(PluginKind::Placement),
+                args.against_config.clone().unwrap_or_default(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let translator = match &args.translator {
+        Some(path) => Some(
+            load(
+                &loader,
+                path,
+                Some(PluginKind::Translator),
+                args.translator_config.clone().unwrap_or_default(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let inputs = read_inputs(&args.pods)?;
+    let node = sim_node(&args)?;
+
+    let placed = place_all(&placement, &inputs, &node, &args, translator.as_ref()).await?;
+    if let Some(other) = &against {
+        let other_placed = place_all(other, &inputs, &node, &args, None).await?;
+        let comparison = compare(&placed, &other_placed);
+        match args.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
+            Output::Table => print_comparison(&comparison),
+        }
+        return Ok(());
+    }
+    let rows: Vec<Value> = placed.into_iter().map(|p| p.row).collect();
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => print_table(&rows),
+    }
+    Ok(())
+}
+
+/// Runs one placement plugin over every pod, in file order. Accepted pods count towards the
+/// zone of their first attempt, so later pods see the usage earlier decisions created.
+async fn place_all(
+    placement: &Arc<LoadedPlugin>,
+    inputs: &Inputs,
+    node: &SimNode,
+    args: &SimulateArgs,
+    translator: Option<&Arc<LoadedPlugin>>,
+) -> Result<Vec<Placed>> {
+    let mut usage = node.initial_usage.clone();
+    let zones = &node.zones;
+    let mut out = Vec::new();
     for pod in &inputs.pods {
         let name = format!(
             "{}/{}",
             pod.metadata.namespace.as_deref().unwrap_or("default"),
             pod.metadata.name.as_deref().unwrap_or("?")
         );
+        let identity = placement.identity();
+        let plugin = format!(
+            "{} {} ({})",
+            identity.name,
+            identity.version,
+            identity.sha256_short()
+        );
         let view = match vnode_mapping::placement_input::pod_view(pod) {
             Ok(v) => v,
             Err(e) => {
-                rows.push(json!({"pod": name, "error": format!("invalid pod: {e}")}));
+                let error = format!("invalid pod: {e}");
+                out.push(Placed {
+                    row: json!({"pod": name, "error": error}),
+                    pod: name,
+                    view: None,
+                    decision: Err(error),
+                    plugin,
+                });
                 continue;
             }
         };
@@ -328,17 +428,26 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
             config: String::new(),
         };
         let p = placement.clone();
-        let decided = tokio::task::spawn_blocking(move || p.place_blocking(&view, context)).await?;
+        let input = view.clone();
+        let decided =
+            tokio::task::spawn_blocking(move || p.place_blocking(&input, context)).await?;
         let decided = match decided {
             Ok(d) => d,
             Err(e) => {
-                rows.push(json!({"pod": name, "error": e.to_string()}));
+                let error = e.to_string();
+                out.push(Placed {
+                    row: json!({"pod": name, "error": error}),
+                    pod: name,
+                    view: Some(view),
+                    decision: Err(error),
+                    plugin,
+                });
                 continue;
             }
         };
         let mut row = json!({
             "pod": name,
-            "plugin": format!("{} {} ({})", decided.plugin.name, decided.plugin.version, decided.plugin.sha256_short()),
+            "plugin": plugin,
             "decision": decision_json(&decided.value),
         });
         if let Decision::Accept(a) = &decided.value
@@ -347,19 +456,20 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
             if let Some(zone) = &first.zone_id {
                 *usage.entry(zone.clone()).or_default() += 1;
             }
-            if let Some(t) = &translator {
+            if let Some(t) = translator {
                 row["translation"] =
-                    translate(t, pod, &inputs.referenced, first, &args, &zones).await;
+                    translate(t, pod, &inputs.referenced, first, args, zones).await;
             }
         }
-        rows.push(row);
+        out.push(Placed {
+            pod: name,
+            view: Some(view),
+            decision: Ok(decided.value),
+            plugin,
+            row,
+        });
     }
-
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Output::Table => print_table(&rows),
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// ECI's common vCPU/memory combinations, smallest first.
