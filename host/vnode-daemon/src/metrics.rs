@@ -115,7 +115,9 @@ pub struct PodPhaseLabels {
 }
 
 fn poll_histogram() -> Histogram {
-    Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+    Histogram::new([
+        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
 }
 
 /// All metrics of the daemon. Cheap to share (`Arc`); registered once.

@@ -64,11 +64,10 @@ impl Plugins {
     /// that comes from a file. The shipped defaults (`zone-spread`, `translator-default`) serve
     /// a kind that is not configured.
     pub async fn start(config: &PluginsConfig) -> Result<Plugins, PluginsError> {
-        let engine =
-            PluginEngine::new(RuntimeConfig::default()).map_err(|error| PluginsError {
-                setting: "plugin engine".into(),
-                error,
-            })?;
+        let engine = PluginEngine::new(RuntimeConfig::default()).map_err(|error| PluginsError {
+            setting: "plugin engine".into(),
+            error,
+        })?;
         let loader = PluginLoader::new(engine, config.cache_dir.clone());
         let mut watchers = Vec::new();
         let placement = load_slot(
@@ -180,7 +179,10 @@ mod tests {
             .await
             .expect("built-in plugins load");
         assert_eq!(plugins.placement.status().active.name, "zone-spread");
-        assert_eq!(plugins.translator.status().active.name, "translator-default");
+        assert_eq!(
+            plugins.translator.status().active.name,
+            "translator-default"
+        );
         assert!(plugins.placement.status().active.source.is_none());
 
         // A configured placement file with a config file is watched: replacing the file
@@ -198,7 +200,9 @@ mod tests {
             }),
             ..PluginsConfig::default()
         };
-        let plugins = Plugins::start(&config).await.expect("configured plugin loads");
+        let plugins = Plugins::start(&config)
+            .await
+            .expect("configured plugin loads");
         let mut status = plugins.placement.subscribe();
         assert_eq!(status.borrow().active.name, "zone-spread");
         let tmp = dir.path().join("placement.wasm.tmp");
@@ -226,7 +230,10 @@ mod tests {
             }),
             ..PluginsConfig::default()
         };
-        let e = Plugins::start(&config).await.expect_err("refused").to_string();
+        let e = Plugins::start(&config)
+            .await
+            .expect_err("refused")
+            .to_string();
         assert!(e.starts_with("plugin setting plugins.translator: "), "{e}");
         assert!(!e.contains('\n'), "{e}");
     }

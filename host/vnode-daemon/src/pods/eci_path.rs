@@ -284,7 +284,10 @@ pub async fn initial_listing(
         };
         match result {
             Ok(entries) => {
-                tracing::info!(groups = entries.len(), "listed this node's container groups");
+                tracing::info!(
+                    groups = entries.len(),
+                    "listed this node's container groups"
+                );
                 index.replace_all(entries, started);
                 return;
             }
@@ -603,7 +606,9 @@ impl EciPodPath {
             StepError::new(
                 FailureKind::Transient,
                 "EciCreateFailed",
-                format!("the pod's ClientToken was already used, and listing its group failed: {e}"),
+                format!(
+                    "the pod's ClientToken was already used, and listing its group failed: {e}"
+                ),
             )
         })?;
         match found.into_iter().next() {
@@ -690,11 +695,7 @@ impl PodPath for EciPodPath {
         let uid = uid_of(pod);
         let view = placement_input::pod_view(pod)
             .map_err(|e| StepError::new(FailureKind::Permanent, "InvalidPod", e.to_string()))?;
-        let previous = self
-            .progress
-            .lock()
-            .get(&uid)
-            .map_or(0, |p| p.decisions);
+        let previous = self.progress.lock().get(&uid).map_or(0, |p| p.decisions);
         let context = self.context(previous);
         let started = Instant::now();
         let decided = self.placement.place(view, context).await;
@@ -702,8 +703,12 @@ impl PodPath for EciPodPath {
         let decided = match decided {
             Ok(d) => d,
             Err(e) => {
-                self.metrics
-                    .plugin_decision("placement", &plugin_label(&e.plugin), "error", seconds);
+                self.metrics.plugin_decision(
+                    "placement",
+                    &plugin_label(&e.plugin),
+                    "error",
+                    seconds,
+                );
                 return Err(StepError::new(
                     FailureKind::Transient,
                     "PlacementPluginFailed",
@@ -791,8 +796,7 @@ impl PodPath for EciPodPath {
             let seconds = started.elapsed().as_secs_f64();
             match result {
                 Ok(resp) => {
-                    self.metrics
-                        .eci_call("CreateContainerGroup", "ok", seconds);
+                    self.metrics.eci_call("CreateContainerGroup", "ok", seconds);
                     let zone = attempt
                         .zone_id
                         .clone()
@@ -865,7 +869,9 @@ impl PodPath for EciPodPath {
                     self.metrics
                         .eci_call("CreateContainerGroup", outcome, seconds);
                     let retry_after = e.retry_after();
-                    return Err(StepError::new(kind, reason, e.to_string()).retry_after(retry_after));
+                    return Err(
+                        StepError::new(kind, reason, e.to_string()).retry_after(retry_after)
+                    );
                 }
             }
         }
@@ -890,8 +896,7 @@ impl PodPath for EciPodPath {
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(_) => {
-                self.metrics
-                    .eci_call("DeleteContainerGroup", "ok", seconds);
+                self.metrics.eci_call("DeleteContainerGroup", "ok", seconds);
                 self.index.remove(uid, &group.id);
                 Ok(())
             }

@@ -249,7 +249,10 @@ async fn creates_a_tagged_group_annotates_the_pod_and_records_it() {
     assert_eq!(g.zone_id, "cn-hangzhou-h", "zone-spread's first zone");
     let pod = f.pod("nginx").expect("pod");
     let ann = &pod["metadata"]["annotations"];
-    assert_eq!(ann[groups::annotations::GROUP_ID], g.container_group_id.as_str());
+    assert_eq!(
+        ann[groups::annotations::GROUP_ID],
+        g.container_group_id.as_str()
+    );
     assert_eq!(ann[groups::annotations::ZONE], "cn-hangzhou-h");
     assert!(
         ann[groups::annotations::PLACEMENT]
@@ -350,7 +353,11 @@ async fn a_lost_create_answer_is_adopted_through_the_client_token() {
     f.sync("nginx");
     f.work("nginx").await;
     assert_eq!(f.state("nginx"), Some(PodState::Running));
-    assert_eq!(f.groups().await.len(), 1, "the ClientToken kept it to one group");
+    assert_eq!(
+        f.groups().await.len(),
+        1,
+        "the ClientToken kept it to one group"
+    );
 }
 
 #[tokio::test]
@@ -370,11 +377,9 @@ async fn no_stock_in_the_first_zone_falls_back_to_the_second_attempt() {
         pod["metadata"]["annotations"][groups::annotations::ZONE],
         "cn-hangzhou-i"
     );
-    assert!(
-        f.metrics.encode().contains(
-            "vnode_eci_pod_calls_total{action=\"CreateContainerGroup\",outcome=\"no_stock\"}"
-        )
-    );
+    assert!(f.metrics.encode().contains(
+        "vnode_eci_pod_calls_total{action=\"CreateContainerGroup\",outcome=\"no_stock\"}"
+    ));
 }
 
 #[tokio::test]
@@ -385,7 +390,11 @@ async fn no_stock_anywhere_retries_with_backoff_and_one_event() {
     f.list().await;
     f.apply(&pod_json("nginx", "uid-nostock"));
     f.work("nginx").await;
-    assert_eq!(f.state("nginx"), Some(PodState::Placing), "placement again next");
+    assert_eq!(
+        f.state("nginx"),
+        Some(PodState::Placing),
+        "placement again next"
+    );
     f.work("nginx").await;
     assert!(f.groups().await.is_empty());
     let no_stock = f.reasons().iter().filter(|r| *r == "NoStock").count();

@@ -28,8 +28,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::kubelet_api::{BackendError, LogOptions, LogStream, PodBackend, Summary};
 use crate::groups;
+use crate::kubelet_api::{BackendError, LogOptions, LogStream, PodBackend, Summary};
 use crate::metrics::Metrics;
 use queue::KeyedQueue;
 use state::{Action, FailureKind, Outcome, PodFacts, PodState};
@@ -131,8 +131,7 @@ pub trait PodPath: Send + Sync + 'static {
     /// Run the placement plugin.
     fn place(&self, pod: &Pod) -> impl Future<Output = Result<Vec<Note>, StepError>> + Send;
     /// Run the translator plugin (for the first attempt; later ones on demand in `create`).
-    fn translate(&self, pod: &Pod)
-    -> impl Future<Output = Result<Vec<Note>, StepError>> + Send;
+    fn translate(&self, pod: &Pod) -> impl Future<Output = Result<Vec<Note>, StepError>> + Send;
     /// CreateContainerGroup with the UID-derived ClientToken, trying placement attempts in
     /// order on no-stock; adopts instead when the pod already has a group.
     fn create(&self, pod: &Pod) -> impl Future<Output = Result<Created, StepError>> + Send;
@@ -439,9 +438,12 @@ impl<P: PodPath> PodController<P> {
                 self.path.forget(&record.uid);
             }
             Err(e) => {
-                self.metrics.pod_step(PodState::Terminating.label(), "retry");
+                self.metrics
+                    .pod_step(PodState::Terminating.label(), "retry");
                 tracing::warn!(pod = %key, uid = %record.uid, group = %group.id, error = %e, "deleting the group of a vanished pod failed; retrying");
-                let delay = e.retry_after.unwrap_or_else(|| state::backoff(record.attempts));
+                let delay = e
+                    .retry_after
+                    .unwrap_or_else(|| state::backoff(record.attempts));
                 record.attempts = record.attempts.saturating_add(1);
                 record.group = Some(group);
                 record.state = PodState::Terminating;
