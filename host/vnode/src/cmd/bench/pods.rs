@@ -567,7 +567,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
     let env = start(&args, &out).await?;
-    let result = measure(&args, &out, &env).await;
+    // Ctrl-C/SIGTERM still stops the three processes (dropping them on a signal death
+    // would not run).
+    let result = tokio::select! {
+        r = measure(&args, &out, &env) => r,
+        () = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     let Env {
         apiserver,
         emulator,
