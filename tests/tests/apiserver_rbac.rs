@@ -57,27 +57,14 @@ fn service_account_tokens_get_exactly_what_rbac_grants() -> Result<()> {
     let (_, out, _) = as_reader(&["auth", "can-i", "list", "pods"])?;
     ensure!(out.trim() == "no", "{out}");
 
-    // A Role + RoleBinding in default grants list, only there.
-    run_ok(
-        &admin,
-        &[
-            "create",
-            "role",
-            "pod-reader",
-            "--verb=get,list",
-            "--resource=pods",
-        ],
+    // A Role + RoleBinding in default grants list, only there. (`kubectl create role` sends
+    // protobuf, which this server decodes only for a few kinds: apply YAML instead.)
+    let rbac = dir.path().join("rbac.yaml");
+    std::fs::write(
+        &rbac,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: pod-reader, namespace: default}\nrules:\n- {apiGroups: [\"\"], resources: [pods], verbs: [get, list]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: reader, namespace: default}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}\nsubjects:\n- {kind: ServiceAccount, name: reader, namespace: default}\n",
     )?;
-    run_ok(
-        &admin,
-        &[
-            "create",
-            "rolebinding",
-            "reader",
-            "--role=pod-reader",
-            "--serviceaccount=default:reader",
-        ],
-    )?;
+    run_ok(&admin, &["apply", "-f", &rbac.to_string_lossy()])?;
     let (code, out, err) = as_reader(&["get", "pods"])?;
     ensure!(code == 0, "{out}{err}");
     let (_, out, _) = as_reader(&["auth", "can-i", "list", "pods"])?;
@@ -88,26 +75,12 @@ fn service_account_tokens_get_exactly_what_rbac_grants() -> Result<()> {
     ensure!(code != 0 && err.contains("forbidden"), "{err}");
 
     // A ClusterRoleBinding grants cluster-wide.
-    run_ok(
-        &admin,
-        &[
-            "create",
-            "clusterrole",
-            "node-reader",
-            "--verb=get,list",
-            "--resource=nodes",
-        ],
+    let cluster = dir.path().join("cluster-rbac.yaml");
+    std::fs::write(
+        &cluster,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node-reader}\nrules:\n- {apiGroups: [\"\"], resources: [nodes], verbs: [get, list]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: reader}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-reader}\nsubjects:\n- {kind: ServiceAccount, name: reader, namespace: default}\n",
     )?;
-    run_ok(
-        &admin,
-        &[
-            "create",
-            "clusterrolebinding",
-            "reader",
-            "--clusterrole=node-reader",
-            "--serviceaccount=default:reader",
-        ],
-    )?;
+    run_ok(&admin, &["apply", "-f", &cluster.to_string_lossy()])?;
     let (code, out, err) = as_reader(&["get", "nodes"])?;
     ensure!(code == 0, "{out}{err}");
 
