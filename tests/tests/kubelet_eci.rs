@@ -99,7 +99,6 @@ fn seq(line: &str) -> Result<u64> {
 }
 
 #[test]
-#[ignore = "needs the pod path (H1): the daemon must create the pod's container group"]
 fn kubectl_logs_follow_and_exec_through_the_apiserver_and_eci() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let api_dir = dir.path().join("apiserver");
