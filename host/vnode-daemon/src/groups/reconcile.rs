@@ -158,11 +158,7 @@ pub fn judge(
             .get(uid)
             .map(String::as_str)
             .into_iter()
-            .chain(
-                pods.get(uid)
-                    .and_then(|p| p.annotated_group.as_deref())
-                    .into_iter(),
-            )
+            .chain(pods.get(uid).and_then(|p| p.annotated_group.as_deref()))
             .collect();
         let primary = groups
             .iter()
