@@ -76,14 +76,14 @@ const SDK_TRANSLATOR_SOURCES: &[Vendored] = &[(
 
 /// The contract versions the SDK's bindings are generated from (`wit/v<version>/`).
 const WIT: &[Vendored] = &[
-    ("v0.1.0/types.wit", repo_file!("wit/v0.1.0/types.wit")),
+    ("v0.2.0/types.wit", repo_file!("wit/v0.2.0/types.wit")),
     (
-        "v0.1.0/placement.wit",
-        repo_file!("wit/v0.1.0/placement.wit"),
+        "v0.2.0/placement.wit",
+        repo_file!("wit/v0.2.0/placement.wit"),
     ),
     (
-        "v0.1.0/translator.wit",
-        repo_file!("wit/v0.1.0/translator.wit"),
+        "v0.2.0/translator.wit",
+        repo_file!("wit/v0.2.0/translator.wit"),
     ),
 ];
 
