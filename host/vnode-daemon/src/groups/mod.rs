@@ -184,6 +184,20 @@ impl GroupIndex {
             .collect()
     }
 
+    /// Known groups per zone (groups without a known zone are not counted). Counted under
+    /// the read lock without copying entries: placement asks for this once per pod, so a
+    /// full [`GroupIndex::snapshot`] there made creating N pods cost O(N²) string copies.
+    pub fn zone_usage(&self) -> std::collections::BTreeMap<String, u32> {
+        let map = self.by_uid.read();
+        let mut usage: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+        for slot in map.values() {
+            if let Some(zone) = slot.entry.zone.as_deref() {
+                *usage.entry(zone).or_default() += 1;
+            }
+        }
+        usage.into_iter().map(|(z, n)| (z.to_string(), n)).collect()
+    }
+
     /// Number of known groups.
     pub fn len(&self) -> usize {
         self.by_uid.read().len()
@@ -246,6 +260,25 @@ mod tests {
         );
         index.remove("u-1", "eci-2");
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn zone_usage_counts_groups_with_a_zone() {
+        let index = GroupIndex::new();
+        for (uid, zone) in [
+            ("u-1", Some("z-a")),
+            ("u-2", Some("z-a")),
+            ("u-3", Some("z-b")),
+            ("u-4", None),
+        ] {
+            let mut e = entry(uid, &format!("eci-{uid}"));
+            e.zone = zone.map(String::from);
+            index.insert(e);
+        }
+        let usage = index.zone_usage();
+        assert_eq!(usage.get("z-a"), Some(&2));
+        assert_eq!(usage.get("z-b"), Some(&1));
+        assert_eq!(usage.len(), 2);
     }
 
     #[tokio::test]
