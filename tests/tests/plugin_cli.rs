@@ -344,7 +344,10 @@ fn check_prints_the_contract_version_and_refuses_unknown_ones() {
     let (code, stdout, stderr) =
         run_vnode(&["plugin", "check", &component("contract_v0_1_0")]).expect("runs");
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("contract:    vnode:plugin@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("contract:    vnode:plugin@0.1.0"),
+        "{stdout}"
+    );
     let (code, stdout, stderr) = run_vnode(&[
         "plugin",
         "check",

@@ -18,7 +18,10 @@ fn loads_zone_spread_and_decides_with_identity() {
     let id = plugin.identity();
     assert_eq!(id.kind, PluginKind::Placement);
     assert_eq!(id.name, "zone-spread");
-    assert_eq!(id.contract_version, vnode_plugin_host::contract::LATEST_VERSION);
+    assert_eq!(
+        id.contract_version,
+        vnode_plugin_host::contract::LATEST_VERSION
+    );
     assert_eq!(
         id.sha256,
         vnode_plugin_host::sha256_hex(builtin::ZONE_SPREAD)
