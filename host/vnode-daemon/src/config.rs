@@ -238,6 +238,20 @@ pub struct EciConfig {
     pub endpoint: url::Url,
     /// AccessKey pair; `Debug` prints `[REDACTED]`.
     pub credentials: EciCredentials,
+    /// Client-side pacing of ECI calls (config file `eci.rateLimits`).
+    pub rate_limits: EciRateLimits,
+}
+
+/// How the ECI client paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EciRateLimits {
+    /// The documented per-minute quota of each action (`documented`, the default): the
+    /// daemon never gets throttled by a real ECI account.
+    #[default]
+    Documented,
+    /// No client-side pacing (`unlimited`): for emulators with lifted quotas, where the
+    /// documented quotas would make vnode's own limiter the bottleneck being measured.
+    Unlimited,
 }
 
 /// The AccessKey pair. Both halves are secrets: neither is ever printed.
@@ -382,6 +396,7 @@ struct FilePlugins {
 struct FileEci {
     cluster_dns: Option<Vec<String>>,
     cluster_domain: Option<String>,
+    rate_limits: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -591,6 +606,16 @@ impl Config {
                 ));
             }
         }
+        let rate_limits = match file.eci.rate_limits.as_deref() {
+            None | Some("documented") => EciRateLimits::Documented,
+            Some("unlimited") => EciRateLimits::Unlimited,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    f("eci.rateLimits"),
+                    format!("{other:?} is not one of documented, unlimited"),
+                ));
+            }
+        };
         let cluster_domain = match file.eci.cluster_domain.as_deref() {
             None => "cluster.local".to_string(),
             Some(d) => {
@@ -858,6 +883,7 @@ impl Config {
                     access_key_id,
                     access_key_secret,
                 },
+                rate_limits,
             },
             plugins,
             intervals,
@@ -1412,6 +1438,21 @@ mod tests {
             .expect_err("not an IP")
             .to_string();
         assert!(e.contains("eci.clusterDns"), "{e}");
+    }
+
+    #[test]
+    fn eci_rate_limits_default_to_the_documented_quotas() {
+        let c = build_yaml(&seed(), "").expect("valid");
+        assert_eq!(c.eci.rate_limits, EciRateLimits::Documented);
+        let c = build_yaml(&seed(), "eci: {rateLimits: unlimited}").expect("valid");
+        assert_eq!(c.eci.rate_limits, EciRateLimits::Unlimited);
+        let e = build_yaml(&seed(), "eci: {rateLimits: fast}")
+            .expect_err("unknown value")
+            .to_string();
+        assert!(
+            e.contains("eci.rateLimits") && e.contains("documented, unlimited"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -287,8 +287,8 @@ pub async fn run(
     result
 }
 
-/// The ECI client from `config.eci`: endpoint, region, credentials, documented per-minute
-/// quotas as client-side pacing, default retries.
+/// The ECI client from `config.eci`: endpoint, region, credentials, client-side pacing
+/// (documented per-minute quotas unless `eci.rateLimits: unlimited`), default retries.
 fn eci_client(config: &Config) -> Result<vnode_eci::EciClient, DaemonError> {
     use secrecy::ExposeSecret;
     let credentials = vnode_eci::Credentials::new(
@@ -297,6 +297,9 @@ fn eci_client(config: &Config) -> Result<vnode_eci::EciClient, DaemonError> {
     );
     let mut eci_config = vnode_eci::EciClientConfig::new(config.eci.region.clone(), credentials);
     eci_config.endpoint = Some(config.eci.endpoint.as_str().to_string());
-    eci_config.rate_limits = vnode_eci::RateLimits::documented();
+    eci_config.rate_limits = match config.eci.rate_limits {
+        crate::config::EciRateLimits::Documented => vnode_eci::RateLimits::documented(),
+        crate::config::EciRateLimits::Unlimited => vnode_eci::RateLimits::unlimited(),
+    };
     vnode_eci::EciClient::new(eci_config).map_err(|e| DaemonError::Eci(e.to_string()))
 }

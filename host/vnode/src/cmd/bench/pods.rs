@@ -684,6 +684,11 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
     if let Some(w) = args.pod_workers {
         config.push_str(&format!("concurrency: {{podWorkers: {w}}}\n"));
     }
+    if !args.real_quotas {
+        // Quotas lifted in the emulator: lift the daemon's own pacing too, or its limiter
+        // (documented quotas) is what gets measured.
+        config.push_str("eci: {rateLimits: unlimited}\n");
+    }
     let config_path = out.join("daemon.yaml");
     std::fs::write(&config_path, config)?;
     let kubeconfig = api_dir.join("kubeconfig");
