@@ -216,28 +216,6 @@ fn attempt_text(a: &Attempt) -> String {
     format!("{zone}/{}", sizing_text(&a.sizing))
 }
 
-/// The tag-derived entry of a listed group, when it carries the pod tags.
-pub fn entry_of(group: &vnode_eci::model::ContainerGroup) -> Option<GroupEntry> {
-    let tag = |k: &str| {
-        group
-            .tags
-            .iter()
-            .find(|t| t.key == k)
-            .map(|t| t.value.clone())
-    };
-    let uid = tag(groups::tags::POD_UID).filter(|u| !u.is_empty())?;
-    let ns = tag(groups::tags::NAMESPACE).unwrap_or_default();
-    let name = tag(groups::tags::POD_NAME).unwrap_or_default();
-    Some(GroupEntry {
-        id: group.container_group_id.clone(),
-        name: group.container_group_name.clone(),
-        pod_uid: uid,
-        pod_key: format!("{ns}/{name}"),
-        zone: Some(group.zone_id.clone()).filter(|z| !z.is_empty()),
-        status: Some(group.status.as_str().to_string()).filter(|s| !s.is_empty()),
-    })
-}
-
 /// Lists every group tagged with this cluster and node. Fails as a whole if any page fails:
 /// a partial listing is never returned.
 pub async fn list_node_groups(
@@ -260,7 +238,10 @@ pub async fn list_node_groups(
         ..Default::default()
     };
     let groups = eci.describe_all_container_groups(&request).await?;
-    Ok(groups.iter().filter_map(entry_of).collect())
+    Ok(groups
+        .iter()
+        .filter_map(groups::reconcile::entry_of)
+        .collect())
 }
 
 /// Start-up listing into the index, retried with backoff until one complete listing
