@@ -59,6 +59,17 @@ pub struct Args {
     /// Name of the virtual node.
     #[arg(long, default_value = vnode_daemon::config::DEFAULT_NODE_NAME)]
     pub node_name: String,
+    /// Placement plugin (`.wasm`) instead of the built-in `zone-spread`. The daemon watches
+    /// the file: replace it and the new version is validated and swapped in.
+    #[arg(long, value_name = "FILE", env = "VNODE_DEV_PLACEMENT")]
+    pub placement: Option<PathBuf>,
+    /// Configuration string for `--placement` (validated by the plugin's `init`).
+    #[arg(long, requires = "placement", conflicts_with = "placement_config_file")]
+    pub placement_config: Option<String>,
+    /// File holding the configuration for `--placement`; editing it hot-reloads the plugin
+    /// with the new configuration.
+    #[arg(long, value_name = "FILE", requires = "placement")]
+    pub placement_config_file: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -208,6 +219,25 @@ fn daemon_config(
     config.kubelet.authorization = KubeletAuthorization::Webhook;
     // One replica: nobody to elect against.
     config.leader_election.enabled = false;
+    if let Some(path) = &args.placement {
+        let absolute =
+            |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
+        config.plugins.placement = Some(vnode_daemon::config::PluginSpec {
+            path: absolute(path)?,
+            config: args
+                .placement_config
+                .clone()
+                .map_or(serde_json::Value::Null, serde_json::Value::String),
+            config_file: args
+                .placement_config_file
+                .as_deref()
+                .map(absolute)
+                .transpose()?,
+        });
+    }
+    // Compiled plugins are kept next to the sandbox's state: a restart (or a large plugin,
+    // e.g. a Python one) deserializes instead of compiling again.
+    config.plugins.cache_dir = Some(dir.join("plugin-cache"));
     config.shutdown_grace = Duration::from_secs(5);
     Ok(config)
 }

@@ -50,6 +50,28 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Also measure what the plugin costs: load (compile or cache), instantiation and one
+    /// decision on a prepared instance (20 samples each, on the built-in sample pod).
+    #[arg(long)]
+    pub timings: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// How the CLI runs plugins: the daemon's limits unless told otherwise.
+#[derive(clap::Args, Clone, Default)]
+pub struct RuntimeArgs {
+    /// Keep compiled plugins in DIR (content-addressed, the daemon's `plugins.cacheDir`
+    /// format), so the next run deserializes instead of compiling. Large plugins (a
+    /// Python one is ~18 MB) take tens of seconds to compile.
+    #[arg(long, value_name = "DIR", env = "VNODE_PLUGIN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// CPU deadline of one call in milliseconds (the daemon's default: 50).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub call_timeout_ms: Option<u64>,
+    /// Linear memory a plugin may use per call, in MiB (the daemon's default: 64).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub memory_limit_mib: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +124,8 @@ pub struct SimulateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -142,13 +166,23 @@ fn read_config(inline: Option<String>, file: Option<&Path>) -> Result<String> {
     }
 }
 
-fn loader() -> Result<PluginLoader> {
-    // The CLI makes a handful of calls: no instances prepared ahead, no compiled cache.
+fn loader(runtime: &RuntimeArgs) -> Result<PluginLoader> {
+    // The CLI makes a handful of calls: no instances prepared ahead.
+    let defaults = RuntimeConfig::default();
     let config = RuntimeConfig {
         warm_instances: 0,
-        ..RuntimeConfig::default()
+        call_timeout: runtime
+            .call_timeout_ms
+            .map_or(defaults.call_timeout, std::time::Duration::from_millis),
+        memory_limit_bytes: runtime
+            .memory_limit_mib
+            .map_or(defaults.memory_limit_bytes, |mib| mib << 20),
+        ..defaults
     };
-    Ok(PluginLoader::new(PluginEngine::new(config)?, None))
+    Ok(PluginLoader::new(
+        PluginEngine::new(config)?,
+        runtime.cache_dir.clone(),
+    ))
 }
 
 async fn load(
@@ -169,7 +203,21 @@ async fn check(args: CheckArgs) -> Result<()> {
     let size = std::fs::metadata(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?
         .len();
-    let plugin = load(&loader()?, &args.file, args.kind.map(Into::into), config).await?;
+    let started = std::time::Instant::now();
+    let plugin = load(
+        &loader(&args.runtime)?,
+        &args.file,
+        args.kind.map(Into::into),
+        config,
+    )
+    .await?;
+    let load_time = started.elapsed();
+    let timings = if args.timings {
+        let p = plugin.clone();
+        Some(tokio::task::spawn_blocking(move || measure(&p)).await??)
+    } else {
+        None
+    };
     let id = plugin.identity();
     match args.output {
         Output::Json => println!(
@@ -185,6 +233,8 @@ async fn check(args: CheckArgs) -> Result<()> {
                 "bytes": size,
                 "config_sha256": id.config_sha256,
                 "smoke_test": "passed",
+                "load_ms": load_time.as_secs_f64() * 1e3,
+                "timings": timings.as_ref().map(Timings::json),
             })
         ),
         Output::Table => {
@@ -203,9 +253,86 @@ async fn check(args: CheckArgs) -> Result<()> {
                 plugin.config().len()
             );
             println!("smoke test:  passed (one decision on the built-in sample pod)");
+            println!(
+                "load:        {} (compile or cache, init, smoke decision)",
+                ms(load_time)
+            );
+            if let Some(t) = &timings {
+                t.print();
+            }
         }
     }
     Ok(())
+}
+
+/// What one plugin costs per decision, measured by `check --timings`.
+struct Timings {
+    /// Fresh instance (store + instantiation + the guest's start-up call), sorted.
+    instantiate: Vec<std::time::Duration>,
+    /// One decision (or translation) on a prepared instance, sorted.
+    call: Vec<std::time::Duration>,
+}
+
+const TIMING_SAMPLES: usize = 20;
+
+fn measure(plugin: &LoadedPlugin) -> Result<Timings> {
+    let mut instantiate = plugin.measure_instantiation(TIMING_SAMPLES, true)?;
+    let mut call = match plugin.kind() {
+        PluginKind::Placement => {
+            let (pod, ctx) = vnode_plugin_host::samples::placement_sample();
+            let ctx = PlacementContext {
+                config: plugin.config().to_string(),
+                ..ctx
+            };
+            plugin.measure_prepared_calls(TIMING_SAMPLES, Some((&pod, &ctx)), None)?
+        }
+        PluginKind::Translator => {
+            let input = TranslateInput {
+                config: plugin.config().to_string(),
+                ..vnode_plugin_host::samples::translate_sample()
+            };
+            plugin.measure_prepared_calls(TIMING_SAMPLES, None, Some(&input))?
+        }
+    };
+    instantiate.sort();
+    call.sort();
+    Ok(Timings { instantiate, call })
+}
+
+impl Timings {
+    fn quantiles(v: &[std::time::Duration]) -> (std::time::Duration, std::time::Duration) {
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(1.0))
+    }
+
+    fn json(&self) -> Value {
+        let row = |v: &[std::time::Duration]| {
+            let (p50, max) = Self::quantiles(v);
+            json!({"samples": v.len(), "p50_ms": p50.as_secs_f64() * 1e3, "max_ms": max.as_secs_f64() * 1e3})
+        };
+        json!({"instantiate": row(&self.instantiate), "call": row(&self.call)})
+    }
+
+    fn print(&self) {
+        let (p50, max) = Self::quantiles(&self.instantiate);
+        println!(
+            "instantiate: p50 {}, max {} ({} fresh instances, start-up call included)",
+            ms(p50),
+            ms(max),
+            self.instantiate.len()
+        );
+        let (p50, max) = Self::quantiles(&self.call);
+        println!(
+            "decision:    p50 {}, max {} ({} calls on prepared instances, sample pod)",
+            ms(p50),
+            ms(max),
+            self.call.len()
+        );
+    }
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
 fn parse_pairs(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
@@ -323,7 +450,7 @@ fn sim_node(args: &SimulateArgs) -> Result<SimNode> {
 }
 
 async fn simulate(args: SimulateArgs) -> Result<()> {
-    let loader = loader()?;
+    let loader = loader(&args.runtime)?;
     let config = read_config(args.config.clone(), args.config_file.as_deref())?;
     let placement = load(&loader, &args.plugin, Some(PluginKind::Placement), config).await?;
     let against = match &args.against {
