@@ -42,6 +42,8 @@ pub(crate) struct AppState {
     pub tokens: auth::TokenIssuer,
     /// One JSON line per request, when configured.
     pub audit: auth::SharedAudit,
+    /// Chaos switch: end each watch after a random time up to this long.
+    pub drop_watches_every: Option<Duration>,
 }
 
 /// Per-connection facts the TLS layer learned.
@@ -49,6 +51,9 @@ pub(crate) struct AppState {
 pub(crate) struct ConnInfo {
     /// Identity of the client certificate (verified against the CA in the handshake).
     pub cert_user: Option<Arc<User>>,
+    /// Cancelling this resets the whole TCP connection (only set when watches are dropped
+    /// on purpose, see [`AppState::drop_watches_every`]).
+    pub reset: Option<CancellationToken>,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -368,6 +373,10 @@ async fn serve(
             .unwrap_or_else(IntoResponse::into_response);
     }
     let (parts, body) = req.into_parts();
+    let conn_reset = parts
+        .extensions
+        .get::<ConnInfo>()
+        .and_then(|c| c.reset.clone());
     let headers = parts.headers;
     let result = match route {
         Err(e) => Err(e),
@@ -416,7 +425,18 @@ async fn serve(
             let started = std::time::Instant::now();
             let r = match reviews::handle(state, user, &method, &t, &headers, &body) {
                 Some(r) => r,
-                None => dispatch(state, &method, t.clone(), &query, &headers, body).await,
+                None => {
+                    dispatch(
+                        state,
+                        &method,
+                        t.clone(),
+                        &query,
+                        &headers,
+                        body,
+                        conn_reset,
+                    )
+                    .await
+                }
             };
             tracing::debug!(%method, %path, elapsed_ms = started.elapsed().as_millis() as u64, ok = r.is_ok(), "request");
             r
@@ -451,18 +471,19 @@ async fn dispatch(
     q: &Query,
     headers: &HeaderMap,
     body: Bytes,
+    conn_reset: Option<CancellationToken>,
 ) -> Result<Response, ApiError> {
     let is_watch =
         t.legacy_watch || matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
     let sub = t.sub.as_deref();
     match (method, t.name.is_some(), sub) {
-        (&Method::GET, false, None) if is_watch => watch(state, &t, q, headers).await,
+        (&Method::GET, false, None) if is_watch => watch(state, &t, q, headers, conn_reset).await,
         (&Method::GET, true, None) if is_watch => {
             let mut q = q.clone();
             let name = t.name.clone().unwrap_or_default();
             q.insert("fieldSelector".into(), format!("metadata.name={name}"));
             let t = Target { name: None, ..t };
-            watch(state, &t, &q, headers).await
+            watch(state, &t, &q, headers, conn_reset).await
         }
         (&Method::GET, false, None) => list(state, &t, q, headers),
         (&Method::GET, true, None | Some("status")) => get(state, &t, q, headers),
@@ -1461,9 +1482,13 @@ async fn watch(
     t: &Target,
     q: &Query,
     headers: &HeaderMap,
+    conn_reset: Option<CancellationToken>,
 ) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(t, q)?;
     let storage = resources::storage_of(t.res);
+    let planned_drop = state
+        .drop_watches_every
+        .map(|every| WatchDrop::pick(every, conn_reset.is_some()));
     let ns = t.ns.clone();
     let bookmarks = matches!(
         q.get("allowWatchBookmarks").map(String::as_str),
@@ -1488,6 +1513,8 @@ async fn watch(
     };
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    // Set when this watch is to end with a stream error instead of a clean end.
+    let (fail_tx, mut fail_rx) = tokio::sync::oneshot::channel::<()>();
     let view = t.res;
     let encode = move |ty: &str, obj: &Value| -> Bytes {
         let obj = to_view(view, obj);
@@ -1608,10 +1635,28 @@ async fn watch(
         }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        let chaos = tokio::time::sleep(planned_drop.map_or(timeout, |d| d.after));
+        tokio::pin!(chaos);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = &mut chaos, if planned_drop.is_some() => {
+                    let Some(planned) = planned_drop else { return };
+                    tracing::debug!(after_ms = planned.after.as_millis() as u64, how = ?planned.how, "dropping a watch on purpose");
+                    match planned.how {
+                        DropHow::EndStream => {}
+                        DropHow::ResetStream => {
+                            let _ = fail_tx.send(());
+                        }
+                        DropHow::ResetConnection => {
+                            if let Some(reset) = &conn_reset {
+                                reset.cancel();
+                            }
+                        }
+                    }
+                    return;
+                }
                 () = &mut deadline => {
                     if bookmarks {
                         let _ = tx.send(encode("BOOKMARK", &bookmark(last_rv, false))).await;
@@ -1663,8 +1708,21 @@ async fn watch(
     });
     let mut rx = rx;
     let stream = futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|o| o.map(Ok::<Bytes, std::convert::Infallible>))
+        use std::task::Poll;
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(b))),
+            // The producer is gone: a clean end, unless it asked for a reset (an error
+            // from the body makes hyper reset the HTTP/2 stream or abort the HTTP/1
+            // connection mid-chunk).
+            Poll::Ready(None) => Poll::Ready(match fail_rx.try_recv() {
+                Ok(()) => Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "watch dropped on purpose (--drop-watches-every)",
+                ))),
+                Err(_) => None,
+            }),
+            Poll::Pending => Poll::Pending,
+        }
     });
     let content_type = if as_table {
         "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -1679,9 +1737,64 @@ async fn watch(
         .unwrap_or_else(|_| ApiError::internal("building watch response").into_response()))
 }
 
+/// How a watch is ended on purpose (see [`AppState::drop_watches_every`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DropHow {
+    /// The response ends cleanly, as when a watch's server-side timeout expires.
+    EndStream,
+    /// The stream is reset (HTTP/2 RST_STREAM; HTTP/1.1 connection aborted mid-chunk).
+    ResetStream,
+    /// The TCP connection is reset (RST), as when a load balancer or server restarts.
+    ResetConnection,
+}
+
+/// When and how one watch will be ended on purpose.
+#[derive(Debug, Clone, Copy)]
+struct WatchDrop {
+    after: Duration,
+    how: DropHow,
+}
+
+impl WatchDrop {
+    /// A uniformly random time in (0, every] and one of the three endings (a connection
+    /// reset only when the connection can be reset).
+    fn pick(every: Duration, can_reset_connection: bool) -> Self {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let max_ms = every.as_millis().max(1) as u64;
+        let after = Duration::from_millis(rng.random_range(1..=max_ms));
+        let how = match rng.random_range(0..3u8) {
+            0 => DropHow::EndStream,
+            1 => DropHow::ResetStream,
+            _ if can_reset_connection => DropHow::ResetConnection,
+            _ => DropHow::ResetStream,
+        };
+        Self { after, how }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_drops_are_within_the_bound_and_use_every_ending() {
+        let every = Duration::from_millis(50);
+        let picks: Vec<WatchDrop> = (0..300).map(|_| WatchDrop::pick(every, true)).collect();
+        assert!(
+            picks
+                .iter()
+                .all(|p| p.after > Duration::ZERO && p.after <= every)
+        );
+        for how in [
+            DropHow::EndStream,
+            DropHow::ResetStream,
+            DropHow::ResetConnection,
+        ] {
+            assert!(picks.iter().any(|p| p.how == how), "{how:?} never picked");
+        }
+        assert!((0..100).all(|_| WatchDrop::pick(every, false).how != DropHow::ResetConnection));
+    }
 
     #[test]
     fn routes_parse_like_upstream() {

@@ -78,6 +78,10 @@ pub struct ApiServerConfig {
     /// Append one JSON line per request here (user, verb, resource, subresource,
     /// namespace, name, code); see [`auth::AuditLog`].
     pub audit_log: Option<PathBuf>,
+    /// Chaos switch: end every watch after a random time up to this long, the way a real
+    /// API server's watch timeouts, restarts and load balancers end them (some streams end
+    /// cleanly, some are reset, some lose their whole TCP connection).
+    pub drop_watches_every: Option<Duration>,
 }
 
 impl ApiServerConfig {
@@ -90,6 +94,7 @@ impl ApiServerConfig {
             bookmark_interval: Duration::from_secs(5),
             scheduler: true,
             audit_log: None,
+            drop_watches_every: None,
         }
     }
 

@@ -129,6 +129,7 @@ impl ApiServer {
             ca_pem: pki.ca_pem().to_string(),
             tokens: crate::auth::TokenIssuer::default(),
             audit,
+            drop_watches_every: config.drop_watches_every,
         });
         api::seed(&state);
         Ok(Self {
@@ -181,6 +182,7 @@ impl ApiServer {
             cancel.clone(),
             config.scheduler,
         ));
+        let state_drops_watches = state.drop_watches_every.is_some();
         let router = api::router(state);
         tracing::info!(%url, dir = %config.dir.display(), "apiserver serving");
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -199,6 +201,20 @@ impl ApiServer {
                 },
             };
             let _ = tcp.set_nodelay(true);
+            // With the watch-drop switch on, keep a second handle on the socket so a watch
+            // can reset the whole connection (SO_LINGER 0, then close: the peer gets RST).
+            let (tcp, reset_handle) = if state_drops_watches {
+                match split_reset_handle(tcp) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "duplicating the socket failed");
+                        continue;
+                    }
+                }
+            } else {
+                (tcp, None)
+            };
+            let reset = reset_handle.as_ref().map(|_| CancellationToken::new());
             let acceptor = acceptor.clone();
             let router = router.clone();
             let watcher = graceful.watcher();
@@ -225,6 +241,7 @@ impl ApiServer {
                         .and_then(|c| c.first())
                         .and_then(|leaf| crate::auth::User::from_certificate(leaf.as_ref()))
                         .map(Arc::new),
+                    reset: reset.clone(),
                 };
                 let svc = tower::ServiceExt::map_request(
                     router,
@@ -238,8 +255,28 @@ impl ApiServer {
                     TokioIo::new(tls),
                     TowerToHyperService::new(svc),
                 );
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                let served = watcher.watch(conn.into_owned());
+                let reset_requested = async {
+                    match &reset {
+                        Some(token) => token.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    result = served => {
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                    () = reset_requested => {
+                        if let Some(handle) = &reset_handle
+                            && let Err(e) = handle.set_zero_linger()
+                        {
+                            tracing::debug!(%peer, error = %e, "SO_LINGER 0 failed");
+                        }
+                        tracing::debug!(%peer, "connection reset on purpose (--drop-watches-every)");
+                        // Dropping the connection and the second handle closes the socket.
+                    }
                 }
             });
         }
@@ -255,4 +292,17 @@ impl ApiServer {
         let _ = controllers.await;
         Ok(())
     }
+}
+
+/// Splits a socket into the stream that serves it and a second handle (a duplicated file
+/// descriptor of the same socket) used only to set `SO_LINGER 0` before a deliberate reset.
+fn split_reset_handle(
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, Option<tokio::net::TcpStream>)> {
+    let std_stream = tcp.into_std()?;
+    let dup = std_stream.try_clone()?;
+    Ok((
+        tokio::net::TcpStream::from_std(std_stream)?,
+        Some(tokio::net::TcpStream::from_std(dup)?),
+    ))
 }

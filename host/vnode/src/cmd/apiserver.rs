@@ -34,6 +34,24 @@ pub struct Args {
     /// a ClusterRole against what the daemon really uses.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Chaos switch for tests: end every watch after a random time up to DURATION (e.g.
+    /// `2s`, `500ms`), the way watch timeouts, server restarts and load balancers end them:
+    /// a third end cleanly, a third have their stream reset, a third lose their TCP
+    /// connection (RST).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "VNODE_APISERVER_DROP_WATCHES_EVERY")]
+    pub drop_watches_every: Option<Duration>,
+}
+
+/// Parses a human duration (`2s`, `500ms`, `1m30s`) into a positive `Duration`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 2s or 500ms: {e}"))?;
+    let d = Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?} must be longer than zero"));
+    }
+    Ok(d)
 }
 
 impl Args {
@@ -45,6 +63,7 @@ impl Args {
         c.scheduler = !self.no_scheduler;
         c.extra_sans = self.extra_sans.clone();
         c.audit_log = self.audit_log.clone();
+        c.drop_watches_every = self.drop_watches_every;
         c
     }
 }
@@ -61,4 +80,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("API server")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_humantime() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-2s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
 }

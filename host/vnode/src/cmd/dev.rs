@@ -70,6 +70,10 @@ pub struct Args {
     /// with the new configuration.
     #[arg(long, value_name = "FILE", requires = "placement")]
     pub placement_config_file: Option<PathBuf>,
+    /// Chaos switch: the API server ends every watch after a random time up to DURATION
+    /// (see `vnode apiserver --drop-watches-every`).
+    #[arg(long, value_name = "DURATION", value_parser = crate::cmd::apiserver::parse_duration, env = "VNODE_APISERVER_DROP_WATCHES_EVERY")]
+    pub drop_watches_every: Option<Duration>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -80,8 +84,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.apiserver_listen)
         .await
         .with_context(|| format!("binding the API server to {}", args.apiserver_listen))?;
-    let apiserver = ApiServer::bind(listener, ApiServerConfig::new(&dir))
-        .context("preparing the API server")?;
+    let mut apiserver_config = ApiServerConfig::new(&dir);
+    apiserver_config.drop_watches_every = args.drop_watches_every;
+    let apiserver =
+        ApiServer::bind(listener, apiserver_config).context("preparing the API server")?;
     let url = apiserver.url().to_string();
     let kubeconfig = apiserver.kubeconfig_path();
     let kubelet_sans = vec!["127.0.0.1".to_string(), args.node_name.clone()];
