@@ -54,11 +54,29 @@ impl VnodeProcess {
 
     /// Like [`VnodeProcess::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Result<Self> {
+        Self::start_logged(args, env, None, timeout)
+    }
+
+    /// Like [`VnodeProcess::start_with_env`], with stderr written to `stderr_file` (created
+    /// or truncated) instead of the test's stderr when given.
+    pub fn start_logged(
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let stderr = match stderr_file {
+            Some(path) => Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
         let mut cmd = Command::new(vnode_bin());
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -165,4 +183,624 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ sits in the repository root")
         .to_path_buf()
+}
+
+/// A built plugin component from `target/plugins` (built by `vnode-plugin-host`'s build
+/// script), e.g. `plugin_wasm("zone_spread")`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    repo_root()
+        .join("target/plugins/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
+}
+
+/// Polls `f` every 250 ms until it returns `Some` (then returns it) or `timeout` passes
+/// (then fails naming `what` and the last error `f` returned).
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last_err = None;
+    while std::time::Instant::now() < deadline {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("timed out waiting for {what} (last error: {last_err:?})")
+}
+
+/// `kubectl ARGS… -o json`, parsed; fails with kubectl's stderr when it exits non-zero.
+pub fn get_json(kubeconfig: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let (code, out, err) = kubectl(kubeconfig, &all)?;
+    if code != 0 {
+        bail!("kubectl {args:?} failed: {err}");
+    }
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// Writes `yaml` to `dir/name` and `kubectl apply`s it.
+pub fn apply_yaml(kubeconfig: &Path, dir: &Path, name: &str, yaml: &str) -> Result<()> {
+    let file = dir.join(name);
+    std::fs::write(&file, yaml)?;
+    let (code, _, err) = kubectl(kubeconfig, &["apply", "-f", &file.to_string_lossy()])?;
+    if code != 0 {
+        bail!("kubectl apply {name} failed: {err}");
+    }
+    Ok(())
+}
+
+/// Whether a Node object (JSON) has condition `Ready=True`.
+pub fn node_is_ready(node: &serde_json::Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Plain-HTTP GET (the daemon's operations port): (status code, body).
+pub fn http_get(base: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .context("no status line")?
+        .parse()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Status code of a plain-HTTP GET.
+pub fn http_status(base: &str, path: &str) -> Result<u16> {
+    Ok(http_get(base, path)?.0)
+}
+
+/// The value of tag `key` on a container group.
+pub fn group_tag<'a>(g: &'a vnode_eci::model::ContainerGroup, key: &str) -> Option<&'a str> {
+    g.tags
+        .iter()
+        .find(|t| t.key == key)
+        .map(|t| t.value.as_str())
+}
+
+/// The default ServiceAccount without a mounted token, for tests that do not want the
+/// daemon to mint one through TokenRequest for every pod.
+pub const NO_TOKEN_SA: &str = "apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: default
+  namespace: default
+automountServiceAccountToken: false
+";
+
+/// Options for a [`Sandbox`]; start it with [`SandboxBuilder::start`].
+///
+/// Defaults: `vnode apiserver`, `vnode eci-emulator --no-quotas`, the default
+/// ServiceAccount without a token ([`NO_TOKEN_SA`]), and one `vnode run` configured through
+/// the seed manifest's environment (taint, two zones `cn-hangzhou-h`/`-i`, the emulator's
+/// AccessKey, cluster `e2e`, identity `replica-a`) with fast intervals, leader election off,
+/// a kubelet API on a free port trusting the API server's CA; `start` waits for the node to
+/// be Ready.
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    cluster: String,
+    emulator: bool,
+    emulator_profile: Option<String>,
+    emulator_args: Vec<String>,
+    apiserver_args: Vec<String>,
+    audit_log: bool,
+    access_key: (String, String),
+    config: serde_yaml::Value,
+    env: Vec<(String, Option<String>)>,
+    daemon_args: Vec<String>,
+    no_token_sa: bool,
+    kubelet_serving_cert: bool,
+    daemon: bool,
+    wait_ready: bool,
+    capture_daemon_logs: bool,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        let config = serde_yaml::from_str(
+            "intervals: {leaseRenew: 1s, nodeStatus: 3s}\n\
+             listen: {kubelet: \"127.0.0.1:0\"}\n\
+             kubelet: {authorization: alwaysAllow}\n\
+             leaderElection: {enabled: false}\n\
+             shutdownGrace: 5s\n",
+        )
+        .expect("the base daemon config is valid YAML");
+        Self {
+            cluster: "e2e".into(),
+            emulator: true,
+            emulator_profile: None,
+            emulator_args: vec!["--no-quotas".into()],
+            apiserver_args: Vec::new(),
+            audit_log: false,
+            access_key: (
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID.into(),
+                vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET.into(),
+            ),
+            config,
+            env: Vec::new(),
+            daemon_args: Vec::new(),
+            no_token_sa: true,
+            kubelet_serving_cert: false,
+            daemon: true,
+            wait_ready: true,
+            capture_daemon_logs: false,
+        }
+    }
+}
+
+/// Merges `over` into `base`: mappings key by key (recursively), anything else replaced.
+fn merge_yaml(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
+    match (base, over) {
+        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge_yaml(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+impl SandboxBuilder {
+    /// `ECI_CLUSTER_NAME` (the `vnode.io/cluster` tag [`Sandbox::live_groups`] filters on).
+    pub fn cluster(mut self, name: &str) -> Self {
+        self.cluster = name.into();
+        self
+    }
+
+    /// No ECI emulator: `ECI_ENDPOINT` points at a closed loopback port.
+    pub fn without_emulator(mut self) -> Self {
+        self.emulator = false;
+        self
+    }
+
+    /// The emulator's behaviour profile (YAML: timing, faults, workloads; see
+    /// `host/vnode-eci-emulator/PROFILE.md`).
+    pub fn emulator_profile(mut self, yaml: &str) -> Self {
+        self.emulator_profile = Some(yaml.into());
+        self
+    }
+
+    /// Replaces the emulator's extra flags (default `--no-quotas`).
+    pub fn emulator_args(mut self, args: &[&str]) -> Self {
+        self.emulator_args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// Extra flags for `vnode apiserver` (e.g. `--audit-log FILE`).
+    pub fn apiserver_args(mut self, args: &[&str]) -> Self {
+        self.apiserver_args
+            .extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// The API server writes an audit log ([`Sandbox::audit_log`]).
+    pub fn audit_log(mut self) -> Self {
+        self.audit_log = true;
+        self
+    }
+
+    /// The AccessKey pair the emulator accepts and the daemon gets (`ECI_ACCESS_KEY`,
+    /// `ECI_SECRET_KEY`).
+    pub fn access_key(mut self, id: &str, secret: &str) -> Self {
+        self.access_key = (id.into(), secret.into());
+        self
+    }
+
+    /// Merges `yaml` into the daemon's config file (mappings merged key by key), e.g.
+    /// `"concurrency: {podWorkers: 64}"` or a `plugins:` section.
+    pub fn config(mut self, yaml: &str) -> Self {
+        let over: serde_yaml::Value =
+            serde_yaml::from_str(yaml).expect("SandboxBuilder::config takes valid YAML");
+        merge_yaml(&mut self.config, over);
+        self
+    }
+
+    /// Sets (or overrides) one environment variable of the daemon.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes one of the default environment variables of the daemon.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.push((key.into(), None));
+        self
+    }
+
+    /// Extra flags for `vnode run` (before the sandbox's `--config` and `--listen`).
+    pub fn daemon_args(mut self, args: &[&str]) -> Self {
+        self.daemon_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Leave the default ServiceAccount alone (its token is minted through TokenRequest).
+    pub fn with_service_account_token(mut self) -> Self {
+        self.no_token_sa = false;
+        self
+    }
+
+    /// The kubelet API serves a certificate from the API server's CA (so the API server
+    /// verifies it when proxying logs/exec), instead of a self-signed one.
+    pub fn kubelet_serving_cert(mut self) -> Self {
+        self.kubelet_serving_cert = true;
+        self
+    }
+
+    /// Start no daemon ([`Sandbox::spawn_daemon`] starts one later).
+    pub fn without_daemon(mut self) -> Self {
+        self.daemon = false;
+        self
+    }
+
+    /// Do not wait for the node to be Ready after starting the daemon.
+    pub fn no_wait_ready(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    /// Write each daemon's stderr to a file in the sandbox directory instead of the test's
+    /// stderr; [`Sandbox::daemon_logs`] reads them.
+    pub fn capture_daemon_logs(mut self) -> Self {
+        self.capture_daemon_logs = true;
+        self
+    }
+
+    /// Starts the processes (and waits for the node, unless told not to).
+    pub fn start(self) -> Result<Sandbox> {
+        let dir = tempfile::tempdir()?;
+        let api_dir = dir.path().join("apiserver");
+        let api_dir_s = api_dir.to_string_lossy().to_string();
+        let audit_log = self.audit_log.then(|| dir.path().join("audit.jsonl"));
+        let audit_log_s = audit_log.as_ref().map(|p| p.to_string_lossy().to_string());
+        let mut args = vec!["apiserver", "--listen", "127.0.0.1:0", "--dir", &api_dir_s];
+        if let Some(a) = &audit_log_s {
+            args.extend(["--audit-log", a]);
+        }
+        args.extend(self.apiserver_args.iter().map(String::as_str));
+        let apiserver = VnodeProcess::start(&args, Duration::from_secs(30))?;
+        let kubeconfig = api_dir.join("kubeconfig");
+
+        let emulator = if self.emulator {
+            let mut args: Vec<String> = vec![
+                "eci-emulator".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--access-key-id".into(),
+                self.access_key.0.clone(),
+                "--access-key-secret".into(),
+                self.access_key.1.clone(),
+            ];
+            args.extend(self.emulator_args.iter().cloned());
+            if let Some(profile) = &self.emulator_profile {
+                let path = dir.path().join("emulator-profile.yaml");
+                std::fs::write(&path, profile)?;
+                args.extend(["--profile".into(), path.to_string_lossy().to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Some(VnodeProcess::start(&args, Duration::from_secs(30))?)
+        } else {
+            None
+        };
+        let eci_url = emulator
+            .as_ref()
+            .map_or_else(|| "http://127.0.0.1:9".to_string(), |e| e.url.clone());
+
+        let mut kubelet = format!("kubelet: {{clientCaFile: {:?}", api_dir.join("ca.crt"));
+        if self.kubelet_serving_cert {
+            let pki = vnode_apiserver::Pki::load_or_create(&api_dir)?;
+            let cert = pki.issue_server_cert("virtual-kubelet", &["127.0.0.1".into()])?;
+            pki.write_pair("kubelet.crt", "kubelet.key", &cert)?;
+            kubelet.push_str(&format!(
+                ", tlsCertFile: {:?}, tlsKeyFile: {:?}",
+                api_dir.join("kubelet.crt"),
+                api_dir.join("kubelet.key")
+            ));
+        }
+        kubelet.push('}');
+        // The test's own settings (`config`) win over the sandbox's kubelet files.
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&kubelet)?;
+        merge_yaml(&mut config, self.config.clone());
+        let config_path = dir.path().join("vnode.yaml");
+        std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
+
+        let mut env: Vec<(String, String)> = [
+            ("KUBECONFIG", kubeconfig.to_string_lossy().to_string()),
+            ("KUBELET_PORT", "10250".into()),
+            ("VKUBELET_POD_IP", "127.0.0.1".into()),
+            ("VKUBELET_TAINT_KEY", "virtual-kubelet.io/provider".into()),
+            ("VKUBELET_TAINT_VALUE", "alibabacloud".into()),
+            ("VKUBELET_TAINT_EFFECT", "NoSchedule".into()),
+            ("ECI_REGION", "cn-hangzhou".into()),
+            (
+                "ECI_VSWITCH",
+                "cn-hangzhou-h=vsw-e2e-h,cn-hangzhou-i=vsw-e2e-i".into(),
+            ),
+            ("ECI_SECURITY_GROUP", "sg-e2e".into()),
+            ("ECI_ACCESS_KEY", self.access_key.0.clone()),
+            ("ECI_SECRET_KEY", self.access_key.1.clone()),
+            ("ECI_CLUSTER_NAME", self.cluster.clone()),
+            ("ECI_ENDPOINT", eci_url.clone()),
+            ("POD_NAME", "replica-a".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &self.env {
+            env.retain(|(ek, _)| ek != k);
+            if let Some(v) = v {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let eci = vnode_eci::EciClient::new(vnode_eci::EciClientConfig {
+            endpoint: Some(eci_url.clone()),
+            rate_limits: vnode_eci::RateLimits::unlimited(),
+            ..vnode_eci::EciClientConfig::new(
+                "cn-hangzhou",
+                vnode_eci::Credentials::new(&self.access_key.0, &self.access_key.1),
+            )
+        })?;
+        let mut sandbox = Sandbox {
+            dir,
+            api_dir,
+            kubeconfig,
+            config_path,
+            audit_log,
+            env,
+            daemon_args: self.daemon_args.clone(),
+            cluster: self.cluster.clone(),
+            capture_daemon_logs: self.capture_daemon_logs,
+            daemons_started: std::cell::Cell::new(0),
+            eci_url,
+            eci,
+            rt,
+            daemon: None,
+            emulator,
+            apiserver,
+        };
+        if self.no_token_sa {
+            sandbox.apply("no-token-sa.yaml", NO_TOKEN_SA)?;
+        }
+        if self.daemon {
+            let identity = sandbox
+                .env_value("POD_NAME")
+                .unwrap_or("replica-a")
+                .to_string();
+            sandbox.daemon = Some(sandbox.spawn_daemon(&identity)?);
+            if self.wait_ready {
+                sandbox.wait_node_ready()?;
+            }
+        }
+        Ok(sandbox)
+    }
+}
+
+/// `vnode apiserver` + `vnode eci-emulator` + `vnode run` on loopback in a temp directory,
+/// with the helpers the end-to-end tests share. Everything is stopped when dropped.
+pub struct Sandbox {
+    /// The daemon started by [`SandboxBuilder::start`] (or [`Sandbox::restart_daemon`]).
+    pub daemon: Option<VnodeProcess>,
+    /// The ECI emulator (unless [`SandboxBuilder::without_emulator`]).
+    pub emulator: Option<VnodeProcess>,
+    /// The API server.
+    pub apiserver: VnodeProcess,
+    /// The sandbox's temp directory (config, profile, captured logs).
+    pub dir: tempfile::TempDir,
+    /// The API server's directory (`ca.crt`, `kubeconfig`, `token`, PKI).
+    pub api_dir: PathBuf,
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The daemon's config file.
+    pub config_path: PathBuf,
+    /// The API server's audit log (with [`SandboxBuilder::audit_log`]).
+    pub audit_log: Option<PathBuf>,
+    /// The daemon's environment.
+    pub env: Vec<(String, String)>,
+    /// `ECI_ENDPOINT`.
+    pub eci_url: String,
+    /// An ECI client on the emulator (the production client, unlimited pacing).
+    pub eci: vnode_eci::EciClient,
+    /// A runtime for `eci` calls.
+    pub rt: tokio::runtime::Runtime,
+    daemon_args: Vec<String>,
+    cluster: String,
+    capture_daemon_logs: bool,
+    daemons_started: std::cell::Cell<usize>,
+}
+
+impl Sandbox {
+    /// Options; see [`SandboxBuilder`].
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// The default sandbox, started.
+    pub fn start() -> Result<Self> {
+        SandboxBuilder::default().start()
+    }
+
+    /// The daemon's value of environment variable `key`.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Starts another `vnode run` with this sandbox's config and environment and identity
+    /// `identity` (`POD_NAME`); returns once it prints its `listening on` line.
+    pub fn spawn_daemon(&self, identity: &str) -> Result<VnodeProcess> {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "POD_NAME")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("POD_NAME", identity));
+        let config = self.config_path.to_string_lossy().to_string();
+        let mut args = vec!["run", "--provider", "alibabacloud"];
+        args.extend(self.daemon_args.iter().map(String::as_str));
+        args.extend(["--config", &config, "--listen", "127.0.0.1:0"]);
+        let n = self.daemons_started.get();
+        self.daemons_started.set(n + 1);
+        let stderr = if self.capture_daemon_logs {
+            Some(self.dir.path().join(format!("daemon-{n}.log")))
+        } else {
+            None
+        };
+        VnodeProcess::start_logged(&args, &env, stderr.as_deref(), Duration::from_secs(60))
+    }
+
+    /// The running daemon (fails when there is none).
+    pub fn daemon(&self) -> Result<&VnodeProcess> {
+        self.daemon
+            .as_ref()
+            .context("no daemon running in the sandbox")
+    }
+
+    /// `kill -9` of the daemon (no cleanup of any kind).
+    pub fn kill_daemon(&mut self) -> Result<()> {
+        let daemon = self.daemon.take().context("no daemon to kill")?;
+        let status = Command::new("kill")
+            .args(["-KILL", &daemon.pid().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -9 {} failed", daemon.pid());
+        }
+        drop(daemon);
+        Ok(())
+    }
+
+    /// Starts the daemon again (after [`Sandbox::kill_daemon`]); does not wait for Ready.
+    pub fn restart_daemon(&mut self) -> Result<&VnodeProcess> {
+        let identity = self
+            .env_value("POD_NAME")
+            .unwrap_or("replica-a")
+            .to_string();
+        let daemon = self.spawn_daemon(&identity)?;
+        Ok(self.daemon.insert(daemon))
+    }
+
+    /// SIGTERM to the daemon; its exit status.
+    pub fn terminate_daemon(&mut self) -> Result<std::process::ExitStatus> {
+        self.daemon
+            .take()
+            .context("no daemon to stop")?
+            .terminate(Duration::from_secs(20))
+    }
+
+    /// Everything the sandbox's daemons wrote to stderr (with
+    /// [`SandboxBuilder::capture_daemon_logs`]).
+    pub fn daemon_logs(&self) -> Result<String> {
+        let mut all = String::new();
+        for n in 0..self.daemons_started.get() {
+            let path = self.dir.path().join(format!("daemon-{n}.log"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                all.push_str(&text);
+            }
+        }
+        Ok(all)
+    }
+
+    /// `kubectl ARGS…` as admin: (exit code, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        kubectl(&self.kubeconfig, args)
+    }
+
+    /// `kubectl ARGS…`, failing unless it exits 0; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        let (code, out, err) = self.kubectl(args)?;
+        if code != 0 {
+            bail!("kubectl {args:?} failed ({code}): {out}{err}");
+        }
+        Ok(out)
+    }
+
+    /// `kubectl ARGS… -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        get_json(&self.kubeconfig, args)
+    }
+
+    /// `kubectl apply` of `yaml` (written to `name` in the sandbox directory).
+    pub fn apply(&self, name: &str, yaml: &str) -> Result<()> {
+        apply_yaml(&self.kubeconfig, self.dir.path(), name, yaml)
+    }
+
+    /// Waits (30 s) for node `virtual-kubelet` to be Ready; returns it.
+    pub fn wait_node_ready(&self) -> Result<serde_json::Value> {
+        wait_for("node Ready", Duration::from_secs(30), || {
+            let node = self.get_json(&["get", "node", "virtual-kubelet"])?;
+            Ok(node_is_ready(&node).then_some(node))
+        })
+    }
+
+    /// Pods in namespace `default`.
+    pub fn pods(&self) -> Result<Vec<serde_json::Value>> {
+        let list = self.get_json(&["-n", "default", "get", "pods"])?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Pod `default/name`.
+    pub fn pod(&self, name: &str) -> Result<serde_json::Value> {
+        self.get_json(&["-n", "default", "get", "pod", name])
+    }
+
+    /// Events in every namespace.
+    pub fn events(&self) -> Result<Vec<serde_json::Value>> {
+        let list = self.get_json(&["get", "events", "-A"])?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every container group the emulator lists with this sandbox's `vnode.io/cluster` tag
+    /// (any status), through the production ECI client.
+    pub fn all_groups(&self) -> Result<Vec<vnode_eci::model::ContainerGroup>> {
+        Ok(self.rt.block_on(self.eci.describe_all_container_groups(
+            &vnode_eci::model::DescribeContainerGroupsRequest {
+                tags: vec![vnode_eci::model::Tag::new(
+                    "vnode.io/cluster",
+                    &self.cluster,
+                )],
+                ..Default::default()
+            },
+        ))?)
+    }
+
+    /// [`Sandbox::all_groups`] that are live: not terminal and not `Deleted`.
+    pub fn live_groups(&self) -> Result<Vec<vnode_eci::model::ContainerGroup>> {
+        Ok(self
+            .all_groups()?
+            .into_iter()
+            .filter(|g| !g.status.is_terminal() && g.status.as_str() != "Deleted")
+            .collect())
+    }
 }
