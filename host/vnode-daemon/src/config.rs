@@ -186,6 +186,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Explicit kubeconfig (`--kubeconfig`); `None` infers in-cluster config or `KUBECONFIG`.
     pub kubeconfig: Option<PathBuf>,
+    /// The config file (`--config`), watched while running: its `plugins` section is applied
+    /// live; other sections need a restart.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Settings of the Node object.
@@ -270,6 +273,10 @@ pub struct PluginsConfig {
     pub placement: Option<PluginSpec>,
     /// The translator plugin.
     pub translator: Option<PluginSpec>,
+    /// A candidate placement policy run in shadow (`plugins.placement.shadow`): it decides
+    /// for every live pod next to the active one, never acts, and its disagreements are
+    /// counted and logged (see `plugins::shadow`).
+    pub placement_shadow: Option<PluginSpec>,
     /// Directory for compiled plugins (`<sha256>-<engine>.cwasm`), so a restart deserializes
     /// instead of recompiling; `None` compiles at every start.
     pub cache_dir: Option<PathBuf>,
@@ -386,9 +393,142 @@ struct FileNode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FilePlugins {
-    placement: Option<PluginSpec>,
+    placement: Option<FilePlacement>,
     translator: Option<PluginSpec>,
     cache_dir: Option<PathBuf>,
+}
+
+/// `plugins.placement`: a plugin spec whose `path` may be left out when only a `shadow` is
+/// given (the built-in placement stays active).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FilePlacement {
+    path: Option<PathBuf>,
+    #[serde(default)]
+    config: serde_json::Value,
+    #[serde(default)]
+    config_file: Option<PathBuf>,
+    shadow: Option<PluginSpec>,
+}
+
+/// The config file as re-read while the daemon runs (hot reload of the `plugins` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSnapshot {
+    /// The `plugins` section, validated like at start-up.
+    pub plugins: PluginsConfig,
+    /// Every other top-level section as written (to tell which changed: those need a restart).
+    pub other_sections: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl FileSnapshot {
+    /// Reads and validates the config file at `path` the way start-up does (unknown keys,
+    /// plugin files readable, `config` xor `configFile`). Only the `plugins` section is
+    /// interpreted; other sections are kept as written for comparison.
+    pub fn read(path: &Path) -> Result<FileSnapshot, ConfigError> {
+        let file = read_file_config(path)?;
+        let label = format!("config file {}", path.display());
+        let plugins = plugins_from_file(file.plugins, &|key: &str| format!("{label}: {key}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid(
+                "VNODE_CONFIG (--config)",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let mut other_sections = BTreeMap::new();
+        if let Ok(serde_yaml::Value::Mapping(map)) =
+            serde_yaml::from_str::<serde_yaml::Value>(&text)
+        {
+            for (key, value) in map {
+                if let serde_yaml::Value::String(key) = key
+                    && key != "plugins"
+                {
+                    other_sections.insert(key, value);
+                }
+            }
+        }
+        Ok(FileSnapshot {
+            plugins,
+            other_sections,
+        })
+    }
+
+    /// Top-level sections (other than `plugins`) that differ between `self` and `next`.
+    pub fn changed_sections(&self, next: &FileSnapshot) -> Vec<String> {
+        let keys: std::collections::BTreeSet<&String> = self
+            .other_sections
+            .keys()
+            .chain(next.other_sections.keys())
+            .collect();
+        keys.into_iter()
+            .filter(|k| self.other_sections.get(*k) != next.other_sections.get(*k))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The `plugins` section, validated: plugin and configuration files must be readable, and a
+/// spec gives its configuration inline or as a file, not both. `f` prefixes a key with the
+/// config file's label.
+fn plugins_from_file(
+    file: FilePlugins,
+    f: &dyn Fn(&str) -> String,
+) -> Result<PluginsConfig, ConfigError> {
+    let (placement, placement_shadow) = match file.placement {
+        None => (None, None),
+        Some(p) => {
+            let active = match p.path {
+                Some(path) => Some(PluginSpec {
+                    path,
+                    config: p.config,
+                    config_file: p.config_file,
+                }),
+                None if !p.config.is_null() || p.config_file.is_some() => {
+                    return Err(ConfigError::missing(
+                        f("plugins.placement.path"),
+                        "a placement config or configFile needs the plugin's path",
+                    ));
+                }
+                None => None,
+            };
+            (active, p.shadow)
+        }
+    };
+    let plugins = PluginsConfig {
+        placement,
+        translator: file.translator,
+        placement_shadow,
+        cache_dir: file.cache_dir,
+    };
+    let specs = [
+        ("plugins.placement", &plugins.placement),
+        ("plugins.translator", &plugins.translator),
+        ("plugins.placement.shadow", &plugins.placement_shadow),
+    ];
+    for (key, spec) in specs {
+        let Some(spec) = spec else { continue };
+        if !spec.path.is_file() {
+            return Err(ConfigError::invalid(
+                f(&format!("{key}.path")),
+                format!("{} is not a readable file", spec.path.display()),
+            ));
+        }
+        let Some(file) = &spec.config_file else {
+            continue;
+        };
+        if !spec.config.is_null() {
+            return Err(ConfigError::invalid(
+                f(&format!("{key}.configFile")),
+                "give the configuration either inline (config) or as a file (configFile), not both",
+            ));
+        }
+        if !file.is_file() {
+            return Err(ConfigError::invalid(
+                f(&format!("{key}.configFile")),
+                format!("{} is not a readable file", file.display()),
+            ));
+        }
+    }
+    Ok(plugins)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -660,45 +800,7 @@ impl Config {
         )?;
 
         // --- plugins ---
-        let plugins = PluginsConfig {
-            placement: file.plugins.placement,
-            translator: file.plugins.translator,
-            cache_dir: file.plugins.cache_dir,
-        };
-        for (key, spec) in [
-            ("plugins.placement.path", &plugins.placement),
-            ("plugins.translator.path", &plugins.translator),
-        ] {
-            if let Some(spec) = spec
-                && !spec.path.is_file()
-            {
-                return Err(ConfigError::invalid(
-                    f(key),
-                    format!("{} is not a readable file", spec.path.display()),
-                ));
-            }
-        }
-        for (key, spec) in [
-            ("plugins.placement.configFile", &plugins.placement),
-            ("plugins.translator.configFile", &plugins.translator),
-        ] {
-            let Some(spec) = spec else { continue };
-            let Some(file) = &spec.config_file else {
-                continue;
-            };
-            if !spec.config.is_null() {
-                return Err(ConfigError::invalid(
-                    f(key),
-                    "give the configuration either inline (config) or as a file (configFile), not both",
-                ));
-            }
-            if !file.is_file() {
-                return Err(ConfigError::invalid(
-                    f(key),
-                    format!("{} is not a readable file", file.display()),
-                ));
-            }
-        }
+        let plugins = plugins_from_file(file.plugins, &f)?;
 
         // --- intervals ---
         let intervals = Intervals {
@@ -893,6 +995,7 @@ impl Config {
             leader_election,
             shutdown_grace,
             kubeconfig: flags.kubeconfig.clone(),
+            config_file: flags.config.clone(),
         })
     }
 }
@@ -1471,5 +1574,91 @@ mod tests {
         let p = c.plugins.placement.expect("placement configured");
         assert_eq!(p.config["zones"][1], "b");
         assert!(c.plugins.translator.is_none());
+        assert!(c.plugins.placement_shadow.is_none());
+    }
+
+    #[test]
+    fn a_shadow_is_a_plugin_spec_under_placement_validated_the_same_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = dir.path().join("p.wasm");
+        let conf = dir.path().join("p.conf");
+        std::fs::write(&wasm, b"\0asm").expect("write");
+        std::fs::write(&conf, "a = 1").expect("write");
+        let (w, cf) = (wasm.display(), conf.display());
+
+        // With an active placement.
+        let c = build_yaml(
+            &seed(),
+            &format!("plugins:\n  placement:\n    path: {w}\n    shadow: {{path: {w}, configFile: {cf}}}\n"),
+        )
+        .expect("valid");
+        assert_eq!(c.plugins.placement.expect("active").path, wasm);
+        let shadow = c.plugins.placement_shadow.expect("shadow");
+        assert_eq!(shadow.config_file.as_deref(), Some(conf.as_path()));
+
+        // Only a shadow: the built-in placement stays active.
+        let c = build_yaml(
+            &seed(),
+            &format!("plugins:\n  placement:\n    shadow: {{path: {w}, config: \"a = 1\"}}\n"),
+        )
+        .expect("valid");
+        assert!(c.plugins.placement.is_none());
+        assert_eq!(c.plugins.placement_shadow.expect("shadow").config, "a = 1");
+
+        // Refused like any spec, naming the key.
+        for (yaml, key) in [
+            (
+                "plugins: {placement: {shadow: {path: /nonexistent.wasm}}}".to_string(),
+                "plugins.placement.shadow.path",
+            ),
+            (
+                format!(
+                    "plugins: {{placement: {{shadow: {{path: {w}, config: x, configFile: {cf}}}}}}}"
+                ),
+                "plugins.placement.shadow.configFile",
+            ),
+            (
+                format!("plugins: {{placement: {{shadow: {{path: {w}, bogus: 1}}}}}}"),
+                "bogus",
+            ),
+            (
+                "plugins: {placement: {config: \"a = 1\"}}".to_string(),
+                "plugins.placement.path",
+            ),
+        ] {
+            let e = build_yaml(&seed(), &yaml).expect_err(&yaml).to_string();
+            assert!(e.contains(key), "{yaml}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_tells_the_plugins_section_from_sections_that_need_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = dir.path().join("p.wasm");
+        std::fs::write(&wasm, b"\0asm").expect("write");
+        let path = dir.path().join("vnode.yaml");
+        let write = |poll: &str, shadow: bool| {
+            let mut text = format!(
+                "intervals: {{podStatusPoll: {poll}}}\nplugins:\n  placement:\n    path: {}\n",
+                wasm.display()
+            );
+            if shadow {
+                text.push_str(&format!("    shadow: {{path: {}}}\n", wasm.display()));
+            }
+            std::fs::write(&path, text).expect("write");
+        };
+        write("5s", false);
+        let a = FileSnapshot::read(&path).expect("valid");
+        write("5s", true);
+        let b = FileSnapshot::read(&path).expect("valid");
+        assert!(a.changed_sections(&b).is_empty());
+        assert!(a.plugins.placement_shadow.is_none() && b.plugins.placement_shadow.is_some());
+        write("7s", true);
+        let c = FileSnapshot::read(&path).expect("valid");
+        assert_eq!(a.changed_sections(&c), ["intervals"]);
+        std::fs::write(&path, "plugins: {placement: {path: /nonexistent.wasm}}").expect("write");
+        let e = FileSnapshot::read(&path).expect_err("refused").to_string();
+        assert!(e.contains("plugins.placement.path"), "{e}");
     }
 }

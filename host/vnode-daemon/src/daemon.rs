@@ -135,7 +135,8 @@ pub async fn run(
         index.clone(),
         metrics.clone(),
         eci_path::NodeSettings::from_config(&config),
-    );
+    )
+    .with_shadow(plugins.shadow.clone());
     let (pod_ctl, pod_writer) = pods::controller(
         client.clone(),
         config.node.name.clone(),
@@ -180,6 +181,14 @@ pub async fn run(
     tracing::info!(metrics = %listening.metrics, kubelet = %listening.kubelet, node = %config.node.name, "vnode daemon serving");
     // Both replicas show their plugin health; only the leader's node controller writes it.
     tracker.spawn(plugins.forward_health(health_tx.clone(), token.child_token()));
+    // The config file's `plugins` section is applied live (shadow rollout, promotion).
+    if let Some(path) = &config.config_file {
+        tracker.spawn(plugins.watch_config_file(
+            path.clone(),
+            metrics.clone(),
+            token.child_token(),
+        ));
+    }
     let handles = Handles {
         plugin_health: health_tx,
     };

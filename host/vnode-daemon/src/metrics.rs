@@ -62,6 +62,17 @@ pub struct PluginLabels {
     pub outcome: String,
 }
 
+/// Label set of shadow placement comparisons.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    /// `name@version` of the active placement that decided.
+    pub active: String,
+    /// `name@version` of the shadow candidate.
+    pub shadow: String,
+    /// `agree`, `disagree`, `shadow_error` or `dropped`.
+    pub result: String,
+}
+
 /// Label set of plugin decision latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLatencyLabels {
@@ -145,6 +156,8 @@ pub struct Metrics {
     status_writes: Family<ResultLabels, Counter>,
     status_poll_seconds: Family<PollLabels, Histogram, fn() -> Histogram>,
     pods_by_phase: Family<PodPhaseLabels, Gauge>,
+    shadow_decisions: Family<ShadowLabels, Counter>,
+    plugin_config_reloads: Family<ResultLabels, Counter>,
     /// Container groups in the index (this node's groups in ECI).
     pub groups_known: Gauge,
     /// ECI events published as pod events.
@@ -180,6 +193,8 @@ impl Metrics {
             status_writes: Family::default(),
             status_poll_seconds: Family::new_with_constructor(poll_histogram),
             pods_by_phase: Family::default(),
+            shadow_decisions: Family::default(),
+            plugin_config_reloads: Family::default(),
             groups_known: Gauge::default(),
             eci_events_mirrored: Counter::default(),
         };
@@ -278,6 +293,16 @@ impl Metrics {
             "ECI container-group events published as pod events",
             m.eci_events_mirrored.clone(),
         );
+        registry.register(
+            "plugin_shadow_decisions",
+            "Shadow placement runs by active and shadow name@version and result (agree, disagree, shadow_error, dropped)",
+            m.shadow_decisions.clone(),
+        );
+        registry.register(
+            "plugin_config_reloads",
+            "Re-reads of the config file's plugins section by result (applied, unchanged, refused, restart_needed)",
+            m.plugin_config_reloads.clone(),
+        );
         *m.registry.lock() = registry;
         m
     }
@@ -287,6 +312,26 @@ impl Metrics {
         self.node_errors
             .get_or_create(&StepLabels {
                 step: step.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one shadow placement run (or a dropped one).
+    pub fn shadow_decision(&self, active: &str, shadow: &str, result: &str) {
+        self.shadow_decisions
+            .get_or_create(&ShadowLabels {
+                active: active.to_string(),
+                shadow: shadow.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one re-read of the config file's plugins section.
+    pub fn plugin_config_reload(&self, result: &str) {
+        self.plugin_config_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
             })
             .inc();
     }

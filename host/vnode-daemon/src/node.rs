@@ -82,6 +82,10 @@ pub struct PluginHealth {
     pub placement: Option<ActivePlugin>,
     /// The live translator plugin.
     pub translator: Option<ActivePlugin>,
+    /// The placement candidate running in shadow (`plugins.placement.shadow`), if any: it
+    /// decides next to the active one but never acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_shadow: Option<ActivePlugin>,
     /// The most recent refused reload, if any.
     pub last_refused_reload: Option<RefusedReload>,
 }
@@ -97,6 +101,12 @@ impl PluginHealth {
             show(&self.placement),
             show(&self.translator)
         );
+        if let Some(shadow) = &self.placement_shadow {
+            message.push_str(&format!(
+                ", placement shadow {}",
+                show(&Some(shadow.clone()))
+            ));
+        }
         if let Some(r) = &self.last_refused_reload {
             message.push_str(&format!(
                 "; last refused {} reload {} at {}: {}",
@@ -110,7 +120,7 @@ impl PluginHealth {
     }
 }
 
-fn active(identity: &vnode_plugin_host::PluginIdentity) -> ActivePlugin {
+pub(crate) fn active(identity: &vnode_plugin_host::PluginIdentity) -> ActivePlugin {
     ActivePlugin {
         name: identity.name.clone(),
         version: identity.version.clone(),
@@ -118,7 +128,7 @@ fn active(identity: &vnode_plugin_host::PluginIdentity) -> ActivePlugin {
     }
 }
 
-fn refused(slot: &str, r: &vnode_plugin_host::RefusedReload) -> RefusedReload {
+pub(crate) fn refused(slot: &str, r: &vnode_plugin_host::RefusedReload) -> RefusedReload {
     RefusedReload {
         slot: slot.to_string(),
         path: r.file.display().to_string(),
@@ -144,6 +154,7 @@ pub fn health_from_slots(
     PluginHealth {
         placement: Some(active(&placement.active)),
         translator: Some(active(&translator.active)),
+        placement_shadow: None,
         last_refused_reload: newest,
     }
 }
@@ -828,6 +839,7 @@ mod tests {
                 reason: "missing export".into(),
                 at: "2026-11-25T18:00:00Z".into(),
             }),
+            placement_shadow: None,
         });
         let report = c.tick(false).await.expect("tick");
         assert!(

@@ -164,6 +164,8 @@ pub struct EciPodPath {
     node: NodeSettings,
     progress: Mutex<HashMap<String, Progress>>,
     stockouts: Mutex<VecDeque<(String, String, Instant)>>,
+    /// A placement candidate run next to the active one, never acting (shadow rollout).
+    shadow: Option<Arc<crate::plugins::shadow::ShadowPlacement>>,
 }
 
 /// `name@version`, the label and annotation form of a plugin identity.
@@ -308,7 +310,15 @@ impl EciPodPath {
             node,
             progress: Mutex::new(HashMap::new()),
             stockouts: Mutex::new(VecDeque::new()),
+            shadow: None,
         }
+    }
+
+    /// Runs `shadow`'s candidate (when one is configured) on every placement input, off the
+    /// critical path; see [`crate::plugins::shadow`].
+    pub fn with_shadow(mut self, shadow: Arc<crate::plugins::shadow::ShadowPlacement>) -> Self {
+        self.shadow = Some(shadow);
+        self
     }
 
     fn note_stockout(&self, zone: Option<String>, spec: Option<String>) {
@@ -678,6 +688,12 @@ impl PodPath for EciPodPath {
             .map_err(|e| StepError::new(FailureKind::Permanent, "InvalidPod", e.to_string()))?;
         let previous = self.progress.lock().get(&uid).map_or(0, |p| p.decisions);
         let context = self.context(previous);
+        // The shadow gets the very same inputs; copied only while a shadow is configured.
+        let shadow_input = self
+            .shadow
+            .as_ref()
+            .filter(|s| s.is_enabled())
+            .map(|s| (s.clone(), view.clone(), context.clone()));
         let started = Instant::now();
         let decided = self.placement.place(view, context).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -697,6 +713,9 @@ impl PodPath for EciPodPath {
                 ));
             }
         };
+        if let Some((shadow, view, context)) = shadow_input {
+            shadow.submit(pod_key(pod), view, context, &decided, &self.metrics);
+        }
         let label = plugin_label(&decided.plugin);
         let mut progress = self.progress.lock();
         let p = progress.entry(uid).or_default();

@@ -139,49 +139,19 @@ fn effective_request(pod: &PodView) -> (u64, u64) {
         .fold(apps, |acc, c| (acc.0.max(c.0), acc.1.max(c.1)))
 }
 
-/// What differs between two outcomes for the same pod (reasons are ignored: two policies
-/// always word them differently).
+/// What differs between two outcomes for the same pod: the daemon's shadow rollout rule
+/// (`vnode_daemon::plugins::shadow::decision_differences`, reasons ignored), so a
+/// simulation predicts the daemon's `agree`/`disagree` counts; two errors are the same
+/// outcome, an error and a decision are not.
 fn differing_fields(
     a: &Result<Decision, String>,
     b: &Result<Decision, String>,
 ) -> Vec<&'static str> {
-    let kind = |d: &Result<Decision, String>| match d {
-        Err(_) => "error",
-        Ok(Decision::Accept(_)) => "accept",
-        Ok(Decision::Refuse(_)) => "refuse",
-        Ok(Decision::Defer(_)) => "defer",
-    };
-    let (Ok(Decision::Accept(a)), Ok(Decision::Accept(b))) = (a, b) else {
-        return if kind(a) == kind(b) {
-            Vec::new()
-        } else {
-            vec!["decision"]
-        };
-    };
-    let mut out = Vec::new();
-    let (Some(fa), Some(fb)) = (a.attempts.first(), b.attempts.first()) else {
-        return vec!["attempts"];
-    };
-    if fa.zone_id != fb.zone_id {
-        out.push("zone");
+    match (a, b) {
+        (Ok(a), Ok(b)) => vnode_daemon::plugins::shadow::decision_differences(a, b),
+        (Err(_), Err(_)) => Vec::new(),
+        _ => vec!["decision"],
     }
-    if fa.vswitch_ids != fb.vswitch_ids {
-        out.push("vswitches");
-    }
-    if fa.sizing != fb.sizing {
-        out.push("sizing");
-    }
-    if fa.spot != fb.spot || fa.spot_duration_hours != fb.spot_duration_hours {
-        out.push("spot");
-    }
-    if fa.extra_tags != fb.extra_tags {
-        out.push("tags");
-    }
-    let rest = |x: &[Attempt]| x.iter().skip(1).cloned().collect::<Vec<_>>();
-    if rest(&a.attempts) != rest(&b.attempts) {
-        out.push("fallbacks");
-    }
-    out
 }
 
 fn outcome_json(d: &Result<Decision, String>) -> Value {
