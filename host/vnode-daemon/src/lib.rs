@@ -11,10 +11,12 @@
 //! - [`pods`]: the pod controller: watcher, keyed queue, the pure lifecycle `step`, and the
 //!   production pod path (plugins → ECI).
 //! - [`groups`]: pod UID → ECI container group index, ECI tag/annotation names, the observer.
+//! - [`events`]: pod events, queued and written in the background (never on a pod's path).
 //! - [`daemon`]: wiring of all of the above under one cancellation token.
 
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod groups;
 pub mod kube_client;
 pub mod kubelet_api;

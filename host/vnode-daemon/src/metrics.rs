@@ -98,9 +98,12 @@ pub struct EciActionLabels {
     pub action: String,
 }
 
+/// Plugin decisions take tens to hundreds of microseconds, ECI calls milliseconds to
+/// seconds: fine steps below 5 ms so a p99 is not just "under 0.5 ms".
 fn latency_histogram() -> Histogram {
     Histogram::new([
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        0.000025, 0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0015,
+        0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ])
 }
 

@@ -38,10 +38,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -55,7 +55,7 @@ use vnode_eci::model::{
 use vnode_mapping::pod_status::{VANISHED_REASON, pod_status, vanished_status};
 
 use super::reconcile::{self, PodFacts, PodLookup, Verdict};
-use super::status::{self, event_identity, is_terminal_phase, needs_write, status_patch};
+use super::status::{event_identity, is_terminal_phase, needs_write, status_patch};
 use super::{GroupIndex, annotations, tags};
 use crate::metrics::Metrics;
 
@@ -98,7 +98,7 @@ pub struct Observer {
     index: Arc<GroupIndex>,
     settings: ObserverSettings,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: crate::events::EventSink,
     store_ready: AtomicBool,
     sweep_now: Notify,
     /// Event identities already published, per pod UID.
@@ -135,7 +135,16 @@ impl Observer {
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), reporter);
+        // Written in the background: the poller never waits for an event.
+        let events = crate::events::EventSink::spawn(
+            client.clone(),
+            crate::events::Reporter {
+                instance: reporter
+                    .instance
+                    .unwrap_or_else(|| reporter.controller.clone()),
+                controller: reporter.controller,
+            },
+        );
         Self {
             client,
             eci,
@@ -143,7 +152,7 @@ impl Observer {
             index,
             settings,
             metrics,
-            recorder,
+            events,
             store_ready: AtomicBool::new(false),
             sweep_now: Notify::new(),
             seen_events: Mutex::new(HashMap::new()),
@@ -806,23 +815,14 @@ impl Observer {
     }
 
     async fn publish(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) -> bool {
-        let ev = KubeEvent {
-            type_: kind,
-            reason: status::truncate(reason, 128).to_string(),
-            note: Some(status::truncate(message, 1000).to_string()),
-            action: "ContainerGroupEvent".into(),
-            secondary: None,
+        let kind = match kind {
+            EventType::Warning => crate::events::EventKind::Warning,
+            EventType::Normal => crate::events::EventKind::Normal,
         };
-        match self.recorder.publish(&ev, &object_ref(pod)).await {
-            Ok(()) => {
-                self.metrics.eci_events_mirrored.inc();
-                true
-            }
-            Err(e) => {
-                tracing::warn!(pod = %pod_key(pod), error = %e, "publishing a pod event failed");
-                false
-            }
-        }
+        self.events
+            .publish(pod, kind, reason, message, "ContainerGroupEvent");
+        self.metrics.eci_events_mirrored.inc();
+        true
     }
 
     fn update_gauges(&self) {
@@ -886,17 +886,6 @@ fn pod_key_of(g: &ContainerGroup) -> String {
         reconcile::tag(g, tags::NAMESPACE).unwrap_or_default(),
         reconcile::tag(g, tags::POD_NAME).unwrap_or_default()
     )
-}
-
-fn object_ref(pod: &Pod) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: pod.metadata.uid.clone(),
-        ..ObjectReference::default()
-    }
 }
 
 #[cfg(test)]

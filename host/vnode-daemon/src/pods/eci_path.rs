@@ -48,6 +48,11 @@ const MAX_DEFERRAL: Duration = Duration::from_secs(600);
 const STOCKOUT_MEMORY: Duration = Duration::from_secs(600);
 /// At most this many recent stock-outs are passed to placement.
 const MAX_STOCKOUTS: usize = 32;
+/// How long one service-account token serves new pods (it is requested for an hour).
+const TOKEN_REUSE: Duration = Duration::from_secs(60);
+
+/// One cached token; the async lock makes concurrent misses wait for a single request.
+type TokenSlot = tokio::sync::Mutex<Option<(String, Instant)>>;
 
 /// What the pod path needs to know about the node (from [`Config`]).
 #[derive(Debug, Clone)]
@@ -164,6 +169,9 @@ pub struct EciPodPath {
     node: NodeSettings,
     progress: Mutex<HashMap<String, Progress>>,
     stockouts: Mutex<VecDeque<(String, String, Instant)>>,
+    /// Service-account tokens by (namespace, service account, audience), with when they
+    /// were requested (see [`EciPodPath::service_account_token`]).
+    tokens: Mutex<HashMap<(String, String, String), Arc<TokenSlot>>>,
     /// A placement candidate run next to the active one, never acting (shadow rollout).
     shadow: Option<Arc<crate::plugins::shadow::ShadowPlacement>>,
 }
@@ -246,48 +254,6 @@ pub async fn list_node_groups(
         .collect())
 }
 
-/// Start-up listing into the index, retried with backoff until one complete listing
-/// succeeds (the controller creates nothing before it). The observer's periodic listing
-/// (`groups::observer`) supersedes this once it runs; this is the minimum the create path
-/// needs to be safe on its own.
-pub async fn initial_listing(
-    eci: EciClient,
-    cluster: String,
-    node: String,
-    index: Arc<GroupIndex>,
-    token: tokio_util::sync::CancellationToken,
-) {
-    let mut attempt = 0u32;
-    while !index.is_listed() {
-        let started = Instant::now();
-        let result = tokio::select! {
-            biased;
-            () = token.cancelled() => return,
-            r = list_node_groups(&eci, &cluster, &node, None) => r,
-        };
-        match result {
-            Ok(entries) => {
-                tracing::info!(
-                    groups = entries.len(),
-                    "listed this node's container groups"
-                );
-                index.replace_all(entries, started);
-                return;
-            }
-            Err(e) => {
-                let delay = super::state::backoff(attempt).min(Duration::from_secs(30));
-                attempt = attempt.saturating_add(1);
-                tracing::warn!(error = %e, retry_in = ?delay, "listing this node's container groups failed; nothing is created until it succeeds");
-                tokio::select! {
-                    biased;
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-}
-
 impl EciPodPath {
     /// A pod path over these clients, slots and index.
     #[allow(clippy::too_many_arguments)]
@@ -310,6 +276,7 @@ impl EciPodPath {
             node,
             progress: Mutex::new(HashMap::new()),
             stockouts: Mutex::new(VecDeque::new()),
+            tokens: Mutex::new(HashMap::new()),
             shadow: None,
         }
     }
@@ -399,6 +366,51 @@ impl EciPodPath {
         req.client_token = Some(client_token_for_pod(&uid_of(pod), 0));
     }
 
+    /// A token for service account `ns/sa` and `audience` (empty: the API server's). The
+    /// tokens are not bound to a pod, so pods of one service account created within
+    /// [`TOKEN_REUSE`] share one TokenRequest: a burst of a thousand pods costs the API server
+    /// one token signature instead of a thousand, and each token still has all but a minute
+    /// of its hour. Concurrent misses for the same key wait for one request.
+    async fn service_account_token(
+        &self,
+        ns: &str,
+        sa: &str,
+        audience: &str,
+    ) -> Result<Option<String>, kube::Error> {
+        let slot = self
+            .tokens
+            .lock()
+            .entry((ns.to_string(), sa.to_string(), audience.to_string()))
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some((token, at)) = cached.as_ref()
+            && at.elapsed() < TOKEN_REUSE
+        {
+            return Ok(Some(token.clone()));
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: if audience.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![audience.to_string()]
+                },
+                expiration_seconds: Some(3607),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let requested = Instant::now();
+        let sas: Api<ServiceAccount> = Api::namespaced(self.kube.clone(), ns);
+        let answer = sas
+            .create_token_request(sa, &PostParams::default(), &request)
+            .await?;
+        let token = answer.status.map(|s| s.token);
+        *cached = token.clone().map(|t| (t, requested));
+        Ok(token)
+    }
+
     async fn fetch_references(&self, pod: &Pod) -> Result<Referenced, StepError> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let wanted = translator_input::references(pod);
@@ -436,30 +448,12 @@ impl EciPodPath {
                 .as_ref()
                 .and_then(|s| s.service_account_name.clone())
                 .unwrap_or_else(|| "default".into());
-            let sas: Api<ServiceAccount> = Api::namespaced(self.kube.clone(), ns);
             for audience in &wanted.token_audiences {
-                let request = TokenRequest {
-                    spec: TokenRequestSpec {
-                        audiences: if audience.is_empty() {
-                            Vec::new()
-                        } else {
-                            vec![audience.clone()]
-                        },
-                        expiration_seconds: Some(3607),
-                        ..TokenRequestSpec::default()
-                    },
-                    ..TokenRequest::default()
-                };
-                match sas
-                    .create_token_request(&sa_name, &PostParams::default(), &request)
-                    .await
-                {
-                    Ok(t) => {
-                        if let Some(status) = t.status {
-                            refs.service_account_tokens
-                                .insert(audience.clone(), status.token);
-                        }
+                match self.service_account_token(ns, &sa_name, audience).await {
+                    Ok(Some(token)) => {
+                        refs.service_account_tokens.insert(audience.clone(), token);
                     }
+                    Ok(None) => {}
                     // Reported by `resolve` as FailedToRetrieveServiceAccountToken.
                     Err(e) => {
                         tracing::warn!(pod = %pod_key(pod), service_account = %sa_name, error = %e, "TokenRequest failed")

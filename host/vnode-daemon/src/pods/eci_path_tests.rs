@@ -181,15 +181,13 @@ impl Fixture {
             .await;
     }
 
+    /// One complete listing into the index (what the observer does at start-up).
     async fn list(&self) {
-        initial_listing(
-            self.eci.clone(),
-            "test".into(),
-            "vk".into(),
-            self.index.clone(),
-            self.token.clone(),
-        )
-        .await;
+        let started = Instant::now();
+        let entries = list_node_groups(&self.eci, "test", "vk", None)
+            .await
+            .expect("listing");
+        self.index.replace_all(entries, started);
     }
 
     async fn groups(&self) -> Vec<vnode_eci::model::ContainerGroup> {
@@ -207,7 +205,9 @@ impl Fixture {
             .get(&format!("/api/v1/namespaces/default/pods/{name}"))
     }
 
-    fn reasons(&self) -> Vec<String> {
+    /// Reasons of the events written so far (after the queued ones are written).
+    async fn reasons(&self) -> Vec<String> {
+        self.ctl.events.flushed().await;
         self.fake
             .values_under(NS_EVENTS)
             .iter()
@@ -267,7 +267,7 @@ async fn creates_a_tagged_group_annotates_the_pod_and_records_it() {
         "{ann}"
     );
     assert!(ann[groups::annotations::SPEC].is_string(), "{ann}");
-    let reasons = f.reasons();
+    let reasons = f.reasons().await;
     assert!(reasons.contains(&"Placed".to_string()), "{reasons:?}");
     assert!(reasons.contains(&"Created".to_string()), "{reasons:?}");
     assert_eq!(
@@ -330,7 +330,7 @@ async fn a_group_that_already_exists_is_adopted_not_created_again() {
         pod["metadata"]["annotations"][groups::annotations::GROUP_ID],
         existing.as_str()
     );
-    assert!(!f.reasons().contains(&"Created".to_string()));
+    assert!(!f.reasons().await.contains(&"Created".to_string()));
 }
 
 #[tokio::test]
@@ -397,7 +397,7 @@ async fn no_stock_anywhere_retries_with_backoff_and_one_event() {
     );
     f.work("nginx").await;
     assert!(f.groups().await.is_empty());
-    let no_stock = f.reasons().iter().filter(|r| *r == "NoStock").count();
+    let no_stock = f.reasons().await.iter().filter(|r| *r == "NoStock").count();
     assert_eq!(no_stock, 1, "one event per distinct reason");
     let rec = f.ctl.records.lock()["default/nginx"].clone();
     assert!(rec.attempts >= 2, "backoff grows: {}", rec.attempts);
@@ -430,7 +430,7 @@ async fn a_refused_pod_with_restart_policy_never_is_failed_with_the_reason() {
     let pod = f.pod("web").expect("pod");
     assert!(pod["status"]["phase"].is_null(), "{pod}");
     assert_eq!(f.state("web"), Some(PodState::Pending));
-    assert!(f.reasons().contains(&"PlacementRefused".to_string()));
+    assert!(f.reasons().await.contains(&"PlacementRefused".to_string()));
 }
 
 #[tokio::test]
@@ -446,7 +446,11 @@ async fn a_missing_mandatory_secret_blocks_an_optional_one_does_not() {
     f.apply(&mandatory);
     f.work("mandatory").await;
     assert!(f.groups().await.is_empty(), "no create without the Secret");
-    assert!(f.reasons().contains(&"MandatorySecretNotFound".to_string()));
+    assert!(
+        f.reasons()
+            .await
+            .contains(&"MandatorySecretNotFound".to_string())
+    );
     assert_eq!(f.state("mandatory"), Some(PodState::Pending));
     assert!(
         f.pod("mandatory").expect("pod")["status"]["phase"].is_null(),
@@ -462,7 +466,11 @@ async fn a_missing_mandatory_secret_blocks_an_optional_one_does_not() {
     f.work("optional").await;
     assert_eq!(f.state("optional"), Some(PodState::Running));
     assert_eq!(f.groups().await.len(), 1);
-    assert!(f.reasons().contains(&"OptionalSecretNotFound".to_string()));
+    assert!(
+        f.reasons()
+            .await
+            .contains(&"OptionalSecretNotFound".to_string())
+    );
 
     // The Secret appears: the mandatory pod runs on its next check.
     f.fake.put(
@@ -526,4 +534,40 @@ async fn nothing_is_created_before_a_complete_listing() {
         .expect("done after the listing")
         .expect("joined");
     assert_eq!(f.groups().await.len(), 1);
+}
+
+#[tokio::test]
+async fn pods_of_one_service_account_share_a_token_request() {
+    let mut f = fixture(Profile::instant()).await;
+    f.fake.set_handler(|req| {
+        req.path
+            .ends_with("/serviceaccounts/default/token")
+            .then(|| {
+                (
+                    201,
+                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"audiences": []},
+                       "status": {"token": "t-1", "expirationTimestamp": "2026-11-25T19:00:00Z"}}),
+                )
+            })
+    });
+    f.list().await;
+    for (name, uid) in [("a", "uid-tok-a"), ("b", "uid-tok-b")] {
+        let mut p = pod_json(name, uid);
+        p["spec"]["volumes"] = json!([{"name": "token", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+        ]}}]);
+        f.apply(&p);
+        f.work(name).await;
+        assert_eq!(f.state(name), Some(PodState::Running), "{name}");
+    }
+    assert_eq!(f.groups().await.len(), 2);
+    assert_eq!(
+        f.fake.count(
+            &http::Method::POST,
+            "/api/v1/namespaces/default/serviceaccounts/default/token"
+        ),
+        1,
+        "one TokenRequest for both pods"
+    );
 }

@@ -12,6 +12,7 @@
 
 pub mod eci_path;
 pub mod queue;
+pub mod resolve;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,17 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{EventKind, EventSink, Reporter};
 use crate::groups;
-use crate::kubelet_api::{BackendError, LogOptions, LogStream, PodBackend, Summary};
 use crate::metrics::Metrics;
 use queue::KeyedQueue;
 use state::{Action, FailureKind, Outcome, PodFacts, PodState};
@@ -174,14 +174,16 @@ impl PodRecord {
     }
 }
 
-/// Shared state of the controller (also the kubelet API's [`PodBackend`]).
+/// Shared state of the controller.
 pub struct PodController<P> {
     client: Client,
     node_name: String,
     path: P,
     store: Store<Pod>,
     records: Mutex<HashMap<String, PodRecord>>,
-    recorder: Recorder,
+    /// Wakes pods blocked on a missing ConfigMap/Secret when it appears.
+    references: Arc<resolve::ReferenceWaiter>,
+    events: EventSink,
     metrics: Arc<Metrics>,
 }
 
@@ -194,18 +196,22 @@ pub fn controller<P: PodPath>(
     metrics: Arc<Metrics>,
 ) -> (Arc<PodController<P>>, reflector::store::Writer<Pod>) {
     let (store, writer) = reflector::store();
-    let reporter = Reporter {
-        controller: "vnode".into(),
-        instance: Some(identity),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = EventSink::spawn(
+        client.clone(),
+        Reporter {
+            controller: "vnode".into(),
+            instance: identity,
+        },
+    );
+    let references = resolve::ReferenceWaiter::new(client.clone());
     let ctl = Arc::new(PodController {
         client,
         node_name,
         path,
         store,
         records: Mutex::new(HashMap::new()),
-        recorder,
+        references,
+        events,
         metrics,
     });
     (ctl, writer)
@@ -217,17 +223,6 @@ fn key_of(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or("default"),
         pod.metadata.name.as_deref().unwrap_or("")
     )
-}
-
-fn object_ref(pod: &Pod) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: pod.metadata.uid.clone(),
-        ..ObjectReference::default()
-    }
 }
 
 /// Runs the watcher and the workers until `token` is cancelled. `ready` turns true once the
@@ -279,7 +274,11 @@ pub async fn run<P: PodPath>(
         let token = worker_token.clone();
         async move { ctl.work(&key, &queue, &token).await }
     });
-    tokio::join!(feeder, workers_fut);
+    let pruner = ctl
+        .references
+        .clone()
+        .prune_until(ctl.store.clone(), token.clone());
+    tokio::join!(feeder, workers_fut, pruner);
     tracing::info!("pod controller stopped");
 }
 
@@ -315,20 +314,9 @@ impl<P: PodPath> PodController<P> {
         }
     }
 
-    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, note: &str, action: &str) {
-        let ev = KubeEvent {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note.to_string()),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &object_ref(pod)).await {
-            tracing::warn!(pod = %key_of(pod), error = %e, "publishing event failed");
-        }
-    }
-
-    async fn publish(&self, pod: &Pod, record: &mut PodRecord, notes: Vec<Note>, action: &str) {
+    /// Queues the notes not published for this pod yet (written in the background: an
+    /// event never delays the pod).
+    fn publish(&self, pod: &Pod, record: &mut PodRecord, notes: Vec<Note>, action: &str) {
         for note in notes {
             if !record
                 .published
@@ -336,13 +324,13 @@ impl<P: PodPath> PodController<P> {
             {
                 continue;
             }
-            let type_ = if note.warning {
-                EventType::Warning
+            let kind = if note.warning {
+                EventKind::Warning
             } else {
-                EventType::Normal
+                EventKind::Normal
             };
-            self.event(pod, type_, &note.reason, &note.message, action)
-                .await;
+            self.events
+                .publish(pod, kind, &note.reason, &note.message, action);
         }
     }
 
@@ -569,6 +557,15 @@ impl<P: PodPath> PodController<P> {
                     break;
                 }
                 Action::WaitForChange(d) => {
+                    // Blocked on a missing ConfigMap/Secret: start as soon as it appears
+                    // (the slow re-check stays as a backstop).
+                    if last_error
+                        .as_ref()
+                        .is_some_and(|e| resolve::is_missing_reference(&e.reason))
+                    {
+                        self.references
+                            .wait(key, resolve::references_of(&pod), queue, token);
+                    }
                     queue.enqueue_after(key.to_string(), d, token.clone());
                     break;
                 }
@@ -594,7 +591,7 @@ impl<P: PodPath> PodController<P> {
             match result {
                 Some(Ok(notes)) => {
                     self.metrics.pod_step(label, "ok");
-                    self.publish(&pod, &mut record, notes, label).await;
+                    self.publish(&pod, &mut record, notes, label);
                     // The backoff restarts only once the pod got somewhere: a replan after
                     // "no stock anywhere" passes Place and Translate again, and must keep
                     // backing off.
@@ -614,8 +611,8 @@ impl<P: PodPath> PodController<P> {
                     // One event per distinct reason, not one per retry.
                     if record.last_event.as_deref() != Some(e.reason.as_str()) {
                         tracing::warn!(pod = %key, state = label, reason = %e.reason, message = %e.message, "pod step failed");
-                        self.event(&pod, EventType::Warning, &e.reason, &e.message, label)
-                            .await;
+                        self.events
+                            .publish(&pod, EventKind::Warning, &e.reason, &e.message, label);
                         record.last_event = Some(e.reason.clone());
                     }
                     last = Some(Outcome::Failed(e.kind));
@@ -625,59 +622,6 @@ impl<P: PodPath> PodController<P> {
             }
         }
         self.records.lock().insert(key.to_string(), record);
-    }
-}
-
-/// The kubelet API over the controller: pods from the store; the backend-side answers
-/// (running pods, logs, stats) come from ECI once it is wired.
-impl<P: PodPath> PodBackend for Arc<PodController<P>> {
-    async fn pods(&self) -> Result<Vec<Pod>, BackendError> {
-        Ok(self.store.state().iter().map(|p| (**p).clone()).collect())
-    }
-    async fn running_pods(&self) -> Result<Vec<Pod>, BackendError> {
-        let running: Vec<String> = self
-            .records
-            .lock()
-            .iter()
-            .filter(|(_, r)| r.group.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        Ok(self
-            .store
-            .state()
-            .iter()
-            .filter(|p| running.contains(&key_of(p)))
-            .map(|p| (**p).clone())
-            .collect())
-    }
-    async fn container_logs(
-        &self,
-        ns: &str,
-        pod: &str,
-        container: &str,
-        _o: LogOptions,
-    ) -> Result<LogStream, BackendError> {
-        let Some(p) = self.store.get(&ObjectRef::new(pod).within(ns)) else {
-            return Err(BackendError::NotFound(format!(
-                "pod {ns}/{pod} is not on node {}",
-                self.node_name
-            )));
-        };
-        let known = p
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.containers.iter().any(|c| c.name == container));
-        if !known {
-            return Err(BackendError::NotFound(format!(
-                "container {container} is not in pod {ns}/{pod}"
-            )));
-        }
-        Err(BackendError::NotImplemented(
-            "container logs come from ECI DescribeContainerLog, not wired into this build".into(),
-        ))
-    }
-    async fn stats_summary(&self) -> Result<Summary, BackendError> {
-        Ok(Summary::empty(&self.node_name))
     }
 }
 
@@ -785,7 +729,7 @@ mod tests {
         // The retry (idempotent create) succeeds.
         ctl.work("default/nginx", &queue, &token).await;
         assert_eq!(ctl.records.lock()["default/nginx"].state, PodState::Running);
-        assert_eq!(ctl.running_pods().await.expect("list").len(), 1);
+        assert!(ctl.records.lock()["default/nginx"].group.is_some());
         let stored = fake
             .get("/api/v1/namespaces/default/pods/nginx")
             .expect("pod");
@@ -793,6 +737,8 @@ mod tests {
             stored["metadata"]["annotations"][groups::annotations::GROUP_ID],
             "eci-1"
         );
+        // Events are written in the background.
+        ctl.events.flushed().await;
         let events = fake.count(
             &http::Method::POST,
             "/apis/events.k8s.io/v1/namespaces/default/events",

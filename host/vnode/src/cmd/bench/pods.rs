@@ -81,6 +81,11 @@ pub struct Args {
     /// Longest wait for each phase in seconds (default 60 + pods / 20).
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// The daemon's compiled-plugin cache (`plugins.cacheDir`), shared between runs so a
+    /// run does not wait for Cranelift to compile the built-in plugins again (default: a
+    /// `vnode-plugin-cache` directory under the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub plugin_cache: Option<PathBuf>,
     /// The daemon's log filter (`VNODE_LOG`); its log goes to `OUT/daemon.log`.
     #[arg(long, default_value = "info")]
     pub daemon_log: String,
@@ -102,6 +107,7 @@ impl Service {
         args: &[String],
         env: &[(&str, String)],
         log: &Path,
+        start_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the vnode executable")?;
         let log_file =
@@ -118,7 +124,7 @@ impl Service {
         let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(60), async {
+        let url = tokio::time::timeout(start_timeout, async {
             while let Some(line) = lines.next_line().await? {
                 if let Some((_, url)) = line.rsplit_once(" listening on ") {
                     return Ok::<_, anyhow::Error>(url.trim().to_string());
@@ -130,7 +136,7 @@ impl Service {
             )
         })
         .await
-        .with_context(|| format!("{name} did not start within 60 s"))??;
+        .with_context(|| format!("{name} did not start within {start_timeout:?}"))??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self { name, child, url })
@@ -164,6 +170,19 @@ struct ProcSample {
     cpu_seconds: f64,
     rss_mib: f64,
     peak_rss_mib: f64,
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
+fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| {
+            s.split_whitespace()
+                .take(3)
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -529,6 +548,9 @@ struct Report {
     latency_ms: BTreeMap<String, Option<Percentiles>>,
     correctness: BTreeMap<String, serde_json::Value>,
     daemon: BTreeMap<String, ProcSample>,
+    /// The API server, the emulator and this tool: CPU-seconds during the create phase and
+    /// the whole run (the machine's cores are shared, so their load bounds the daemon's).
+    other_processes: BTreeMap<String, BTreeMap<String, ProcSample>>,
     kubernetes_requests: BTreeMap<String, BTreeMap<String, u64>>,
     kubernetes_requests_per_pod: BTreeMap<String, f64>,
     kubernetes_pod_writes_per_pod: f64,
@@ -622,6 +644,7 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
         ],
         &[],
         &out.join("apiserver.log"),
+        phase_timeout(args),
     )
     .await?;
 
@@ -663,6 +686,7 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
             ),
         ],
         &out.join("emulator.log"),
+        phase_timeout(args),
     )
     .await?;
 
@@ -684,12 +708,26 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
     if let Some(w) = args.pod_workers {
         config.push_str(&format!("concurrency: {{podWorkers: {w}}}\n"));
     }
+    let plugin_cache = args
+        .plugin_cache
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("vnode-plugin-cache"));
+    std::fs::create_dir_all(&plugin_cache)
+        .with_context(|| format!("creating {}", plugin_cache.display()))?;
+    config.push_str(&format!(
+        "plugins: {{cacheDir: {}}}\n",
+        serde_json::to_string(&plugin_cache.to_string_lossy())?
+    ));
     if !args.real_quotas {
         // Quotas lifted in the emulator: lift the daemon's own pacing too, or its limiter
         // (documented quotas) is what gets measured.
         config.push_str("eci: {rateLimits: unlimited}\n");
     }
-    let config_path = out.join("daemon.yaml");
+    // In a directory of its own: the daemon watches its config file's directory (hot
+    // reload), and the logs and audit log written next to it would wake it constantly.
+    let config_dir = out.join("daemon-config");
+    std::fs::create_dir_all(&config_dir)?;
+    let config_path = config_dir.join("daemon.yaml");
     std::fs::write(&config_path, config)?;
     let kubeconfig = api_dir.join("kubeconfig");
     let daemon = Service::spawn(
@@ -727,6 +765,8 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
             ("VNODE_LOG_FORMAT", "text".into()),
         ],
         &out.join("daemon.log"),
+        // The daemon loads (and, with a cold cache, compiles) its plugins before it listens.
+        phase_timeout(args),
     )
     .await?;
 
@@ -752,8 +792,11 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
         .timeout(Duration::from_secs(30))
         .build()?;
 
-    // Ready: node registered and the first pod listing done.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Ready: node registered and the first pod listing done. Start-up compiles the plugins
+    // when the cache is cold, which on a loaded machine can take most of a minute: wait as
+    // long as for any phase.
+    let ready_timeout = phase_timeout(args);
+    let deadline = Instant::now() + ready_timeout;
     loop {
         let ready = http
             .get(format!("{}/readyz", daemon.url))
@@ -765,7 +808,7 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
         }
         if Instant::now() > deadline {
             bail!(
-                "the daemon did not become ready within 60 s (see {})",
+                "the daemon did not become ready within {ready_timeout:?} (see {})",
                 out.join("daemon.log").display()
             );
         }
@@ -863,6 +906,23 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         }
     });
     let proc_now = || sample_proc(daemon_pid, ticks).unwrap_or_default();
+    // The other processes on the machine's two cores, so a bottleneck outside the daemon
+    // shows up as such: the API server, the emulator and this tool itself.
+    let others: Vec<(&str, u32)> = [
+        ("apiserver", env.apiserver.pid()),
+        ("eci-emulator", env.emulator.pid()),
+        ("bench", Some(std::process::id())),
+    ]
+    .into_iter()
+    .filter_map(|(name, pid)| pid.map(|p| (name, p)))
+    .collect();
+    let others_now = || -> Vec<ProcSample> {
+        others
+            .iter()
+            .map(|(_, pid)| sample_proc(*pid, ticks).unwrap_or_default())
+            .collect()
+    };
+    let load_start = load_average();
 
     // This tool's watch on its pods.
     let watch_task = tokio::spawn({
@@ -892,6 +952,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
 
     let run_start_us = now_us();
     let proc_start = proc_now();
+    let others_start = others_now();
     let started = Instant::now();
     eprintln!(
         "bench: creating {n} pods ({}; {} in flight)",
@@ -956,6 +1017,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
     creator.await.context("creator task")?;
     let running_done_us = now_us();
     let proc_running = proc_now();
+    let others_running = others_now();
     eprintln!(
         "bench: {} ({:.1}s)",
         if all_running {
@@ -1052,6 +1114,8 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         .max(pods_gone_us);
     let delete_elapsed = delete_started.elapsed();
     let proc_end = proc_now();
+    let others_end = others_now();
+    let load_end = load_average();
     let end_us = now_us();
     sampler.abort();
     watch_task.abort();
@@ -1265,6 +1329,29 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         },
     );
 
+    let mut processes = BTreeMap::new();
+    for (i, (name, _)) in others.iter().enumerate() {
+        let (a, b, c) = (others_start[i], others_running[i], others_end[i]);
+        let mut m = BTreeMap::new();
+        m.insert(
+            "create_phase".to_string(),
+            ProcSample {
+                cpu_seconds: b.cpu_seconds - a.cpu_seconds,
+                rss_mib: b.rss_mib,
+                peak_rss_mib: b.peak_rss_mib,
+            },
+        );
+        m.insert(
+            "used_during_run".to_string(),
+            ProcSample {
+                cpu_seconds: c.cpu_seconds - a.cpu_seconds,
+                rss_mib: c.rss_mib,
+                peak_rss_mib: c.peak_rss_mib,
+            },
+        );
+        processes.insert((*name).to_string(), m);
+    }
+
     let start_ts = audit_ts(run_start_us);
     let end_ts = audit_ts(end_us + 1);
     let mut k8s = BTreeMap::new();
@@ -1326,6 +1413,8 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
             "hold_secs": args.hold_secs,
             "daemon_log": args.daemon_log,
             "cores": std::thread::available_parallelism().map(|c| c.get()).unwrap_or(0),
+            "load_average_at_start": load_start,
+            "load_average_at_end": load_end,
         }),
         pods: n,
         running,
@@ -1337,6 +1426,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         latency_ms: latency,
         correctness,
         daemon,
+        other_processes: processes,
         kubernetes_requests: k8s,
         kubernetes_requests_per_pod: per_pod,
         kubernetes_pod_writes_per_pod: pod_writes_per_pod,
@@ -1539,6 +1629,28 @@ fn print_summary(r: &Report) {
         );
         row("daemon peak RSS, MiB", format!("{:.1}", s.peak_rss_mib));
     }
+    if let Some(s) = r.daemon.get("create_phase") {
+        row(
+            "daemon CPU-seconds, create phase",
+            format!("{:.2}", s.cpu_seconds),
+        );
+    }
+    for (name, m) in &r.other_processes {
+        if let (Some(c), Some(u)) = (m.get("create_phase"), m.get("used_during_run")) {
+            row(
+                &format!("{name} CPU-s create phase / whole run"),
+                format!("{:.2}/{:.2}", c.cpu_seconds, u.cpu_seconds),
+            );
+        }
+    }
+    row(
+        "load average at start / end (1 min)",
+        format!(
+            "{:.2}/{:.2}",
+            r.setup["load_average_at_start"][0].as_f64().unwrap_or(0.0),
+            r.setup["load_average_at_end"][0].as_f64().unwrap_or(0.0)
+        ),
+    );
     row(
         "Kubernetes pod writes per pod (no events)",
         format!("{:.2}", r.kubernetes_pod_writes_per_pod),
