@@ -66,8 +66,15 @@ pub struct RuntimeArgs {
     /// Python one is ~18 MB) take tens of seconds to compile.
     #[arg(long, value_name = "DIR", env = "VNODE_PLUGIN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// CPU deadline of one call in milliseconds (the daemon's default: 50).
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    /// Deadline of one call in milliseconds (the daemon's default: 50). It is measured in
+    /// wall-clock epoch ticks, so a heavily loaded machine needs a larger one for slow
+    /// (e.g. Python) plugins.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "VNODE_PLUGIN_CALL_TIMEOUT_MS",
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
     pub call_timeout_ms: Option<u64>,
     /// Linear memory a plugin may use per call, in MiB (the daemon's default: 64).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
