@@ -96,7 +96,8 @@ fn lint() -> Result<()> {
 }
 
 /// A virtualenv in `target/pyenv` with `tests/python/requirements.txt` installed (the
-/// official Alibaba Cloud ECI SDK, used to prove the emulator is wire-faithful).
+/// official Alibaba Cloud ECI SDK, used to prove the emulator is wire-faithful, and
+/// componentize-py, which builds the Python placement plugin example).
 /// Re-installs only when the requirements file changes.
 fn python_env(root: &Path) -> Result<Option<PathBuf>> {
     let reqs = root.join("tests/python/requirements.txt");
