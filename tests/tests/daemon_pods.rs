@@ -132,3 +132,135 @@ fn seed_nginx_pod_gets_one_group_survives_kill_9_and_is_deleted_with_its_group()
     sb.terminate_daemon()?;
     Ok(())
 }
+
+/// Seconds from `start` until pod `name` has a container group, failing after `limit`.
+fn seconds_until_group(sb: &Sandbox, name: &str, limit: Duration) -> Result<f64> {
+    let start = std::time::Instant::now();
+    wait_for(&format!("{name} to get a container group"), limit, || {
+        let pod = sb.pod(name)?;
+        Ok(
+            pod["metadata"]["annotations"]["vnode.io/container-group-id"]
+                .as_str()
+                .map(|_| ()),
+        )
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn has_event(sb: &Sandbox, pod: &str, reason: &str) -> Result<bool> {
+    Ok(sb.events()?.iter().any(|e| {
+        e["reason"] == reason
+            && (e["involvedObject"]["name"] == pod || e["regarding"]["name"] == pod)
+    }))
+}
+
+#[test]
+fn a_pod_waiting_for_a_configmap_or_secret_starts_as_soon_as_it_appears() -> Result<()> {
+    let sb = Sandbox::start()?;
+    // The slow re-check of a blocked pod is a minute; everything below must be far quicker.
+    let prompt = Duration::from_secs(10);
+    let pod = |name: &str, env: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - image: nginx
+    name: app
+    env:
+    - name: VALUE
+      valueFrom: {env}
+  tolerations:
+  - key: virtual-kubelet.io/provider
+    operator: Exists
+"
+        )
+    };
+    sb.apply(
+        "needs-config.yaml",
+        &pod(
+            "needs-config",
+            "{configMapKeyRef: {name: app-config, key: greeting}}",
+        ),
+    )?;
+    sb.apply(
+        "needs-secret.yaml",
+        &pod(
+            "needs-secret",
+            "{secretKeyRef: {name: app-secret, key: password}}",
+        ),
+    )?;
+    for (name, reason) in [
+        ("needs-config", "MandatoryConfigMapNotFound"),
+        ("needs-secret", "MandatorySecretNotFound"),
+    ] {
+        wait_for(
+            &format!("{reason} on {name}"),
+            Duration::from_secs(30),
+            || Ok(has_event(&sb, name, reason)?.then_some(())),
+        )?;
+    }
+    // Blocked for real: no group while the objects are missing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        sb.live_groups()?.is_empty(),
+        "no group without the references"
+    );
+
+    // The ConfigMap appears → the pod starts within seconds.
+    sb.kubectl_ok(&[
+        "-n",
+        "default",
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=greeting=hello",
+    ])?;
+    let took = seconds_until_group(&sb, "needs-config", prompt)?;
+    eprintln!("needs-config started {took:.1} s after its ConfigMap appeared");
+
+    // The Secret appears without the key → still blocked (a key event); the key is added →
+    // the pod starts within seconds.
+    sb.kubectl_ok(&[
+        "-n",
+        "default",
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=other=x",
+    ])?;
+    wait_for(
+        "MandatorySecretKeyNotFound on needs-secret",
+        Duration::from_secs(10),
+        || Ok(has_event(&sb, "needs-secret", "MandatorySecretKeyNotFound")?.then_some(())),
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let pod_now = sb.pod("needs-secret")?;
+    assert!(
+        pod_now["metadata"]["annotations"]["vnode.io/container-group-id"].is_null(),
+        "still blocked on the missing key: {pod_now}"
+    );
+    sb.kubectl_ok(&[
+        "-n",
+        "default",
+        "patch",
+        "secret",
+        "app-secret",
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"password":"s3cret"}}"#,
+    ])?;
+    let took = seconds_until_group(&sb, "needs-secret", prompt)?;
+    eprintln!("needs-secret started {took:.1} s after its key was added");
+    wait_for("both pods Running", Duration::from_secs(30), || {
+        let pods = sb.pods()?;
+        Ok(
+            (pods.len() == 2 && pods.iter().all(|p| p["status"]["phase"] == "Running"))
+                .then_some(()),
+        )
+    })?;
+    Ok(())
+}

@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use vnode_tests::{VnodeProcess, kubectl, run_vnode, vnode_bin};
+use anyhow::{Context, Result};
+use vnode_tests::{
+    Sandbox, SandboxBuilder, http_status, node_is_ready, run_vnode, vnode_bin, wait_for,
+};
 
 /// The seed manifest's environment (ECI values are never dialled by these tests).
 fn seed_env(kubeconfig: &Path) -> Vec<(String, String)> {
@@ -28,98 +30,16 @@ fn seed_env(kubeconfig: &Path) -> Vec<(String, String)> {
     .collect()
 }
 
-fn write_config(dir: &Path, apiserver_dir: &Path) -> Result<std::path::PathBuf> {
-    let path = dir.join("vnode.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "intervals: {{leaseRenew: 1s, nodeStatus: 3s}}\n\
-             listen: {{kubelet: \"127.0.0.1:0\"}}\n\
-             kubelet:\n  clientCaFile: {}\n  authorization: alwaysAllow\n\
-             leaderElection: {{namespace: default, leaseDuration: 4s, retryPeriod: 1s}}\n\
-             shutdownGrace: 5s\n",
-            apiserver_dir.join("ca.crt").display()
-        ),
-    )?;
-    Ok(path)
-}
-
-fn start_apiserver(dir: &Path) -> Result<VnodeProcess> {
-    let dir = dir.to_string_lossy().to_string();
-    VnodeProcess::start(
-        &["apiserver", "--listen", "127.0.0.1:0", "--dir", &dir],
-        Duration::from_secs(30),
-    )
-}
-
-fn start_daemon(config: &Path, env: &[(String, String)], identity: &str) -> Result<VnodeProcess> {
-    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.push(("POD_NAME", identity));
-    let config = config.to_string_lossy().to_string();
-    VnodeProcess::start_with_env(
-        &[
-            "run",
-            "--provider",
-            "alibabacloud",
-            "--config",
-            &config,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &env,
-        Duration::from_secs(30),
-    )
-}
-
-fn get_json(kubeconfig: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let (code, out, err) = kubectl(kubeconfig, &all)?;
-    if code != 0 {
-        bail!("kubectl {args:?} failed: {err}");
-    }
-    Ok(serde_json::from_str(&out)?)
-}
-
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    while Instant::now() < deadline {
-        match f() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what} (last error: {last_err:?})")
-}
-
-/// Status code of a plain-HTTP GET (the daemon's operations port).
-fn http_status(base: &str, path: &str) -> Result<u16> {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let code = response.split_whitespace().nth(1).context("status line")?;
-    Ok(code.parse()?)
-}
-
-fn ready(node: &serde_json::Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+/// The seed's environment on a sandbox without ECI (nothing here dials it), leader election
+/// on with a short lease.
+fn sandbox() -> SandboxBuilder {
+    Sandbox::builder()
+        .without_emulator()
+        .access_key("AKIDTEST", "never-printed-secret")
+        .env("ECI_VSWITCH", "vsw-test-a,vsw-test-b")
+        .env("ECI_SECURITY_GROUP", "sg-test")
+        .env_remove("ECI_CLUSTER_NAME")
+        .config("leaderElection: {enabled: true, namespace: default, leaseDuration: 4s, retryPeriod: 1s}")
 }
 
 #[test]
@@ -192,25 +112,14 @@ fn daemon_help_documents_the_seed_variables() -> Result<()> {
 
 #[test]
 fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let api_dir = dir.path().join("apiserver");
-    let _apiserver = start_apiserver(&api_dir)?;
-    let kubeconfig = api_dir.join("kubeconfig");
-    let config = write_config(dir.path(), &api_dir)?;
-    let daemon = start_daemon(&config, &seed_env(&kubeconfig), "replica-a")?;
-    assert!(
-        daemon.url.starts_with("http://127.0.0.1:"),
-        "{}",
-        daemon.url
-    );
+    let mut sb = sandbox().start()?;
+    let daemon_url = sb.daemon()?.url.clone();
+    assert!(daemon_url.starts_with("http://127.0.0.1:"), "{daemon_url}");
 
-    let node = wait_for("node Ready", Duration::from_secs(30), || {
-        let node = get_json(&kubeconfig, &["get", "node", "virtual-kubelet"])?;
-        Ok(ready(&node).then_some(node))
-    })?;
-    assert_eq!(http_status(&daemon.url, "/healthz")?, 200);
+    let node = sb.wait_node_ready()?;
+    assert_eq!(http_status(&daemon_url, "/healthz")?, 200);
     wait_for("/readyz", Duration::from_secs(10), || {
-        Ok((http_status(&daemon.url, "/readyz")? == 200).then_some(()))
+        Ok((http_status(&daemon_url, "/readyz")? == 200).then_some(()))
     })?;
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["type"], "virtual-kubelet");
@@ -232,27 +141,22 @@ fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Re
     );
 
     // `kubectl get node` shows the seed's expectation: Ready, role agent.
-    let (code, table, err) = kubectl(&kubeconfig, &["get", "node", "virtual-kubelet"])?;
+    let (code, table, err) = sb.kubectl(&["get", "node", "virtual-kubelet"])?;
     assert_eq!(code, 0, "{err}");
     let row = table.lines().nth(1).context("table row")?;
     assert!(row.contains("Ready") && row.contains("agent"), "{table}");
 
     // The lease renews.
-    let renew = |kc: &Path| -> Result<String> {
-        let lease = get_json(
-            kc,
-            &["-n", "kube-node-lease", "get", "lease", "virtual-kubelet"],
-        )?;
+    let renew = || -> Result<String> {
+        let lease = sb.get_json(&["-n", "kube-node-lease", "get", "lease", "virtual-kubelet"])?;
         Ok(lease["spec"]["renewTime"]
             .as_str()
             .unwrap_or_default()
             .to_string())
     };
-    let first = wait_for("lease", Duration::from_secs(10), || {
-        Ok(Some(renew(&kubeconfig)?))
-    })?;
+    let first = wait_for("lease", Duration::from_secs(10), || Ok(Some(renew()?)))?;
     wait_for("lease renewal", Duration::from_secs(10), || {
-        Ok((renew(&kubeconfig)? != first).then_some(()))
+        Ok((renew()? != first).then_some(()))
     })?;
 
     // Deleted → re-created (new UID).
@@ -260,59 +164,52 @@ fn daemon_registers_a_ready_agent_node_renews_its_lease_and_recreates_it() -> Re
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let (code, _, err) = kubectl(
-        &kubeconfig,
-        &["delete", "node", "virtual-kubelet", "--wait=false"],
-    )?;
+    let (code, _, err) = sb.kubectl(&["delete", "node", "virtual-kubelet", "--wait=false"])?;
     assert_eq!(code, 0, "{err}");
     wait_for("node re-created", Duration::from_secs(20), || {
-        let Ok(node) = get_json(&kubeconfig, &["get", "node", "virtual-kubelet"]) else {
+        let Ok(node) = sb.get_json(&["get", "node", "virtual-kubelet"]) else {
             return Ok(None);
         };
-        Ok((node["metadata"]["uid"].as_str() != Some(uid.as_str()) && ready(&node)).then_some(()))
+        Ok(
+            (node["metadata"]["uid"].as_str() != Some(uid.as_str()) && node_is_ready(&node))
+                .then_some(()),
+        )
     })?;
 
-    let status = daemon.terminate(Duration::from_secs(15))?;
+    let status = sb.terminate_daemon()?;
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     Ok(())
 }
 
 #[test]
 fn daemon_standby_takes_over_when_the_leader_stops() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let api_dir = dir.path().join("apiserver");
-    let _apiserver = start_apiserver(&api_dir)?;
-    let kubeconfig = api_dir.join("kubeconfig");
-    let config = write_config(dir.path(), &api_dir)?;
-    let env = seed_env(&kubeconfig);
-    let holder = |kc: &Path| -> Result<String> {
-        let lease = get_json(
-            kc,
-            &["-n", "default", "get", "lease", "vnode-virtual-kubelet"],
-        )?;
+    let sb = sandbox().without_daemon().start()?;
+    let holder = || -> Result<String> {
+        let lease = sb.get_json(&["-n", "default", "get", "lease", "vnode-virtual-kubelet"])?;
         Ok(lease["spec"]["holderIdentity"]
             .as_str()
             .unwrap_or_default()
             .to_string())
     };
-    let a = start_daemon(&config, &env, "replica-a")?;
+    let a = sb.spawn_daemon("replica-a")?;
     wait_for("a leads", Duration::from_secs(20), || {
-        Ok((holder(&kubeconfig)? == "replica-a").then_some(()))
+        Ok((holder()? == "replica-a").then_some(()))
     })?;
-    let b = start_daemon(&config, &env, "replica-b")?;
+    let b = sb.spawn_daemon("replica-b")?;
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        holder(&kubeconfig)?,
+        holder()?,
         "replica-a",
         "the standby must not take a held lease"
     );
     // kill -9: no release; b must take over once the 4 s lease expires.
-    std::process::Command::new("kill")
+    let killed = std::process::Command::new("kill")
         .args(["-9", &a.pid().to_string()])
         .status()?;
+    assert!(killed.success());
     let killed_at = Instant::now();
     wait_for("b leads", Duration::from_secs(20), || {
-        Ok((holder(&kubeconfig)? == "replica-b").then_some(()))
+        Ok((holder()? == "replica-b").then_some(()))
     })?;
     assert!(
         killed_at.elapsed() < Duration::from_secs(12),

@@ -5,27 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use vnode_tests::{VnodeProcess, kubectl, repo_root};
-
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    while Instant::now() < deadline {
-        match f() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    bail!("timed out waiting for {what} (last error: {last_err:?})")
-}
+use vnode_tests::{VnodeProcess, kubectl, repo_root, wait_for};
 
 #[test]
 fn dev_runs_the_whole_sandbox_and_stops_cleanly() -> Result<()> {

@@ -6,29 +6,18 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use vnode_apiserver::auth::{Attributes, rule_allows};
-use vnode_tests::{VnodeProcess, kubectl, repo_root};
+use vnode_tests::{Sandbox, VnodeProcess, kubectl, node_is_ready, repo_root, wait_for};
 
 /// The example pods meant for `kubectl apply` (`mixed.yaml` is `vnode plugin simulate` input:
 /// its namespaces and owners do not exist in a fresh cluster).
 const POD_EXAMPLES: &[&str] = &["nginx.yaml", "multi-zone.yaml", "spot.yaml", "job.yaml"];
 const SIMULATE_ONLY: &[&str] = &["mixed.yaml"];
 const DAEMON_USER: &str = "system:serviceaccount:vnode-system:vnode";
-
-fn start_apiserver(dir: &Path, audit: Option<&Path>) -> Result<VnodeProcess> {
-    let d = dir.to_string_lossy().to_string();
-    let mut args = vec!["apiserver", "--listen", "127.0.0.1:0", "--dir", &d];
-    let audit_s;
-    if let Some(a) = audit {
-        audit_s = a.to_string_lossy().to_string();
-        args.extend(["--audit-log", &audit_s]);
-    }
-    VnodeProcess::start(&args, Duration::from_secs(30))
-}
 
 fn apply_args() -> Result<Vec<String>> {
     let root = repo_root();
@@ -50,24 +39,6 @@ fn run_ok(kubeconfig: &Path, args: &[&str]) -> Result<String> {
     Ok(out)
 }
 
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    while Instant::now() < deadline {
-        match f() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what} (last error: {last_err:?})")
-}
-
 #[test]
 fn every_pod_example_is_applied_or_declared_simulate_only() -> Result<()> {
     for entry in std::fs::read_dir(repo_root().join("examples/pods"))? {
@@ -84,9 +55,13 @@ fn every_pod_example_is_applied_or_declared_simulate_only() -> Result<()> {
 
 #[test]
 fn examples_apply_and_show_up_in_kubectl_get() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let _api = start_apiserver(dir.path(), None)?;
-    let kc = dir.path().join("kubeconfig");
+    // Only the API server: a fresh cluster with nothing applied.
+    let sb = Sandbox::builder()
+        .without_emulator()
+        .without_daemon()
+        .with_service_account_token()
+        .start()?;
+    let kc = sb.kubeconfig.clone();
     let args = apply_args()?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_ok(&kc, &args)?;
@@ -283,11 +258,19 @@ async fn kubelet_get(
 #[test]
 fn the_daemon_needs_nothing_beyond_the_example_rbac() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir()?;
-    let api_dir = dir.path().join("apiserver");
-    let audit = dir.path().join("audit.jsonl");
-    let _api = start_apiserver(&api_dir, Some(&audit))?;
-    let admin = api_dir.join("kubeconfig");
+    // The API server audits every request; the ECI emulator keeps its quotas; the daemon
+    // is started below as the example Deployment runs it. The default ServiceAccount keeps
+    // its token, so the daemon's TokenRequest is part of what the RBAC must allow.
+    let sb = Sandbox::builder()
+        .audit_log()
+        .emulator_args(&[])
+        .without_daemon()
+        .with_service_account_token()
+        .start()?;
+    let dir = &sb.dir;
+    let api_dir = sb.api_dir.clone();
+    let audit = sb.audit_log.clone().context("audit log")?;
+    let admin = sb.kubeconfig.clone();
     run_ok(
         &admin,
         &[
@@ -308,7 +291,7 @@ fn the_daemon_needs_nothing_beyond_the_example_rbac() -> Result<()> {
         .to_string();
     std::fs::write(&sa_kubeconfig, admin_text.replace(&admin_token, &token))?;
     // The token is honoured, and the API server enforces RBAC for it.
-    let (code, _, err) = kubectl(&sa_kubeconfig, &["-n", "default", "get", "configmaps"])?;
+    let (code, _, err) = kubectl(&sa_kubeconfig, &["-n", "default", "get", "serviceaccounts"])?;
     ensure!(code != 0 && err.contains("forbidden"), "{err}");
 
     // The example config, exactly as the ConfigMap mounts it, plus a serving certificate
@@ -331,17 +314,13 @@ fn the_daemon_needs_nothing_beyond_the_example_rbac() -> Result<()> {
     pki.write_pair("kubelet.crt", "kubelet.key", &cert)?;
     config["kubelet"]["tlsCertFile"] = api_dir.join("kubelet.crt").to_string_lossy().into();
     config["kubelet"]["tlsKeyFile"] = api_dir.join("kubelet.key").to_string_lossy().into();
-    let config_path = dir.path().join("vnode.yaml");
+    let config_path = dir.path().join("example-vnode.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
 
     // Only what the daemon does from here on counts (not this test's own probe above).
     let audit_skip = std::fs::read_to_string(&audit)?.lines().count();
-    let eci = VnodeProcess::start(
-        &["eci-emulator", "--listen", "127.0.0.1:0"],
-        Duration::from_secs(30),
-    )?;
     let mut env = deployment_env("vnode-test-0")?;
-    env.push(("ECI_ENDPOINT".into(), eci.url.clone()));
+    env.push(("ECI_ENDPOINT".into(), sb.eci_url.clone()));
     let mut args = deployment_args()?;
     let config_arg = args
         .iter()
@@ -370,11 +349,7 @@ fn the_daemon_needs_nothing_beyond_the_example_rbac() -> Result<()> {
             return Ok(None);
         }
         let node: Value = serde_json::from_str(&out)?;
-        let ready = node["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-        Ok(ready.then_some(node))
+        Ok(node_is_ready(&node).then_some(node))
     })?;
 
     // A pod through its life: the daemon acts on it (a container group, or an event saying
@@ -413,6 +388,71 @@ fn the_daemon_needs_nothing_beyond_the_example_rbac() -> Result<()> {
         },
     )?;
     run_ok(&admin, &["delete", "pod", "nginx", "--timeout=60s"])?;
+
+    // A pod waiting for a ConfigMap that does not exist yet: the daemon watches exactly that
+    // object and starts the pod when it appears.
+    let waiting = dir.path().join("waits-for-config.yaml");
+    std::fs::write(
+        &waiting,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: waits-for-config, namespace: default}\n\
+         spec:\n  containers:\n  - name: app\n    image: nginx\n    env:\n    - name: GREETING\n      \
+         valueFrom: {configMapKeyRef: {name: late-config, key: greeting}}\n  \
+         tolerations: [{key: virtual-kubelet.io/provider, operator: Exists}]\n",
+    )?;
+    run_ok(&admin, &["apply", "-f", &waiting.to_string_lossy()])?;
+    wait_for(
+        "MandatoryConfigMapNotFound",
+        Duration::from_secs(40),
+        || {
+            let events: Value = serde_json::from_str(&run_ok(
+                &admin,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=waits-for-config",
+                    "-o",
+                    "json",
+                ],
+            )?)?;
+            Ok(events["items"]
+                .as_array()
+                .is_some_and(|items| {
+                    items
+                        .iter()
+                        .any(|e| e["reason"] == "MandatoryConfigMapNotFound")
+                })
+                .then_some(()))
+        },
+    )?;
+    run_ok(
+        &admin,
+        &[
+            "create",
+            "configmap",
+            "late-config",
+            "--from-literal=greeting=hi",
+        ],
+    )?;
+    wait_for(
+        "the waiting pod to be created",
+        Duration::from_secs(20),
+        || {
+            let pod: Value = serde_json::from_str(&run_ok(
+                &admin,
+                &["get", "pod", "waits-for-config", "-o", "json"],
+            )?)?;
+            Ok(
+                pod["metadata"]["annotations"]["vnode.io/container-group-id"]
+                    .is_string()
+                    .then_some(()),
+            )
+        },
+    )?;
+    run_ok(
+        &admin,
+        &["delete", "pod", "waits-for-config", "--timeout=60s"],
+    )?;
 
     // The kubelet API: a bearer token goes through TokenReview and SubjectAccessReview.
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
@@ -487,6 +527,7 @@ fn the_daemon_needs_nothing_beyond_the_example_rbac() -> Result<()> {
         "create coordination.k8s.io/leases kube-node-lease",
         "create coordination.k8s.io/leases vnode-system",
         "watch pods ",
+        "watch configmaps default",
         "create authentication.k8s.io/tokenreviews ",
         "create authorization.k8s.io/subjectaccessreviews ",
     ] {
