@@ -129,6 +129,11 @@ fn base_config(config: &RuntimeConfig) -> Config {
     c.parallel_compilation(true);
     // Bound the guest stack (default 512 KiB) so deep recursion traps quickly.
     c.max_wasm_stack(512 << 10);
+    // Diagnostics: `VNODE_PLUGIN_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` can
+    // name the plugins' compiled functions. Off by default (it writes a file per process).
+    if std::env::var_os("VNODE_PLUGIN_PERFMAP").is_some_and(|v| v == "1") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let _ = config;
     c
 }

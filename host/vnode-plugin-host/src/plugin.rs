@@ -5,10 +5,14 @@
 //! decision's critical path, a background thread per plugin version keeps a few instances
 //! ready ([`RuntimeConfig::warm_instances`](crate::RuntimeConfig)); each was warmed by one
 //! call to the pure `info` export (which pays for the guest's allocator start-up and first page
-//! faults) and is then handed to exactly one decision.
+//! faults) and is then handed to exactly one decision. The same thread also frees the spent
+//! stores: freeing an instance resets its pooled memory slot (a `PAGEMAP_SCAN` and a copy of
+//! the dirtied pages, ~8 µs), which the decision need not wait for.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use wasmtime::Store;
@@ -57,7 +61,24 @@ pub struct LoadedPlugin {
     config: String,
     engine: Arc<PluginEngine>,
     pre: WorldPre,
-    warm: Option<Mutex<Receiver<Ready>>>,
+    warm: Option<WarmPool>,
+    /// Set once a call of this version ran longer than [`INLINE_CALL_BUDGET`] (or timed out):
+    /// from then on the async API runs its calls off the runtime's worker threads.
+    slow: AtomicBool,
+}
+
+/// The async API runs a call directly on the runtime worker while every call of the version
+/// has finished within this; a version that once took longer runs its later calls on a
+/// blocking thread instead (see [`crate::PluginSlot::place`]).
+pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
+
+/// The background worker's two queues: instances prepared for decisions, and spent stores to
+/// free off the decision path.
+struct WarmPool {
+    ready: Mutex<Receiver<Ready>>,
+    /// Instances in `ready` (the worker tops up to `warm_instances`).
+    available: Arc<AtomicUsize>,
+    spent: SyncSender<Store<HostState>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -84,7 +105,29 @@ impl LoadedPlugin {
             config,
             engine,
             pre,
-            warm: warm.map(Mutex::new),
+            warm,
+            slow: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the async API still runs this version's calls directly on the runtime worker:
+    /// true until one of its calls takes longer than 1 ms (or times out).
+    pub fn runs_fast(&self) -> bool {
+        !self.slow.load(Ordering::Relaxed)
+    }
+
+    /// Records how long a call took (see [`LoadedPlugin::runs_fast`]).
+    fn note_call_time(&self, started: Instant) {
+        if started.elapsed() > INLINE_CALL_BUDGET && !self.slow.swap(true, Ordering::Relaxed) {
+            tracing::debug!(plugin = %self.identity, "plugin call exceeded the inline budget; later async calls run on a blocking thread");
+        }
+    }
+
+    /// Frees a spent store: on the background worker when there is one, else here.
+    fn retire(&self, store: Store<HostState>) {
+        if let Some(warm) = &self.warm {
+            // Full or gone: free it here.
+            let _ = warm.spent.try_send(store);
         }
     }
 
@@ -111,8 +154,9 @@ impl LoadedPlugin {
     /// An instance for one decision: a prepared one if available, else a new one.
     fn take_ready(&self) -> Result<Ready, PluginError> {
         if let Some(warm) = &self.warm
-            && let Ok(ready) = warm.lock().try_recv()
+            && let Ok(ready) = warm.ready.lock().try_recv()
         {
+            warm.available.fetch_sub(1, Ordering::Relaxed);
             return Ok(ready);
         }
         instantiate(&self.engine, &self.pre, Some(self.identity.clone()), false)
@@ -137,6 +181,52 @@ impl LoadedPlugin {
             )?;
             out.push(started.elapsed());
             drop(ready);
+        }
+        Ok(out)
+    }
+
+    /// Benchmark support: one placement decision split into its steps, `n` times, inline on
+    /// this thread: `[new store (host state + WASI context), instantiate, call (lower + run +
+    /// lift), drop (free the instance and reset its memory slot)]`. Not for production use.
+    #[doc(hidden)]
+    pub fn measure_placement_steps(
+        &self,
+        n: usize,
+        pod: &PodView,
+        context: &PlacementContext,
+    ) -> Result<Vec<[std::time::Duration; 4]>, PluginError> {
+        let WorldPre::Placement(pre) = &self.pre else {
+            return Err(PluginError::Internal("not a placement plugin".into()));
+        };
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t0 = std::time::Instant::now();
+            let mut store = Store::new(
+                &self.engine.engine,
+                HostState::new(
+                    Some(self.identity.clone()),
+                    self.engine.config.memory_limit_bytes,
+                ),
+            );
+            store.limiter(|s| &mut s.limiter);
+            arm_deadline(&mut store, &self.engine);
+            let t1 = std::time::Instant::now();
+            let bound = pre
+                .instantiate(&mut store)
+                .map_err(|e| classify(e, &store, &self.engine))?;
+            let t2 = std::time::Instant::now();
+            let d = bound
+                .call_place(&mut store, pod, context)
+                .map_err(|e| classify(e, &store, &self.engine))?;
+            std::hint::black_box(check_decision(
+                d,
+                self.engine.config.max_placement_output_bytes,
+            )?);
+            let t3 = std::time::Instant::now();
+            drop(bound);
+            drop(store);
+            let t4 = std::time::Instant::now();
+            out.push([t1 - t0, t2 - t1, t3 - t2, t4 - t3]);
         }
         Ok(out)
     }
@@ -210,11 +300,15 @@ impl LoadedPlugin {
             )));
         };
         arm_deadline(&mut store, &self.engine);
+        let started = Instant::now();
         let decision = bindings
             .call_place(&mut store, pod, &context)
-            .map_err(|e| self.call_error(classify(e, &store, &self.engine)))?;
+            .map_err(|e| classify(e, &store, &self.engine));
+        self.note_call_time(started);
         note_dropped_logs(&store, &self.identity);
-        let decision = check_decision(decision, self.engine.config.max_placement_output_bytes)
+        self.retire(store);
+        let decision = decision
+            .and_then(|d| check_decision(d, self.engine.config.max_placement_output_bytes))
             .map_err(|e| self.call_error(e))?;
         Ok(Decided {
             value: decision,
@@ -237,10 +331,14 @@ impl LoadedPlugin {
             )));
         };
         arm_deadline(&mut store, &self.engine);
+        let started = Instant::now();
         let result = bindings
             .call_translate(&mut store, &input)
-            .map_err(|e| self.call_error(classify(e, &store, &self.engine)))?;
+            .map_err(|e| classify(e, &store, &self.engine));
+        self.note_call_time(started);
         note_dropped_logs(&store, &self.identity);
+        self.retire(store);
+        let result = result.map_err(|e| self.call_error(e))?;
         if let Ok(request) = &result {
             let size = crate::limits::request_size(request);
             let limit = self.engine.config.max_translator_output_bytes;
@@ -373,39 +471,63 @@ fn check_decision(decision: Decision, limit: usize) -> Result<Decision, PluginEr
     }
 }
 
-/// Starts the background thread that keeps `n` instances ready. It stops by itself when the
-/// plugin version is dropped (the channel's receiver goes away), or on the first failure (the
-/// call path then instantiates inline and reports that failure itself).
+/// Starts the background thread that keeps `n` instances ready and frees spent stores. It
+/// stops by itself when the plugin version is dropped (its queues go away), or on the first
+/// failure to instantiate (the call path then instantiates inline and reports that failure
+/// itself; spent stores are then freed by the caller).
 fn start_warm_pool(
     n: usize,
     engine: Arc<PluginEngine>,
     pre: WorldPre,
     identity: Arc<PluginIdentity>,
-) -> Option<Receiver<Ready>> {
-    let (tx, rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
+) -> Option<WarmPool> {
+    let (ready_tx, ready_rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
+    // Room for a burst of concurrent calls' stores; beyond it callers free their own.
+    let (spent_tx, spent_rx) = sync_channel::<Store<HostState>>(n.max(8) * 2);
     let name = format!("vnode-plugin-warm-{}", identity.sha256_short());
+    let available = Arc::new(AtomicUsize::new(0));
+    let counter = available.clone();
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        // Topped up when a decision has taken an instance (it sends its spent store here
+        // right after its call) and every 50 ms regardless, so a decision never waits for
+        // this thread and does not wake it while its own call runs.
         loop {
-            let ready = match instantiate(&engine, &pre, Some(identity.clone()), true) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(plugin = %identity, error = %e, "cannot prepare plugin instances ahead; calls will instantiate inline");
-                    return;
-                }
-            };
-            match tx.try_send(ready) {
-                Ok(()) => {}
-                Err(TrySendError::Full(ready)) => {
-                    if tx.send(ready).is_err() {
+            while counter.load(Ordering::Relaxed) < n {
+                let ready = match instantiate(&engine, &pre, Some(identity.clone()), true) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(plugin = %identity, error = %e, "cannot prepare plugin instances ahead; calls will instantiate inline");
                         return;
                     }
+                };
+                // Counted before it becomes visible, so a taker never drives the count
+                // below zero.
+                counter.fetch_add(1, Ordering::Relaxed);
+                match ready_tx.try_send(ready) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        counter.fetch_sub(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+            }
+            match spent_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(spent) => drop(spent),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(spent) = spent_rx.try_recv() {
+                drop(spent);
             }
         }
     });
     match spawned {
-        Ok(_) => Some(rx),
+        Ok(_) => Some(WarmPool {
+            ready: Mutex::new(ready_rx),
+            available,
+            spent: spent_tx,
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot start the plugin warm-instance thread; calls will instantiate inline");
             None

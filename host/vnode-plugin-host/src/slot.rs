@@ -131,7 +131,8 @@ impl PluginSlot {
     }
 
     /// Placement for one pod, behind the engine's concurrency bound. The Wasm runs on the
-    /// calling worker thread (see [`run_blocking`]), so a decision costs no thread hand-off.
+    /// calling worker thread while the version is fast (see [`run_blocking`]), so a decision
+    /// costs no thread hand-off.
     pub async fn place(
         &self,
         pod: PodView,
@@ -179,20 +180,24 @@ impl PluginSlot {
     }
 }
 
-/// Runs a blocking plugin call from async code.
+/// Runs a plugin call from async code.
 ///
-/// On a multi-thread runtime the call runs right here under `block_in_place`: tokio moves this
-/// worker's other tasks to another thread, so the runtime keeps serving while the plugin runs
-/// (at most the call deadline), and the decision pays no hand-off. Handing the call to a
-/// `spawn_blocking` thread and back cost two cross-thread wake-ups per call, which on this
-/// 2-vCPU VM were worth more than the plugin call itself (measured: placement + translation p50
-/// 465 µs → 370 µs, p99 894 µs → 745 µs with everything else equal). Elsewhere (a
-/// current-thread runtime, where blocking in place is not allowed) it falls back to
-/// `spawn_blocking`.
+/// A version whose calls have all finished within [`crate::plugin::INLINE_CALL_BUDGET`] (1 ms;
+/// the shipped plugins take tens of µs) runs right here on the runtime worker, like any other
+/// short piece of synchronous work: no thread hand-off at all. Measured on this 2-vCPU VM,
+/// `block_in_place` (which hands the worker's scheduler core to another thread on every call)
+/// cost more than the plugin call itself; `spawn_blocking` and back costs two cross-thread
+/// wake-ups. A version that once ran longer (a slow or hostile plugin, up to the call deadline)
+/// runs its later calls under `block_in_place` on a multi-thread runtime (tokio moves this
+/// worker's other tasks elsewhere), or on `spawn_blocking` otherwise, so it can stall a worker
+/// at most once, for at most one deadline.
 async fn run_blocking<T: Send + 'static>(
     plugin: Arc<LoadedPlugin>,
     call: impl FnOnce(&LoadedPlugin) -> Result<T, CallError> + Send + 'static,
 ) -> Result<T, CallError> {
+    if plugin.runs_fast() {
+        return call(&plugin);
+    }
     let in_place = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if in_place {

@@ -315,3 +315,54 @@ async fn async_calls_through_a_slot() {
         assert!(is_accept(&d.value));
     }
 }
+
+/// Fast versions run their async calls inline on the runtime worker; a version that once ran
+/// past the inline budget (here: into its deadline) moves its later calls off the worker, and
+/// still answers with typed errors and good decisions.
+#[test]
+fn slow_version_moves_off_the_runtime_worker() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let loader = loader();
+    let fast =
+        vnode_plugin_host::PluginSlot::new(load_placement(&loader, builtin::ZONE_SPREAD, ""));
+    // Loading runs a smoke decision under the 50 ms wall-clock deadline; on a machine running
+    // many test binaries at once a descheduled load can time out, so allow a retry.
+    let hostile_plugin = (0..3)
+        .find_map(|_| {
+            loader
+                .load_blocking(&source(&hostile_bytes()), Some(PluginKind::Placement), "")
+                .ok()
+        })
+        .expect("hostile fixture loads");
+    let hostile = vnode_plugin_host::PluginSlot::new(hostile_plugin.clone());
+    let call = |slot: &vnode_plugin_host::PluginSlot, behaviour: &str| {
+        let (mut pod, ctx) = samples::placement_sample();
+        pod.meta.annotations.push(KeyValue {
+            key: "hostile.vnode.io/behaviour".into(),
+            value: behaviour.into(),
+        });
+        runtime.block_on(slot.place(pod, ctx))
+    };
+    for _ in 0..3 {
+        assert!(is_accept(&call(&fast, "none").expect("decides").value));
+    }
+    assert!(fast.current().runs_fast(), "zone-spread stays inline");
+    assert!(
+        hostile_plugin.runs_fast(),
+        "not slow before its first long call"
+    );
+    let e = call(&hostile, "loop").expect_err("loop").error;
+    assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
+    assert!(
+        !hostile_plugin.runs_fast(),
+        "a timed-out version leaves the worker"
+    );
+    // Still serving, now through block_in_place, with typed errors.
+    assert!(is_accept(&call(&hostile, "none").expect("decides").value));
+    let e = call(&hostile, "loop").expect_err("loop again").error;
+    assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
+}

@@ -224,8 +224,16 @@ macro_rules! export_translator_plugin {
     };
 }
 
+pub mod allocator;
 pub mod decide;
 pub mod eci;
+
+/// Every plugin built with the SDK allocates with [`allocator::PluginAllocator`] (a bump
+/// allocator: each decision runs in a fresh instance that is thrown away afterwards), so a
+/// plugin crate must not declare a `#[global_allocator]` of its own (two do not link).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: allocator::PluginAllocator = allocator::PluginAllocator::new();
 pub mod pod;
 pub mod quantity;
 pub mod spec;

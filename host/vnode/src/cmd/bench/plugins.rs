@@ -1,15 +1,25 @@
 //! `vnode bench plugins`: what a plugin decision costs, step by step.
 //!
-//! Reports, for the shipped defaults on the built-in realistic sample pod: load (compile +
-//! validate), instantiation from the pre-linked component, per-decision latency of placement
-//! and translation (with instances prepared ahead, and with instantiation on the call path),
-//! placement + translation per pod against the 50 µs p99 target, the same placement logic
-//! compiled natively, and the time from a file write to the new version serving (target ≤ 1 s).
+//! Reports, for the shipped defaults on a realistic pod (two containers with probes and env,
+//! an init container, a ConfigMap volume, labels, annotations, tolerations, a spread
+//! constraint): the daemon's per-pod path (Kubernetes `Pod` → contract types, then
+//! `PluginSlot::place` and `PluginSlot::translate` through the async API) against the 50 µs
+//! p99 target, placement and translation alone, instantiation, calls on prepared instances,
+//! the same placement logic compiled natively, and the time from a file write to the new
+//! version serving (target ≤ 1 s). Every row prints min/p50/p95/p99 and the load average is
+//! printed before and after, because on a shared 2-vCPU machine the tail is mostly other
+//! processes' scheduling.
+//!
+//! `--profile PHASE --profile-seconds S` loops one phase and nothing else (for `perf record`;
+//! set `VNODE_PLUGIN_PERFMAP=1` so perf can name the plugins' compiled code).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1 as k;
+use vnode_mapping::{placement_input, translator_input};
+use vnode_plugin_host::contract::{PlacementContext, TranslateInput};
 use vnode_plugin_host::{
     LoadedPlugin, PluginEngine, PluginKind, PluginLoader, PluginSlot, PluginSource, PluginWatcher,
     RuntimeConfig, WatchOptions, WatchTarget, builtin, samples, sha256_hex,
@@ -20,29 +30,41 @@ pub struct Args {
     /// Decisions per measurement.
     #[arg(long, default_value_t = 5000)]
     pub iterations: usize,
-    /// Pause between decisions in the "paced" runs (a busy node places far fewer than
-    /// 1000 pods/s; the pause lets the background worker keep instances ready).
+    /// Pause between pods in the "paced" runs (a busy node places far fewer than 1000
+    /// pods/s; the pause lets the background worker keep instances ready).
     #[arg(long, default_value_t = 300)]
     pub pace_us: u64,
     /// Hot-reload rounds.
     #[arg(long, default_value_t = 5)]
     pub reload_rounds: usize,
+    /// Loop only this phase (for a profiler) instead of printing the report: `daemon`,
+    /// `daemon-unpaced`, `convert`, `place`, `translate`, `instantiate-placement`,
+    /// `instantiate-translator`, `prepared-place`, `prepared-translate`.
+    #[arg(long, hide = true)]
+    pub profile: Option<String>,
+    /// How long `--profile` loops.
+    #[arg(long, hide = true, default_value_t = 10)]
+    pub profile_seconds: u64,
 }
 
 struct Stats {
+    min: Duration,
     p50: Duration,
+    p95: Duration,
     p99: Duration,
-    mean: Duration,
 }
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
+    if samples.is_empty() {
+        samples.push(Duration::ZERO);
+    }
     let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
     Stats {
+        min: samples[0],
         p50: pick(0.50),
+        p95: pick(0.95),
         p99: pick(0.99),
-        mean,
     }
 }
 
@@ -50,13 +72,29 @@ fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
+fn header() {
+    println!(
+        "{:<60} {:>10} {:>10} {:>10} {:>10}",
+        "step", "min", "p50", "p95", "p99"
+    );
+}
+
 fn row(name: &str, s: &Stats, note: &str) {
     println!(
-        "{name:<58} {:>12} {:>12} {:>12}  {note}",
+        "{name:<60} {:>10} {:>10} {:>10} {:>10}  {note}",
+        us(s.min),
         us(s.p50),
-        us(s.p99),
-        us(s.mean)
+        us(s.p95),
+        us(s.p99)
     );
+}
+
+/// `/proc/loadavg`'s three averages, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn time_n(
@@ -91,21 +129,177 @@ pub async fn run(args: Args) -> Result<()> {
     tokio::task::spawn_blocking(move || bench(args)).await?
 }
 
+/// The realistic pod as the daemon receives it from the API server (the Kubernetes form of
+/// `samples::placement_sample` / `samples::translate_sample`), and the ConfigMap it mounts.
+const SAMPLE_POD_YAML: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  namespace: default
+  name: web-7d4b9c6f5-x2x9k
+  uid: 5f0c2a1e-3b7d-4c1e-9a55-0d2b7c9e4f11
+  creationTimestamp: "2026-11-25T10:00:00Z"
+  labels: {app: web, pod-template-hash: 7d4b9c6f5, team: storefront}
+  annotations:
+    kubernetes.io/psp: restricted
+    prometheus.io/scrape: "true"
+    prometheus.io/port: "9090"
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-7d4b9c6f5, uid: 0b4f7d1c-0000-4000-8000-000000000001, controller: true}
+spec:
+  nodeName: vnode-eci
+  serviceAccountName: web
+  restartPolicy: Always
+  dnsPolicy: ClusterFirst
+  terminationGracePeriodSeconds: 30
+  priority: 0
+  nodeSelector: {type: virtual-kubelet}
+  tolerations:
+  - {key: virtual-kubelet.io/provider, operator: Exists, effect: NoSchedule}
+  topologySpreadConstraints:
+  - topologyKey: topology.kubernetes.io/zone
+    maxSkew: 1
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector: {matchLabels: {app: web}}
+  initContainers:
+  - name: migrate
+    image: registry.cn-hangzhou.aliyuncs.com/shop/migrate:1.42.0
+    command: [/app/migrate]
+    resources:
+      requests: {cpu: 250m, memory: 256Mi}
+      limits: {cpu: 500m, memory: 256Mi}
+  containers:
+  - name: web
+    image: registry.cn-hangzhou.aliyuncs.com/shop/web:1.42.0
+    imagePullPolicy: IfNotPresent
+    command: [/app/server]
+    args: [--port=8080, --log-format=json]
+    env:
+    - {name: APP_ENV, value: production}
+    - {name: DB_PASSWORD, value: s3cr3t-from-secret}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    ports: [{name: http, containerPort: 8080, protocol: TCP}]
+    resources:
+      requests: {cpu: 500m, memory: 1Gi}
+      limits: {cpu: "1", memory: 1Gi}
+    volumeMounts: [{name: config, mountPath: /etc/app, readOnly: true}]
+    livenessProbe:
+      httpGet: {path: /healthz, port: http}
+      initialDelaySeconds: 5
+      periodSeconds: 10
+      timeoutSeconds: 1
+      failureThreshold: 3
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 5
+  - name: envoy
+    image: envoyproxy/envoy:v1.31.0
+    imagePullPolicy: IfNotPresent
+    command: [/app/server]
+    args: [--port=8080, --log-format=json]
+    env:
+    - {name: APP_ENV, value: production}
+    - {name: DB_PASSWORD, value: s3cr3t-from-secret}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    ports: [{name: http, containerPort: 8080, protocol: TCP}]
+    resources:
+      requests: {cpu: 250m, memory: 256Mi}
+      limits: {cpu: 500m, memory: 256Mi}
+    volumeMounts: [{name: config, mountPath: /etc/app, readOnly: true}]
+    livenessProbe:
+      httpGet: {path: /healthz, port: http}
+      initialDelaySeconds: 5
+      periodSeconds: 10
+      timeoutSeconds: 1
+      failureThreshold: 3
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 5
+  volumes:
+  - name: config
+    configMap: {name: web-config, defaultMode: 420}
+"#;
+
+const SAMPLE_CONFIG_MAP_YAML: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {namespace: default, name: web-config}
+data:
+  app.yaml: |
+    listen: 0.0.0.0:8080
+    log_level: info
+"#;
+
+/// What the daemon holds when a pod arrives: the pod, its fetched references, the node's
+/// placement context and defaults.
+#[derive(Clone)]
+struct DaemonInputs {
+    pod: k::Pod,
+    refs: translator_input::Referenced,
+    context: PlacementContext,
+    node: vnode_plugin_host::contract::NodeDefaults,
+}
+
+impl DaemonInputs {
+    fn new() -> Result<DaemonInputs> {
+        let pod: k::Pod = serde_yaml::from_str(SAMPLE_POD_YAML).context("sample pod")?;
+        let cm: k::ConfigMap =
+            serde_yaml::from_str(SAMPLE_CONFIG_MAP_YAML).context("sample ConfigMap")?;
+        let mut refs = translator_input::Referenced::default();
+        refs.config_maps.insert("web-config".into(), cm);
+        let (_, context) = samples::placement_sample();
+        Ok(DaemonInputs {
+            pod,
+            refs,
+            context,
+            node: samples::sample_node_defaults(),
+        })
+    }
+
+    /// The host-side conversions of one pod (what `EciPodPath` does around the two calls):
+    /// `Pod` → `pod-view`, `Pod` + references → `resolved-pod`.
+    fn convert(
+        &self,
+    ) -> Result<(
+        vnode_plugin_host::contract::PodView,
+        PlacementContext,
+        k8s_resolved::Pod,
+    )> {
+        let view = placement_input::pod_view(&self.pod)?;
+        let resolved = translator_input::resolve(&self.pod, &self.refs, "vnode-eci")?;
+        Ok((view, self.context.clone(), resolved.pod))
+    }
+
+    fn translate_input(
+        &self,
+        pod: k8s_resolved::Pod,
+        attempt: vnode_plugin_host::contract::Attempt,
+    ) -> TranslateInput {
+        TranslateInput {
+            pod,
+            attempt,
+            node: self.node.clone(),
+            config: String::new(),
+        }
+    }
+}
+
+/// The resolved pod's contract type, named for readability.
+mod k8s_resolved {
+    pub type Pod = vnode_plugin_host::contract::ResolvedPod;
+}
+
 fn bench(args: Args) -> Result<()> {
     let n = args.iterations.max(100);
-    let pace = Some(Duration::from_micros(args.pace_us));
+    let pace = Duration::from_micros(args.pace_us);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let warm_engine = PluginEngine::new(RuntimeConfig::default())?;
     let cold_engine = PluginEngine::new(RuntimeConfig {
         warm_instances: 0,
         ..RuntimeConfig::default()
     })?;
-    println!(
-        "vnode bench plugins: {n} decisions per row, sample pod {}/{}; pooling allocator: {}",
-        samples::sample_meta().namespace,
-        samples::sample_meta().name,
-        warm_engine.uses_pooling()
-    );
-
     let warm = PluginLoader::new(warm_engine.clone(), None);
     let cold = PluginLoader::new(cold_engine, None);
     let t = Instant::now();
@@ -114,8 +308,26 @@ fn bench(args: Args) -> Result<()> {
     let t = Instant::now();
     let translator = load(&warm, builtin::TRANSLATOR_DEFAULT, PluginKind::Translator)?;
     let load_translator = t.elapsed();
-    let placement_cold = load(&cold, builtin::ZONE_SPREAD, PluginKind::Placement)?;
-    let translator_cold = load(&cold, builtin::TRANSLATOR_DEFAULT, PluginKind::Translator)?;
+    let inputs = DaemonInputs::new()?;
+    let (pod, ctx) = samples::placement_sample();
+    let input = samples::translate_sample();
+
+    if let Some(phase) = &args.profile {
+        return profile(
+            phase,
+            Duration::from_secs(args.profile_seconds),
+            &placement,
+            &translator,
+            &inputs,
+            pace,
+        );
+    }
+
+    println!(
+        "vnode bench plugins: {n} decisions per row; {cpus} CPUs, load average {} (1/5/15 min) at start; pooling allocator: {}",
+        load_average(),
+        warm_engine.uses_pooling()
+    );
     println!(
         "load (compile + link + init + smoke decision, no cache): zone-spread {} KB in {:.1} ms, translator-default {} KB in {:.1} ms",
         builtin::ZONE_SPREAD.len() / 1024,
@@ -124,164 +336,138 @@ fn bench(args: Args) -> Result<()> {
         load_translator.as_secs_f64() * 1e3
     );
     println!();
-    println!("{:<58} {:>12} {:>12} {:>12}", "step", "p50", "p99", "mean");
+    header();
 
-    let (pod, ctx) = samples::placement_sample();
-    let input = samples::translate_sample();
-
-    // The headline: exactly what the daemon does per pod — `PluginSlot::place` then
-    // `PluginSlot::translate` through the async API, from a task on the multi-thread runtime,
-    // paced like a busy node (instances are prepared ahead between pods).
+    // The headline: exactly what the daemon does per pod, paced like a busy node.
     let headline = daemon_path(
         PluginSlot::new(placement.clone()),
         PluginSlot::new(translator.clone()),
+        &inputs,
         n,
-        Duration::from_micros(args.pace_us),
+        Some(pace),
     )?;
     let target = Duration::from_micros(50);
-    row(
-        "DAEMON PATH: place + translate per pod (async, paced)",
-        &headline.both,
-        &format!(
-            "target ≤ {} p99: {} (measured p99 {})",
+    let verdict = |s: &Stats| {
+        format!(
+            "target ≤ {} p99: {}",
             us(target),
-            if headline.both.p99 <= target {
-                "MET"
-            } else {
-                "NOT MET"
-            },
-            us(headline.both.p99)
-        ),
+            if s.p99 <= target { "MET" } else { "NOT MET" }
+        )
+    };
+    row(
+        "DAEMON PATH per pod: convert + place + translate (paced)",
+        &headline.total,
+        &verdict(&headline.total),
+    );
+    row(
+        "  of which Pod → contract types (host, vnode-mapping)",
+        &headline.convert,
+        "",
+    );
+    row(
+        "  of which place + translate (the plugin decisions)",
+        &headline.plugins,
+        &verdict(&headline.plugins),
     );
     row("  of which PluginSlot::place", &headline.place, "");
     row("  of which PluginSlot::translate", &headline.translate, "");
+    let unpaced = daemon_path(
+        PluginSlot::new(placement.clone()),
+        PluginSlot::new(translator.clone()),
+        &inputs,
+        n,
+        None,
+    )?;
+    row(
+        "daemon path per pod, back-to-back (no pause)",
+        &unpaced.total,
+        "warm caches",
+    );
+    row("  of which place + translate", &unpaced.plugins, "");
     println!();
     println!("diagnostics:");
-
-    // Instantiation.
     row(
-        "instantiate (store + instance from pre-linked)",
+        "placement alone: PluginSlot::place (paced)",
+        &stats(slot_calls(
+            PluginSlot::new(placement.clone()),
+            None,
+            n,
+            pace,
+        )?),
+        "",
+    );
+    row(
+        "translation alone: PluginSlot::translate (paced)",
+        &stats(slot_calls(
+            PluginSlot::new(translator.clone()),
+            Some(()),
+            n,
+            pace,
+        )?),
+        "",
+    );
+    row(
+        "instantiate placement (store + instance, no call)",
         &stats(placement.measure_instantiation(n, false)?),
         "zone-spread",
     );
     row(
-        "instantiate + warm-up info() call (background worker)",
-        &stats(placement.measure_instantiation(n, true)?),
-        "zone-spread",
-    );
-    row(
-        "instantiate (translator)",
+        "instantiate translator (store + instance, no call)",
         &stats(translator.measure_instantiation(n, false)?),
         "translator-default",
     );
-
-    // Placement.
-    let place = |p: &LoadedPlugin| {
-        p.place_blocking(&pod, ctx.clone())
-            .map(|_| ())
-            .context("placement call")
-    };
-    let translate = |p: &LoadedPlugin| {
-        p.translate_blocking(input.clone())
-            .map(|_| ())
-            .context("translate call")
-    };
     row(
-        "placement call on a prepared instance (no worker competing)",
+        "placement call on a prepared instance",
         &stats(placement.measure_prepared_calls(n, Some((&pod, &ctx)), None)?),
-        "decision path, warm",
+        "lower + run + lift",
     );
     row(
-        "translation call on a prepared instance (no worker competing)",
+        "translation call on a prepared instance",
         &stats(translator.measure_prepared_calls(n, None, Some(&input))?),
-        "decision path, warm",
+        "lower + run + lift",
     );
+    let steps = placement.measure_placement_steps(n, &pod, &ctx)?;
+    for (i, name) in [
+        "placement steps inline: new store (host state + WASI)",
+        "placement steps inline: instantiate",
+        "placement steps inline: call (lower + run + lift)",
+        "placement steps inline: drop store (free + slot reset)",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        row(name, &stats(steps.iter().map(|s| s[i]).collect()), "");
+    }
+    let placement_cold = load(&cold, builtin::ZONE_SPREAD, PluginKind::Placement)?;
+    let translator_cold = load(&cold, builtin::TRANSLATOR_DEFAULT, PluginKind::Translator)?;
     row(
-        "placement, instance prepared ahead (paced)",
-        &stats(time_n(n, pace, || place(&placement))?),
-        "the daemon's path",
-    );
-    row(
-        "placement, instantiate on the call path",
-        &stats(time_n(n, None, || place(&placement_cold))?),
-        "no warm pool",
-    );
-    row(
-        "placement, back-to-back (pool drains)",
-        &stats(time_n(n, None, || place(&placement))?),
-        "",
-    );
-    row(
-        "translation, instance prepared ahead (paced)",
-        &stats(time_n(n, pace, || translate(&translator))?),
-        "the daemon's path",
-    );
-    row(
-        "translation, instantiate on the call path",
-        &stats(time_n(n, None, || translate(&translator_cold))?),
-        "no warm pool",
-    );
-
-    // The target: both decisions for one pod.
-    let both = stats(time_n(n, pace, || {
-        place(&placement)?;
-        translate(&translator)
-    })?);
-    row(
-        "placement + translation per pod (blocking API, paced)",
-        &both,
-        "no async layer",
-    );
-    let both_cold = stats(time_n(n, None, || {
-        place(&placement_cold)?;
-        translate(&translator_cold)
-    })?);
-    row(
-        "placement + translation per pod (instantiate inline)",
-        &both_cold,
-        "",
+        "place + translate, instantiate inline (no warm pool)",
+        &stats(time_n(n, None, || {
+            placement_cold
+                .place_blocking(&pod, ctx.clone())
+                .context("placement call")?;
+            translator_cold
+                .translate_blocking(input.clone())
+                .context("translate call")?;
+            Ok(())
+        })?),
+        "blocking API, back-to-back",
     );
 
     // Native comparison: the same zone-spread logic compiled for the host.
     let (native_pod, native_ctx) = native::sample();
-    let native_samples = time_n(n, None, || {
-        std::hint::black_box(native::decide(&native_pod, native_ctx.clone()));
-        Ok(())
-    })?;
     row(
         "placement logic compiled natively (zone-spread)",
-        &stats(native_samples),
+        &stats(time_n(n, None, || {
+            std::hint::black_box(native::decide(&native_pod, native_ctx.clone()));
+            Ok(())
+        })?),
         "same code, no Wasm",
     );
 
     // Hot reload: file write → new version serving.
     println!();
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("placement.wasm");
-    std::fs::write(&file, builtin::ZONE_SPREAD)?;
-    let slot = Arc::new(PluginSlot::new(placement.clone()));
-    let target = WatchTarget {
-        slot: slot.clone(),
-        plugin_file: file.clone(),
-        config_file: None,
-    };
-    let _watcher = PluginWatcher::start(warm.clone(), target, WatchOptions::default())?;
-    let mut reloads = Vec::new();
-    for round in 0..args.reload_rounds.max(1) {
-        let bytes = with_custom_section(builtin::ZONE_SPREAD, &format!("bench-{round}"));
-        let want = sha256_hex(&bytes);
-        let tmp = dir.path().join("placement.wasm.tmp");
-        std::fs::write(&tmp, &bytes)?;
-        let t = Instant::now();
-        std::fs::rename(&tmp, &file)?;
-        while slot.current().identity().sha256 != want {
-            if t.elapsed() > Duration::from_secs(10) {
-                anyhow::bail!("reload round {round} did not serve the new version within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        reloads.push(t.elapsed());
-    }
+    let reloads = reload_rounds(&warm, &placement, args.reload_rounds.max(1))?;
     let r = stats(reloads.clone());
     println!(
         "file write → new version serving ({} rounds, debounce {} ms): p50 {:.0} ms, max {:.0} ms — target ≤ 1 s: {}",
@@ -301,55 +487,210 @@ fn bench(args: Args) -> Result<()> {
             "NOT MET"
         }
     );
+    println!("load average at end: {}", load_average());
     Ok(())
 }
 
-/// Latencies of the daemon's per-pod plugin calls.
-struct DaemonPath {
-    place: Stats,
-    translate: Stats,
-    both: Stats,
+/// `rounds` hot reloads of the placement plugin through a watched file.
+fn reload_rounds(
+    loader: &PluginLoader,
+    placement: &Arc<LoadedPlugin>,
+    rounds: usize,
+) -> Result<Vec<Duration>> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("placement.wasm");
+    std::fs::write(&file, builtin::ZONE_SPREAD)?;
+    let slot = Arc::new(PluginSlot::new(placement.clone()));
+    let target = WatchTarget {
+        slot: slot.clone(),
+        plugin_file: file.clone(),
+        config_file: None,
+    };
+    let _watcher = PluginWatcher::start(loader.clone(), target, WatchOptions::default())?;
+    let mut reloads = Vec::new();
+    for round in 0..rounds {
+        let bytes = with_custom_section(builtin::ZONE_SPREAD, &format!("bench-{round}"));
+        let want = sha256_hex(&bytes);
+        let tmp = dir.path().join("placement.wasm.tmp");
+        std::fs::write(&tmp, &bytes)?;
+        let t = Instant::now();
+        std::fs::rename(&tmp, &file)?;
+        while slot.current().identity().sha256 != want {
+            if t.elapsed() > Duration::from_secs(10) {
+                anyhow::bail!("reload round {round} did not serve the new version within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        reloads.push(t.elapsed());
+    }
+    Ok(reloads)
 }
 
-/// Runs `n` pods (after 200 unrecorded ones) through both slots' async API from a task on the
-/// command's multi-thread runtime, one pod every `pace`.
+/// Loops one phase for `duration` (for `perf record`), then prints how many times it ran.
+fn profile(
+    phase: &str,
+    duration: Duration,
+    placement: &Arc<LoadedPlugin>,
+    translator: &Arc<LoadedPlugin>,
+    inputs: &DaemonInputs,
+    pace: Duration,
+) -> Result<()> {
+    let (pod, ctx) = samples::placement_sample();
+    let input = samples::translate_sample();
+    let started = Instant::now();
+    let mut rounds = 0usize;
+    while started.elapsed() < duration {
+        match phase {
+            "daemon" | "daemon-unpaced" => {
+                let pace = (phase == "daemon").then_some(pace);
+                daemon_path(
+                    PluginSlot::new(placement.clone()),
+                    PluginSlot::new(translator.clone()),
+                    inputs,
+                    1000,
+                    pace,
+                )?;
+                rounds += 1000;
+            }
+            "convert" => {
+                std::hint::black_box(inputs.convert()?);
+                rounds += 1;
+            }
+            "place" => {
+                placement.place_blocking(&pod, ctx.clone())?;
+                rounds += 1;
+            }
+            "translate" => {
+                translator.translate_blocking(input.clone())?;
+                rounds += 1;
+            }
+            "instantiate-placement" => {
+                placement.measure_instantiation(100, false)?;
+                rounds += 100;
+            }
+            "instantiate-translator" => {
+                translator.measure_instantiation(100, false)?;
+                rounds += 100;
+            }
+            "prepared-place" => {
+                placement.measure_prepared_calls(64, Some((&pod, &ctx)), None)?;
+                rounds += 64;
+            }
+            "prepared-translate" => {
+                translator.measure_prepared_calls(64, None, Some(&input))?;
+                rounds += 64;
+            }
+            other => anyhow::bail!("unknown --profile phase {other:?}"),
+        }
+    }
+    println!(
+        "{phase}: {rounds} rounds in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Latencies of the daemon's per-pod work.
+struct DaemonPath {
+    convert: Stats,
+    place: Stats,
+    translate: Stats,
+    plugins: Stats,
+    total: Stats,
+}
+
+/// Runs `n` pods (after 200 unrecorded ones) the way `EciPodPath` does (convert, place,
+/// translate the first attempt) through both slots' async API, from a task on the
+/// command's multi-thread runtime, one pod every `pace` if given.
 fn daemon_path(
     placement: PluginSlot,
     translator: PluginSlot,
+    inputs: &DaemonInputs,
+    n: usize,
+    pace: Option<Duration>,
+) -> Result<DaemonPath> {
+    let inputs = inputs.clone();
+    let handle = tokio::runtime::Handle::current();
+    let task = handle.spawn(async move {
+        let (mut convert, mut place, mut translate, mut plugins, mut total) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n + 200 {
+            if let Some(pace) = pace {
+                tokio::time::sleep(pace).await;
+            }
+            let started = Instant::now();
+            let (view, context, resolved) = inputs.convert()?;
+            let converted = Instant::now();
+            let decided = placement
+                .place(view, context)
+                .await
+                .context("placement via PluginSlot::place")?;
+            let placed = Instant::now();
+            let attempt = match decided.value {
+                vnode_plugin_host::contract::Decision::Accept(mut a) if !a.attempts.is_empty() => {
+                    a.attempts.swap_remove(0)
+                }
+                other => anyhow::bail!("the sample pod was not accepted: {other:?}"),
+            };
+            let request = translator
+                .translate(inputs.translate_input(resolved, attempt))
+                .await
+                .context("translation via PluginSlot::translate")?;
+            let done = Instant::now();
+            if let Err(e) = request.value {
+                anyhow::bail!("the sample pod was not translated: {e:?}");
+            }
+            if i >= 200 {
+                convert.push(converted - started);
+                place.push(placed - converted);
+                translate.push(done - placed);
+                plugins.push(done - converted);
+                total.push(done - started);
+            }
+        }
+        anyhow::Ok(DaemonPath {
+            convert: stats(convert),
+            place: stats(place),
+            translate: stats(translate),
+            plugins: stats(plugins),
+            total: stats(total),
+        })
+    });
+    handle.block_on(task)?
+}
+
+/// `n` calls (after 200 unrecorded ones) of one slot's async API, one every `pace`: placement
+/// when `translate` is `None`, translation otherwise.
+fn slot_calls(
+    slot: PluginSlot,
+    translate: Option<()>,
     n: usize,
     pace: Duration,
-) -> Result<DaemonPath> {
+) -> Result<Vec<Duration>> {
     let handle = tokio::runtime::Handle::current();
     let task = handle.spawn(async move {
         let (pod, ctx) = samples::placement_sample();
         let input = samples::translate_sample();
-        let (mut place, mut translate, mut both) = (Vec::new(), Vec::new(), Vec::new());
+        let mut out = Vec::with_capacity(n);
         for i in 0..n + 200 {
-            // Built before the clock starts: the daemon builds its inputs from the pod anyway.
             let (pod, ctx, input) = (pod.clone(), ctx.clone(), input.clone());
             tokio::time::sleep(pace).await;
             let started = Instant::now();
-            placement
-                .place(pod, ctx)
-                .await
-                .context("placement via PluginSlot::place")?;
-            let placed = Instant::now();
-            translator
-                .translate(input)
-                .await
-                .context("translation via PluginSlot::translate")?;
-            let done = Instant::now();
+            match translate {
+                None => {
+                    slot.place(pod, ctx).await.context("PluginSlot::place")?;
+                }
+                Some(()) => {
+                    slot.translate(input)
+                        .await
+                        .context("PluginSlot::translate")?;
+                }
+            }
             if i >= 200 {
-                place.push(placed - started);
-                translate.push(done - placed);
-                both.push(done - started);
+                out.push(started.elapsed());
             }
         }
-        anyhow::Ok(DaemonPath {
-            place: stats(place),
-            translate: stats(translate),
-            both: stats(both),
-        })
+        anyhow::Ok(out)
     });
     handle.block_on(task)?
 }

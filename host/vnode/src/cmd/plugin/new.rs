@@ -42,6 +42,10 @@ macro_rules! repo_file {
 const SDK_SOURCES: &[Vendored] = &[
     ("lib.rs", repo_file!("plugins/vnode-plugin-sdk/src/lib.rs")),
     (
+        "allocator.rs",
+        repo_file!("plugins/vnode-plugin-sdk/src/allocator.rs"),
+    ),
+    (
         "decide.rs",
         repo_file!("plugins/vnode-plugin-sdk/src/decide.rs"),
     ),
