@@ -31,7 +31,8 @@ use vnode_apiserver::{ApiServer, ApiServerConfig};
 const DEV_REGION: &str = "cn-hangzhou";
 /// One vSwitch per zone of the emulator's default world (`vsw-…-<letter>` lands in the
 /// zone ending in that letter), each naming its zone so placement can spread over them.
-const DEV_VSWITCHES: &str = "cn-hangzhou-h=vsw-dev-h,cn-hangzhou-i=vsw-dev-i,cn-hangzhou-k=vsw-dev-k";
+const DEV_VSWITCHES: &str =
+    "cn-hangzhou-h=vsw-dev-h,cn-hangzhou-i=vsw-dev-i,cn-hangzhou-k=vsw-dev-k";
 /// Security group of the container groups (the emulator accepts any `sg-` ID).
 const DEV_SECURITY_GROUP: &str = "sg-dev";
 /// Files the daemon's kubelet API serves with, inside `DIR`.
