@@ -5,28 +5,17 @@
 //! * a container group carrying this node's tags but a UID no pod has is deleted (orphan);
 //! * chaos: `kill -9` of the daemon in the middle of a 200-pod burst, then a restart: every pod
 //!   Running, exactly one group per pod, no orphans — also with the emulator injecting 20 %
-//!   errors, throttling and latency.
+//!   errors, throttling and latency, and with the API server dropping every watch after a
+//!   random time up to 2 s (pods created and deleted while the watches drop).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
-use vnode_eci::model::{
-    Container, ContainerGroup, CreateContainerGroupRequest, DescribeContainerGroupsRequest, Tag,
-};
-use vnode_eci::{Credentials, EciClient, EciClientConfig, RateLimits};
-use vnode_tests::{VnodeProcess, kubectl};
+use anyhow::{Context, Result};
+use vnode_eci::model::{Container, ContainerGroup, CreateContainerGroupRequest, Tag};
+use vnode_tests::{Sandbox, group_tag as tag, wait_for};
 
 const CLUSTER: &str = "e2e-recovery";
-
-/// No TokenRequest in the test API server: no token to mount.
-const NO_TOKEN_SA: &str = "apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: default
-  namespace: default
-automountServiceAccountToken: false
-";
 
 fn pod_yaml(name: &str) -> String {
     format!(
@@ -48,212 +37,34 @@ spec:
     )
 }
 
-struct World {
-    dir: tempfile::TempDir,
-    _apiserver: VnodeProcess,
-    _emulator: VnodeProcess,
-    kubeconfig: std::path::PathBuf,
-    env: Vec<(String, String)>,
-    eci: EciClient,
-    rt: tokio::runtime::Runtime,
-}
-
-fn world(emulator_profile: &str) -> Result<World> {
-    let dir = tempfile::tempdir()?;
-    let api_dir = dir.path().join("apiserver");
-    let api_dir_s = api_dir.to_string_lossy().to_string();
-    let apiserver = VnodeProcess::start(
-        &["apiserver", "--listen", "127.0.0.1:0", "--dir", &api_dir_s],
-        Duration::from_secs(30),
-    )?;
-    let kubeconfig = api_dir.join("kubeconfig");
-    let profile = dir.path().join("profile.yaml");
-    std::fs::write(&profile, emulator_profile)?;
-    let profile_s = profile.to_string_lossy().to_string();
-    let emulator = VnodeProcess::start(
-        &[
-            "eci-emulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-quotas",
-            "--profile",
-            &profile_s,
-        ],
-        Duration::from_secs(30),
-    )?;
-    let eci_url = emulator.url.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let eci = EciClient::new(EciClientConfig {
-        endpoint: Some(eci_url.clone()),
-        rate_limits: RateLimits::unlimited(),
-        ..EciClientConfig::new(
-            "cn-hangzhou",
-            Credentials::new(
-                vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID,
-                vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET,
-            ),
+/// The sandbox with fast status polling and sweeps, 64 pod workers, and the emulator
+/// behaving as `emulator_profile` says.
+fn world(emulator_profile: &str) -> Result<Sandbox> {
+    Sandbox::builder()
+        .cluster(CLUSTER)
+        .emulator_profile(emulator_profile)
+        .config(
+            "intervals: {podStatusPoll: 300ms, podStatusResync: 3s, reconcile: 1s, orphanMinAge: 1s}\n\
+             concurrency: {podWorkers: 64}\n",
         )
-    })?;
-    let env = [
-        ("KUBECONFIG", kubeconfig.to_string_lossy().to_string()),
-        ("KUBELET_PORT", "10250".into()),
-        ("VKUBELET_POD_IP", "127.0.0.1".into()),
-        ("ECI_REGION", "cn-hangzhou".into()),
-        (
-            "ECI_VSWITCH",
-            "cn-hangzhou-h=vsw-e2e-h,cn-hangzhou-i=vsw-e2e-i".into(),
-        ),
-        ("ECI_SECURITY_GROUP", "sg-e2e".into()),
-        (
-            "ECI_ACCESS_KEY",
-            vnode_eci_emulator::DEFAULT_ACCESS_KEY_ID.into(),
-        ),
-        (
-            "ECI_SECRET_KEY",
-            vnode_eci_emulator::DEFAULT_ACCESS_KEY_SECRET.into(),
-        ),
-        ("ECI_CLUSTER_NAME", CLUSTER.into()),
-        ("ECI_ENDPOINT", eci_url),
-        ("POD_NAME", "replica-a".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let w = World {
-        dir,
-        _apiserver: apiserver,
-        _emulator: emulator,
-        kubeconfig,
-        env,
-        eci,
-        rt,
-    };
-    apply(&w, "sa.yaml", NO_TOKEN_SA)?;
-    Ok(w)
+        .start()
 }
 
-fn start_daemon(w: &World) -> Result<VnodeProcess> {
-    let config = w.dir.path().join("vnode.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "intervals: {{leaseRenew: 1s, nodeStatus: 3s, podStatusPoll: 300ms, podStatusResync: 3s, reconcile: 1s, orphanMinAge: 1s}}\n\
-             listen: {{kubelet: \"127.0.0.1:0\"}}\n\
-             kubelet:\n  clientCaFile: {}\n  authorization: alwaysAllow\n\
-             leaderElection: {{enabled: false}}\n\
-             concurrency: {{podWorkers: 64}}\n\
-             shutdownGrace: 5s\n",
-            w.dir.path().join("apiserver").join("ca.crt").display()
-        ),
-    )?;
-    let env: Vec<(&str, &str)> = w
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let config = config.to_string_lossy().to_string();
-    VnodeProcess::start_with_env(
-        &[
-            "run",
-            "--provider",
-            "alibabacloud",
-            "--config",
-            &config,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &env,
-        Duration::from_secs(60),
-    )
-}
-
-fn apply(w: &World, name: &str, yaml: &str) -> Result<()> {
-    let file = w.dir.path().join(name);
-    std::fs::write(&file, yaml)?;
-    let (code, _, err) = kubectl(&w.kubeconfig, &["apply", "-f", &file.to_string_lossy()])?;
-    if code != 0 {
-        bail!("kubectl apply {name} failed: {err}");
-    }
-    Ok(())
-}
-
-fn get_json(w: &World, args: &[&str]) -> Result<serde_json::Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let (code, out, err) = kubectl(&w.kubeconfig, &all)?;
-    if code != 0 {
-        bail!("kubectl {args:?} failed: {err}");
-    }
-    Ok(serde_json::from_str(&out)?)
-}
-
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    while Instant::now() < deadline {
-        match f() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    bail!("timed out waiting for {what} (last error: {last_err:?})")
-}
-
-fn node_ready(w: &World) -> Result<()> {
-    wait_for("node Ready", Duration::from_secs(30), || {
-        let node = get_json(w, &["get", "node", "virtual-kubelet"])?;
-        Ok(node["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .then_some(()))
-    })
-}
-
-/// Live groups of this test's cluster, read with the production client.
-fn live_groups(w: &World) -> Result<Vec<ContainerGroup>> {
-    let all = w.rt.block_on(w.eci.describe_all_container_groups(
-        &DescribeContainerGroupsRequest {
-            tags: vec![Tag::new("vnode.io/cluster", CLUSTER)],
-            ..Default::default()
-        },
-    ))?;
-    Ok(all
+/// Groups of this test's cluster that are not terminal (a `Deleted` one still counts: a
+/// duplicate that was created and deleted again existed).
+fn live_groups(w: &Sandbox) -> Result<Vec<ContainerGroup>> {
+    Ok(w.all_groups()?
         .into_iter()
         .filter(|g| !g.status.is_terminal())
         .collect())
 }
 
-fn tag<'a>(g: &'a ContainerGroup, key: &str) -> Option<&'a str> {
-    g.tags
-        .iter()
-        .find(|t| t.key == key)
-        .map(|t| t.value.as_str())
-}
-
-fn pods(w: &World) -> Result<Vec<serde_json::Value>> {
-    let list = get_json(w, &["-n", "default", "get", "pods"])?;
-    Ok(list["items"].as_array().cloned().unwrap_or_default())
-}
-
 #[test]
 fn a_pod_reaches_running_from_eci_and_an_orphan_group_is_deleted() -> Result<()> {
-    let w = world("timing: {instant: true}\n")?;
-    let daemon = start_daemon(&w)?;
-    node_ready(&w)?;
-    apply(&w, "web.yaml", &pod_yaml("web"))?;
+    let mut w = world("timing: {instant: true}\n")?;
+    w.apply("web.yaml", &pod_yaml("web"))?;
     let pod = wait_for("web Running", Duration::from_secs(40), || {
-        let p = get_json(&w, &["-n", "default", "get", "pod", "web"])?;
+        let p = w.pod("web")?;
         Ok((p["status"]["phase"] == "Running").then_some(p))
     })?;
     let status = &pod["status"];
@@ -308,38 +119,29 @@ fn a_pod_reaches_running_from_eci_and_an_orphan_group_is_deleted() -> Result<()>
     let live = live_groups(&w)?;
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(tag(&live[0], "vnode.io/pod-name"), Some("web"));
-    daemon.terminate(Duration::from_secs(20))?;
+    w.terminate_daemon()?;
     Ok(())
 }
 
-/// Creates `n` pods in one `kubectl apply`, kills the daemon with SIGKILL once some groups
-/// exist, restarts it, and checks the outcome.
-fn burst_with_kill_9(w: &World, n: usize) -> Result<()> {
-    let daemon = start_daemon(w)?;
-    node_ready(w)?;
+/// `n` pods named `burst-NNN`, applied in one `kubectl apply`.
+fn apply_burst(w: &Sandbox, n: usize) -> Result<()> {
     let yaml: Vec<String> = (0..n).map(|i| pod_yaml(&format!("burst-{i:03}"))).collect();
-    apply(w, "burst.yaml", &yaml.join("---\n"))?;
-    wait_for("the burst to be under way", Duration::from_secs(30), || {
-        Ok((live_groups(w)?.len() >= n / 4).then_some(()))
-    })?;
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &daemon.pid().to_string()])
-        .status()?;
-    assert!(status.success());
-    drop(daemon);
-    let daemon = start_daemon(w)?;
+    w.apply("burst.yaml", &yaml.join("---\n"))
+}
 
+/// Waits for all `n` pods to be Running, lets a sweep pass over the final state, then
+/// checks: exactly one group per pod, each named by its pod's annotation, no orphans.
+fn every_pod_running_with_one_group_and_no_orphans(w: &Sandbox, n: usize) -> Result<()> {
     wait_for("every pod Running", Duration::from_secs(45), || {
-        let pods = pods(w)?;
+        let pods = w.pods()?;
         let running = pods
             .iter()
             .filter(|p| p["status"]["phase"] == "Running")
             .count();
         Ok((pods.len() == n && running == n).then_some(()))
     })?;
-    // Let a sweep pass over the final state, then: exactly one group per pod, no orphans.
     std::thread::sleep(Duration::from_secs(3));
-    let pods = pods(w)?;
+    let pods = w.pods()?;
     let uids: HashMap<String, String> = pods
         .iter()
         .map(|p| {
@@ -372,7 +174,20 @@ fn burst_with_kill_9(w: &World, n: usize) -> Result<()> {
         per_uid.values().all(|c| *c == 1),
         "exactly one group per pod"
     );
-    daemon.terminate(Duration::from_secs(20))?;
+    Ok(())
+}
+
+/// Creates `n` pods in one `kubectl apply`, kills the daemon with SIGKILL once some groups
+/// exist, restarts it, and checks the outcome.
+fn burst_with_kill_9(mut w: Sandbox, n: usize) -> Result<()> {
+    apply_burst(&w, n)?;
+    wait_for("the burst to be under way", Duration::from_secs(30), || {
+        Ok((live_groups(&w)?.len() >= n / 4).then_some(()))
+    })?;
+    w.kill_daemon()?;
+    w.restart_daemon()?;
+    every_pod_running_with_one_group_and_no_orphans(&w, n)?;
+    w.terminate_daemon()?;
     Ok(())
 }
 
@@ -380,7 +195,7 @@ fn burst_with_kill_9(w: &World, n: usize) -> Result<()> {
 fn kill_9_in_a_200_pod_burst_leaves_every_pod_running_with_one_group_and_no_orphans() -> Result<()>
 {
     let w = world("timing: {instant: true}\n")?;
-    burst_with_kill_9(&w, 200)
+    burst_with_kill_9(w, 200)
 }
 
 #[test]
@@ -394,5 +209,81 @@ fn kill_9_in_a_burst_with_eci_errors_throttling_and_latency() -> Result<()> {
          - {kind: error, rate: 0.1, code: Throttling.User, status: 400}\n\
          - {kind: latency, rate: 0.1, delay_ms: 100}\n",
     )?;
-    burst_with_kill_9(&w, 200)
+    burst_with_kill_9(w, 200)
+}
+
+/// Watch requests on pods across all namespaces in the audit log: only the daemon's pod
+/// watcher makes them (kubectl here only lists, gets and deletes without waiting).
+fn pod_watches(w: &Sandbox) -> Result<usize> {
+    let audit = w.audit_log.as_ref().context("the sandbox audits")?;
+    let text = std::fs::read_to_string(audit)?;
+    let mut n = 0;
+    for line in text.lines() {
+        let rec: serde_json::Value = serde_json::from_str(line)?;
+        if rec["verb"] == "watch" && rec["resource"] == "pods" && rec["namespace"] == "" {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[test]
+fn a_200_pod_burst_while_the_apiserver_drops_watches() -> Result<()> {
+    // Every watch ends after a random time up to 2 s: cleanly, with a stream reset, or with
+    // the TCP connection reset. The daemon's pod watcher must resume (or relist) each time
+    // without losing a pod: new pods get a group, deleted pods lose theirs.
+    let mut w = Sandbox::builder()
+        .cluster(CLUSTER)
+        .emulator_profile("timing: {instant: true}\n")
+        .apiserver_args(&["--drop-watches-every", "2s"])
+        .audit_log()
+        .config(
+            "intervals: {podStatusPoll: 300ms, podStatusResync: 3s, reconcile: 1s, orphanMinAge: 1s}\n\
+             concurrency: {podWorkers: 64}\n",
+        )
+        .start()?;
+    let n = 200;
+    // Half the burst; a `kill -9` of the daemon once it is under way and a restart (as in
+    // the tests above); then the other half and ten deletions, all while watches drop.
+    let first: Vec<String> = (0..n / 2)
+        .map(|i| pod_yaml(&format!("burst-{i:03}")))
+        .collect();
+    w.apply("burst-1.yaml", &first.join("---\n"))?;
+    wait_for("the burst to be under way", Duration::from_secs(30), || {
+        Ok((live_groups(&w)?.len() >= n / 8).then_some(()))
+    })?;
+    w.kill_daemon()?;
+    w.restart_daemon()?;
+    let second: Vec<String> = (n / 2..n)
+        .map(|i| pod_yaml(&format!("burst-{i:03}")))
+        .collect();
+    w.apply("burst-2.yaml", &second.join("---\n"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let victims: Vec<String> = (0..10).map(|i| format!("burst-{:03}", i * 7)).collect();
+    let mut args = vec!["-n", "default", "delete", "pod", "--wait=false"];
+    args.extend(victims.iter().map(String::as_str));
+    w.kubectl_ok(&args)?;
+    every_pod_running_with_one_group_and_no_orphans(&w, n - victims.len())?;
+    let pods = w.pods()?;
+    for v in &victims {
+        assert!(
+            !pods.iter().any(|p| p["metadata"]["name"] == v.as_str()),
+            "{v} was deleted and its deletion finished"
+        );
+    }
+    // The watches really were dropped, and re-established every time.
+    let watches = pod_watches(&w)?;
+    assert!(
+        watches >= 5,
+        "the daemon's pod watch was established {watches} times; with drops every ≤ 2 s over the test it must have been re-established several times"
+    );
+    // The daemon is still watching: a pod created now is placed promptly.
+    w.apply("late.yaml", &pod_yaml("late"))?;
+    wait_for(
+        "a pod created after the drops to run",
+        Duration::from_secs(30),
+        || Ok((w.pod("late")?["status"]["phase"] == "Running").then_some(())),
+    )?;
+    w.terminate_daemon()?;
+    Ok(())
 }
