@@ -12,6 +12,18 @@ pub const TAG_NAMESPACE: &str = "vnode.io/namespace";
 pub const TAG_POD_NAME: &str = "vnode.io/pod-name";
 pub const TAG_POD_UID: &str = "vnode.io/pod-uid";
 
+/// Whether `key` is one of the identity tags above (which nobody but the translator may set).
+pub fn is_identity_tag(key: &str) -> bool {
+    [
+        TAG_CLUSTER,
+        TAG_NODE,
+        TAG_NAMESPACE,
+        TAG_POD_NAME,
+        TAG_POD_UID,
+    ]
+    .contains(&key)
+}
+
 /// ECI limits on tags.
 pub const MAX_TAGS: usize = 20;
 const MAX_TAG_KEY: usize = 64;

@@ -328,9 +328,17 @@ fn tags(req: &mut ContainerGroupRequest, input: &TranslateInput, a: &Annotations
         &m.name,
         &m.uid,
     )?;
-    let mut add = |t: KeyValue, field: &str| -> Result<()> {
+    // A pod's author may not write into vnode's tag namespace at all; the placement policy (the
+    // platform team's code) may add its own `vnode.io/*` tags, e.g. cost-aware's
+    // `vnode.io/capacity`, but never one of the identity tags reconciliation trusts.
+    let mut add = |t: KeyValue, field: &str, from_pod: bool| -> Result<()> {
         identity::validate_tag(&t, field)?;
-        if t.key.starts_with("vnode.io/") {
+        let reserved = if from_pod {
+            t.key.starts_with("vnode.io/")
+        } else {
+            identity::is_identity_tag(&t.key)
+        };
+        if reserved {
             return Err(invalid(
                 field,
                 format!(
@@ -349,11 +357,11 @@ fn tags(req: &mut ContainerGroupRequest, input: &TranslateInput, a: &Annotations
     if let Some(v) = a.custom_tags {
         let key = "k8s.aliyun.com/eci-custom-tags";
         for t in ann::custom_tags(v, key)? {
-            add(t, &ann::field(key))?;
+            add(t, &ann::field(key), true)?;
         }
     }
     for t in &input.attempt.extra_tags {
-        add(t.clone(), "attempt.extra-tags")?;
+        add(t.clone(), "attempt.extra-tags", false)?;
     }
     if tags.len() > identity::MAX_TAGS {
         return Err(invalid(
@@ -1267,6 +1275,29 @@ mod tests {
             "k8s.aliyun.com/eci-custom-tags",
             "vnode.io/pod-uid:evil",
         )];
+        assert_eq!(
+            refusal(translate(&input(p))).0,
+            "metadata.annotations[k8s.aliyun.com/eci-custom-tags]"
+        );
+    }
+
+    #[test]
+    fn placement_may_add_vnode_tags_but_not_identity_ones() {
+        // cost-aware stamps `vnode.io/capacity`; that must reach ECI.
+        let mut i = input(pod());
+        i.attempt.extra_tags = vec![kv("vnode.io/capacity", "spot")];
+        let req = ok(&i);
+        assert!(
+            req.tags
+                .iter()
+                .any(|t| t.key == "vnode.io/capacity" && t.value == "spot")
+        );
+        // An identity tag from placement would let a policy spoof another pod's group.
+        i.attempt.extra_tags = vec![kv("vnode.io/pod-uid", "someone-else")];
+        assert_eq!(refusal(translate(&i)).0, "attempt.extra-tags");
+        // A pod's own annotation may not use the namespace at all.
+        let mut p = pod();
+        p.meta.annotations = vec![kv("k8s.aliyun.com/eci-custom-tags", "vnode.io/capacity:x")];
         assert_eq!(
             refusal(translate(&input(p))).0,
             "metadata.annotations[k8s.aliyun.com/eci-custom-tags]"
