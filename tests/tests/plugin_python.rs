@@ -145,7 +145,7 @@ fn example(file: &str) -> String {
 /// The call deadline for the CLI runs here. The deadline is wall-clock time (epoch ticks),
 /// and with every test of the suite running at once on a small machine a Python call that
 /// takes 2–10 ms of CPU has been seen to miss the default 50 ms; these tests are about
-/// decisions, not about the machine's load. (The daemon test keeps the defaults.)
+/// decisions, not about the machine's load.
 const CALL_TIMEOUT_MS: &str = "1000";
 
 /// `vnode ARGS… --call-timeout-ms CALL_TIMEOUT_MS`.
@@ -441,7 +441,8 @@ fn python_plugin_runs_in_the_daemon() -> Result<()> {
         std::fs::copy(entry.path(), dev_cache.join(entry.file_name()))?;
     }
     let teams = example("teams.json");
-    let proc = VnodeProcess::start(
+    // The daemon reads the same deadline variable as the CLI (see CALL_TIMEOUT_MS).
+    let proc = VnodeProcess::start_with_env(
         &[
             "dev",
             "--dir",
@@ -459,6 +460,7 @@ fn python_plugin_runs_in_the_daemon() -> Result<()> {
             "--placement-config-file",
             &teams,
         ],
+        &[("VNODE_PLUGIN_CALL_TIMEOUT_MS", CALL_TIMEOUT_MS)],
         Duration::from_secs(60),
     )?;
     let kubeconfig = std::fs::canonicalize(sandbox.join("kubeconfig"))?;

@@ -204,12 +204,35 @@ fn same_version(a: &LoadedPlugin, b: &LoadedPlugin) -> bool {
         && a.identity().config_sha256 == b.identity().config_sha256
 }
 
+/// Environment variable with the plugin call deadline in milliseconds (engine-wide; the same
+/// variable `vnode plugin check|simulate` read). The deadline is wall-clock time, so a slow
+/// plugin (e.g. a Python one, 2–10 ms of CPU per call) on a CPU-starved node may need more
+/// than the default 50 ms.
+pub const CALL_TIMEOUT_ENV: &str = "VNODE_PLUGIN_CALL_TIMEOUT_MS";
+
+/// The engine's limits: the defaults, with the call deadline from [`CALL_TIMEOUT_ENV`] when
+/// it holds a number of milliseconds in 1..=60000 (anything else is logged and ignored).
+fn runtime_config() -> RuntimeConfig {
+    let mut config = RuntimeConfig::default();
+    if let Ok(value) = std::env::var(CALL_TIMEOUT_ENV) {
+        match value.trim().parse::<u64>() {
+            Ok(ms @ 1..=60_000) => config.call_timeout = std::time::Duration::from_millis(ms),
+            _ => tracing::warn!(
+                variable = CALL_TIMEOUT_ENV,
+                value = %value,
+                "not a deadline in milliseconds (1..=60000); keeping the default"
+            ),
+        }
+    }
+    config
+}
+
 impl Plugins {
     /// Builds the engine and loader, loads both slots and the shadow candidate, and starts a
     /// watcher for every plugin that comes from a file. The shipped defaults (`zone-spread`,
     /// `translator-default`) serve a kind that is not configured.
     pub async fn start(config: &PluginsConfig) -> Result<Arc<Plugins>, PluginsError> {
-        let engine = PluginEngine::new(RuntimeConfig::default()).map_err(|error| PluginsError {
+        let engine = PluginEngine::new(runtime_config()).map_err(|error| PluginsError {
             setting: "plugin engine".into(),
             error,
         })?;
