@@ -21,6 +21,19 @@ pub fn loader() -> PluginLoader {
     PluginLoader::new(engine(), None)
 }
 
+/// A loader whose call deadline (wall-clock, by epochs) is far longer than any scheduling
+/// stall, for tests about something other than deadlines: with more runnable threads than
+/// cores a descheduled call would otherwise time out whatever the plugin does.
+pub fn patient_loader() -> PluginLoader {
+    let engine = PluginEngine::new(RuntimeConfig {
+        warm_instances: 2,
+        call_timeout: Duration::from_secs(10),
+        ..RuntimeConfig::default()
+    })
+    .expect("engine");
+    PluginLoader::new(engine, None)
+}
+
 pub fn source(bytes: &[u8]) -> PluginSource {
     PluginSource {
         bytes: bytes.to_vec(),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,12 +22,21 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
 }
 
 fn start(slot: &Arc<PluginSlot>, file: &Path, config: Option<&Path>) -> PluginWatcher {
+    start_with(loader(), slot, file, config)
+}
+
+fn start_with(
+    loader: vnode_plugin_host::PluginLoader,
+    slot: &Arc<PluginSlot>,
+    file: &Path,
+    config: Option<&Path>,
+) -> PluginWatcher {
     let target = WatchTarget {
         slot: slot.clone(),
         plugin_file: file.to_path_buf(),
         config_file: config.map(Path::to_path_buf),
     };
-    PluginWatcher::start(loader(), target, WatchOptions::default()).expect("watcher starts")
+    PluginWatcher::start(loader, target, WatchOptions::default()).expect("watcher starts")
 }
 
 fn serving(slot: &PluginSlot) -> String {
@@ -41,43 +50,26 @@ fn reload_under_concurrent_calls_drops_the_old_version() {
     let v1 = builtin::ZONE_SPREAD.to_vec();
     let v2 = variant(&v1, "v2");
     std::fs::write(&file, &v1).expect("write v1");
-    let first = load_placement(&loader(), &v1, "");
+    // Every call must succeed, so the deadline must not be what a CPU-starved test machine trips.
+    let first = load_placement(&patient_loader(), &v1, "");
     let weak_v1 = Arc::downgrade(&first);
     let slot = Arc::new(PluginSlot::new(first));
     let mut status = slot.subscribe();
-    let _watcher = start(&slot, &file, None);
+    let _watcher = start_with(patient_loader(), &slot, &file, None);
 
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(Mutex::new(Vec::<String>::new()));
-    let starved = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
     let workers: Vec<_> = (0..3)
         .map(|_| {
-            let (slot, stop, failed, starved, seen) = (
-                slot.clone(),
-                stop.clone(),
-                failed.clone(),
-                starved.clone(),
-                seen.clone(),
-            );
+            let (slot, stop, failed, seen) =
+                (slot.clone(), stop.clone(), failed.clone(), seen.clone());
             std::thread::spawn(move || {
                 let (pod, ctx) = samples::placement_sample();
                 while !stop.load(Ordering::Relaxed) {
                     match slot.place_blocking(&pod, ctx.clone()) {
                         Ok(d) if is_accept(&d.value) => {
                             seen.lock().expect("lock").insert(d.plugin.sha256.clone());
-                        }
-                        // The deadline is wall-clock time (epochs): on a machine with more
-                        // runnable threads than cores (CI runs many test binaries at once), a
-                        // thread descheduled for 50 ms times out whatever the plugin does.
-                        // That is the deadline working, not the swap failing.
-                        Err(e)
-                            if matches!(
-                                e.error,
-                                vnode_plugin_host::PluginError::Timeout { .. }
-                            ) =>
-                        {
-                            starved.fetch_add(1, Ordering::Relaxed);
                         }
                         other => {
                             failed.lock().expect("lock").push(format!("{other:?}"));
@@ -104,8 +96,7 @@ fn reload_under_concurrent_calls_drops_the_old_version() {
     let failed = failed.lock().expect("lock").clone();
     assert!(
         failed.is_empty(),
-        "no call may fail across a swap ({} timed out from CPU starvation): {failed:?}",
-        starved.load(Ordering::Relaxed)
+        "no call may fail across a swap: {failed:?}"
     );
     let seen = seen.lock().expect("lock").clone();
     assert!(
