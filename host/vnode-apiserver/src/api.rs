@@ -524,7 +524,12 @@ fn to_view(res: ResourceId, obj: &Value) -> Value {
 }
 
 fn respond(code: StatusCode, res: ResourceId, obj: &Value) -> Response {
-    json_response(code, &to_view(res, obj))
+    if res == ids::EVENTS_V1 {
+        json_response(code, &admission::event_core_to_v1(obj))
+    } else {
+        // Serialise the stored object in place instead of cloning it first.
+        json_response(code, obj)
+    }
 }
 
 fn dry_run(q: &Query) -> Result<bool, ApiError> {
@@ -1534,6 +1539,22 @@ async fn watch(
         line.push(b'\n');
         Bytes::from(line)
     };
+    // A change from the store: every watcher that wants plain JSON of the stored form
+    // shares one serialisation of the object.
+    let shares_encoding = !as_table && view != ids::EVENTS_V1;
+    let encode_change = move |ty: &str, ev: &WatchEvent| -> Bytes {
+        if !shares_encoding {
+            return encode(ty, &ev.object);
+        }
+        let obj = ev.object_json();
+        let mut line = Vec::with_capacity(obj.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(ty.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(obj);
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    };
     let info = &RESOURCES[t.res];
     let bookmark = move |rv: u64, initial_end: bool| -> Value {
         let mut meta = json!({ "resourceVersion": rv.to_string() });
@@ -1606,20 +1627,20 @@ async fn watch(
             let _ = tx.send(encode("BOOKMARK", &bookmark(last_rv, true))).await;
         }
         // Translates one change into what this watcher should see (or nothing).
-        let translate = |ev: &WatchEvent| -> Option<(&'static str, Arc<Value>)> {
+        let translate = |ev: &WatchEvent| -> Option<&'static str> {
             if ev.resource != storage {
                 return None;
             }
             let now = keep(&ev.object);
             match ev.kind {
-                EventKind::Added => now.then(|| ("ADDED", ev.object.clone())),
-                EventKind::Deleted => now.then(|| ("DELETED", ev.object.clone())),
+                EventKind::Added => now.then_some("ADDED"),
+                EventKind::Deleted => now.then_some("DELETED"),
                 EventKind::Modified => {
                     let before = ev.previous.as_ref().is_some_and(|p| keep(p));
                     match (before, now) {
-                        (true, true) => Some(("MODIFIED", ev.object.clone())),
-                        (false, true) => Some(("ADDED", ev.object.clone())),
-                        (true, false) => Some(("DELETED", ev.object.clone())),
+                        (true, true) => Some("MODIFIED"),
+                        (false, true) => Some("ADDED"),
+                        (true, false) => Some("DELETED"),
                         (false, false) => None,
                     }
                 }
@@ -1627,8 +1648,8 @@ async fn watch(
         };
         for ev in &backlog {
             last_rv = ev.rv;
-            if let Some((ty, o)) = translate(ev)
-                && tx.send(encode(ty, &o)).await.is_err()
+            if let Some(ty) = translate(ev)
+                && tx.send(encode_change(ty, ev)).await.is_err()
             {
                 return;
             }
@@ -1650,6 +1671,10 @@ async fn watch(
                             let _ = fail_tx.send(());
                         }
                         DropHow::ResetConnection => {
+                            // The body fails too, so the response never ends cleanly
+                            // before the reset lands (a client would otherwise put the
+                            // connection back in its pool and lose its next request).
+                            let _ = fail_tx.send(());
                             if let Some(reset) = &conn_reset {
                                 reset.cancel();
                             }
@@ -1675,8 +1700,8 @@ async fn watch(
                             continue;
                         }
                         last_rv = ev.rv;
-                        if let Some((ty, o)) = translate(&ev)
-                            && tx.send(encode(ty, &o)).await.is_err()
+                        if let Some(ty) = translate(&ev)
+                            && tx.send(encode_change(ty, &ev)).await.is_err()
                         {
                             return;
                         }
@@ -1688,8 +1713,8 @@ async fn watch(
                             Ok(evs) => {
                                 for ev in evs {
                                     last_rv = ev.rv;
-                                    if let Some((ty, o)) = translate(&ev)
-                                        && tx.send(encode(ty, &o)).await.is_err()
+                                    if let Some(ty) = translate(&ev)
+                                        && tx.send(encode_change(ty, &ev)).await.is_err()
                                     {
                                         return;
                                     }

@@ -29,9 +29,8 @@
 //! * `controllers` (private): the scheduler (nodeSelector, required node affinity,
 //!   taints/tolerations, `FailedScheduling` events) and the namespace lifecycle.
 //!
-//! Not implemented: protobuf request bodies beyond Namespace, ConfigMap, Secret,
-//! ServiceAccount and TokenRequest (answered with 415; `kubectl run` and `create deployment`
-//! send them), schemas in `/openapi/v2` and `/openapi/v3` (both are served without
+//! Not implemented: protobuf request bodies beyond the kinds [`protobuf`] lists (answered
+//! with 415; `kubectl run` and `create ingress|cronjob` send them), schemas in `/openapi/v2` and `/openapi/v3` (both are served without
 //! definitions, so validation happens on the server and `kubectl explain` does not work), field ownership for server-side apply (applied configurations are
 //! merged, omitted fields stay), aggregated discovery (clients fall back to the legacy
 //! documents), custom resources served from CRDs (CRD objects are stored, their resources

@@ -51,6 +51,19 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// The object before a modification (so selector watches can turn it into ADDED/DELETED).
     pub previous: Option<Arc<Value>>,
+    /// `object` serialised as JSON, made by the first watcher that needs it and shared by
+    /// all the others (a change is encoded once, not once per watcher).
+    encoded: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    /// `object` as JSON bytes, serialised once per change.
+    pub fn object_json(&self) -> &bytes::Bytes {
+        self.encoded.get_or_init(|| {
+            // Serialising a `Value` cannot fail (its keys are strings).
+            bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
+        })
+    }
 }
 
 /// What a mutation closure decided.
@@ -258,6 +271,7 @@ impl Store {
             resource: res,
             object,
             previous,
+            encoded: std::sync::OnceLock::new(),
         });
         if inner.window.len() >= inner.window_cap
             && let Some(old) = inner.window.pop_front()
