@@ -646,7 +646,7 @@ mod schema {
         match w {
             Wire::Varint(v) => *v == 0,
             Wire::Fixed => false,
-            Wire::Bytes(b) if b.is_empty() => true,
+            Wire::Bytes([]) => true,
             Wire::Bytes(b) => {
                 depth < 8 && fields(b).is_ok_and(|fs| fs.iter().all(|(_, x)| is_zero(x, depth + 1)))
             }
