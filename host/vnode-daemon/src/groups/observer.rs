@@ -738,6 +738,7 @@ impl Observer {
             return Applied::NoPod;
         }
         self.mirror_events(&pod, &entry.pod_uid, &g.events).await;
+        self.repair_zone_annotation(&pod, g).await;
         let current = pod.status.as_ref();
         if is_terminal_phase(current.and_then(|s| s.phase.as_deref())) {
             return Applied::Unchanged;
@@ -747,6 +748,47 @@ impl Observer {
             return Applied::Unchanged;
         }
         self.write_status(&pod, &desired).await
+    }
+
+    /// Sets the pod's `vnode.io/zone` annotation to the zone ECI reports for its group when it
+    /// is missing or different. The create path can only write the requested zone, and none
+    /// when the placement offered vSwitches in several zones (ECI picks one); so this costs a
+    /// write only for those pods, once.
+    async fn repair_zone_annotation(&self, pod: &Pod, g: &ContainerGroup) {
+        if g.zone_id.is_empty() {
+            return;
+        }
+        let annotated = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::ZONE));
+        if annotated.map(String::as_str) == Some(g.zone_id.as_str()) {
+            return;
+        }
+        let (Some(ns), Some(name), Some(uid)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+            pod.metadata.uid.as_deref(),
+        ) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let patch = serde_json::json!({
+            "metadata": {"uid": uid, "annotations": {annotations::ZONE: g.zone_id}}
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(pod = %format!("{ns}/{name}"), zone = %g.zone_id, "zone annotation set from ECI");
+            }
+            Err(e) => {
+                // The next listing or status poll tries again.
+                tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "setting the zone annotation failed");
+            }
+        }
     }
 
     /// PATCHes the status subresource, guarded by UID and resourceVersion.

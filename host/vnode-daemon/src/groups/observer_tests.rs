@@ -388,3 +388,38 @@ async fn a_vanished_group_fails_its_pod_but_not_a_deleting_one() {
         "warning event"
     );
 }
+
+#[tokio::test]
+async fn the_zone_eci_picked_is_annotated_on_the_pod() {
+    // A placement offering vSwitches in several zones lets ECI choose, so the create path
+    // cannot know the zone; the observer annotates it from the group.
+    let fx = fixture(
+        vec![pod_json("web", "u-z", None)],
+        Vec::new(),
+        Duration::from_secs(3600),
+    )
+    .await;
+    let id = create_group(&fx.eci, "web-z", "u-z", "web").await;
+    let listed = fx
+        .eci
+        .describe_all_container_groups(&vnode_eci::model::DescribeContainerGroupsRequest {
+            container_group_ids: vec![id.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("describe");
+    let zone = listed
+        .iter()
+        .find(|g| g.container_group_id == id)
+        .map(|g| g.zone_id.clone())
+        .expect("the group is listed");
+    assert!(!zone.is_empty(), "the emulator reports a zone");
+    let annotated = eventually("the zone annotation", || {
+        let p = fx.fake.get(&pod_path("default", "web"))?;
+        p["metadata"]["annotations"][annotations::ZONE]
+            .as_str()
+            .map(String::from)
+    })
+    .await;
+    assert_eq!(annotated, zone);
+}
