@@ -282,6 +282,28 @@ pub fn group_tag<'a>(g: &'a vnode_eci::model::ContainerGroup, key: &str) -> Opti
 
 /// The default ServiceAccount without a mounted token, for tests that do not want the
 /// daemon to mint one through TokenRequest for every pod.
+/// A bare nginx pod in `default` that only the virtual node accepts (its nodeSelector and
+/// taint toleration), as the burst tests create them by the hundred.
+pub fn nginx_pod_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  containers:
+  - image: nginx
+    name: nginx
+  nodeSelector:
+    type: virtual-kubelet
+  tolerations:
+  - key: virtual-kubelet.io/provider
+    operator: Exists
+"
+    )
+}
+
 pub const NO_TOKEN_SA: &str = "apiVersion: v1
 kind: ServiceAccount
 metadata:

@@ -16,30 +16,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use vnode_tests::{Sandbox, plugin_wasm, wait_for};
+use vnode_tests::{Sandbox, nginx_pod_yaml, plugin_wasm, wait_for};
 
 const CLUSTER: &str = "e2e-plugin-swap";
 
-fn pod_yaml(name: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  containers:
-  - image: nginx
-    name: nginx
-  tolerations:
-  - key: virtual-kubelet.io/provider
-    operator: Exists
-"
-    )
-}
-
 fn burst(sb: &Sandbox, file: &str, names: impl Iterator<Item = String>) -> Result<()> {
-    let yaml: Vec<String> = names.map(|n| pod_yaml(&n)).collect();
+    let yaml: Vec<String> = names.map(|n| nginx_pod_yaml(&n)).collect();
     sb.apply(file, &yaml.join("---\n"))
 }
 

@@ -13,29 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use vnode_eci::model::{Container, ContainerGroup, CreateContainerGroupRequest, Tag};
-use vnode_tests::{Sandbox, group_tag as tag, wait_for};
+use vnode_tests::{Sandbox, group_tag as tag, nginx_pod_yaml, wait_for};
 
 const CLUSTER: &str = "e2e-recovery";
-
-fn pod_yaml(name: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  containers:
-  - image: nginx
-    name: nginx
-  nodeSelector:
-    type: virtual-kubelet
-  tolerations:
-  - key: virtual-kubelet.io/provider
-    operator: Exists
-"
-    )
-}
 
 /// The sandbox with fast status polling and sweeps, 64 pod workers, and the emulator
 /// behaving as `emulator_profile` says.
@@ -62,7 +42,7 @@ fn live_groups(w: &Sandbox) -> Result<Vec<ContainerGroup>> {
 #[test]
 fn a_pod_reaches_running_from_eci_and_an_orphan_group_is_deleted() -> Result<()> {
     let mut w = world("timing: {instant: true}\n")?;
-    w.apply("web.yaml", &pod_yaml("web"))?;
+    w.apply("web.yaml", &nginx_pod_yaml("web"))?;
     let pod = wait_for("web Running", Duration::from_secs(40), || {
         let p = w.pod("web")?;
         Ok((p["status"]["phase"] == "Running").then_some(p))
@@ -125,7 +105,9 @@ fn a_pod_reaches_running_from_eci_and_an_orphan_group_is_deleted() -> Result<()>
 
 /// `n` pods named `burst-NNN`, applied in one `kubectl apply`.
 fn apply_burst(w: &Sandbox, n: usize) -> Result<()> {
-    let yaml: Vec<String> = (0..n).map(|i| pod_yaml(&format!("burst-{i:03}"))).collect();
+    let yaml: Vec<String> = (0..n)
+        .map(|i| nginx_pod_yaml(&format!("burst-{i:03}")))
+        .collect();
     w.apply("burst.yaml", &yaml.join("---\n"))
 }
 
@@ -246,7 +228,7 @@ fn a_200_pod_burst_while_the_apiserver_drops_watches() -> Result<()> {
     // Half the burst; a `kill -9` of the daemon once it is under way and a restart (as in
     // the tests above); then the other half and ten deletions, all while watches drop.
     let first: Vec<String> = (0..n / 2)
-        .map(|i| pod_yaml(&format!("burst-{i:03}")))
+        .map(|i| nginx_pod_yaml(&format!("burst-{i:03}")))
         .collect();
     w.apply("burst-1.yaml", &first.join("---\n"))?;
     wait_for("the burst to be under way", Duration::from_secs(30), || {
@@ -255,7 +237,7 @@ fn a_200_pod_burst_while_the_apiserver_drops_watches() -> Result<()> {
     w.kill_daemon()?;
     w.restart_daemon()?;
     let second: Vec<String> = (n / 2..n)
-        .map(|i| pod_yaml(&format!("burst-{i:03}")))
+        .map(|i| nginx_pod_yaml(&format!("burst-{i:03}")))
         .collect();
     w.apply("burst-2.yaml", &second.join("---\n"))?;
     std::thread::sleep(Duration::from_secs(2));
@@ -278,7 +260,7 @@ fn a_200_pod_burst_while_the_apiserver_drops_watches() -> Result<()> {
         "the daemon's pod watch was established {watches} times; with drops every ≤ 2 s over the test it must have been re-established several times"
     );
     // The daemon is still watching: a pod created now is placed promptly.
-    w.apply("late.yaml", &pod_yaml("late"))?;
+    w.apply("late.yaml", &nginx_pod_yaml("late"))?;
     wait_for(
         "a pod created after the drops to run",
         Duration::from_secs(30),
