@@ -44,8 +44,10 @@ fn test(root: &Path) -> Result<()> {
         "plugins/Cargo.toml",
     ]))?;
     // Build every binary (and, through vnode-plugin-host's build script, every plugin)
-    // once; the end-to-end tests start the built `vnode` binary.
-    run(Command::new("cargo").args(["build", "--workspace", "--bins"]))?;
+    // once; the end-to-end tests start the built `vnode` binary. `--tests` makes this build
+    // resolve dependency features exactly as the test build below does (dev-dependencies
+    // included), so no dependency is compiled twice with two feature sets.
+    run(Command::new("cargo").args(["build", "--workspace", "--bins", "--tests"]))?;
     // The plugins' decision logic, natively (fast; the Wasm builds are tested by the host).
     run(Command::new("cargo")
         .args([
