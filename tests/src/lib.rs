@@ -312,6 +312,69 @@ metadata:
 automountServiceAccountToken: false
 ";
 
+/// The seed manifest's environment for `vnode run` (`examples/deploy`): kubeconfig, kubelet
+/// port and pod IP, the taint, region, vSwitches `cn-hangzhou-h=vsw-e2e-h,cn-hangzhou-i=vsw-e2e-i`,
+/// security group `sg-e2e`, the AccessKey pair and the ECI endpoint. The [`Sandbox`]'s daemons
+/// get this plus `ECI_CLUSTER_NAME` and `POD_NAME`.
+pub fn seed_env(
+    kubeconfig: &Path,
+    eci_endpoint: &str,
+    (access_key_id, access_key_secret): (&str, &str),
+) -> Vec<(String, String)> {
+    [
+        ("KUBECONFIG", kubeconfig.to_string_lossy().as_ref()),
+        ("KUBELET_PORT", "10250"),
+        ("VKUBELET_POD_IP", "127.0.0.1"),
+        ("VKUBELET_TAINT_KEY", "virtual-kubelet.io/provider"),
+        ("VKUBELET_TAINT_VALUE", "alibabacloud"),
+        ("VKUBELET_TAINT_EFFECT", "NoSchedule"),
+        ("ECI_REGION", "cn-hangzhou"),
+        (
+            "ECI_VSWITCH",
+            "cn-hangzhou-h=vsw-e2e-h,cn-hangzhou-i=vsw-e2e-i",
+        ),
+        ("ECI_SECURITY_GROUP", "sg-e2e"),
+        ("ECI_ACCESS_KEY", access_key_id),
+        ("ECI_SECRET_KEY", access_key_secret),
+        ("ECI_ENDPOINT", eci_endpoint),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Sets `key` to `value` in `env` (replacing an earlier value).
+pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.into(), value.into()));
+}
+
+/// Starts `vnode dev --dir DIR` with every listener on a free loopback port, plus `extra`
+/// flags and `env`; returns once the API server's `listening on` line is printed.
+pub fn start_dev(
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<VnodeProcess> {
+    let dir = dir.to_str().context("utf-8 sandbox directory")?;
+    let mut args = vec![
+        "dev",
+        "--dir",
+        dir,
+        "--apiserver-listen",
+        "127.0.0.1:0",
+        "--eci-listen",
+        "127.0.0.1:0",
+        "--kubelet-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    VnodeProcess::start_with_env(&args, env, timeout)
+}
+
 /// Options for a [`Sandbox`]; start it with [`SandboxBuilder::start`].
 ///
 /// Defaults: `vnode apiserver`, `vnode eci-emulator --no-quotas`, the default
@@ -481,6 +544,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// `vnode apiserver` alone: no emulator, no daemon, nothing applied (for tests of the API
+    /// server itself).
+    pub fn apiserver_only(mut self) -> Self {
+        self.emulator = false;
+        self.daemon = false;
+        self.no_token_sa = false;
+        self
+    }
+
     /// Do not wait for the node to be Ready after starting the daemon.
     pub fn no_wait_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -552,28 +624,13 @@ impl SandboxBuilder {
         let config_path = dir.path().join("vnode.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
 
-        let mut env: Vec<(String, String)> = [
-            ("KUBECONFIG", kubeconfig.to_string_lossy().to_string()),
-            ("KUBELET_PORT", "10250".into()),
-            ("VKUBELET_POD_IP", "127.0.0.1".into()),
-            ("VKUBELET_TAINT_KEY", "virtual-kubelet.io/provider".into()),
-            ("VKUBELET_TAINT_VALUE", "alibabacloud".into()),
-            ("VKUBELET_TAINT_EFFECT", "NoSchedule".into()),
-            ("ECI_REGION", "cn-hangzhou".into()),
-            (
-                "ECI_VSWITCH",
-                "cn-hangzhou-h=vsw-e2e-h,cn-hangzhou-i=vsw-e2e-i".into(),
-            ),
-            ("ECI_SECURITY_GROUP", "sg-e2e".into()),
-            ("ECI_ACCESS_KEY", self.access_key.0.clone()),
-            ("ECI_SECRET_KEY", self.access_key.1.clone()),
-            ("ECI_CLUSTER_NAME", self.cluster.clone()),
-            ("ECI_ENDPOINT", eci_url.clone()),
-            ("POD_NAME", "replica-a".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut env = seed_env(
+            &kubeconfig,
+            &eci_url,
+            (&self.access_key.0, &self.access_key.1),
+        );
+        set_env(&mut env, "ECI_CLUSTER_NAME", &self.cluster);
+        set_env(&mut env, "POD_NAME", "replica-a");
         for (k, v) in &self.env {
             env.retain(|(ek, _)| ek != k);
             if let Some(v) = v {
@@ -754,9 +811,17 @@ impl Sandbox {
         Ok(all)
     }
 
-    /// `kubectl ARGS…` as admin: (exit code, stdout, stderr).
+    /// `kubectl ARGS…` as admin: (exit code, stdout, stderr). Its discovery cache is the
+    /// sandbox's own (`DIR/kubectl-cache`), so an earlier server on the same port (or a test
+    /// that adds resources) never leaves kubectl a stale one.
     pub fn kubectl(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        kubectl(&self.kubeconfig, args)
+        let cache = format!(
+            "--cache-dir={}",
+            self.dir.path().join("kubectl-cache").display()
+        );
+        let mut all = vec![cache.as_str()];
+        all.extend_from_slice(args);
+        kubectl(&self.kubeconfig, &all)
     }
 
     /// `kubectl ARGS…`, failing unless it exits 0; its stdout.
@@ -770,12 +835,18 @@ impl Sandbox {
 
     /// `kubectl ARGS… -o json`, parsed.
     pub fn get_json(&self, args: &[&str]) -> Result<serde_json::Value> {
-        get_json(&self.kubeconfig, args)
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.kubectl_ok(&all)?)?)
     }
 
     /// `kubectl apply` of `yaml` (written to `name` in the sandbox directory).
     pub fn apply(&self, name: &str, yaml: &str) -> Result<()> {
-        apply_yaml(&self.kubeconfig, self.dir.path(), name, yaml)
+        let file = self.dir.path().join(name);
+        std::fs::write(&file, yaml)?;
+        self.kubectl_ok(&["apply", "-f", &file.to_string_lossy()])
+            .with_context(|| format!("kubectl apply {name}"))?;
+        Ok(())
     }
 
     /// Waits (30 s) for node `virtual-kubelet` to be Ready; returns it.

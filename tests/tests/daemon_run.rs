@@ -6,28 +6,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vnode_tests::{
-    Sandbox, SandboxBuilder, http_status, node_is_ready, run_vnode, vnode_bin, wait_for,
+    Sandbox, SandboxBuilder, http_status, node_is_ready, run_vnode, set_env, vnode_bin, wait_for,
 };
+
+/// The AccessKey pair, vSwitches and security group of this file's daemons.
+const ACCESS_KEY: (&str, &str) = ("AKIDTEST", "never-printed-secret");
+const VSWITCHES: &str = "vsw-test-a,vsw-test-b";
+const SECURITY_GROUP: &str = "sg-test";
 
 /// The seed manifest's environment (ECI values are never dialled by these tests).
 fn seed_env(kubeconfig: &Path) -> Vec<(String, String)> {
-    [
-        ("KUBECONFIG", kubeconfig.to_string_lossy().to_string()),
-        ("KUBELET_PORT", "10250".into()),
-        ("VKUBELET_POD_IP", "127.0.0.1".into()),
-        ("VKUBELET_TAINT_KEY", "virtual-kubelet.io/provider".into()),
-        ("VKUBELET_TAINT_VALUE", "alibabacloud".into()),
-        ("VKUBELET_TAINT_EFFECT", "NoSchedule".into()),
-        ("ECI_REGION", "cn-hangzhou".into()),
-        ("ECI_VSWITCH", "vsw-test-a,vsw-test-b".into()),
-        ("ECI_SECURITY_GROUP", "sg-test".into()),
-        ("ECI_ACCESS_KEY", "AKIDTEST".into()),
-        ("ECI_SECRET_KEY", "never-printed-secret".into()),
-        ("ECI_ENDPOINT", "http://127.0.0.1:9".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let mut env = vnode_tests::seed_env(kubeconfig, "http://127.0.0.1:9", ACCESS_KEY);
+    set_env(&mut env, "ECI_VSWITCH", VSWITCHES);
+    set_env(&mut env, "ECI_SECURITY_GROUP", SECURITY_GROUP);
+    env
 }
 
 /// The seed's environment on a sandbox without ECI (nothing here dials it), leader election
@@ -35,9 +27,9 @@ fn seed_env(kubeconfig: &Path) -> Vec<(String, String)> {
 fn sandbox() -> SandboxBuilder {
     Sandbox::builder()
         .without_emulator()
-        .access_key("AKIDTEST", "never-printed-secret")
-        .env("ECI_VSWITCH", "vsw-test-a,vsw-test-b")
-        .env("ECI_SECURITY_GROUP", "sg-test")
+        .access_key(ACCESS_KEY.0, ACCESS_KEY.1)
+        .env("ECI_VSWITCH", VSWITCHES)
+        .env("ECI_SECURITY_GROUP", SECURITY_GROUP)
         .env_remove("ECI_CLUSTER_NAME")
         .config("leaderElection: {enabled: true, namespace: default, leaseDuration: 4s, retryPeriod: 1s}")
 }
@@ -80,7 +72,7 @@ fn daemon_bad_config_fails_with_one_clear_line() -> Result<()> {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert_eq!(lines.len(), 1, "exactly one line expected: {stderr}");
         assert!(lines[0].contains(needle), "{needle}: {stderr}");
-        assert!(!stderr.contains("never-printed-secret"));
+        assert!(!stderr.contains(ACCESS_KEY.1));
     }
     let (code, _, err) = run_vnode(&["run", "--provider", "azure"])?;
     assert_eq!(code, 2);

@@ -7,29 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use vnode_tests::{VnodeProcess, kubectl, repo_root, wait_for};
+use vnode_tests::{kubectl, repo_root, start_dev, wait_for};
 
 #[test]
 fn dev_runs_the_whole_sandbox_and_stops_cleanly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path().join("sandbox");
-    let ds = d.to_str().context("utf-8")?;
-    let proc = VnodeProcess::start(
-        &[
-            "dev",
-            "--dir",
-            ds,
-            "--apiserver-listen",
-            "127.0.0.1:0",
-            "--eci-listen",
-            "127.0.0.1:0",
-            "--kubelet-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
-    )?;
+    let proc = start_dev(&d, &[], &[], Duration::from_secs(30))?;
     let api_addr = proc.url.trim_start_matches("https://").to_string();
     ensure!(proc.url.starts_with("https://127.0.0.1:"), "{}", proc.url);
     // The other services' ready lines and the hint follow the API server's line.

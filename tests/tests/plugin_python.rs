@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use vnode_tests::{VnodeProcess, apply_yaml, get_json, repo_root, run_vnode, wait_for};
+use vnode_tests::{apply_yaml, get_json, repo_root, run_vnode, start_dev, wait_for};
 
 const EXAMPLE: &str = "examples/plugins/python-placement";
 const WIT: &str = "wit/v0.2.0";
@@ -155,6 +155,34 @@ fn run_plugin_cli(args: &[&str]) -> Result<(i32, String, String)> {
     run_vnode(&all)
 }
 
+/// `vnode plugin check WASM --cache-dir <shared cache> EXTRA…` (with the call deadline).
+fn check(wasm: &str, extra: &[&str]) -> Result<(i32, String, String)> {
+    let cache = cwasm_cache();
+    let mut args = vec!["plugin", "check", wasm, "--cache-dir", &cache];
+    args.extend_from_slice(extra);
+    run_plugin_cli(&args)
+}
+
+/// `vnode plugin simulate --plugin WASM --pods PODS --cache-dir <shared cache> --output json
+/// EXTRA…`: its rows.
+fn simulate(wasm: &str, pods: &str, extra: &[&str]) -> Result<Value> {
+    let cache = cwasm_cache();
+    let mut args = vec![
+        "plugin",
+        "simulate",
+        "--plugin",
+        wasm,
+        "--pods",
+        pods,
+        "--cache-dir",
+        &cache,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    vnode_json(&args)
+}
+
 fn vnode_json(args: &[&str]) -> Result<Value> {
     let (code, out, err) = run_plugin_cli(args)?;
     ensure!(code == 0, "vnode {args:?} failed ({code}):\n{out}\n{err}");
@@ -186,22 +214,25 @@ fn refusal(row: &Value) -> Result<&str> {
 fn python_plugin_passes_check_and_reports_its_cost() -> Result<()> {
     let wasm = plugin()?;
     let wasm = wasm.to_str().context("utf-8 path")?;
-    let cache = cwasm_cache();
     let teams = example("teams.json");
-    let info = vnode_json(&[
-        "plugin",
-        "check",
+    let (code, out, err) = check(
         wasm,
-        "--kind",
-        "placement",
-        "--config-file",
-        &teams,
-        "--cache-dir",
-        &cache,
-        "--timings",
-        "--output",
-        "json",
-    ])?;
+        &[
+            "--kind",
+            "placement",
+            "--config-file",
+            &teams,
+            "--timings",
+            "--output",
+            "json",
+        ],
+    )?;
+    ensure!(
+        code == 0,
+        "vnode plugin check failed ({code}):\n{out}\n{err}"
+    );
+    let info: Value =
+        serde_json::from_str(&out).with_context(|| format!("check printed:\n{out}"))?;
     ensure!(info["name"] == "team-placement", "{info}");
     ensure!(info["version"] == "1.0.0", "{info}");
     ensure!(info["contract"] == "vnode:plugin@0.2.0", "{info}");
@@ -215,52 +246,23 @@ fn python_plugin_passes_check_and_reports_its_cost() -> Result<()> {
     }
 
     // A configuration its `init` refuses: non-zero exit, the plugin's reason shown.
-    let (code, _, err) = run_plugin_cli(&[
-        "plugin",
-        "check",
+    let (code, _, err) = check(
         wasm,
-        "--config",
-        r#"{"teams": {"batch": {"spot": "sometimes"}}}"#,
-        "--cache-dir",
-        &cache,
-    ])?;
+        &["--config", r#"{"teams": {"batch": {"spot": "sometimes"}}}"#],
+    )?;
     ensure!(code != 0, "a bad configuration was accepted");
     ensure!(
         err.contains("teams.batch.spot must be one of"),
         "stderr: {err}"
     );
-    let (code, _, err) = run_plugin_cli(&[
-        "plugin",
-        "check",
-        wasm,
-        "--config",
-        "zones = a",
-        "--cache-dir",
-        &cache,
-    ])?;
+    let (code, _, err) = check(wasm, &["--config", "zones = a"])?;
     ensure!(code != 0 && err.contains("not JSON"), "stderr: {err}");
 
     // The default memory cap is not what keeps it running: its linear memory starts at
     // 12.5 MiB, so 16 MiB is enough and 8 MiB is refused with a clear error.
-    let (code, out, err) = run_plugin_cli(&[
-        "plugin",
-        "check",
-        wasm,
-        "--cache-dir",
-        &cache,
-        "--memory-limit-mib",
-        "16",
-    ])?;
+    let (code, out, err) = check(wasm, &["--memory-limit-mib", "16"])?;
     ensure!(code == 0, "{out}{err}");
-    let (code, _, err) = run_plugin_cli(&[
-        "plugin",
-        "check",
-        wasm,
-        "--cache-dir",
-        &cache,
-        "--memory-limit-mib",
-        "8",
-    ])?;
+    let (code, _, err) = check(wasm, &["--memory-limit-mib", "8"])?;
     ensure!(code != 0 && err.contains("memory"), "stderr: {err}");
     Ok(())
 }
@@ -269,26 +271,12 @@ fn python_plugin_passes_check_and_reports_its_cost() -> Result<()> {
 fn python_plugin_decides_by_team_rules() -> Result<()> {
     let wasm = plugin()?;
     let wasm = wasm.to_str().context("utf-8 path")?;
-    let cache = cwasm_cache();
     let teams = example("teams.json");
     let pods = example("pods.yaml");
     let simulate = |extra: &[&str]| {
-        let mut args = vec![
-            "plugin",
-            "simulate",
-            "--plugin",
-            wasm,
-            "--pods",
-            &pods,
-            "--config-file",
-            &teams,
-            "--cache-dir",
-            &cache,
-            "--output",
-            "json",
-        ];
+        let mut args = vec!["--config-file", teams.as_str()];
         args.extend_from_slice(extra);
-        vnode_json(&args).and_then(|rows| by_pod(&rows))
+        simulate(wasm, &pods, &args).and_then(|rows| by_pod(&rows))
     };
     let rows = simulate(&[])?;
     ensure!(rows.len() == 5, "{rows:?}");
@@ -341,7 +329,6 @@ fn python_plugin_decides_by_team_rules() -> Result<()> {
 fn python_plugin_simulates_every_example_pod() -> Result<()> {
     let wasm = plugin()?;
     let wasm = wasm.to_str().context("utf-8 path")?;
-    let cache = cwasm_cache();
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples/pods"))?
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()?;
@@ -354,18 +341,7 @@ fn python_plugin_simulates_every_example_pod() -> Result<()> {
     ensure!(files.len() >= 4, "{files:?}");
     for file in &files {
         let f = file.to_str().context("utf-8 path")?;
-        let rows = vnode_json(&[
-            "plugin",
-            "simulate",
-            "--plugin",
-            wasm,
-            "--pods",
-            f,
-            "--cache-dir",
-            &cache,
-            "--output",
-            "json",
-        ])?;
+        let rows = simulate(wasm, f, &[])?;
         for row in rows.as_array().context("array")? {
             ensure!(row.get("error").is_none(), "{f}: {row}");
             ensure!(
@@ -378,20 +354,8 @@ fn python_plugin_simulates_every_example_pod() -> Result<()> {
     }
     // mixed.yaml with the defaults: the three unpinned pods spread over three zones, the
     // GPU pod keeps its pinned vSwitch and its spot price limit.
-    let rows = by_pod(&vnode_json(&[
-        "plugin",
-        "simulate",
-        "--plugin",
-        wasm,
-        "--pods",
-        &repo_root()
-            .join("examples/pods/mixed.yaml")
-            .to_string_lossy(),
-        "--cache-dir",
-        &cache,
-        "--output",
-        "json",
-    ])?)?;
+    let mixed = repo_root().join("examples/pods/mixed.yaml");
+    let rows = by_pod(&simulate(wasm, &mixed.to_string_lossy(), &[])?)?;
     let mut zones: Vec<String> = [
         "shop/web-7d4b9c6f5-x2x9k",
         "batch/report-28841-abcde",
@@ -426,13 +390,7 @@ fn python_plugin_runs_in_the_daemon() -> Result<()> {
     let sandbox = dir.path().join("sandbox");
     // Compile once into the shared cache and hand it to the sandbox's own cache directory
     // (`DIR/plugin-cache`), so the daemon deserializes instead of compiling ~18 MB again.
-    let (code, out, err) = run_plugin_cli(&[
-        "plugin",
-        "check",
-        wasm.to_str().context("utf-8")?,
-        "--cache-dir",
-        &cache,
-    ])?;
+    let (code, out, err) = check(wasm.to_str().context("utf-8")?, &[])?;
     ensure!(code == 0, "{out}{err}");
     let dev_cache = sandbox.join("plugin-cache");
     std::fs::create_dir_all(&dev_cache)?;
@@ -442,19 +400,9 @@ fn python_plugin_runs_in_the_daemon() -> Result<()> {
     }
     let teams = example("teams.json");
     // The daemon reads the same deadline variable as the CLI (see CALL_TIMEOUT_MS).
-    let proc = VnodeProcess::start_with_env(
+    let proc = start_dev(
+        &sandbox,
         &[
-            "dev",
-            "--dir",
-            sandbox.to_str().context("utf-8")?,
-            "--apiserver-listen",
-            "127.0.0.1:0",
-            "--eci-listen",
-            "127.0.0.1:0",
-            "--kubelet-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
             "--placement",
             wasm.to_str().context("utf-8")?,
             "--placement-config-file",

@@ -76,6 +76,14 @@ fn the_doc_has_the_steps_it_promises() {
     ] {
         assert!(script.contains(step), "no `{step}` in the sh blocks");
     }
+    // Portable to macOS: BSD sed takes `-i` with a suffix argument and has no `\n` in a
+    // replacement, so the doc edits and derives files with perl (or a heredoc) instead.
+    for line in script.lines().filter(|l| l.contains("sed ")) {
+        assert!(
+            !line.contains("sed -i") && !line.contains("\\n"),
+            "GNU-only sed in the walk-through: {line}"
+        );
+    }
 }
 
 #[test]
