@@ -3,23 +3,29 @@
 //!
 //! * a pod reaches Running with its pod IP, conditions and container statuses from ECI;
 //! * a container group carrying this node's tags but a UID no pod has is deleted (orphan);
+//! * ECI's events mirrored onto a pod are not published again by a restarted daemon;
 //! * chaos: `kill -9` of the daemon in the middle of a 200-pod burst, then a restart: every pod
 //!   Running, exactly one group per pod, no orphans — also with the emulator injecting 20 %
 //!   errors, throttling and latency, and with the API server dropping every watch after a
 //!   random time up to 2 s (pods created and deleted while the watches drop).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use vnode_eci::model::{Container, ContainerGroup, CreateContainerGroupRequest, Tag};
-use vnode_tests::{Sandbox, group_tag as tag, nginx_pod_yaml, wait_for};
+use vnode_tests::{Sandbox, SandboxBuilder, group_tag as tag, nginx_pod_yaml, wait_for};
 
 const CLUSTER: &str = "e2e-recovery";
 
 /// The sandbox with fast status polling and sweeps, 64 pod workers, and the emulator
 /// behaving as `emulator_profile` says.
 fn world(emulator_profile: &str) -> Result<Sandbox> {
+    world_builder(emulator_profile).start()
+}
+
+/// [`world`], not started yet.
+fn world_builder(emulator_profile: &str) -> SandboxBuilder {
     Sandbox::builder()
         .cluster(CLUSTER)
         .emulator_profile(emulator_profile)
@@ -27,7 +33,38 @@ fn world(emulator_profile: &str) -> Result<Sandbox> {
             "intervals: {podStatusPoll: 300ms, podStatusResync: 3s, reconcile: 1s, orphanMinAge: 1s}\n\
              concurrency: {podWorkers: 64}\n",
         )
-        .start()
+}
+
+/// The reasons ECI reports for a running single-container group, which the daemon mirrors
+/// onto the pod.
+const ECI_REASONS: [&str; 5] = ["Scheduled", "Pulling", "Pulled", "Created", "Started"];
+
+/// Events on pod `default/name`, counted by (reason, message).
+fn pod_events(w: &Sandbox, name: &str) -> Result<BTreeMap<(String, String), usize>> {
+    let mut counts = BTreeMap::new();
+    for e in w.events()? {
+        if e["involvedObject"]["name"] == name && e["involvedObject"]["kind"] == "Pod" {
+            let reason = e["reason"].as_str().unwrap_or_default().to_string();
+            let message = e["message"].as_str().unwrap_or_default().to_string();
+            *counts.entry((reason, message)).or_default() += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Audit records of Event creates from line `from` on, by answer code.
+fn event_creates_since(w: &Sandbox, from: usize) -> Result<BTreeMap<u64, usize>> {
+    let audit = w.audit_log.as_ref().context("the sandbox audits")?;
+    let mut by_code = BTreeMap::new();
+    for line in std::fs::read_to_string(audit)?.lines().skip(from) {
+        let rec: serde_json::Value = serde_json::from_str(line)?;
+        if rec["verb"] == "create" && rec["resource"] == "events" {
+            *by_code
+                .entry(rec["code"].as_u64().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    Ok(by_code)
 }
 
 /// Groups of this test's cluster that are not terminal (a `Deleted` one still counts: a
@@ -41,7 +78,9 @@ fn live_groups(w: &Sandbox) -> Result<Vec<ContainerGroup>> {
 
 #[test]
 fn a_pod_reaches_running_from_eci_and_an_orphan_group_is_deleted() -> Result<()> {
-    let mut w = world("timing: {instant: true}\n")?;
+    let mut w = world_builder("timing: {instant: true}\n")
+        .audit_log()
+        .start()?;
     w.apply("web.yaml", &nginx_pod_yaml("web"))?;
     let pod = wait_for("web Running", Duration::from_secs(40), || {
         let p = w.pod("web")?;
@@ -99,6 +138,46 @@ fn a_pod_reaches_running_from_eci_and_an_orphan_group_is_deleted() -> Result<()>
     let live = live_groups(&w)?;
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(tag(&live[0], "vnode.io/pod-name"), Some("web"));
+
+    // ECI's events are on the pod once each, and `kubectl describe` lists them.
+    let before = wait_for("ECI's events on web", Duration::from_secs(30), || {
+        let events = pod_events(&w, "web")?;
+        Ok(ECI_REASONS
+            .iter()
+            .all(|r| events.keys().any(|(reason, _)| reason == r))
+            .then_some(events))
+    })?;
+    assert!(before.values().all(|n| *n == 1), "{before:#?}");
+    let describe = w.kubectl_ok(&["-n", "default", "describe", "pod", "web"])?;
+    let events = describe
+        .split_once("\nEvents:")
+        .map(|(_, e)| e)
+        .with_context(|| format!("no Events in:\n{describe}"))?;
+    for reason in ECI_REASONS {
+        assert!(events.contains(reason), "{reason} not described:\n{events}");
+    }
+    // A restarted daemon (empty memory) observes the same events again: it writes each once
+    // more under the same name, the API server answers 409 AlreadyExists, and the pod still
+    // has each event once.
+    let audit_lines = std::fs::read_to_string(w.audit_log.as_ref().context("audit")?)?
+        .lines()
+        .count();
+    w.kill_daemon()?;
+    w.restart_daemon()?;
+    w.wait_node_ready()?;
+    let creates = wait_for(
+        "the restarted daemon to mirror ECI's events again",
+        Duration::from_secs(30),
+        || {
+            let by_code = event_creates_since(&w, audit_lines)?;
+            Ok((by_code.get(&409).copied().unwrap_or(0) >= ECI_REASONS.len()).then_some(by_code))
+        },
+    )?;
+    let after = pod_events(&w, "web")?;
+    assert_eq!(
+        after, before,
+        "events after the restart (event creates since: {creates:?})"
+    );
     w.terminate_daemon()?;
     Ok(())
 }

@@ -862,7 +862,7 @@ impl Observer {
             EventType::Normal => crate::events::EventKind::Normal,
         };
         self.events
-            .publish(pod, kind, reason, message, "ContainerGroupEvent");
+            .publish_once(pod, kind, reason, message, "ContainerGroupEvent");
         self.metrics.eci_events_mirrored.inc();
         true
     }
