@@ -48,6 +48,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod resources;
 pub mod selectors;
+pub mod ssa;
 pub mod status;
 pub mod store;
 pub mod tables;

@@ -337,7 +337,6 @@ impl Store {
             m.remove("deletionTimestamp");
             m.remove("deletionGracePeriodSeconds");
             m.remove("selfLink");
-            m.remove("managedFields");
         }
         let obj = Arc::new(obj);
         if dry_run {
