@@ -19,9 +19,10 @@ use crate::auth::{self, Attributes, User};
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, RESOURCES, ResourceId, ids};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::ssa;
 use crate::status::{ApiError, json_response};
-use crate::store::{Change, EventKind, Inner, Outcome, Store, WatchEvent, now_rfc3339};
+use crate::store::{
+    Change, EventKind, Inner, Object, ObjectOutcome, Outcome, Store, WatchEvent, now_rfc3339,
+};
 use crate::tables::{self, IncludeObject};
 
 mod reviews;
@@ -533,6 +534,28 @@ fn respond(code: StatusCode, res: ResourceId, obj: &Value) -> Response {
     }
 }
 
+/// Sends a stored version: its bytes as stored, or the view `res` serves.
+fn respond_object(code: StatusCode, res: ResourceId, obj: &Object) -> Response {
+    if res == ids::EVENTS_V1 {
+        return respond(code, res, &obj.value());
+    }
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        Body::from(obj.json().clone()),
+    )
+        .into_response()
+}
+
+/// [`matches_selectors`] on a stored version's indexed fields (parsing it only for
+/// events.k8s.io field selectors, which name fields of the converted view).
+fn object_matches(res: ResourceId, obj: &Object, ls: &LabelSelector, fs: &FieldSelector) -> bool {
+    if res == ids::EVENTS_V1 && !fs.is_empty() {
+        return matches_selectors(res, &obj.value(), ls, fs);
+    }
+    ls.matches_with(|k| obj.label(k)) && fs.matches_with(|p| obj.field(p))
+}
+
 fn dry_run(q: &Query) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
@@ -575,11 +598,12 @@ fn get(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<R
     let info = info_of(t);
     let storage = resources::storage_of(t.res);
     let name = t.name.as_deref().unwrap_or("");
-    let obj = state
+    let stored = state
         .store
-        .get(storage, t.ns.as_deref().unwrap_or(""), name)
+        .get_object(storage, t.ns.as_deref().unwrap_or(""), name)
         .ok_or_else(|| ApiError::not_found(info.group, info.plural, name))?;
     if tables::wants_table(accept(headers)) {
+        let obj = stored.value();
         let view = to_view(t.res, &obj);
         let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
         let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
@@ -588,7 +612,7 @@ fn get(state: &AppState, t: &Target, q: &Query, headers: &HeaderMap) -> Result<R
             &tables::table(storage, &[&view], rv, None, include),
         ));
     }
-    Ok(respond(StatusCode::OK, t.res, &obj))
+    Ok(respond_object(StatusCode::OK, t.res, &stored))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -626,17 +650,13 @@ fn list(
     let after = cont
         .as_ref()
         .map(|c| (c.after_ns.clone(), c.after_name.clone()));
-    let (mut items, rv) = state.store.list(storage, t.ns.as_deref(), |o| {
-        if let Some((ans, aname)) = &after {
-            let key = (
-                o["metadata"]["namespace"].as_str().unwrap_or(""),
-                o["metadata"]["name"].as_str().unwrap_or(""),
-            );
-            if key <= (ans.as_str(), aname.as_str()) {
-                return false;
-            }
+    let (mut items, rv) = state.store.list_objects(storage, t.ns.as_deref(), |o| {
+        if let Some((ans, aname)) = &after
+            && (o.namespace(), o.name()) <= (ans.as_str(), aname.as_str())
+        {
+            return false;
         }
-        matches_selectors(t.res, o, &ls, &fs)
+        object_matches(t.res, o, &ls, &fs)
     });
     let list_rv = cont.as_ref().map_or(rv, |c| c.rv);
     let mut continue_token = None;
@@ -647,11 +667,8 @@ fn list(
         if let Some(last) = items.last() {
             let tok = ContinueToken {
                 rv: list_rv,
-                after_ns: last["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                after_name: last["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                after_ns: last.namespace().to_string(),
+                after_name: last.name().to_string(),
             };
             let raw = serde_json::to_vec(&tok).map_err(|e| ApiError::internal(e.to_string()))?;
             continue_token = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
@@ -659,7 +676,7 @@ fn list(
     }
     let rv_s = list_rv.to_string();
     if tables::wants_table(accept(headers)) {
-        let views: Vec<Value> = items.iter().map(|o| to_view(t.res, o)).collect();
+        let views: Vec<Value> = items.iter().map(|o| to_view(t.res, &o.value())).collect();
         let refs: Vec<&Value> = views.iter().collect();
         let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
         return Ok(json_response(
@@ -675,7 +692,7 @@ fn list(
     if let Some(r) = remaining {
         meta["remainingItemCount"] = json!(r);
     }
-    let mut out = Vec::with_capacity(items.len() * 1024 + 128);
+    let mut out = Vec::with_capacity(items.iter().map(|o| o.json().len() + 1).sum::<usize>() + 256);
     out.extend_from_slice(b"{\"kind\":\"");
     out.extend_from_slice(info.kind.as_bytes());
     out.extend_from_slice(b"List\",\"apiVersion\":\"");
@@ -688,11 +705,11 @@ fn list(
             out.push(b',');
         }
         if t.res == ids::EVENTS_V1 {
-            serde_json::to_writer(&mut out, &admission::event_core_to_v1(o))
+            serde_json::to_writer(&mut out, &admission::event_core_to_v1(&o.value()))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
         } else {
-            serde_json::to_writer(&mut out, &**o)
+            out.extend_from_slice(o.json());
         }
-        .map_err(|e| ApiError::internal(e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
     Ok((
@@ -821,10 +838,10 @@ fn ensure_namespace(state: &AppState, t: &Target) -> Result<(), ApiError> {
         return Ok(());
     }
     let ns = t.ns.as_deref().unwrap_or("");
-    let Some(nso) = state.store.get(ids::NAMESPACES, "", ns) else {
+    let Some(nso) = state.store.get_object(ids::NAMESPACES, "", ns) else {
         return Err(ApiError::not_found("", "namespaces", ns));
     };
-    if nso["metadata"]["deletionTimestamp"].is_string() {
+    if nso.is_deleting() {
         let mut e = ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             info_of(t).plural,
@@ -899,25 +916,6 @@ fn create(
     check_type(t, &mut obj)?;
     let mut warnings = Vec::new();
     field_check(t.res, &mut obj, fv, &mut warnings)?;
-    // Ownership is the server's record: a client's managedFields are replaced.
-    if let Some(m) = obj["metadata"].as_object_mut() {
-        m.remove("managedFields");
-    }
-    if let Some(w) = writer(t, q, headers, false) {
-        ssa::record_update(None, &mut obj, &w);
-    }
-    create_object(state, t, dry, obj, warnings)
-}
-
-/// Creates a decoded object whose `managedFields` are already decided.
-fn create_object(
-    state: &AppState,
-    t: &Target,
-    dry: bool,
-    mut obj: Value,
-    warnings: Vec<String>,
-) -> Result<Response, ApiError> {
-    let info = info_of(t);
     if info.namespaced {
         let ns = t.ns.clone().ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -938,46 +936,18 @@ fn create_object(
     ensure_namespace(state, t)?;
     let obj = admit_create(state, t, obj)?;
     let storage = resources::storage_of(t.res);
-    let created = state.store.create(storage, obj, dry)?;
+    let created = state.store.create_object(storage, obj, dry)?;
     if storage == ids::NAMESPACES && !dry {
-        populate_namespace(state, created["metadata"]["name"].as_str().unwrap_or(""));
+        populate_namespace(state, created.name());
     }
     Ok(with_warnings(
-        respond(StatusCode::CREATED, t.res, &created),
+        respond_object(StatusCode::CREATED, t.res, &created),
         &warnings,
     ))
 }
 
 fn rv_of(v: &Value) -> &str {
     v["metadata"]["resourceVersion"].as_str().unwrap_or("")
-}
-
-/// Who a write is recorded for in `managedFields`: only writes that name a field manager
-/// (kubectl always does) or touch an object that already has a record, so the daemon's
-/// and benchmarks' writes pay nothing for it.
-fn writer(t: &Target, q: &Query, headers: &HeaderMap, has_record: bool) -> Option<ssa::Writer> {
-    let manager = q
-        .get("fieldManager")
-        .map(String::as_str)
-        .filter(|m| !m.is_empty());
-    if manager.is_none() && !has_record {
-        return None;
-    }
-    let ua = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    Some(ssa::Writer::of_request(
-        manager,
-        ua,
-        info_of(t).api_version(),
-        t.sub.as_deref(),
-    ))
-}
-
-fn has_record(obj: &Value) -> bool {
-    obj["metadata"]
-        .get("managedFields")
-        .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()))
 }
 
 /// Applies the status-subresource split: on the main resource, status is kept from the
@@ -1077,23 +1047,19 @@ fn update(
         admission::normalize_secret(&mut obj)?;
     }
     let storage = resources::storage_of(t.res);
-    let out = state.store.mutate(storage, &ns, &name, dry, |cur, _| {
-        let want_rv = rv_of(&obj);
-        if !want_rv.is_empty() && want_rv != rv_of(cur) {
-            return Err(ApiError::stale(info.group, info.plural, &name));
-        }
-        let mut new = split_status(t, cur, obj);
-        admit_update(t, cur, &new)?;
-        if let Some(w) = writer(t, q, headers, has_record(cur)) {
-            ssa::record_update(Some(cur), &mut new, &w);
-        }
-        Ok(Change::Put(new))
-    })?;
-    let obj = match out {
-        Outcome::Stored(o) | Outcome::Deleted(o) => o,
-    };
+    let out = state
+        .store
+        .mutate_object(storage, &ns, &name, dry, |cur, _| {
+            let want_rv = rv_of(&obj);
+            if !want_rv.is_empty() && want_rv != rv_of(cur) {
+                return Err(ApiError::stale(info.group, info.plural, &name));
+            }
+            let new = split_status(t, cur, obj);
+            admit_update(t, cur, &new)?;
+            Ok(Change::Put(new))
+        })?;
     Ok(with_warnings(
-        respond(StatusCode::OK, t.res, &obj),
+        respond_object(StatusCode::OK, t.res, out.object()),
         &warnings,
     ))
 }
@@ -1128,98 +1094,67 @@ fn patch_object(
             if t.sub.is_some() {
                 return Err(ApiError::not_found(info.group, info.plural, &name));
             }
-            let mut obj = applied_config(body)?;
+            let mut obj: Value = serde_yaml::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            if !obj.is_object() {
+                return Err(ApiError::bad_request("apply patch must be an object"));
+            }
             check_type(t, &mut obj)?;
             obj["metadata"]["name"] = json!(name);
-            let mut warnings = Vec::new();
-            field_check(t.res, &mut obj, fv, &mut warnings)?;
-            let w = writer(t, q, headers, true).ok_or_else(|| ApiError::internal("no writer"))?;
-            let obj = ssa::apply(None, &obj, &w, false, (info.group, info.plural, &name))?;
-            return create_object(
+            let body = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return create(
                 state,
                 &Target {
                     name: None,
                     ..t.clone()
                 },
-                dry,
-                obj,
-                warnings,
+                q,
+                &h,
+                &body,
             );
         }
     }
-    let applied = if kind == PatchKind::Apply {
-        let mut obj = applied_config(body)?;
-        check_type(t, &mut obj)?;
-        Some(obj)
-    } else {
-        None
-    };
-    let force = q.get("force").is_some_and(|f| f == "true");
     let mut warnings = Vec::new();
-    let out = state.store.mutate(storage, &ns, &name, dry, |cur, _| {
-        let mut doc = to_view(t.res, cur);
-        match &applied {
-            Some(config) => {
-                let w =
-                    writer(t, q, headers, true).ok_or_else(|| ApiError::internal("no writer"))?;
-                doc = ssa::apply(
-                    Some(&doc),
-                    config,
-                    &w,
-                    force,
-                    (info.group, info.plural, &name),
-                )?;
+    let out = state
+        .store
+        .mutate_object(storage, &ns, &name, dry, |cur, _| {
+            let mut doc = to_view(t.res, cur);
+            patch::apply(kind, &mut doc, body)?;
+            check_type(t, &mut doc)?;
+            let want_rv = rv_of(&doc);
+            if !want_rv.is_empty() && want_rv != rv_of(cur) {
+                return Err(ApiError::stale(info.group, info.plural, &name));
             }
-            None => patch::apply(kind, &mut doc, body)?,
-        }
-        check_type(t, &mut doc)?;
-        let want_rv = rv_of(&doc);
-        if !want_rv.is_empty() && want_rv != rv_of(cur) {
-            return Err(ApiError::stale(info.group, info.plural, &name));
-        }
-        if doc["metadata"]["name"].as_str() != Some(name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                doc["metadata"]["name"].as_str().unwrap_or("")
-            )));
-        }
-        field_check(t.res, &mut doc, fv, &mut warnings)?;
-        admission::validate(t.res, &doc)?;
-        admission::normalize_quantities(&mut doc);
-        let mut doc = if t.res == ids::EVENTS_V1 {
-            admission::event_v1_to_core(doc)
-        } else {
-            doc
-        };
-        if storage == ids::SECRETS {
-            admission::normalize_secret(&mut doc)?;
-        }
-        let mut new = split_status(t, cur, doc);
-        admit_update(t, cur, &new)?;
-        if applied.is_none()
-            && let Some(w) = writer(t, q, headers, has_record(cur))
-        {
-            ssa::record_update(Some(cur), &mut new, &w);
-        }
-        Ok(Change::Put(new))
-    })?;
-    let obj = match out {
-        Outcome::Stored(o) | Outcome::Deleted(o) => o,
-    };
+            if doc["metadata"]["name"].as_str() != Some(name.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    doc["metadata"]["name"].as_str().unwrap_or("")
+                )));
+            }
+            field_check(t.res, &mut doc, fv, &mut warnings)?;
+            admission::validate(t.res, &doc)?;
+            admission::normalize_quantities(&mut doc);
+            let mut doc = if t.res == ids::EVENTS_V1 {
+                admission::event_v1_to_core(doc)
+            } else {
+                doc
+            };
+            if storage == ids::SECRETS {
+                admission::normalize_secret(&mut doc)?;
+            }
+            let new = split_status(t, cur, doc);
+            admit_update(t, cur, &new)?;
+            Ok(Change::Put(new))
+        })?;
     Ok(with_warnings(
-        respond(StatusCode::OK, t.res, &obj),
+        respond_object(StatusCode::OK, t.res, out.object()),
         &warnings,
     ))
-}
-
-/// The configuration of an `application/apply-patch+yaml` body (YAML or JSON).
-fn applied_config(body: &[u8]) -> Result<Value, ApiError> {
-    let obj: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-    if !obj.is_object() {
-        return Err(ApiError::bad_request("apply patch must be an object"));
-    }
-    Ok(obj)
 }
 
 /// `DeleteOptions` from the body and/or query.
@@ -1375,12 +1310,13 @@ fn delete(state: &AppState, t: &Target, q: &Query, body: &[u8]) -> Result<Respon
     let storage = resources::storage_of(t.res);
     let out = state
         .store
-        .mutate(storage, &ns, &name, opts.dry_run, |cur, inner| {
+        .mutate_object(storage, &ns, &name, opts.dry_run, |cur, inner| {
             delete_decision(storage, cur, inner, &opts)
         })?;
     match out {
-        Outcome::Stored(o) => Ok(respond(StatusCode::OK, t.res, &o)),
-        Outcome::Deleted(o) => Ok(respond(StatusCode::OK, t.res, &o)),
+        ObjectOutcome::Stored(o) | ObjectOutcome::Deleted(o) => {
+            Ok(respond_object(StatusCode::OK, t.res, &o))
+        }
     }
 }
 
@@ -1591,10 +1527,8 @@ async fn watch(
     let keep = {
         let (ls, fs, ns) = (ls.clone(), fs.clone(), ns.clone());
         let res = t.res;
-        move |o: &Value| {
-            ns.as_deref()
-                .is_none_or(|n| o["metadata"]["namespace"].as_str() == Some(n))
-                && matches_selectors(res, o, &ls, &fs)
+        move |o: &Object| {
+            ns.as_deref().is_none_or(|n| o.namespace() == n) && object_matches(res, o, &ls, &fs)
         }
     };
 
@@ -1620,14 +1554,14 @@ async fn watch(
         line.push(b'\n');
         Bytes::from(line)
     };
-    // A change from the store: every watcher that wants plain JSON of the stored form
-    // shares one serialisation of the object.
+    // A stored version: every watcher that wants plain JSON of the stored form sends the
+    // bytes serialised when the version was written.
     let shares_encoding = !as_table && view != ids::EVENTS_V1;
-    let encode_change = move |ty: &str, ev: &WatchEvent| -> Bytes {
+    let encode_object = move |ty: &str, object: &Object| -> Bytes {
         if !shares_encoding {
-            return encode(ty, &ev.object);
+            return encode(ty, &object.value());
         }
-        let obj = ev.object_json();
+        let obj = object.json();
         let mut line = Vec::with_capacity(obj.len() + 32);
         line.extend_from_slice(b"{\"type\":\"");
         line.extend_from_slice(ty.as_bytes());
@@ -1646,7 +1580,7 @@ async fn watch(
     };
 
     // Decide the starting point synchronously so 410 and initial state are consistent.
-    let mut initial: Vec<Arc<Value>> = Vec::new();
+    let mut initial: Vec<Arc<Object>> = Vec::new();
     let mut backlog: Vec<Arc<WatchEvent>> = Vec::new();
     let mut gone: Option<ApiError> = None;
     let start_rv;
@@ -1699,7 +1633,7 @@ async fn watch(
             return;
         }
         for o in &initial {
-            if tx.send(encode("ADDED", o)).await.is_err() {
+            if tx.send(encode_object("ADDED", o)).await.is_err() {
                 return;
             }
         }
@@ -1730,7 +1664,7 @@ async fn watch(
         for ev in &backlog {
             last_rv = ev.rv;
             if let Some(ty) = translate(ev)
-                && tx.send(encode_change(ty, ev)).await.is_err()
+                && tx.send(encode_object(ty, &ev.object)).await.is_err()
             {
                 return;
             }
@@ -1782,7 +1716,7 @@ async fn watch(
                         }
                         last_rv = ev.rv;
                         if let Some(ty) = translate(&ev)
-                            && tx.send(encode_change(ty, &ev)).await.is_err()
+                            && tx.send(encode_object(ty, &ev.object)).await.is_err()
                         {
                             return;
                         }
@@ -1795,7 +1729,7 @@ async fn watch(
                                 for ev in evs {
                                     last_rv = ev.rv;
                                     if let Some(ty) = translate(&ev)
-                                        && tx.send(encode_change(ty, &ev)).await.is_err()
+                                        && tx.send(encode_object(ty, &ev.object)).await.is_err()
                                     {
                                         return;
                                     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, DeleteOpts};
 use crate::resources::{RESOURCES, ids};
-use crate::store::{Change, EventKind, Outcome, Store, WatchEvent};
+use crate::store::{Change, EventKind, Object, Outcome, Store, WatchEvent};
 
 pub(crate) async fn run(store: Arc<Store>, shutdown: CancellationToken, scheduler_on: bool) {
     let mut rx = store.subscribe();
@@ -41,11 +41,9 @@ pub(crate) async fn run(store: Arc<Store>, shutdown: CancellationToken, schedule
                 if scheduler_on {
                     sched.schedule_all(&store);
                 }
-                let (nss, _) = store.list(ids::NAMESPACES, None, |n| {
-                    n["metadata"]["deletionTimestamp"].is_string()
-                });
+                let (nss, _) = store.list_objects(ids::NAMESPACES, None, Object::is_deleting);
                 for ns in nss {
-                    finish_namespace(&store, ns["metadata"]["name"].as_str().unwrap_or(""));
+                    finish_namespace(&store, ns.name());
                 }
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -57,17 +55,16 @@ pub(crate) async fn run(store: Arc<Store>, shutdown: CancellationToken, schedule
 
 fn on_namespace_event(store: &Store, ev: &WatchEvent) {
     if ev.resource == ids::NAMESPACES {
-        if ev.kind == EventKind::Modified && ev.object["metadata"]["deletionTimestamp"].is_string()
-        {
-            finish_namespace(store, ev.object["metadata"]["name"].as_str().unwrap_or(""));
+        if ev.kind == EventKind::Modified && ev.object.is_deleting() {
+            finish_namespace(store, ev.object.name());
         }
         return;
     }
     if ev.kind == EventKind::Deleted && RESOURCES[ev.resource].namespaced {
-        let ns = ev.object["metadata"]["namespace"].as_str().unwrap_or("");
+        let ns = ev.object.namespace();
         if store
-            .get(ids::NAMESPACES, "", ns)
-            .is_some_and(|n| n["metadata"]["deletionTimestamp"].is_string())
+            .get_object(ids::NAMESPACES, "", ns)
+            .is_some_and(|n| n.is_deleting())
         {
             finish_namespace(store, ns);
         }
@@ -86,9 +83,9 @@ fn finish_namespace(store: &Store, ns: &str) {
             continue;
         }
         if res == ids::PODS {
-            let (pods, _) = store.list(ids::PODS, Some(ns), |_| true);
+            let (pods, _) = store.list_objects(ids::PODS, Some(ns), |_| true);
             for p in pods {
-                let name = p["metadata"]["name"].as_str().unwrap_or("");
+                let name = p.name();
                 let opts = DeleteOpts::default();
                 if let Ok(Outcome::Stored(_)) =
                     store.mutate(ids::PODS, ns, name, false, |cur, inner| {
@@ -104,7 +101,7 @@ fn finish_namespace(store: &Store, ns: &str) {
                     .as_array()
                     .is_none_or(|f| f.is_empty())
             });
-            remaining += store.list(res, Some(ns), |_| true).0.len();
+            remaining += store.list_objects(res, Some(ns), |_| true).0.len();
         }
     }
     if remaining == 0 {
@@ -124,6 +121,11 @@ struct Scheduler {
     last_failure: HashMap<String, String>,
     /// Rotates ties between feasible nodes.
     next: usize,
+}
+
+/// False when the indexed fields already show the pod is not pending.
+fn may_be_pending(pod: &Object) -> bool {
+    pod.field("spec.nodeName").is_none_or(str::is_empty) && !pod.is_deleting()
 }
 
 fn is_pending(pod: &Value) -> bool {
@@ -158,7 +160,7 @@ impl Scheduler {
             ids::NODES => {
                 let relevant = match (ev.kind, &ev.previous) {
                     (EventKind::Modified, Some(prev)) => {
-                        node_signature(prev) != node_signature(&ev.object)
+                        node_signature(&prev.value()) != node_signature(&ev.object.value())
                     }
                     (EventKind::Deleted, _) => false,
                     _ => true,
@@ -168,34 +170,40 @@ impl Scheduler {
                 }
             }
             ids::PODS => match ev.kind {
-                EventKind::Added => {
-                    if is_pending(&ev.object) {
-                        self.schedule_one(store, &ev.object);
+                // A bound or deleting pod is never pending: decided from the index, so
+                // the common case parses nothing.
+                EventKind::Added if may_be_pending(&ev.object) => {
+                    let pod = ev.object.value();
+                    if is_pending(&pod) {
+                        self.schedule_one(store, &pod);
                     }
                 }
-                EventKind::Modified => {
+                EventKind::Modified if may_be_pending(&ev.object) => {
+                    let pod = ev.object.value();
                     let spec_changed = ev
                         .previous
                         .as_ref()
-                        .is_none_or(|p| p["spec"] != ev.object["spec"]);
-                    if spec_changed && is_pending(&ev.object) {
-                        self.schedule_one(store, &ev.object);
+                        .is_none_or(|p| p.value()["spec"] != pod["spec"]);
+                    if spec_changed && is_pending(&pod) {
+                        self.schedule_one(store, &pod);
                     }
                 }
                 EventKind::Deleted => {
-                    if let Some(uid) = ev.object["metadata"]["uid"].as_str() {
-                        self.last_failure.remove(uid);
-                    }
+                    self.last_failure.remove(ev.object.uid());
                 }
+                EventKind::Added | EventKind::Modified => {}
             },
             _ => {}
         }
     }
 
     fn schedule_all(&mut self, store: &Store) {
-        let (pods, _) = store.list(ids::PODS, None, is_pending);
+        let (pods, _) = store.list_objects(ids::PODS, None, may_be_pending);
         for p in pods {
-            self.schedule_one(store, &p);
+            let pod = p.value();
+            if is_pending(&pod) {
+                self.schedule_one(store, &pod);
+            }
         }
     }
 

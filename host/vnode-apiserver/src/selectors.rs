@@ -109,7 +109,11 @@ impl LabelSelector {
     /// Whether an object's `metadata.labels` satisfy the selector.
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = &obj["metadata"]["labels"];
-        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        self.matches_with(|k| labels.get(k).and_then(Value::as_str))
+    }
+
+    /// Whether labels looked up by `get` satisfy the selector.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
             LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
@@ -126,7 +130,7 @@ impl LabelSelector {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 /// Field paths the real server supports per resource (beyond `metadata.name/namespace`).
-fn supported_fields(res: ResourceId) -> &'static [&'static str] {
+pub(crate) fn supported_fields(res: ResourceId) -> &'static [&'static str] {
     match res {
         ids::PODS => &[
             "spec.nodeName",
@@ -213,19 +217,32 @@ impl FieldSelector {
     /// Whether an object satisfies every term. Absent fields compare as `""` (so
     /// `spec.nodeName=` selects unbound pods, as the scheduler and kubelets rely on).
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(path, neg, want)| {
-            let mut cur = obj;
-            for seg in path.split('.') {
-                cur = &cur[seg];
-            }
-            let have = match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                Value::Bool(b) => b.to_string(),
-                other => other.to_string(),
-            };
-            (have == *want) != *neg
-        })
+        self.0
+            .iter()
+            .all(|(path, neg, want)| (field_value(obj, path) == *want) != *neg)
+    }
+
+    /// [`FieldSelector::matches`] on values looked up by `get` (a path `get` does not
+    /// know compares as `""`).
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.0
+            .iter()
+            .all(|(path, neg, want)| (get(path).unwrap_or("") == want.as_str()) != *neg)
+    }
+}
+
+/// A field's value as field selectors compare it: strings as they are, absent or null as
+/// `""`, anything else as its JSON text.
+pub(crate) fn field_value(obj: &Value, path: &str) -> String {
+    let mut cur = obj;
+    for seg in path.split('.') {
+        cur = &cur[seg];
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
     }
 }
 

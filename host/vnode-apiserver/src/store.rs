@@ -1,14 +1,24 @@
-//! The in-memory object store: JSON objects keyed by resource, namespace and name, one
-//! global monotonically increasing resourceVersion, a bounded window of recent changes for
-//! watch resumption (older versions get 410 Gone), and a broadcast fan-out to watchers.
+//! The in-memory object store: objects keyed by resource, namespace and name, one global
+//! monotonically increasing resourceVersion, a bounded window of recent changes for watch
+//! resumption (older versions get 410 Gone), and a broadcast fan-out to watchers.
 //!
-//! Objects are kept as `Arc<serde_json::Value>`: a list or watch shares them instead of
-//! copying, and a change event in the window points at the same allocation as the live
-//! object, so the window costs little beyond the objects themselves.
+//! Each stored version is an [`Object`]: its JSON serialisation (made once, when the
+//! version is written) plus the few fields the store and selectors need (namespace, name,
+//! uid, labels, the selectable fields of its resource, whether it is being deleted). Get,
+//! list and watch write the stored bytes as they are and filter on the indexed fields, so
+//! serving an object never re-serialises it; a `serde_json::Value` is parsed only where a
+//! request needs the whole object (updates, patches, admission, tables). The window's
+//! events share the same `Arc<Object>` as the live objects, so it costs little beyond them.
+//!
+//! Invariants: `Object::json` is exactly `serde_json::to_vec` of the stored `Value`
+//! (`serde_json` maps are sorted, so equal values give equal bytes, which is how a no-op
+//! update is recognised); its `metadata.resourceVersion` is the rv of the change that
+//! wrote it; events are recorded and broadcast under the write lock, in rv order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -38,6 +48,110 @@ impl EventKind {
     }
 }
 
+/// One stored version of an object: its JSON bytes and the fields that are read without
+/// parsing them.
+#[derive(Debug)]
+pub struct Object {
+    json: Bytes,
+    namespace: Box<str>,
+    name: Box<str>,
+    uid: Box<str>,
+    labels: Box<[(Box<str>, Box<str>)]>,
+    /// `(path, value)` for every field selector path of the resource, with the value as
+    /// [`crate::selectors::field_value`] renders it.
+    fields: Box<[(&'static str, Box<str>)]>,
+    deleting: bool,
+}
+
+impl Object {
+    /// Indexes `value` (already serialised as `json`).
+    fn new(res: ResourceId, value: &Value, json: Bytes) -> Self {
+        let meta = &value["metadata"];
+        let s = |v: &Value| Box::<str>::from(v.as_str().unwrap_or(""));
+        let labels = meta["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str().into(), v.into())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fields = crate::selectors::supported_fields(res)
+            .iter()
+            .map(|p| (*p, crate::selectors::field_value(value, p).into()))
+            .collect();
+        Self {
+            json,
+            namespace: s(&meta["namespace"]),
+            name: s(&meta["name"]),
+            uid: s(&meta["uid"]),
+            labels,
+            fields,
+            deleting: meta.get("deletionTimestamp").is_some_and(|d| !d.is_null()),
+        }
+    }
+
+    /// Serialises and indexes `value`.
+    fn from_value(res: ResourceId, value: &Value) -> Self {
+        // Serialising a `Value` cannot fail (its keys are strings).
+        let json = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        Self::new(res, value, json)
+    }
+
+    /// The object as JSON (what get, list and watch send).
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The object parsed (for the code that needs all of it).
+    pub fn value(&self) -> Value {
+        // The bytes were serialised from a `Value`, so they parse.
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// `metadata.namespace` (empty for cluster-scoped objects).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// One label's value.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
+    /// A field selector path's value (`metadata.name`, `metadata.namespace` or one of the
+    /// resource's selectable fields; `None` for any other path).
+    pub fn field(&self, path: &str) -> Option<&str> {
+        match path {
+            "metadata.name" => Some(&self.name),
+            "metadata.namespace" => Some(&self.namespace),
+            _ => self
+                .fields
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, v)| &**v),
+        }
+    }
+
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub fn is_deleting(&self) -> bool {
+        self.deleting
+    }
+}
+
 /// One change, as kept in the window and sent to watchers.
 #[derive(Debug)]
 pub struct WatchEvent {
@@ -48,21 +162,15 @@ pub struct WatchEvent {
     /// Storage resource of the object.
     pub resource: ResourceId,
     /// The object after the change (for deletes: its last state, with the deletion's rv).
-    pub object: Arc<Value>,
+    pub object: Arc<Object>,
     /// The object before a modification (so selector watches can turn it into ADDED/DELETED).
-    pub previous: Option<Arc<Value>>,
-    /// `object` serialised as JSON, made by the first watcher that needs it and shared by
-    /// all the others (a change is encoded once, not once per watcher).
-    encoded: std::sync::OnceLock<bytes::Bytes>,
+    pub previous: Option<Arc<Object>>,
 }
 
 impl WatchEvent {
-    /// `object` as JSON bytes, serialised once per change.
-    pub fn object_json(&self) -> &bytes::Bytes {
-        self.encoded.get_or_init(|| {
-            // Serialising a `Value` cannot fail (its keys are strings).
-            bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
-        })
+    /// `object` as JSON bytes (serialised once, when the version was written).
+    pub fn object_json(&self) -> &Bytes {
+        self.object.json()
     }
 }
 
@@ -85,6 +193,24 @@ pub enum Outcome {
     Deleted(Arc<Value>),
 }
 
+/// The result of a mutation as stored versions (see [`Store::mutate_object`]).
+#[derive(Debug, Clone)]
+pub enum ObjectOutcome {
+    /// Written (or a no-op update), with the stored version.
+    Stored(Arc<Object>),
+    /// Removed; the last state.
+    Deleted(Arc<Object>),
+}
+
+impl ObjectOutcome {
+    /// The stored or last version, whichever it is.
+    pub fn object(&self) -> &Arc<Object> {
+        match self {
+            ObjectOutcome::Stored(o) | ObjectOutcome::Deleted(o) => o,
+        }
+    }
+}
+
 type Key = (String, String);
 
 /// Changes still in the window plus a subscription for later ones.
@@ -93,7 +219,7 @@ pub type Backlog = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
 /// Read access to the store's contents under its lock.
 pub struct Inner {
     rv: u64,
-    objects: Vec<BTreeMap<Key, Arc<Value>>>,
+    objects: Vec<BTreeMap<Key, Arc<Object>>>,
     window: VecDeque<Arc<WatchEvent>>,
     window_cap: usize,
     evicted_up_to: u64,
@@ -101,16 +227,18 @@ pub struct Inner {
 
 impl Inner {
     /// Looks one object up.
-    pub fn get(&self, res: ResourceId, ns: &str, name: &str) -> Option<&Arc<Value>> {
+    pub fn get(&self, res: ResourceId, ns: &str, name: &str) -> Option<&Arc<Object>> {
+        // `BTreeMap<(String, String), _>` cannot be searched by `(&str, &str)`; building
+        // the key costs two short allocations.
         self.objects[res].get(&(ns.to_string(), name.to_string()))
     }
 
-    /// All objects of a resource (in one namespace, or all).
+    /// All objects of a resource (in one namespace, or all), in key order.
     pub fn iter<'a>(
         &'a self,
         res: ResourceId,
         ns: Option<&'a str>,
-    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+    ) -> Box<dyn Iterator<Item = &'a Arc<Object>> + 'a> {
         match ns {
             Some(ns) => Box::new(
                 self.objects[res]
@@ -183,6 +311,11 @@ fn spec_changed(a: &Value, b: &Value) -> bool {
     !ka.eq(kb)
 }
 
+/// Sets `metadata.resourceVersion` of an object to `rv`.
+fn set_rv(v: &mut Value, rv: u64) {
+    v["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+}
+
 impl Store {
     /// An empty store whose watch window keeps `window_cap` changes.
     pub fn new(window_cap: usize) -> Self {
@@ -204,18 +337,42 @@ impl Store {
         f(&self.inner.read())
     }
 
-    /// One object.
+    /// One object, parsed.
     pub fn get(&self, res: ResourceId, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.get_object(res, ns, name).map(|o| Arc::new(o.value()))
+    }
+
+    /// One object's stored version.
+    pub fn get_object(&self, res: ResourceId, ns: &str, name: &str) -> Option<Arc<Object>> {
         self.inner.read().get(res, ns, name).cloned()
     }
 
-    /// Objects matching `keep`, and the resourceVersion of the snapshot.
+    /// Objects matching `keep`, parsed, and the resourceVersion of the snapshot. Every
+    /// object of the resource is parsed: hot paths use [`Store::list_objects`].
     pub fn list(
         &self,
         res: ResourceId,
         ns: Option<&str>,
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Arc<Value>>, u64) {
+        let (objects, rv) = self.list_objects(res, ns, |_| true);
+        let items = objects
+            .iter()
+            .map(|o| o.value())
+            .filter(|v| keep(v))
+            .map(Arc::new)
+            .collect();
+        (items, rv)
+    }
+
+    /// Stored versions matching `keep` (judged on the indexed fields), and the
+    /// resourceVersion of the snapshot.
+    pub fn list_objects(
+        &self,
+        res: ResourceId,
+        ns: Option<&str>,
+        keep: impl Fn(&Object) -> bool,
+    ) -> (Vec<Arc<Object>>, u64) {
         let inner = self.inner.read();
         let items = inner.iter(res, ns).filter(|o| keep(o)).cloned().collect();
         (items, inner.rv)
@@ -231,8 +388,8 @@ impl Store {
         &self,
         res: ResourceId,
         ns: Option<&str>,
-        keep: impl Fn(&Value) -> bool,
-    ) -> (Vec<Arc<Value>>, u64, broadcast::Receiver<Arc<WatchEvent>>) {
+        keep: impl Fn(&Object) -> bool,
+    ) -> (Vec<Arc<Object>>, u64, broadcast::Receiver<Arc<WatchEvent>>) {
         let inner = self.inner.read();
         let rx = self.tx.subscribe();
         let items = inner.iter(res, ns).filter(|o| keep(o)).cloned().collect();
@@ -262,8 +419,8 @@ impl Store {
         inner: &mut Inner,
         kind: EventKind,
         res: ResourceId,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        object: Arc<Object>,
+        previous: Option<Arc<Object>>,
     ) {
         let ev = Arc::new(WatchEvent {
             rv: inner.rv,
@@ -271,7 +428,6 @@ impl Store {
             resource: res,
             object,
             previous,
-            encoded: std::sync::OnceLock::new(),
         });
         if inner.window.len() >= inner.window_cap
             && let Some(old) = inner.window.pop_front()
@@ -289,16 +445,62 @@ impl Store {
     pub fn create(
         &self,
         res: ResourceId,
-        mut obj: Value,
+        obj: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
+        self.create_inner(res, obj, dry_run)
+            .map(|(v, _)| Arc::new(v))
+    }
+
+    /// [`Store::create`], returning the stored version.
+    pub fn create_object(
+        &self,
+        res: ResourceId,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Object>, ApiError> {
+        self.create_inner(res, obj, dry_run).map(|(_, o)| o)
+    }
+
+    fn create_inner(
+        &self,
+        res: ResourceId,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<(Value, Arc<Object>), ApiError> {
         let info = &RESOURCES[res];
-        let mut inner = self.inner.write();
         let ns = if info.namespaced {
             meta_str(&obj, "namespace").to_string()
         } else {
             String::new()
         };
+        // Everything that does not depend on the store is done before taking the lock.
+        {
+            let meta = obj
+                .as_object_mut()
+                .ok_or_else(|| ApiError::bad_request("object must be a JSON object"))?
+                .entry("metadata")
+                .or_insert_with(|| json!({}));
+            let Some(m) = meta.as_object_mut() else {
+                return Err(ApiError::bad_request("metadata must be an object"));
+            };
+            if info.namespaced {
+                m.insert("namespace".into(), Value::String(ns.clone()));
+            } else {
+                m.remove("namespace");
+            }
+            m.insert(
+                "uid".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+            m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+            m.insert("generation".into(), json!(1));
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+            m.remove("selfLink");
+            m.remove("managedFields");
+        }
+        let mut inner = self.inner.write();
         let mut name = meta_str(&obj, "name").to_string();
         if name.is_empty() {
             let prefix = meta_str(&obj, "generateName").to_string();
@@ -311,41 +513,21 @@ impl Store {
                 }
             }
         }
-        if inner.objects[res].contains_key(&(ns.clone(), name.clone())) {
-            return Err(ApiError::already_exists(info.group, info.plural, &name));
+        let key = (ns, name);
+        if inner.objects[res].contains_key(&key) {
+            return Err(ApiError::already_exists(info.group, info.plural, &key.1));
         }
         let rv = inner.rv + 1;
-        let meta = obj
-            .as_object_mut()
-            .ok_or_else(|| ApiError::bad_request("object must be a JSON object"))?
-            .entry("metadata")
-            .or_insert_with(|| json!({}));
-        if !meta.is_object() {
-            return Err(ApiError::bad_request("metadata must be an object"));
-        }
-        meta["name"] = json!(name);
-        if info.namespaced {
-            meta["namespace"] = json!(ns);
-        } else if let Some(m) = meta.as_object_mut() {
-            m.remove("namespace");
-        }
-        meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
-        meta["resourceVersion"] = json!(rv.to_string());
-        meta["creationTimestamp"] = json!(now_rfc3339());
-        meta["generation"] = json!(1);
-        if let Some(m) = meta.as_object_mut() {
-            m.remove("deletionTimestamp");
-            m.remove("deletionGracePeriodSeconds");
-            m.remove("selfLink");
-        }
-        let obj = Arc::new(obj);
+        obj["metadata"]["name"] = Value::String(key.1.clone());
+        set_rv(&mut obj, rv);
+        let stored = Arc::new(Object::from_value(res, &obj));
         if dry_run {
-            return Ok(obj);
+            return Ok((obj, stored));
         }
         inner.rv = rv;
-        inner.objects[res].insert((ns, name), obj.clone());
-        self.record(&mut inner, EventKind::Added, res, obj.clone(), None);
-        Ok(obj)
+        inner.objects[res].insert(key, stored.clone());
+        self.record(&mut inner, EventKind::Added, res, stored.clone(), None);
+        Ok((obj, stored))
     }
 
     /// Atomically reads, decides and writes one object. `f` sees the current object and
@@ -361,20 +543,44 @@ impl Store {
         dry_run: bool,
         f: impl FnOnce(&Arc<Value>, &Inner) -> Result<Change, ApiError>,
     ) -> Result<Outcome, ApiError> {
+        self.mutate_inner(res, ns, name, dry_run, f).map(|(o, _)| o)
+    }
+
+    /// [`Store::mutate`], returning the stored version (what a response sends).
+    pub fn mutate_object(
+        &self,
+        res: ResourceId,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+        f: impl FnOnce(&Arc<Value>, &Inner) -> Result<Change, ApiError>,
+    ) -> Result<ObjectOutcome, ApiError> {
+        self.mutate_inner(res, ns, name, dry_run, f).map(|(_, o)| o)
+    }
+
+    fn mutate_inner(
+        &self,
+        res: ResourceId,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+        f: impl FnOnce(&Arc<Value>, &Inner) -> Result<Change, ApiError>,
+    ) -> Result<(Outcome, ObjectOutcome), ApiError> {
         let info = &RESOURCES[res];
         let mut inner = self.inner.write();
         let key = (ns.to_string(), name.to_string());
-        let cur = inner.objects[res]
+        let cur_obj = inner.objects[res]
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(info.group, info.plural, name))?;
+        let cur = Arc::new(cur_obj.value());
         let change = f(&cur, &inner)?;
         let change = match change {
             Change::Put(new) if Self::finished_deleting(res, &new) => Change::Delete,
             other => other,
         };
         match change {
-            Change::Unchanged => Ok(Outcome::Stored(cur)),
+            Change::Unchanged => Ok((Outcome::Stored(cur), ObjectOutcome::Stored(cur_obj))),
             Change::Put(mut new) => {
                 // Identity fields never change through an update.
                 for f in ["uid", "creationTimestamp", "name", "namespace"] {
@@ -392,35 +598,49 @@ impl Store {
                 new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
                 new["metadata"]["generation"] = cur["metadata"]["generation"].clone();
                 if new == *cur {
-                    return Ok(Outcome::Stored(cur));
+                    return Ok((Outcome::Stored(cur), ObjectOutcome::Stored(cur_obj)));
                 }
                 if spec_changed(&cur, &new) {
                     let g = cur["metadata"]["generation"].as_i64().unwrap_or(1);
                     new["metadata"]["generation"] = json!(g + 1);
                 }
                 let rv = inner.rv + 1;
-                new["metadata"]["resourceVersion"] = json!(rv.to_string());
+                set_rv(&mut new, rv);
+                let stored = Arc::new(Object::from_value(res, &new));
                 let new = Arc::new(new);
                 if dry_run {
-                    return Ok(Outcome::Stored(new));
+                    return Ok((Outcome::Stored(new), ObjectOutcome::Stored(stored)));
                 }
                 inner.rv = rv;
-                inner.objects[res].insert(key, new.clone());
-                self.record(&mut inner, EventKind::Modified, res, new.clone(), Some(cur));
-                Ok(Outcome::Stored(new))
+                inner.objects[res].insert(key, stored.clone());
+                self.record(
+                    &mut inner,
+                    EventKind::Modified,
+                    res,
+                    stored.clone(),
+                    Some(cur_obj),
+                );
+                Ok((Outcome::Stored(new), ObjectOutcome::Stored(stored)))
             }
             Change::Delete => {
                 let rv = inner.rv + 1;
-                let mut last = (*cur).clone();
-                last["metadata"]["resourceVersion"] = json!(rv.to_string());
+                let mut last = Arc::unwrap_or_clone(cur);
+                set_rv(&mut last, rv);
+                let stored = Arc::new(Object::from_value(res, &last));
                 let last = Arc::new(last);
                 if dry_run {
-                    return Ok(Outcome::Deleted(last));
+                    return Ok((Outcome::Deleted(last), ObjectOutcome::Deleted(stored)));
                 }
                 inner.rv = rv;
                 inner.objects[res].remove(&key);
-                self.record(&mut inner, EventKind::Deleted, res, last.clone(), Some(cur));
-                Ok(Outcome::Deleted(last))
+                self.record(
+                    &mut inner,
+                    EventKind::Deleted,
+                    res,
+                    stored.clone(),
+                    Some(cur_obj),
+                );
+                Ok((Outcome::Deleted(last), ObjectOutcome::Deleted(stored)))
             }
         }
     }
@@ -439,26 +659,22 @@ impl Store {
     /// deletion). Returns how many were removed.
     pub fn remove_where(&self, res: ResourceId, ns: &str, pick: impl Fn(&Value) -> bool) -> usize {
         let mut inner = self.inner.write();
-        let keys: Vec<Key> = inner
+        let picked: Vec<(Key, Value)> = inner
             .iter(res, Some(ns))
-            .filter(|o| pick(o))
-            .map(|o| (ns.to_string(), meta_str(o, "name").to_string()))
+            .map(|o| (o, o.value()))
+            .filter(|(_, v)| pick(v))
+            .map(|(o, v)| ((ns.to_string(), o.name().to_string()), v))
             .collect();
-        for key in &keys {
-            if let Some(cur) = inner.objects[res].remove(key) {
+        let removed = picked.len();
+        for (key, mut last) in picked {
+            if let Some(cur) = inner.objects[res].remove(&key) {
                 inner.rv += 1;
-                let mut last = (*cur).clone();
-                last["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
-                self.record(
-                    &mut inner,
-                    EventKind::Deleted,
-                    res,
-                    Arc::new(last),
-                    Some(cur),
-                );
+                set_rv(&mut last, inner.rv);
+                let last = Arc::new(Object::from_value(res, &last));
+                self.record(&mut inner, EventKind::Deleted, res, last, Some(cur));
             }
         }
-        keys.len()
+        removed
     }
 }
 
@@ -526,6 +742,40 @@ mod tests {
         assert_eq!(s.events_after(1).expect_err("gone").code, 410);
         let evs = s.events_after(3).expect("in window");
         assert_eq!(evs.iter().map(|e| e.rv).collect::<Vec<_>>(), vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn stored_bytes_are_the_object_and_the_index_follows_it() {
+        let s = Store::new(10);
+        let mut o = cm("idx");
+        o["metadata"]["labels"] = json!({"app": "web"});
+        let v = s.create(ids::CONFIGMAPS, o, false).expect("create");
+        let stored = s
+            .get_object(ids::CONFIGMAPS, "default", "idx")
+            .expect("stored");
+        assert_eq!(
+            stored.json().as_ref(),
+            serde_json::to_vec(&*v).expect("json").as_slice()
+        );
+        assert_eq!(stored.value(), *v);
+        assert_eq!((stored.namespace(), stored.name()), ("default", "idx"));
+        assert_eq!(stored.label("app"), Some("web"));
+        assert_eq!(stored.field("metadata.name"), Some("idx"));
+        assert!(!stored.is_deleting());
+        // A pod's selectable fields are indexed as field selectors read them.
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"nodeName": "n1", "hostNetwork": true}});
+        let p = s.create_object(ids::PODS, pod, false).expect("pod");
+        assert_eq!(p.field("spec.nodeName"), Some("n1"));
+        assert_eq!(p.field("spec.hostNetwork"), Some("true"));
+        assert_eq!(p.field("status.phase"), Some(""));
+        assert!(!p.is_deleting(), "create clears deletionTimestamp");
+        // The window's event carries the same stored version the store serves.
+        let evs = s.events_after(0).expect("window");
+        let last = evs.last().expect("event");
+        assert!(Arc::ptr_eq(&last.object, &p));
+        let (only_n1, _) =
+            s.list_objects(ids::PODS, None, |o| o.field("spec.nodeName") == Some("n1"));
+        assert_eq!(only_n1.len(), 1);
     }
 
     #[test]
