@@ -7,7 +7,10 @@
 //! call to the pure `info` export (which pays for the guest's allocator start-up and first page
 //! faults) and is then handed to exactly one decision. The same thread also frees the spent
 //! stores: freeing an instance resets its pooled memory slot (a `PAGEMAP_SCAN` and a copy of
-//! the dirtied pages, ~8 µs), which the decision need not wait for.
+//! the dirtied pages, ~8 µs), which the decision need not wait for. A decision parks its spent
+//! store and wakes the thread only when the pool runs low; otherwise the thread finds the work
+//! on its next poll (every 2 ms while calls arrive), so neither the wake-up nor the slot work
+//! lands in the middle of the pod's next call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -74,12 +77,32 @@ pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
 
 /// The background worker's two queues: instances prepared for decisions, and spent stores to
 /// free off the decision path.
+///
+/// A decision does not wake the worker unless the pool runs low: waking a sleeping thread is
+/// a futex syscall plus an inter-processor interrupt (a VM exit on a virtual machine), and
+/// the woken worker's slot resets and instantiations (`mprotect`, `PAGEMAP_SCAN`, TLB
+/// shoot-downs) then ran on the other core while the pod's next call was running. Instead
+/// the worker looks every [`ACTIVE_POLL`] while calls keep coming and every [`IDLE_POLL`]
+/// once they stop.
 struct WarmPool {
     ready: Mutex<Receiver<Ready>>,
     /// Instances in `ready` (the worker tops up to `warm_instances`).
     available: Arc<AtomicUsize>,
-    spent: SyncSender<Store<HostState>>,
+    /// Spent stores waiting to be freed by the worker.
+    spent: Arc<Mutex<Vec<Store<HostState>>>>,
+    /// Rung (never blocking) when the pool is low or spent stores pile up.
+    doorbell: SyncSender<()>,
+    /// `warm_instances`.
+    size: usize,
 }
+
+/// How often the warm worker looks for work while calls are arriving.
+const ACTIVE_POLL: Duration = Duration::from_millis(2);
+/// How often it looks once the version has been idle for a poll.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Spent stores the worker holds before a decision frees its own store inline (bounds the
+/// memory slots parked between polls).
+const MAX_SPENT: usize = 32;
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,9 +148,22 @@ impl LoadedPlugin {
 
     /// Frees a spent store: on the background worker when there is one, else here.
     fn retire(&self, store: Store<HostState>) {
-        if let Some(warm) = &self.warm {
-            // Full or gone: free it here.
-            let _ = warm.spent.try_send(store);
+        let Some(warm) = &self.warm else { return };
+        let parked = {
+            let mut spent = warm.spent.lock();
+            if spent.len() >= MAX_SPENT {
+                None
+            } else {
+                spent.push(store);
+                Some(spent.len())
+            }
+        };
+        match parked {
+            // The worker's next poll frees it; ring only if the pool is running low.
+            Some(n) if n < MAX_SPENT / 2 && !warm.low() => {}
+            Some(_) => warm.ring(),
+            // Full: free it here (dropped on return) and wake the worker.
+            None => warm.ring(),
         }
     }
 
@@ -153,11 +189,13 @@ impl LoadedPlugin {
 
     /// An instance for one decision: a prepared one if available, else a new one.
     fn take_ready(&self) -> Result<Ready, PluginError> {
-        if let Some(warm) = &self.warm
-            && let Ok(ready) = warm.ready.lock().try_recv()
-        {
-            warm.available.fetch_sub(1, Ordering::Relaxed);
-            return Ok(ready);
+        if let Some(warm) = &self.warm {
+            if let Ok(ready) = warm.ready.lock().try_recv() {
+                warm.available.fetch_sub(1, Ordering::Relaxed);
+                return Ok(ready);
+            }
+            // Empty: this call instantiates inline; make sure the worker is refilling.
+            warm.ring();
         }
         instantiate(&self.engine, &self.pre, Some(self.identity.clone()), false)
     }
@@ -472,6 +510,18 @@ fn check_decision(decision: Decision, limit: usize) -> Result<Decision, PluginEr
     }
 }
 
+impl WarmPool {
+    /// Whether at most half of the prepared instances are left.
+    fn low(&self) -> bool {
+        self.available.load(Ordering::Relaxed) * 2 <= self.size
+    }
+
+    /// Wakes the worker (a no-op if it has already been rung).
+    fn ring(&self) {
+        let _ = self.doorbell.try_send(());
+    }
+}
+
 /// Starts the background thread that keeps `n` instances ready and frees spent stores. It
 /// stops by itself when the plugin version is dropped (its queues go away), or on the first
 /// failure to instantiate (the call path then instantiates inline and reports that failure
@@ -483,16 +533,19 @@ fn start_warm_pool(
     identity: Arc<PluginIdentity>,
 ) -> Option<WarmPool> {
     let (ready_tx, ready_rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
-    // Room for a burst of concurrent calls' stores; beyond it callers free their own.
-    let (spent_tx, spent_rx) = sync_channel::<Store<HostState>>(n.max(8) * 2);
+    let (doorbell_tx, doorbell_rx) = sync_channel::<()>(1);
+    let spent: Arc<Mutex<Vec<Store<HostState>>>> = Arc::new(Mutex::new(Vec::new()));
     let name = format!("vnode-plugin-warm-{}", identity.sha256_short());
     let available = Arc::new(AtomicUsize::new(0));
     let counter = available.clone();
+    let parked = spent.clone();
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        // Topped up when a decision has taken an instance (it sends its spent store here
-        // right after its call) and every 50 ms regardless, so a decision never waits for
-        // this thread and does not wake it while its own call runs.
         loop {
+            // Spent stores first: each frees a pooled slot the refill may need.
+            let freed = std::mem::take(&mut *parked.lock());
+            let worked = !freed.is_empty();
+            drop(freed);
+            let mut refilled = false;
             while counter.load(Ordering::Relaxed) < n {
                 let ready = match instantiate(&engine, &pre, Some(identity.clone()), true) {
                     Ok(r) => r,
@@ -505,7 +558,7 @@ fn start_warm_pool(
                 // below zero.
                 counter.fetch_add(1, Ordering::Relaxed);
                 match ready_tx.try_send(ready) {
-                    Ok(()) => {}
+                    Ok(()) => refilled = true,
                     Err(TrySendError::Full(_)) => {
                         counter.fetch_sub(1, Ordering::Relaxed);
                         break;
@@ -513,13 +566,10 @@ fn start_warm_pool(
                     Err(TrySendError::Disconnected(_)) => return,
                 }
             }
-            match spent_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(spent) => drop(spent),
-                Err(RecvTimeoutError::Timeout) => {}
+            let poll = if worked || refilled { ACTIVE_POLL } else { IDLE_POLL };
+            match doorbell_rx.recv_timeout(poll) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
-            }
-            while let Ok(spent) = spent_rx.try_recv() {
-                drop(spent);
             }
         }
     });
@@ -527,7 +577,9 @@ fn start_warm_pool(
         Ok(_) => Some(WarmPool {
             ready: Mutex::new(ready_rx),
             available,
-            spent: spent_tx,
+            spent,
+            doorbell: doorbell_tx,
+            size: n,
         }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot start the plugin warm-instance thread; calls will instantiate inline");
