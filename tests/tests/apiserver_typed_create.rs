@@ -226,6 +226,22 @@ fn kubectl_create_cronjob_ingress_and_expose() -> Result<()> {
             && svc["spec"]["ports"][0]["targetPort"] == 8080,
         "{svc}"
     );
+    // The scale subresource: `kubectl scale` and `kubectl autoscale`.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"])?;
+    ensure!(s.get_json(&["get", "deployment", "web"])?["spec"]["replicas"] == 3);
+    s.kubectl_ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu-percent=80",
+    ])?;
+    let hpa = s.get_json(&["get", "hpa", "web"])?;
+    ensure!(
+        hpa["spec"]["maxReplicas"] == 5 && hpa["spec"]["scaleTargetRef"]["name"] == "web",
+        "{hpa}"
+    );
     s.kubectl_ok(&[
         "create",
         "secret",

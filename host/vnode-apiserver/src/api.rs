@@ -19,6 +19,7 @@ use crate::auth::{self, Attributes, User};
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, RESOURCES, ResourceId, ids};
 use crate::selectors::{FieldSelector, LabelSelector};
+use crate::ssa;
 use crate::status::{ApiError, json_response};
 use crate::store::{
     Change, EventKind, Inner, Object, ObjectOutcome, Outcome, Store, WatchEvent, now_rfc3339,
@@ -26,6 +27,7 @@ use crate::store::{
 use crate::tables::{self, IncludeObject};
 
 mod reviews;
+mod scale;
 
 /// Largest request body accepted (upstream's limit).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -489,6 +491,9 @@ async fn dispatch(
         }
         (&Method::GET, false, None) => list(state, &t, q, headers),
         (&Method::GET, true, None | Some("status")) => get(state, &t, q, headers),
+        (&Method::GET, true, Some("scale")) => scale::get(state, &t),
+        (&Method::PUT, true, Some("scale")) => scale::write(state, &t, q, headers, &body, false),
+        (&Method::PATCH, true, Some("scale")) => scale::write(state, &t, q, headers, &body, true),
         (&Method::GET, true, Some("log")) => {
             crate::proxy::pod_log(
                 state,
@@ -916,6 +921,25 @@ fn create(
     check_type(t, &mut obj)?;
     let mut warnings = Vec::new();
     field_check(t.res, &mut obj, fv, &mut warnings)?;
+    // Ownership is the server's record: a client's managedFields are replaced.
+    if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    if let Some(w) = writer(t, q, headers, false) {
+        ssa::record_update(None, &mut obj, &w);
+    }
+    create_object(state, t, dry, obj, warnings)
+}
+
+/// Creates a decoded object whose `managedFields` are already decided.
+fn create_object(
+    state: &AppState,
+    t: &Target,
+    dry: bool,
+    mut obj: Value,
+    warnings: Vec<String>,
+) -> Result<Response, ApiError> {
+    let info = info_of(t);
     if info.namespaced {
         let ns = t.ns.clone().ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -948,6 +972,34 @@ fn create(
 
 fn rv_of(v: &Value) -> &str {
     v["metadata"]["resourceVersion"].as_str().unwrap_or("")
+}
+
+/// Who a write is recorded for in `managedFields`: only writes that name a field manager
+/// (kubectl always does) or touch an object that already has a record, so the daemon's
+/// and benchmarks' writes pay nothing for it.
+fn writer(t: &Target, q: &Query, headers: &HeaderMap, has_record: bool) -> Option<ssa::Writer> {
+    let manager = q
+        .get("fieldManager")
+        .map(String::as_str)
+        .filter(|m| !m.is_empty());
+    if manager.is_none() && !has_record {
+        return None;
+    }
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    Some(ssa::Writer::of_request(
+        manager,
+        ua,
+        info_of(t).api_version(),
+        t.sub.as_deref(),
+    ))
+}
+
+fn has_record(obj: &Value) -> bool {
+    obj["metadata"]
+        .get("managedFields")
+        .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()))
 }
 
 /// Applies the status-subresource split: on the main resource, status is kept from the
@@ -1054,8 +1106,11 @@ fn update(
             if !want_rv.is_empty() && want_rv != rv_of(cur) {
                 return Err(ApiError::stale(info.group, info.plural, &name));
             }
-            let new = split_status(t, cur, obj);
+            let mut new = split_status(t, cur, obj);
             admit_update(t, cur, &new)?;
+            if let Some(w) = writer(t, q, headers, has_record(cur)) {
+                ssa::record_update(Some(cur), &mut new, &w);
+            }
             Ok(Change::Put(new))
         })?;
     Ok(with_warnings(
@@ -1094,37 +1149,52 @@ fn patch_object(
             if t.sub.is_some() {
                 return Err(ApiError::not_found(info.group, info.plural, &name));
             }
-            let mut obj: Value = serde_yaml::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-            if !obj.is_object() {
-                return Err(ApiError::bad_request("apply patch must be an object"));
-            }
+            let mut obj = applied_config(body)?;
             check_type(t, &mut obj)?;
             obj["metadata"]["name"] = json!(name);
-            let body = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
-            let mut h = HeaderMap::new();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            return create(
+            let mut warnings = Vec::new();
+            field_check(t.res, &mut obj, fv, &mut warnings)?;
+            let w = writer(t, q, headers, true).ok_or_else(|| ApiError::internal("no writer"))?;
+            let obj = ssa::apply(None, &obj, &w, false, (info.group, info.plural, &name))?;
+            return create_object(
                 state,
                 &Target {
                     name: None,
                     ..t.clone()
                 },
-                q,
-                &h,
-                &body,
+                dry,
+                obj,
+                warnings,
             );
         }
     }
+    let applied = if kind == PatchKind::Apply {
+        let mut obj = applied_config(body)?;
+        check_type(t, &mut obj)?;
+        Some(obj)
+    } else {
+        None
+    };
+    let force = q.get("force").is_some_and(|f| f == "true");
     let mut warnings = Vec::new();
     let out = state
         .store
         .mutate_object(storage, &ns, &name, dry, |cur, _| {
             let mut doc = to_view(t.res, cur);
-            patch::apply(kind, &mut doc, body)?;
+            match &applied {
+                Some(config) => {
+                    let w = writer(t, q, headers, true)
+                        .ok_or_else(|| ApiError::internal("no writer"))?;
+                    doc = ssa::apply(
+                        Some(&doc),
+                        config,
+                        &w,
+                        force,
+                        (info.group, info.plural, &name),
+                    )?;
+                }
+                None => patch::apply(kind, &mut doc, body)?,
+            }
             check_type(t, &mut doc)?;
             let want_rv = rv_of(&doc);
             if !want_rv.is_empty() && want_rv != rv_of(cur) {
@@ -1147,14 +1217,29 @@ fn patch_object(
             if storage == ids::SECRETS {
                 admission::normalize_secret(&mut doc)?;
             }
-            let new = split_status(t, cur, doc);
+            let mut new = split_status(t, cur, doc);
             admit_update(t, cur, &new)?;
+            if applied.is_none()
+                && let Some(w) = writer(t, q, headers, has_record(cur))
+            {
+                ssa::record_update(Some(cur), &mut new, &w);
+            }
             Ok(Change::Put(new))
         })?;
     Ok(with_warnings(
         respond_object(StatusCode::OK, t.res, out.object()),
         &warnings,
     ))
+}
+
+/// The configuration of an `application/apply-patch+yaml` body (YAML or JSON).
+fn applied_config(body: &[u8]) -> Result<Value, ApiError> {
+    let obj: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("apply patch must be an object"));
+    }
+    Ok(obj)
 }
 
 /// `DeleteOptions` from the body and/or query.

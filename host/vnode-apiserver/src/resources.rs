@@ -225,7 +225,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         ["deploy"],
         true,
-        ["status"]
+        ["status", "scale"]
     ),
     res!(
         "apps",
@@ -236,7 +236,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         ["rs"],
         true,
-        ["status"]
+        ["status", "scale"]
     ),
     res!(
         "apps",
@@ -247,7 +247,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         ["sts"],
         true,
-        ["status"]
+        ["status", "scale"]
     ),
     res!(
         "apps",
@@ -696,6 +696,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 "attach" => ("PodAttachOptions", &["create", "get"]),
                 "finalize" => (r.kind, &["update"]),
                 "token" => ("TokenRequest", &["create"]),
+                "scale" => ("Scale", &["get", "patch", "update"]),
                 _ => (r.kind, &["get"]),
             };
             let mut sub_entry = json!({
@@ -707,6 +708,10 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             });
             if *sub == "token" {
                 sub_entry["group"] = json!("authentication.k8s.io");
+                sub_entry["version"] = json!("v1");
+            }
+            if *sub == "scale" {
+                sub_entry["group"] = json!("autoscaling");
                 sub_entry["version"] = json!("v1");
             }
             resources.push(sub_entry);

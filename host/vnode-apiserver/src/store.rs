@@ -498,7 +498,6 @@ impl Store {
             m.remove("deletionTimestamp");
             m.remove("deletionGracePeriodSeconds");
             m.remove("selfLink");
-            m.remove("managedFields");
         }
         let mut inner = self.inner.write();
         let mut name = meta_str(&obj, "name").to_string();
