@@ -1,8 +1,8 @@
 //! `examples/plugin-walkthrough.md` runs as written: every fenced `sh` block, in order, in
 //! one `bash` (so `cd` and `export` carry over, as in a terminal), from the repository root.
 //! Only environment the doc and the tools it runs read is set: `WALK` (a temp dir),
-//! `CARGO_TARGET_DIR` (a persistent dir under `target/`, so rebuilding the scaffolded crate is
-//! incremental), `VNODE_PLUGIN_CACHE_DIR` (compiled plugins, so the Python component compiles
+//! `CARGO_TARGET_DIR` (`target/plugins`, persistent and shared with `plugin_new`'s scaffolds, so
+//! the scaffolded crate's dependencies are compiled once), `VNODE_PLUGIN_CACHE_DIR` (compiled plugins, so the Python component compiles
 //! once), `VNODE_PLUGIN_CALL_TIMEOUT_MS` (see below) and `PATH` (componentize-py from the test
 //! virtualenv). The sandbox uses port 0 everywhere.
 
@@ -110,7 +110,9 @@ fn the_walkthrough_runs_as_written() -> Result<()> {
         .arg(&script)
         .current_dir(&root)
         .env("WALK", walk.path().join("walk"))
-        .env("CARGO_TARGET_DIR", root.join("target/walkthrough"))
+        // The target dir `plugin_new` builds its scaffolds in: the walk-through's scaffold
+        // has the same dependencies, so CI compiles them once for both.
+        .env("CARGO_TARGET_DIR", root.join("target/plugins"))
         .env(
             "VNODE_PLUGIN_CACHE_DIR",
             root.join("target/walkthrough/cwasm"),
