@@ -136,7 +136,11 @@ pub async fn run(
         metrics.clone(),
         eci_path::NodeSettings::from_config(&config),
     )
-    .with_shadow(plugins.shadow.clone());
+    .with_shadow(plugins.shadow.clone())
+    .with_root_ca_cache(pods::root_ca::RootCaCache::spawn(
+        client.clone(),
+        token.child_token(),
+    ));
     let (pod_ctl, pod_writer) = pods::controller(
         client.clone(),
         config.node.name.clone(),

@@ -174,6 +174,8 @@ pub struct EciPodPath {
     tokens: Mutex<HashMap<(String, String, String), Arc<TokenSlot>>>,
     /// A placement candidate run next to the active one, never acting (shadow rollout).
     shadow: Option<Arc<crate::plugins::shadow::ShadowPlacement>>,
+    /// Watch-backed `kube-root-ca.crt` per namespace (a miss falls back to a GET).
+    root_ca: Option<Arc<super::root_ca::RootCaCache>>,
 }
 
 /// `name@version`, the label and annotation form of a plugin identity.
@@ -278,7 +280,14 @@ impl EciPodPath {
             stockouts: Mutex::new(VecDeque::new()),
             tokens: Mutex::new(HashMap::new()),
             shadow: None,
+            root_ca: None,
         }
+    }
+
+    /// Serves `kube-root-ca.crt` from `cache` instead of a GET per pod.
+    pub fn with_root_ca_cache(mut self, cache: Arc<super::root_ca::RootCaCache>) -> Self {
+        self.root_ca = Some(cache);
+        self
     }
 
     /// Runs `shadow`'s candidate (when one is configured) on every placement input, off the
@@ -424,6 +433,12 @@ impl EciPodPath {
         let mut refs = Referenced::default();
         let cms: Api<ConfigMap> = Api::namespaced(self.kube.clone(), ns);
         for name in &wanted.config_maps {
+            if name == super::root_ca::ROOT_CA_CONFIGMAP
+                && let Some(cm) = self.root_ca.as_ref().and_then(|c| c.get(ns))
+            {
+                refs.config_maps.insert(name.clone(), (*cm).clone());
+                continue;
+            }
             if let Some(cm) = cms
                 .get_opt(name)
                 .await

@@ -13,6 +13,7 @@
 pub mod eci_path;
 pub mod queue;
 pub mod resolve;
+pub mod root_ca;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -225,6 +226,18 @@ fn key_of(pod: &Pod) -> String {
     )
 }
 
+/// What the pod store keeps of a pod: everything the daemon reads (spec, status, labels,
+/// annotations, identity), without the parts nothing here reads that can be as large as the
+/// rest of the pod: managed fields, and kubectl's `last-applied-configuration` annotation (a
+/// second copy of the whole spec). The store holds every pod on the node, so this is the
+/// daemon's largest allocation.
+fn trim_for_store(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(annotations) = pod.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// Runs the watcher and the workers until `token` is cancelled. `ready` turns true once the
 /// pod store has its first full listing.
 pub async fn run<P: PodPath>(
@@ -238,10 +251,7 @@ pub async fn run<P: PodPath>(
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctl.node_name));
     let stream = watcher(pods, cfg)
         .default_backoff()
-        .modify(|pod: &mut Pod| {
-            // Managed fields are large and never read here.
-            pod.metadata.managed_fields = None;
-        })
+        .modify(trim_for_store)
         .reflect(writer)
         .touched_objects();
     let feeder = {
@@ -693,6 +703,28 @@ mod tests {
             v["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-25T18:00:00Z");
         }
         serde_json::from_value(v).expect("pod")
+    }
+
+    #[test]
+    fn the_store_keeps_what_the_daemon_reads_and_drops_managed_fields_and_last_applied() {
+        let mut p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "nginx", "namespace": "default", "uid": "u-1",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}",
+                    "k8s.aliyun.com/eci-use-specs": "2-4Gi",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"nodeName": "vk", "containers": [{"name": "nginx", "image": "nginx"}]}
+        }))
+        .expect("pod");
+        trim_for_store(&mut p);
+        assert!(p.metadata.managed_fields.is_none());
+        let annotations = p.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["k8s.aliyun.com/eci-use-specs"], "2-4Gi");
+        assert_eq!(p.spec.as_ref().map(|s| s.containers.len()), Some(1));
     }
 
     fn put_in_store(writer: &mut reflector::store::Writer<Pod>, p: Pod) {
