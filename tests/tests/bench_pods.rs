@@ -90,3 +90,45 @@ fn bench_pods_small_run_reports_a_clean_lifecycle() -> Result<()> {
     assert!(report["targets"].as_array().is_some_and(|t| t.len() >= 6));
     Ok(())
 }
+
+/// A daemon that starts with more pods bound to its node than fit one list page (the
+/// watcher lists 500 at a time) works on every one of them. It once worked on only the last
+/// page: keys were queued before the reflector's store held the listing.
+#[test]
+fn bench_pods_backlog_larger_than_a_list_page_runs_every_pod() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let out_s = out.to_string_lossy().to_string();
+    let (code, stdout, stderr) = run_vnode(&[
+        "bench",
+        "pods",
+        "--backlog",
+        "--pods",
+        "700",
+        "--out",
+        &out_s,
+        "--hold-secs",
+        "1",
+        "--timeout-secs",
+        "180",
+    ])?;
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("report.json")).context("report.json written")?,
+    )
+    .with_context(|| {
+        format!("report.json; bench exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    })?;
+    assert_eq!(
+        report["running"], 700,
+        "every backlog pod Running: {}",
+        report["correctness"]
+    );
+    assert_eq!(report["correctness"]["pods_with_exactly_one_group"], 700);
+    assert_eq!(report["correctness"]["duplicate_groups"], 0);
+    assert_eq!(report["correctness"]["orphan_groups_after_delete"], 0);
+    assert_eq!(
+        code, 0,
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    Ok(())
+}

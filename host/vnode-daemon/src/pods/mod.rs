@@ -238,6 +238,51 @@ fn trim_for_store(pod: &mut Pod) {
     }
 }
 
+/// Which pods to work on after each watcher event.
+///
+/// A (re)list arrives as `Init`, pages of `InitApply`, then `InitDone`, and the reflector's
+/// store only swaps in the new listing at `InitDone`. A key queued before that would be
+/// looked up in a store that does not have the pod yet (a fresh daemon's store is empty) and
+/// dropped — with a 500-pod list page, a daemon starting with 10,000 bound pods used to work
+/// on only the last page. So the listing's keys are held back until `InitDone`; then, too,
+/// every pod the controller knows that the new listing no longer has is worked on: it was
+/// deleted (or unbound) while the watch was down, exactly as if a `Delete` had arrived.
+#[derive(Default)]
+struct Listing {
+    /// Keys of the listing in progress; `None` outside a listing.
+    keys: Option<Vec<String>>,
+}
+
+impl Listing {
+    fn keys_to_work(
+        &mut self,
+        event: &watcher::Event<Pod>,
+        known: impl FnOnce() -> Vec<String>,
+    ) -> Vec<String> {
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => vec![key_of(pod)],
+            watcher::Event::Init => {
+                self.keys = Some(Vec::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(pod) => {
+                self.keys.get_or_insert_with(Vec::new).push(key_of(pod));
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let mut keys = self.keys.take().unwrap_or_default();
+                let listed: HashSet<&str> = keys.iter().map(String::as_str).collect();
+                let gone: Vec<String> = known()
+                    .into_iter()
+                    .filter(|k| !listed.contains(k.as_str()))
+                    .collect();
+                keys.extend(gone);
+                keys
+            }
+        }
+    }
+}
+
 /// Runs the watcher and the workers until `token` is cancelled. `ready` turns true once the
 /// pod store has its first full listing.
 pub async fn run<P: PodPath>(
@@ -252,13 +297,14 @@ pub async fn run<P: PodPath>(
     let stream = watcher(pods, cfg)
         .default_backoff()
         .modify(trim_for_store)
-        .reflect(writer)
-        .touched_objects();
+        .reflect(writer);
     let feeder = {
         let queue = queue.clone();
         let token = token.clone();
+        let ctl = ctl.clone();
         async move {
             let mut stream = std::pin::pin!(stream);
+            let mut listing = Listing::default();
             loop {
                 let next = tokio::select! {
                     biased;
@@ -266,7 +312,12 @@ pub async fn run<P: PodPath>(
                     n = stream.next() => n,
                 };
                 match next {
-                    Some(Ok(pod)) => queue.enqueue(&key_of(&pod)),
+                    Some(Ok(event)) => {
+                        let known = || ctl.records.lock().keys().cloned().collect::<Vec<_>>();
+                        for key in listing.keys_to_work(&event, known) {
+                            queue.enqueue(&key);
+                        }
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "pod watch error; retrying with backoff")
                     }
@@ -640,6 +691,50 @@ mod tests {
     use super::*;
     use crate::testing::FakeApi;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn named(name: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.namespace = Some("default".into());
+        p.metadata.name = Some(name.into());
+        p
+    }
+
+    #[test]
+    fn a_listing_is_worked_on_only_once_the_store_has_it_and_then_whole() {
+        let mut listing = Listing::default();
+        let none = || -> Vec<String> { panic!("known pods are only asked for at InitDone") };
+        assert!(listing.keys_to_work(&watcher::Event::Init, none).is_empty());
+        // Three pages' worth of pods: nothing is queued while the store lacks them.
+        for i in 0..1200 {
+            let ev = watcher::Event::InitApply(named(&format!("p{i}")));
+            assert!(listing.keys_to_work(&ev, none).is_empty());
+        }
+        let known = || {
+            vec![
+                "default/p7".to_string(),
+                "default/deleted-meanwhile".to_string(),
+            ]
+        };
+        let keys = listing.keys_to_work(&watcher::Event::InitDone, known);
+        assert_eq!(
+            keys.len(),
+            1201,
+            "every listed pod plus the one that vanished"
+        );
+        assert!(keys.contains(&"default/p0".to_string()));
+        assert!(keys.contains(&"default/p1199".to_string()));
+        assert!(keys.contains(&"default/deleted-meanwhile".to_string()));
+        // After the listing, watch events are worked on at once.
+        let applied = listing.keys_to_work(&watcher::Event::Apply(named("new")), none);
+        assert_eq!(applied, vec!["default/new".to_string()]);
+        let deleted = listing.keys_to_work(&watcher::Event::Delete(named("p3")), none);
+        assert_eq!(deleted, vec!["default/p3".to_string()]);
+        // A relist starts over: the previous listing's keys are not carried into it.
+        listing.keys_to_work(&watcher::Event::Init, none);
+        listing.keys_to_work(&watcher::Event::InitApply(named("again")), none);
+        let keys = listing.keys_to_work(&watcher::Event::InitDone, Vec::new);
+        assert_eq!(keys, vec!["default/again".to_string()]);
+    }
 
     /// Records calls; `create` fails transiently once, then succeeds.
     #[derive(Default)]
