@@ -5,18 +5,30 @@
 use anyhow::{Context, Result};
 use vnode_tests::run_vnode;
 
-#[test]
-fn bench_pods_small_run_reports_a_clean_lifecycle() -> Result<()> {
+/// Runs `vnode bench pods ARGS --out <temp>`, which must succeed; returns stdout and the report.
+fn bench_pods(args: &[&str]) -> Result<(String, serde_json::Value)> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out");
     let out_s = out.to_string_lossy().to_string();
-    let (code, stdout, stderr) = run_vnode(&[
-        "bench",
-        "pods",
+    let mut all = vec!["bench", "pods", "--out", &out_s];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = run_vnode(&all)?;
+    let report = std::fs::read(out.join("report.json"))
+        .context("report.json written")
+        .and_then(|b| Ok(serde_json::from_slice(&b)?))
+        .with_context(|| format!("bench exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"))?;
+    assert_eq!(
+        code, 0,
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    Ok((stdout, report))
+}
+
+#[test]
+fn bench_pods_small_run_reports_a_clean_lifecycle() -> Result<()> {
+    let (stdout, report) = bench_pods(&[
         "--pods",
         "20",
-        "--out",
-        &out_s,
         "--hold-secs",
         "2",
         "--status-poll",
@@ -24,17 +36,10 @@ fn bench_pods_small_run_reports_a_clean_lifecycle() -> Result<()> {
         "--timeout-secs",
         "90",
     ])?;
-    assert_eq!(
-        code, 0,
-        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
     assert!(
         stdout.contains("target") && stdout.contains("daemon peak RSS"),
         "summary table missing:\n{stdout}"
     );
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("report.json")).context("report.json written")?,
-    )?;
     let n = |path: &[&str]| -> f64 {
         let mut v = &report;
         for p in path {
@@ -96,28 +101,15 @@ fn bench_pods_small_run_reports_a_clean_lifecycle() -> Result<()> {
 /// page: keys were queued before the reflector's store held the listing.
 #[test]
 fn bench_pods_backlog_larger_than_a_list_page_runs_every_pod() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
-    let out_s = out.to_string_lossy().to_string();
-    let (code, stdout, stderr) = run_vnode(&[
-        "bench",
-        "pods",
+    let (_, report) = bench_pods(&[
         "--backlog",
         "--pods",
         "700",
-        "--out",
-        &out_s,
         "--hold-secs",
         "1",
         "--timeout-secs",
         "180",
     ])?;
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("report.json")).context("report.json written")?,
-    )
-    .with_context(|| {
-        format!("report.json; bench exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-    })?;
     assert_eq!(
         report["running"], 700,
         "every backlog pod Running: {}",
@@ -126,9 +118,5 @@ fn bench_pods_backlog_larger_than_a_list_page_runs_every_pod() -> Result<()> {
     assert_eq!(report["correctness"]["pods_with_exactly_one_group"], 700);
     assert_eq!(report["correctness"]["duplicate_groups"], 0);
     assert_eq!(report["correctness"]["orphan_groups_after_delete"], 0);
-    assert_eq!(
-        code, 0,
-        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
     Ok(())
 }
