@@ -169,6 +169,7 @@ impl PluginLoader {
             pre,
         ));
         smoke_test(&plugin)?;
+        plugin.forget_call_times();
         Ok(plugin)
     }
 

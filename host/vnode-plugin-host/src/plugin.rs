@@ -139,6 +139,14 @@ impl LoadedPlugin {
         !self.slow.load(Ordering::Relaxed)
     }
 
+    /// Forgets the call times so far. The loader's smoke decision is a version's first,
+    /// cold call (fresh linear memory, lazy initialisation in the guest) and on a busy
+    /// machine easily exceeds the inline budget; it must not decide how every later call
+    /// runs.
+    pub(crate) fn forget_call_times(&self) {
+        self.slow.store(false, Ordering::Relaxed);
+    }
+
     /// Records how long a call took (see [`LoadedPlugin::runs_fast`]).
     fn note_call_time(&self, started: Instant) {
         if started.elapsed() > INLINE_CALL_BUDGET && !self.slow.swap(true, Ordering::Relaxed) {
