@@ -428,6 +428,22 @@ async fn conflicts_preconditions_and_status_codes() -> Result<()> {
     }
     let pages: Vec<&String> = seen.iter().filter(|n| n.starts_with("page-")).collect();
     ensure!(pages.len() == 7, "{seen:?}");
+    // remainingItemCount comes with an unfiltered page only (upstream leaves it out when a
+    // selector filters: the count would be a guess).
+    let first = api.list(&ListParams::default().limit(3)).await?;
+    ensure!(
+        first.metadata.remaining_item_count.is_some_and(|n| n >= 4),
+        "{:?}",
+        first.metadata
+    );
+    let filtered = api
+        .list(&ListParams::default().limit(3).labels("!not-set"))
+        .await?;
+    ensure!(
+        filtered.metadata.continue_.is_some() && filtered.metadata.remaining_item_count.is_none(),
+        "{:?}",
+        filtered.metadata
+    );
     Ok(())
 }
 

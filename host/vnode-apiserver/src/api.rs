@@ -667,7 +667,8 @@ fn list(
     let mut continue_token = None;
     let mut remaining = None;
     if items.len() > limit {
-        remaining = Some(items.len() - limit);
+        // Upstream leaves the count out when selectors filter the list: it would be a guess.
+        remaining = (ls.is_empty() && fs.is_empty()).then_some(items.len() - limit);
         items.truncate(limit);
         if let Some(last) = items.last() {
             let tok = ContinueToken {
