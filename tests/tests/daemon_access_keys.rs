@@ -19,8 +19,9 @@ fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// A container that logs a numbered line every 200 ms; 10 % of ECI calls fail (half 500s,
-/// half throttled).
+/// A container that logs a numbered line every 200 ms. The first two CreateContainerGroup
+/// calls are throttled (deterministic, so the retry path is always taken), and 10 % of all
+/// ECI calls fail at random (half 500s, half throttled).
 const PROFILE: &str = "timing: {instant: true}
 workloads:
   - image: e2e/logger
@@ -28,6 +29,7 @@ workloads:
     log_every_ms: 200
     log_template: \"line {n}\"
 faults:
+  - {kind: error, first: 2, code: Throttling.User, status: 400, actions: [CreateContainerGroup]}
   - {kind: error, rate: 0.05, code: InternalError, status: 500}
   - {kind: error, rate: 0.05, code: Throttling.User, status: 400}
 ";
