@@ -366,26 +366,9 @@ pub fn validate(res: ResourceId, obj: &Value) -> Result<(), ApiError> {
 /// Spec changes allowed on a running pod (upstream's list): images, activeDeadlineSeconds,
 /// tolerations additions, and removal of scheduling gates.
 pub fn validate_pod_update(old: &Value, new: &Value) -> Result<(), ApiError> {
-    let strip = |spec: &Value| {
-        let mut s = spec.clone();
-        for list in ["containers", "initContainers"] {
-            if let Some(cs) = s[list].as_array_mut() {
-                for c in cs {
-                    if let Some(m) = c.as_object_mut() {
-                        m.remove("image");
-                    }
-                }
-            }
-        }
-        if let Some(m) = s.as_object_mut() {
-            m.remove("activeDeadlineSeconds");
-            m.remove("tolerations");
-            m.remove("schedulingGates");
-            m.remove("terminationGracePeriodSeconds");
-        }
-        s
-    };
-    if strip(&old["spec"]) == strip(&new["spec"]) {
+    // Compared in place: this runs on every pod write (status and metadata patches
+    // included), so it must not clone the specs.
+    if pod_specs_equal_but_mutable(&old["spec"], &new["spec"]) {
         return Ok(());
     }
     let name = new["metadata"]["name"].as_str().unwrap_or("");
@@ -399,6 +382,52 @@ pub fn validate_pod_update(old: &Value, new: &Value) -> Result<(), ApiError> {
             field: "spec".into(),
         }],
     ))
+}
+
+/// Spec fields a running pod may change (besides container images).
+const POD_SPEC_MUTABLE: [&str; 4] = [
+    "activeDeadlineSeconds",
+    "tolerations",
+    "schedulingGates",
+    "terminationGracePeriodSeconds",
+];
+
+/// Whether two pod specs are equal apart from what [`validate_pod_update`] allows to change.
+fn pod_specs_equal_but_mutable(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let skip = |k: &String| {
+        POD_SPEC_MUTABLE.contains(&k.as_str()) || k == "containers" || k == "initContainers"
+    };
+    // `serde_json` maps iterate in key order, so equal maps give equal filtered sequences.
+    let rest_equal = a
+        .iter()
+        .filter(|(k, _)| !skip(k))
+        .eq(b.iter().filter(|(k, _)| !skip(k)));
+    rest_equal
+        && ["containers", "initContainers"]
+            .iter()
+            .all(|list| containers_equal_but_image(a.get(*list), b.get(*list)))
+}
+
+/// Whether two container lists are equal apart from each container's `image` (a missing
+/// list equals `null`).
+fn containers_equal_but_image(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let (a, b) = (a.unwrap_or(&Value::Null), b.unwrap_or(&Value::Null));
+    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else {
+        return a == b;
+    };
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| match (x.as_object(), y.as_object()) {
+                (Some(x), Some(y)) => x
+                    .iter()
+                    .filter(|(k, _)| *k != "image")
+                    .eq(y.iter().filter(|(k, _)| *k != "image")),
+                _ => x == y,
+            })
 }
 
 fn set_default(m: &mut Map<String, Value>, k: &str, v: Value) {
@@ -630,7 +659,11 @@ pub fn event_v1_to_core(mut v: Value) -> Value {
 
 /// core/v1 → events.k8s.io/v1 field names.
 pub fn event_core_to_v1(v: &Value) -> Value {
-    let mut v = v.clone();
+    event_core_into_v1(v.clone())
+}
+
+/// [`event_core_to_v1`] on an owned event (no copy).
+pub fn event_core_into_v1(mut v: Value) -> Value {
     let Some(m) = v.as_object_mut() else { return v };
     let renames = [
         ("involvedObject", "regarding"),
@@ -668,6 +701,44 @@ fn v_get<'a>(m: &'a Map<String, Value>, a: &str, b: &str) -> Option<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_updates_may_change_only_images_and_the_mutable_fields() {
+        let pod = |spec: Value| json!({"metadata": {"name": "p"}, "spec": spec});
+        let base = json!({
+            "nodeName": "n",
+            "tolerations": [{"key": "a", "operator": "Exists"}],
+            "containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}],
+        });
+        let ok = |spec: Value| validate_pod_update(&pod(base.clone()), &pod(spec));
+        assert!(ok(base.clone()).is_ok());
+        let mut image = base.clone();
+        image["containers"][0]["image"] = json!("i:2");
+        assert!(ok(image).is_ok());
+        let mut mutable = base.clone();
+        mutable["tolerations"] = json!([]);
+        mutable["activeDeadlineSeconds"] = json!(10);
+        mutable["terminationGracePeriodSeconds"] = json!(1);
+        assert!(ok(mutable).is_ok());
+        // A missing init-container list equals an explicit null.
+        let mut null_init = base.clone();
+        null_init["initContainers"] = Value::Null;
+        assert!(ok(null_init).is_ok());
+        for change in [
+            json!({"nodeName": "m"}),
+            json!({"restartPolicy": "Never"}),
+            json!({"containers": [{"name": "c", "image": "i:1"}]}),
+            json!({"containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}, {"name": "d", "image": "i"}]}),
+            json!({"initContainers": [{"name": "i", "image": "i"}]}),
+        ] {
+            let mut spec = base.clone();
+            for (k, v) in change.as_object().expect("object") {
+                spec[k] = v.clone();
+            }
+            let e = ok(spec.clone()).expect_err(&format!("{spec} must be refused"));
+            assert_eq!(e.code, 422, "{spec}");
+        }
+    }
 
     #[test]
     fn names_follow_dns_rules() {

@@ -183,6 +183,7 @@ impl ApiServer {
             config.scheduler,
         ));
         let state_drops_watches = state.drop_watches_every.is_some();
+        let audit = state.audit.clone();
         let router = api::router(state);
         tracing::info!(%url, dir = %config.dir.display(), "apiserver serving");
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -290,6 +291,10 @@ impl ApiServer {
             tracing::warn!("connections still open after 5 s; closing them");
         }
         let _ = controllers.await;
+        // The audit writer batches records; everything answered so far reaches the file.
+        if let Some(audit) = audit {
+            audit.flush();
+        }
         Ok(())
     }
 }
