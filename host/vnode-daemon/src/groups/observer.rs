@@ -43,7 +43,6 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{EventType, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +58,7 @@ use super::reconcile::{self, PodFacts, PodLookup, Verdict};
 use super::status::{event_identity, is_terminal_phase, needs_write, status_patch};
 use super::{GroupIndex, annotations, tags};
 use crate::metrics::Metrics;
+use crate::pods::store::PodStore;
 
 /// IDs per `DescribeContainerGroups` / `DescribeContainerGroupStatus` call (the API limit).
 pub const IDS_PER_CALL: usize = 20;
@@ -98,7 +98,7 @@ pub struct ObserverSettings {
 pub struct Observer {
     client: Client,
     eci: Arc<EciClient>,
-    store: Store<Pod>,
+    store: PodStore,
     index: Arc<GroupIndex>,
     settings: ObserverSettings,
     metrics: Arc<Metrics>,
@@ -133,7 +133,7 @@ impl Observer {
     pub fn new(
         client: Client,
         eci: Arc<EciClient>,
-        store: Store<Pod>,
+        store: PodStore,
         index: Arc<GroupIndex>,
         settings: ObserverSettings,
         metrics: Arc<Metrics>,
@@ -355,25 +355,18 @@ impl Observer {
     }
 
     fn pod_facts(&self) -> HashMap<String, PodFacts> {
+        // From the facts the store keeps next to each pod: no pod is decoded.
         self.store
             .state()
             .iter()
             .filter_map(|p| {
-                let uid = p.metadata.uid.clone()?;
                 Some((
-                    uid,
+                    p.uid()?.to_string(),
                     PodFacts {
-                        key: pod_key(p),
-                        annotated_group: p
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get(annotations::GROUP_ID))
-                            .cloned(),
-                        deleting: p.metadata.deletion_timestamp.is_some(),
-                        terminal: is_terminal_phase(
-                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                        ),
+                        key: p.key(),
+                        annotated_group: p.group_id().map(str::to_string),
+                        deleting: p.deleting(),
+                        terminal: is_terminal_phase(p.phase()),
                     },
                 ))
             })
@@ -455,7 +448,7 @@ impl Observer {
             let Some((ns, name)) = facts.key.split_once('/') else {
                 continue;
             };
-            let Some(pod) = self.store.get(&ObjectRef::new(name).within(ns)) else {
+            let Some(pod) = self.store.pod(ns, name) else {
                 continue;
             };
             if pod.metadata.uid.as_deref() != Some(uid.as_str())
@@ -773,17 +766,24 @@ impl Observer {
         let Some((ns, name)) = entry.pod_key.split_once('/') else {
             return Applied::NoPod;
         };
-        let Some(pod) = self.store.get(&ObjectRef::new(name).within(ns)) else {
+        let Some(stored) = self.store.get(ns, name) else {
             return Applied::NoPod;
         };
-        if pod.metadata.uid.as_deref() != Some(entry.pod_uid.as_str()) {
+        if stored.uid() != Some(entry.pod_uid.as_str()) {
             return Applied::NoPod;
         }
+        let pod = match stored.decode() {
+            Ok(pod) => pod,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot apply the group's status to its pod");
+                return Applied::Retry;
+            }
+        };
         self.mirror_events(&pod, &entry.pod_uid, &g.events).await;
         // The annotation patch bumps the resourceVersion the status write is guarded by:
         // continue with the patched pod, or every first status write would be a 409.
         let pod = match self.repair_zone_annotation(&pod, g).await {
-            Some(patched) => Arc::new(patched),
+            Some(patched) => patched,
             None => pod,
         };
         let current = pod.status.as_ref();
@@ -923,12 +923,13 @@ impl Observer {
                 .map(|p| (p.to_string(), 0))
                 .collect();
         for p in self.store.state() {
-            let phase = p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_else(|| "Pending".into());
-            *by_phase.entry(phase).or_default() += 1;
+            let phase = p.phase().unwrap_or("Pending");
+            match by_phase.get_mut(phase) {
+                Some(n) => *n += 1,
+                None => {
+                    by_phase.insert(phase.to_string(), 1);
+                }
+            }
         }
         for (phase, n) in by_phase {
             self.metrics.pods_in_phase(&phase, n);
@@ -970,14 +971,6 @@ fn fingerprint(info: &ContainerGroupStatusInfo) -> u64 {
 /// Exponential backoff from 1 s, capped at 60 s.
 fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
-}
-
-fn pod_key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        pod.metadata.name.as_deref().unwrap_or("")
-    )
 }
 
 fn pod_key_of(g: &ContainerGroup) -> String {

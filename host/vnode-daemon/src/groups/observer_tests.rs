@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -18,6 +17,7 @@ use vnode_eci_emulator::{EmulatorConfig, FaultKind, FaultRule, Profile};
 use super::observer::{Observer, ObserverSettings};
 use super::{GroupIndex, annotations, tags};
 use crate::metrics::Metrics;
+use crate::pods::store::{PodStoreWriter, pod_store};
 use crate::testing::FakeApi;
 
 struct Fixture {
@@ -101,7 +101,7 @@ async fn fixture(pods: Vec<Value>, faults: Vec<FaultRule>, min_age: Duration) ->
         let name = p["metadata"]["name"].as_str().expect("name");
         fake.put(&pod_path("default", name), p.clone());
     }
-    let (store, writer) = reflector::store::<Pod>();
+    let (store, writer) = pod_store();
     let token = CancellationToken::new();
     tokio::spawn(mirror_store(fake.clone(), writer, token.clone()));
 
@@ -139,7 +139,7 @@ async fn fixture(pods: Vec<Value>, faults: Vec<FaultRule>, min_age: Duration) ->
 }
 
 /// Feeds the store from the fake API every 50 ms, as the pod watch does.
-async fn mirror_store(fake: FakeApi, mut writer: Writer<Pod>, token: CancellationToken) {
+async fn mirror_store(fake: FakeApi, mut writer: PodStoreWriter, token: CancellationToken) {
     let api: kube::Api<Pod> = kube::Api::namespaced(fake.client(), "default");
     loop {
         let pods: Vec<Pod> = match api.list(&Default::default()).await {

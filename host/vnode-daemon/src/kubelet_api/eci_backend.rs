@@ -20,7 +20,6 @@ use futures::{SinkExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
@@ -37,6 +36,7 @@ use super::stats::{
 };
 use super::{BackendError, LogOptions, LogStream, PodBackend};
 use crate::groups::{GroupIndex, annotations};
+use crate::pods::store::PodStore;
 
 /// Tunables of [`EciPodBackend`]. The defaults are sized against ECI's documented
 /// per-account quotas (see each field).
@@ -94,7 +94,7 @@ struct CachedMetric {
 }
 
 struct Inner {
-    store: Store<Pod>,
+    store: PodStore,
     index: Arc<GroupIndex>,
     eci: Arc<EciClient>,
     node_name: String,
@@ -114,7 +114,7 @@ pub struct EciPodBackend {
 impl EciPodBackend {
     /// A backend for node `node_name`.
     pub fn new(
-        store: Store<Pod>,
+        store: PodStore,
         index: Arc<GroupIndex>,
         eci: Arc<EciClient>,
         node_name: String,
@@ -182,7 +182,8 @@ fn eci_error(group: &str, e: EciError) -> BackendError {
 impl Inner {
     fn pod(&self, namespace: &str, name: &str) -> Result<Arc<Pod>, BackendError> {
         self.store
-            .get(&ObjectRef::new(name).within(namespace))
+            .pod(namespace, name)
+            .map(Arc::new)
             .ok_or_else(|| {
                 BackendError::NotFound(format!(
                     "pod {namespace}/{name} is not on node {}",
@@ -363,27 +364,20 @@ impl Follow {
 
 impl PodBackend for EciPodBackend {
     async fn pods(&self) -> Result<Vec<Pod>, BackendError> {
-        Ok(self
-            .inner
-            .store
-            .state()
-            .iter()
-            .map(|p| Pod::clone(p))
-            .collect())
+        Ok(self.inner.store.pods())
     }
 
     async fn running_pods(&self) -> Result<Vec<Pod>, BackendError> {
         Ok(self
             .inner
             .store
-            .state()
-            .iter()
+            .pods()
+            .into_iter()
             .filter(|p| {
                 self.inner.group_of(p).is_some()
                     && !is_finished(p)
                     && !self.inner.group_is_terminal(&pod_uid(p))
             })
-            .map(|p| Pod::clone(p))
             .collect())
     }
 
@@ -460,10 +454,10 @@ impl PodBackend for EciPodBackend {
         let inner = &self.inner;
         let pods: Vec<(Arc<Pod>, String)> = inner
             .store
-            .state()
+            .pods()
             .into_iter()
             .filter(|p| !is_finished(p))
-            .filter_map(|p| inner.group_of(&p).map(|g| (p, g)))
+            .filter_map(|p| inner.group_of(&p).map(|g| (Arc::new(p), g)))
             .collect();
         let ttl = inner.options.stats_ttl(pods.len());
         let mut cache = inner.metrics.lock().await;

@@ -5,7 +5,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +55,7 @@ struct Fixture {
     eci: EciClient,
     index: Arc<GroupIndex>,
     ctl: Arc<PodController<EciPodPath>>,
-    writer: reflector::store::Writer<Pod>,
+    writer: crate::pods::store::PodStoreWriter,
     queue: KeyedQueue,
     token: CancellationToken,
     metrics: Arc<Metrics>,

@@ -1,7 +1,7 @@
-//! The pod controller: a kube-runtime watcher + reflector on the pods bound to this node
-//! (`spec.nodeName=<node>`), a [`queue::KeyedQueue`] (per-pod serialised, bounded across
-//! pods), and a worker that drives each pod through the pure [`state::step`] function,
-//! executing each [`state::Action`] through a [`PodPath`].
+//! The pod controller: a kube-runtime watcher on the pods bound to this node
+//! (`spec.nodeName=<node>`) feeding the compact [`store::PodStore`], a [`queue::KeyedQueue`]
+//! (per-pod serialised, bounded across pods), and a worker that drives each pod through the
+//! pure [`state::step`] function, executing each [`state::Action`] through a [`PodPath`].
 //!
 //! [`PodPath`] is the seam to the other crates: resolve references, run the placement and
 //! translator plugins (`vnode-plugin-host`, inputs from `vnode-mapping`), create/delete the
@@ -15,6 +15,7 @@ pub mod queue;
 pub mod resolve;
 pub mod root_ca;
 pub mod state;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,7 @@ use crate::groups;
 use crate::metrics::Metrics;
 use queue::KeyedQueue;
 use state::{Action, FailureKind, Outcome, PodFacts, PodState};
+use store::{PodStore, PodStoreWriter};
 
 /// Why a pod step failed, with the event it should produce.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -180,7 +181,7 @@ pub struct PodController<P> {
     client: Client,
     node_name: String,
     path: P,
-    store: Store<Pod>,
+    store: PodStore,
     records: Mutex<HashMap<String, PodRecord>>,
     /// Wakes pods blocked on a missing ConfigMap/Secret when it appears.
     references: Arc<resolve::ReferenceWaiter>,
@@ -195,8 +196,8 @@ pub fn controller<P: PodPath>(
     identity: String,
     path: P,
     metrics: Arc<Metrics>,
-) -> (Arc<PodController<P>>, reflector::store::Writer<Pod>) {
-    let (store, writer) = reflector::store();
+) -> (Arc<PodController<P>>, PodStoreWriter) {
+    let (store, writer) = store::pod_store();
     let events = EventSink::spawn(
         client.clone(),
         Reporter {
@@ -224,18 +225,6 @@ fn key_of(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or("default"),
         pod.metadata.name.as_deref().unwrap_or("")
     )
-}
-
-/// What the pod store keeps of a pod: everything the daemon reads (spec, status, labels,
-/// annotations, identity), without the parts nothing here reads that can be as large as the
-/// rest of the pod: managed fields, and kubectl's `last-applied-configuration` annotation (a
-/// second copy of the whole spec). The store holds every pod on the node, so this is the
-/// daemon's largest allocation.
-fn trim_for_store(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(annotations) = pod.metadata.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
 }
 
 /// Which pods to work on after each watcher event.
@@ -287,17 +276,14 @@ impl Listing {
 /// pod store has its first full listing.
 pub async fn run<P: PodPath>(
     ctl: Arc<PodController<P>>,
-    writer: reflector::store::Writer<Pod>,
+    mut writer: PodStoreWriter,
     workers: usize,
     token: CancellationToken,
 ) {
     let (queue, rx) = KeyedQueue::new(ctl.metrics.pod_queue_depth.clone());
     let pods: Api<Pod> = Api::all(ctl.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctl.node_name));
-    let stream = watcher(pods, cfg)
-        .default_backoff()
-        .modify(trim_for_store)
-        .reflect(writer);
+    let stream = watcher(pods, cfg).default_backoff().modify(store::trim);
     let feeder = {
         let queue = queue.clone();
         let token = token.clone();
@@ -313,6 +299,7 @@ pub async fn run<P: PodPath>(
                 };
                 match next {
                     Some(Ok(event)) => {
+                        writer.apply_watcher_event(&event);
                         let known = || ctl.records.lock().keys().cloned().collect::<Vec<_>>();
                         for key in listing.keys_to_work(&event, known) {
                             queue.enqueue(&key);
@@ -345,7 +332,7 @@ pub async fn run<P: PodPath>(
 
 impl<P: PodPath> PodController<P> {
     /// The pod store (for readiness: `store().wait_until_ready()`).
-    pub fn store(&self) -> &Store<Pod> {
+    pub fn store(&self) -> &PodStore {
         &self.store
     }
 
@@ -356,7 +343,6 @@ impl<P: PodPath> PodController<P> {
         ) else {
             return;
         };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {
@@ -365,6 +351,7 @@ impl<P: PodPath> PodController<P> {
             }),
             ..DeleteParams::default()
         };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match api.delete(name, &params).await {
             Ok(_) => tracing::info!(pod = %key_of(pod), "pod deletion finished"),
             // Already gone, or a new pod with the same name (UID precondition): nothing to do.
@@ -410,13 +397,13 @@ impl<P: PodPath> PodController<P> {
         {
             return true;
         }
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let patch = serde_json::json!({
             "metadata": {
                 "uid": pod.metadata.uid,
                 "annotations": annotations,
             }
         });
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -443,10 +430,10 @@ impl<P: PodPath> PodController<P> {
             Some(e) => (e.reason.clone(), e.message.clone()),
             None => ("ProviderFailed".to_string(), String::new()),
         };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let patch = serde_json::json!({
             "status": {"phase": "Failed", "reason": reason, "message": message}
         });
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -507,10 +494,18 @@ impl<P: PodPath> PodController<P> {
         let Some((namespace, name)) = key.split_once('/') else {
             return;
         };
-        let pod = self.store.get(&ObjectRef::new(name).within(namespace));
-        let Some(pod) = pod else {
+        let Some(stored) = self.store.get(namespace, name) else {
             self.vanished(key, queue, token).await;
             return;
+        };
+        // Present but not decodable (a bug, not input): never taken for "vanished".
+        let pod = match stored.decode() {
+            Ok(pod) => pod,
+            Err(e) => {
+                tracing::error!(pod = %key, error = %e, "cannot work on the pod; retrying later");
+                queue.enqueue_after(key.to_string(), Duration::from_secs(30), token.clone());
+                return;
+            }
         };
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let (mut record, replaced) = {
@@ -800,29 +795,7 @@ mod tests {
         serde_json::from_value(v).expect("pod")
     }
 
-    #[test]
-    fn the_store_keeps_what_the_daemon_reads_and_drops_managed_fields_and_last_applied() {
-        let mut p: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": "nginx", "namespace": "default", "uid": "u-1",
-                "annotations": {
-                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}",
-                    "k8s.aliyun.com/eci-use-specs": "2-4Gi",
-                },
-                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
-            },
-            "spec": {"nodeName": "vk", "containers": [{"name": "nginx", "image": "nginx"}]}
-        }))
-        .expect("pod");
-        trim_for_store(&mut p);
-        assert!(p.metadata.managed_fields.is_none());
-        let annotations = p.metadata.annotations.as_ref().expect("annotations");
-        assert_eq!(annotations.len(), 1);
-        assert_eq!(annotations["k8s.aliyun.com/eci-use-specs"], "2-4Gi");
-        assert_eq!(p.spec.as_ref().map(|s| s.containers.len()), Some(1));
-    }
-
-    fn put_in_store(writer: &mut reflector::store::Writer<Pod>, p: Pod) {
+    fn put_in_store(writer: &mut PodStoreWriter, p: Pod) {
         writer.apply_watcher_event(&watcher::Event::Apply(p));
     }
 

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use parking_lot::Mutex;
@@ -195,7 +194,11 @@ impl ReferenceWaiter {
 
     /// Prunes (see [`ReferenceWaiter::prune`]) every few seconds against the pod store,
     /// until `token` is cancelled.
-    pub async fn prune_until(self: Arc<Self>, store: Store<Pod>, token: CancellationToken) {
+    pub async fn prune_until(
+        self: Arc<Self>,
+        store: super::store::PodStore,
+        token: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -205,7 +208,7 @@ impl ReferenceWaiter {
             }
             self.prune(|key| {
                 key.split_once('/')
-                    .is_some_and(|(ns, name)| store.get(&ObjectRef::new(name).within(ns)).is_some())
+                    .is_some_and(|(ns, name)| store.get(ns, name).is_some())
             });
         }
     }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -18,6 +17,7 @@ use vnode_eci_emulator::{Behaviour, EmulatorConfig, Profile, WorkloadRule};
 use super::*;
 use crate::groups::{GroupEntry, GroupIndex, annotations};
 use crate::kubelet_api::{EciBackendOptions, EciPodBackend};
+use crate::pods::store::{PodStoreWriter, pod_store};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -26,7 +26,7 @@ struct Fixture {
     port: u16,
     eci: Arc<EciClient>,
     index: Arc<GroupIndex>,
-    writer: Writer<Pod>,
+    writer: PodStoreWriter,
     backend: EciPodBackend,
     token: CancellationToken,
     _emulator_stop: tokio::sync::oneshot::Sender<()>,
@@ -94,7 +94,7 @@ async fn fixture() -> Fixture {
         })
         .expect("client"),
     );
-    let (store, writer) = reflector::store::<Pod>();
+    let (store, writer) = pod_store();
     let index = Arc::new(GroupIndex::new());
     let backend = EciPodBackend::new(
         store,
