@@ -477,6 +477,25 @@ async fn dispatch(
     body: Bytes,
     conn_reset: Option<CancellationToken>,
 ) -> Result<Response, ApiError> {
+    if t.res == ids::CRDS && method != Method::GET {
+        // What upstream's CRD controllers do, done before the response: serve the
+        // resources, set the conditions, finish deletions.
+        let r = dispatch_resource(state, method, t, q, headers, body, conn_reset).await;
+        crate::crd::reconcile(&state.store);
+        return r;
+    }
+    dispatch_resource(state, method, t, q, headers, body, conn_reset).await
+}
+
+async fn dispatch_resource(
+    state: &Arc<AppState>,
+    method: &Method,
+    t: Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+    conn_reset: Option<CancellationToken>,
+) -> Result<Response, ApiError> {
     let is_watch =
         t.legacy_watch || matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
     let sub = t.sub.as_deref();
@@ -803,6 +822,10 @@ fn field_check(
     fv: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
+    // CRDs and custom objects: checked against their definitions.
+    if let Some(r) = crate::crd::admit(res, obj, fv, warnings) {
+        return r;
+    }
     let unknown = admission::typed_check(res, obj)?;
     if unknown.is_empty() {
         return Ok(());
@@ -1171,6 +1194,9 @@ fn patch_object(
         .unwrap_or("");
     let kind =
         PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    if kind == PatchKind::Strategic && RESOURCES.is_custom(t.res) {
+        return Err(crate::crd::strategic_merge_unsupported());
+    }
     let name = t.name.clone().unwrap_or_default();
     let ns = t.ns.clone().unwrap_or_default();
     let storage = resources::storage_of(t.res);

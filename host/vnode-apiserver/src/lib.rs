@@ -33,8 +33,8 @@
 //! with 415; `kubectl run` and `create ingress|cronjob` send them), schemas in `/openapi/v2` and `/openapi/v3` (both are served without
 //! definitions, so validation happens on the server and `kubectl explain` does not work), field ownership for server-side apply (applied configurations are
 //! merged, omitted fields stay), aggregated discovery (clients fall back to the legacy
-//! documents), custom resources served from CRDs (CRD objects are stored, their resources
-//! are not served).
+//! documents). Custom resources are served from CRDs ([`crd`]), without conversion
+//! between versions.
 
 mod api;
 mod controllers;
@@ -43,6 +43,7 @@ mod server;
 
 pub mod admission;
 pub mod auth;
+pub mod crd;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;

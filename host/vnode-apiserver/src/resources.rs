@@ -5,9 +5,13 @@
 //! listed here too, so that `kubectl apply -f` can map their kinds to resources and the
 //! store keeps them as plain JSON.
 
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use serde_json::{Value, json};
 
-/// Index of a resource in [`RESOURCES`].
+/// Index of a resource in [`RESOURCES`]: built-in resources first, then the slots
+/// custom resources are registered in.
 pub type ResourceId = usize;
 
 /// One served resource.
@@ -34,6 +38,8 @@ pub struct ResourceInfo {
     /// For alternative views of the same objects (events.k8s.io/v1 events): the storage
     /// resource whose objects this view converts.
     pub view_of: Option<&'static str>,
+    /// Discovery categories besides `all` (custom resources declare their own).
+    pub categories: &'static [&'static str],
 }
 
 impl ResourceInfo {
@@ -55,12 +61,12 @@ impl ResourceInfo {
 macro_rules! res {
     ($g:literal, $v:literal, $p:literal, $s:literal, $k:literal, $ns:literal, [$($short:literal),*], $all:literal, [$($sub:literal),*]) => {
         ResourceInfo { group: $g, version: $v, plural: $p, singular: $s, kind: $k, namespaced: $ns,
-            short_names: &[$($short),*], in_all: $all, subresources: &[$($sub),*], view_of: None }
+            short_names: &[$($short),*], in_all: $all, subresources: &[$($sub),*], view_of: None, categories: &[] }
     };
 }
 
-/// Every resource the server serves, core first (discovery keeps this order).
-pub static RESOURCES: &[ResourceInfo] = &[
+/// Every built-in resource, core first (discovery keeps this order).
+static BUILTIN: &[ResourceInfo] = &[
     res!(
         "",
         "v1",
@@ -315,6 +321,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         in_all: false,
         subresources: &[],
         view_of: Some("events"),
+        categories: &[],
     },
     res!(
         "rbac.authorization.k8s.io",
@@ -590,24 +597,300 @@ pub mod ids {
     pub const LEASES: ResourceId = 22;
     /// events.k8s.io/v1 events (a view of core events)
     pub const EVENTS_V1: ResourceId = 23;
+    /// apiextensions.k8s.io/v1 customresourcedefinitions
+    pub const CRDS: ResourceId = 39;
 }
 
-/// Looks a resource up by group, version and plural name.
+/// Looks a served resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<ResourceId> {
     RESOURCES
-        .iter()
-        .position(|r| r.group == group && r.version == version && r.plural == plural)
+        .served()
+        .find(|(_, r)| r.group == group && r.version == version && r.plural == plural)
+        .map(|(id, _)| id)
 }
 
 /// The storage resource for `id` (itself, or the resource it is a view of).
 pub fn storage_of(id: ResourceId) -> ResourceId {
+    if let Some(c) = RESOURCES.custom(id) {
+        return c.storage;
+    }
     match RESOURCES[id].view_of {
-        Some(p) => RESOURCES
+        Some(p) => BUILTIN
             .iter()
             .position(|r| r.group.is_empty() && r.plural == p)
             .unwrap_or(id),
         None => id,
     }
+}
+
+/// How many custom resource versions can be registered at once (each served version of
+/// a CRD takes one slot). Every store keeps an (empty, allocation-free) map per slot.
+pub const MAX_CUSTOM: usize = 512;
+
+/// What a slot that never held a custom resource reports (nothing matches it).
+static UNUSED: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "",
+    plural: "",
+    singular: "",
+    kind: "",
+    namespaced: false,
+    short_names: &[],
+    in_all: false,
+    subresources: &[],
+    view_of: None,
+    categories: &[],
+};
+
+/// One custom resource slot.
+struct Slot {
+    info: &'static ResourceInfo,
+    /// Set while a CRD serves it; cleared when the CRD is deleted (the slot is kept so a
+    /// re-created CRD gets the same id).
+    custom: Option<Arc<crate::crd::CustomVersion>>,
+}
+
+/// Every resource the server knows: the built-in table plus the custom resources CRDs
+/// register at run time. `RESOURCES[id]` is the resource's description.
+///
+/// The custom part is process-wide (one API server runs per process); descriptions are
+/// leaked so that `RESOURCES[id]` can hand out `&'static` references like the built-in
+/// table does: one small allocation per distinct CRD definition, never per request.
+pub struct Registry {
+    custom: RwLock<Vec<Slot>>,
+}
+
+/// The resource registry.
+pub static RESOURCES: Registry = Registry {
+    custom: RwLock::new(Vec::new()),
+};
+
+/// Registering a custom resource failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// All [`MAX_CUSTOM`] slots hold served custom resources.
+    #[error("too many custom resources (at most {MAX_CUSTOM} served versions)")]
+    Full,
+}
+
+impl std::ops::Index<ResourceId> for Registry {
+    type Output = ResourceInfo;
+
+    fn index(&self, id: ResourceId) -> &ResourceInfo {
+        if let Some(b) = BUILTIN.get(id) {
+            return b;
+        }
+        let info: &'static ResourceInfo = self
+            .custom
+            .read()
+            .get(id - BUILTIN.len())
+            .map_or(&UNUSED, |s| s.info);
+        info
+    }
+}
+
+impl Registry {
+    /// Number of ids (built-in resources plus every custom slot, used or not).
+    pub fn len(&self) -> usize {
+        BUILTIN.len() + MAX_CUSTOM
+    }
+
+    /// Whether the registry is empty (it never is).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every id's description, in id order (unused custom slots describe nothing:
+    /// empty names, cluster-scoped).
+    pub fn iter(&self) -> impl Iterator<Item = &'static ResourceInfo> + '_ {
+        (0..self.len()).map(|id| {
+            let info: &'static ResourceInfo = match BUILTIN.get(id) {
+                Some(b) => b,
+                None => self.slot_info(id),
+            };
+            info
+        })
+    }
+
+    fn slot_info(&self, id: ResourceId) -> &'static ResourceInfo {
+        self.custom
+            .read()
+            .get(id - BUILTIN.len())
+            .map_or(&UNUSED, |s| s.info)
+    }
+
+    /// Served resources with their ids: built-ins, then custom resources CRDs serve.
+    pub fn served(&self) -> impl Iterator<Item = (ResourceId, &'static ResourceInfo)> + '_ {
+        let custom: Vec<(ResourceId, &'static ResourceInfo)> = self
+            .custom
+            .read()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.custom.is_some())
+            .map(|(i, s)| (BUILTIN.len() + i, s.info))
+            .collect();
+        BUILTIN.iter().enumerate().chain(custom)
+    }
+
+    /// The CRD-defined behaviour of a served custom resource.
+    pub fn custom(&self, id: ResourceId) -> Option<Arc<crate::crd::CustomVersion>> {
+        let i = id.checked_sub(BUILTIN.len())?;
+        self.custom.read().get(i).and_then(|s| s.custom.clone())
+    }
+
+    /// Whether `id` is a custom resource slot (served or not).
+    pub fn is_custom(&self, id: ResourceId) -> bool {
+        id >= BUILTIN.len()
+    }
+
+    /// Ids of the served custom resources.
+    pub fn custom_ids(&self) -> Vec<ResourceId> {
+        self.served()
+            .map(|(id, _)| id)
+            .filter(|id| *id >= BUILTIN.len())
+            .collect()
+    }
+
+    /// The slot a custom group/version/plural has (served or not), or a free one.
+    /// Does not register anything (see [`Registry::register`]).
+    pub fn slot_for(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Result<ResourceId, RegistryError> {
+        let slots = self.custom.read();
+        if let Some(i) = slots.iter().position(|s| {
+            s.info.group == group && s.info.version == version && s.info.plural == plural
+        }) {
+            return Ok(BUILTIN.len() + i);
+        }
+        if slots.len() < MAX_CUSTOM {
+            return Ok(BUILTIN.len() + slots.len());
+        }
+        slots
+            .iter()
+            .position(|s| s.custom.is_none())
+            .map(|i| BUILTIN.len() + i)
+            .ok_or(RegistryError::Full)
+    }
+
+    /// Serves `info` at slot `id` (from [`Registry::slot_for`]) with the CRD's behaviour.
+    pub fn register(
+        &self,
+        id: ResourceId,
+        info: &CustomInfo,
+        custom: Arc<crate::crd::CustomVersion>,
+    ) -> Result<(), RegistryError> {
+        let i = id.checked_sub(BUILTIN.len()).ok_or(RegistryError::Full)?;
+        if i >= MAX_CUSTOM {
+            return Err(RegistryError::Full);
+        }
+        let mut slots = self.custom.write();
+        while slots.len() <= i {
+            slots.push(Slot {
+                info: &UNUSED,
+                custom: None,
+            });
+        }
+        let slot = &mut slots[i];
+        if !info.matches(slot.info) {
+            slot.info = info.leak();
+        }
+        slot.custom = Some(custom);
+        Ok(())
+    }
+
+    /// Stops serving a custom resource (its slot and id are kept for a later CRD).
+    pub fn unregister(&self, id: ResourceId) {
+        if let Some(i) = id.checked_sub(BUILTIN.len())
+            && let Some(slot) = self.custom.write().get_mut(i)
+        {
+            slot.custom = None;
+        }
+    }
+}
+
+/// The description of a custom resource version, as a CRD gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomInfo {
+    /// API group.
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// Plural name.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Short names.
+    pub short_names: Vec<String>,
+    /// Categories (`all` among them puts it in `kubectl get all`).
+    pub categories: Vec<String>,
+    /// Served subresources (`status`, `scale`).
+    pub subresources: Vec<&'static str>,
+    /// Whether this version is where the objects are stored (other served versions are
+    /// views of it).
+    pub storage: bool,
+}
+
+impl CustomInfo {
+    fn matches(&self, r: &ResourceInfo) -> bool {
+        let cats: Vec<&str> = self
+            .categories
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != "all")
+            .collect();
+        r.group == self.group
+            && r.version == self.version
+            && r.plural == self.plural
+            && r.singular == self.singular
+            && r.kind == self.kind
+            && r.namespaced == self.namespaced
+            && r.short_names.iter().eq(self.short_names.iter())
+            && r.in_all == self.categories.iter().any(|c| c == "all")
+            && r.categories == cats.as_slice()
+            && r.subresources == self.subresources.as_slice()
+            && r.view_of.is_none() == self.storage
+    }
+
+    fn leak(&self) -> &'static ResourceInfo {
+        let plural = leak_str(&self.plural);
+        let cats: Vec<String> = self
+            .categories
+            .iter()
+            .filter(|c| *c != "all")
+            .cloned()
+            .collect();
+        Box::leak(Box::new(ResourceInfo {
+            group: leak_str(&self.group),
+            version: leak_str(&self.version),
+            plural,
+            singular: leak_str(&self.singular),
+            kind: leak_str(&self.kind),
+            namespaced: self.namespaced,
+            short_names: leak_strs(&self.short_names),
+            in_all: self.categories.iter().any(|c| c == "all"),
+            subresources: Box::leak(self.subresources.clone().into_boxed_slice()),
+            view_of: (!self.storage).then_some(plural),
+            categories: leak_strs(&cats),
+        }))
+    }
+}
+
+/// A string that lives as long as the process (for descriptions of custom resources).
+pub fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// A list of strings that lives as long as the process.
+pub fn leak_strs(v: &[String]) -> &'static [&'static str] {
+    let items: Vec<&'static str> = v.iter().map(|s| leak_str(s)).collect();
+    Box::leak(items.into_boxed_slice())
 }
 
 const VERBS: &[&str] = &[
@@ -632,7 +915,7 @@ pub fn api_versions(server_address: &str) -> Value {
 
 fn groups() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+    for (_, r) in RESOURCES.served().filter(|(_, r)| !r.group.is_empty()) {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -668,8 +951,7 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
     for (id, r) in RESOURCES
-        .iter()
-        .enumerate()
+        .served()
         .filter(|(_, r)| r.group == group && r.version == version)
     {
         let verbs: &[&str] = if is_review(id) { &["create"] } else { VERBS };
@@ -683,8 +965,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
         }
-        if r.in_all {
-            entry["categories"] = json!(["all"]);
+        let categories: Vec<&str> = r
+            .in_all
+            .then_some("all")
+            .into_iter()
+            .chain(r.categories.iter().copied())
+            .collect();
+        if !categories.is_empty() {
+            entry["categories"] = json!(categories);
         }
         resources.push(entry);
         for sub in r.subresources {
@@ -800,9 +1088,9 @@ pub fn openapi_v3_index() -> Value {
 /// for either, so none are served.
 pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
+    for (id, r) in RESOURCES
+        .served()
+        .filter(|(_, r)| r.group == group && r.version == version)
     {
         let prefix = if group.is_empty() {
             format!("/api/{version}")
@@ -820,12 +1108,16 @@ pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
             { "name": "fieldManager", "in": "query", "schema": { "type": "string" } },
             { "name": "fieldValidation", "in": "query", "schema": { "type": "string" } },
         ]);
-        let content = json!({
+        let mut content = json!({
             "application/json-patch+json": { "schema": { "type": "object" } },
             "application/merge-patch+json": { "schema": { "type": "object" } },
-            "application/strategic-merge-patch+json": { "schema": { "type": "object" } },
             "application/apply-patch+yaml": { "schema": { "type": "object" } },
         });
+        // Custom resources have no patch strategies: kubectl then sends merge patches.
+        if !RESOURCES.is_custom(id) {
+            content["application/strategic-merge-patch+json"] =
+                json!({ "schema": { "type": "object" } });
+        }
         paths.insert(
             item,
             json!({
@@ -866,6 +1158,7 @@ mod tests {
         assert_eq!(RESOURCES[ids::SERVICEACCOUNTS].plural, "serviceaccounts");
         assert_eq!(RESOURCES[ids::LEASES].plural, "leases");
         assert_eq!(RESOURCES[ids::EVENTS_V1].group, "events.k8s.io");
+        assert_eq!(RESOURCES[ids::CRDS].plural, "customresourcedefinitions");
         assert_eq!(storage_of(ids::EVENTS_V1), ids::EVENTS);
     }
 

@@ -12,6 +12,57 @@ use crate::resources::{self, RESOURCES};
 use crate::status::{ApiError, json_response};
 use crate::store::{Change, Outcome};
 
+/// The `Scale` view of an object of resource `res`: a workload's fields, or the paths a
+/// CRD's `scale` subresource declares.
+fn view_of(res: resources::ResourceId, obj: &Value) -> Value {
+    let Some(paths) = RESOURCES.custom(res).and_then(|c| c.scale.clone()) else {
+        return view(obj);
+    };
+    let read = |p: &str| {
+        crate::crd::json_path(obj, p)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let meta = &obj["metadata"];
+    let mut status = json!({ "replicas": read(&paths.status_replicas).as_i64().unwrap_or(0) });
+    if let Some(sel) = paths
+        .label_selector
+        .as_deref()
+        .map(read)
+        .filter(Value::is_string)
+    {
+        status["selector"] = sel;
+    }
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": { "replicas": read(&paths.spec_replicas).as_i64().unwrap_or(0) },
+        "status": status,
+    })
+}
+
+/// Writes the replica count where resource `res` keeps it.
+fn set_replicas(
+    res: resources::ResourceId,
+    obj: &mut Value,
+    replicas: i64,
+) -> Result<(), ApiError> {
+    match RESOURCES.custom(res).and_then(|c| c.scale.clone()) {
+        Some(paths) => crate::crd::set_simple_path(obj, &paths.spec_replicas, json!(replicas)),
+        None => {
+            obj["spec"]["replicas"] = json!(replicas);
+            Ok(())
+        }
+    }
+}
+
 /// The `Scale` view of a workload.
 fn view(obj: &Value) -> Value {
     let selector: Vec<String> = obj["spec"]["selector"]["matchLabels"]
@@ -53,7 +104,7 @@ pub(super) fn get(state: &AppState, t: &Target) -> Result<Response, ApiError> {
             &name,
         )
         .ok_or_else(|| ApiError::not_found(info.group, info.plural, &name))?;
-    Ok(json_response(StatusCode::OK, &view(&obj)))
+    Ok(json_response(StatusCode::OK, &view_of(t.res, &obj)))
 }
 
 /// `PUT` (a whole `Scale`) or `PATCH` (any patch of the `Scale` view) of `…/scale`: only
@@ -84,7 +135,7 @@ pub(super) fn write(
         &name,
         dry,
         |cur, _| {
-            let mut scale = view(cur);
+            let mut scale = view_of(t.res, cur);
             match kind {
                 Some(k) => patch::apply(k, &mut scale, body)?,
                 None => {
@@ -112,12 +163,12 @@ pub(super) fn write(
                 ));
             }
             let mut new = (**cur).clone();
-            new["spec"]["replicas"] = json!(replicas);
+            set_replicas(t.res, &mut new, replicas)?;
             Ok(Change::Put(new))
         },
     )?;
     let obj = match out {
         Outcome::Stored(o) | Outcome::Deleted(o) => o,
     };
-    Ok(json_response(StatusCode::OK, &view(&obj)))
+    Ok(json_response(StatusCode::OK, &view_of(t.res, &obj)))
 }
