@@ -27,7 +27,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
-use kube::api::{Api, PostParams};
 use tokio::sync::{Notify, mpsc};
 
 use crate::groups::status::truncate;
@@ -251,12 +250,18 @@ async fn write_one(client: Client, event: Event) {
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let api: Api<Event> = Api::namespaced(client, &ns);
+    let body = match serde_json::to_vec(&event) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(namespace = %ns, reason = ?event.reason, error = %e, "encoding an event failed");
+            return;
+        }
+    };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(FIRST_RETRY_DELAY)
         .with_max_times(RETRIES);
-    let params = PostParams::default();
-    let written = (|| api.create(&params, &event))
+    // The stored Event the API server answers with is not read (see `kube_client::writes`).
+    let written = (|| crate::kube_client::writes::create_event(&client, &ns, body.clone()))
         .retry(backoff)
         .when(is_transient)
         .await;

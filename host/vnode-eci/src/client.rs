@@ -576,11 +576,9 @@ impl EciClient {
         let mut builder;
         match inner.signature_version {
             SignatureVersion::V3 => {
-                url.set_query(
-                    Some(&wire::canonical_query(params))
-                        .filter(|q| !q.is_empty())
-                        .map(String::as_str),
-                );
+                // Built once: it is both the URL's query and part of what is signed.
+                let query = wire::canonical_query(params);
+                url.set_query(Some(query.as_str()).filter(|q| !q.is_empty()));
                 let mut headers: Vec<(String, String)> = vec![
                     ("host".into(), inner.host_header.clone()),
                     ("x-acs-action".into(), action.as_str().into()),
@@ -605,7 +603,8 @@ impl EciClient {
                     headers: &headers,
                     payload_sha256: wire::EMPTY_BODY_SHA256,
                 };
-                let authorization = v3.authorization(&inner.credentials.access_key_id, secret);
+                let authorization =
+                    v3.authorization_with(&query, &inner.credentials.access_key_id, secret);
                 builder = inner.http.post(url);
                 for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
                     builder = builder.header(k.as_str(), v.as_str());

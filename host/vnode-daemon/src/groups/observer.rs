@@ -849,10 +849,9 @@ impl Observer {
         ) else {
             return Applied::NoPod;
         };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let patch = status_patch(desired, uid, pod.metadata.resource_version.as_deref());
-        match api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        // The written pod the server answers with is not decoded (`kube_client::writes`).
+        match crate::kube_client::writes::merge_patch_pod_status(&self.client, ns, name, &patch)
             .await
         {
             Ok(_) => {

@@ -24,13 +24,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventKind, EventSink, Reporter};
 use crate::groups;
+use crate::kube_client::writes;
 use crate::metrics::Metrics;
 use queue::KeyedQueue;
 use state::{Action, FailureKind, Outcome, PodFacts, PodState};
@@ -351,8 +352,8 @@ impl<P: PodPath> PodController<P> {
             }),
             ..DeleteParams::default()
         };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api.delete(name, &params).await {
+        // The deleted pod the server answers with is not decoded (`kube_client::writes`).
+        match writes::delete_pod(&self.client, ns, name, &params).await {
             Ok(_) => tracing::info!(pod = %key_of(pod), "pod deletion finished"),
             // Already gone, or a new pod with the same name (UID precondition): nothing to do.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -403,11 +404,7 @@ impl<P: PodPath> PodController<P> {
                 "annotations": annotations,
             }
         });
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        match writes::merge_patch_pod(&self.client, ns, name, &patch).await {
             Ok(_) => true,
             // Gone or replaced: nothing to annotate.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => true,
@@ -433,11 +430,7 @@ impl<P: PodPath> PodController<P> {
         let patch = serde_json::json!({
             "status": {"phase": "Failed", "reason": reason, "message": message}
         });
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        match writes::merge_patch_pod_status(&self.client, ns, name, &patch).await {
             Ok(_) => {
                 tracing::warn!(pod = %key_of(pod), %reason, %message, "pod failed permanently (restartPolicy Never)")
             }

@@ -65,6 +65,13 @@ impl V3Request<'_> {
 
     /// The canonical request string.
     pub fn canonical_request(&self) -> String {
+        self.canonical_request_with(&canonical_query(self.query))
+    }
+
+    /// The canonical request string, with `canonical_query` =
+    /// [`canonical_query`]`(self.query)` already computed (the client also sends it as the
+    /// URL's query, so it is built once per call).
+    pub fn canonical_request_with(&self, canonical_query: &str) -> String {
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
@@ -98,7 +105,7 @@ impl V3Request<'_> {
             "{}\n{}\n{}\n{}\n{}\n{}",
             self.method,
             path,
-            canonical_query(self.query),
+            canonical_query,
             canonical_headers,
             self.signed_headers(),
             self.payload_sha256
@@ -120,10 +127,25 @@ impl V3Request<'_> {
 
     /// The full `Authorization` header value.
     pub fn authorization(&self, access_key_id: &str, secret: &str) -> String {
+        self.authorization_with(&canonical_query(self.query), access_key_id, secret)
+    }
+
+    /// [`V3Request::authorization`] with the canonical query string already computed
+    /// (see [`V3Request::canonical_request_with`]).
+    pub fn authorization_with(
+        &self,
+        canonical_query: &str,
+        access_key_id: &str,
+        secret: &str,
+    ) -> String {
+        let string_to_sign = format!(
+            "{V3_ALGORITHM}\n{}",
+            sha256_hex(self.canonical_request_with(canonical_query).as_bytes())
+        );
         format!(
             "{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={},Signature={}",
             self.signed_headers(),
-            self.signature(secret)
+            v3_signature(secret, &string_to_sign)
         )
     }
 }
