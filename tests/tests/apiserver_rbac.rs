@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use serde_json::Value;
-use vnode_tests::{VnodeProcess, kubectl};
+use vnode_tests::{VnodeProcess, kubectl, wait_for};
 
 fn run_ok(kc: &Path, args: &[&str]) -> Result<String> {
     let (code, out, err) = kubectl(kc, args)?;
@@ -89,24 +89,38 @@ fn service_account_tokens_get_exactly_what_rbac_grants() -> Result<()> {
     let (code, _, err) = as_reader(&["get", "pods"])?;
     ensure!(code != 0 && err.contains("Unauthorized"), "{err}");
 
-    // The audit log saw the refusals and the grants, with the caller's name.
-    let records: Vec<Value> = std::fs::read_to_string(&audit)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    // The audit log saw the refusals and the grants, with the caller's name. The server
+    // writes its records in batches a few milliseconds apart, so wait for them.
     let reader = "system:serviceaccount:default:reader";
-    ensure!(records.iter().any(|r| r["user"] == reader
-        && r["verb"] == "list"
-        && r["resource"] == "pods"
-        && r["namespace"] == "default"
-        && r["code"] == 403));
-    ensure!(records.iter().any(|r| r["user"] == reader
-        && r["verb"] == "list"
-        && r["resource"] == "nodes"
-        && r["code"] == 200));
-    ensure!(records.iter().any(|r| r["user"] == "vnode-admin"
-        && r["verb"] == "create"
-        && r["resource"] == "serviceaccounts"
-        && r["subresource"] == "token"));
+    wait_for(
+        "the audit records of the reader's refusal and grant and of the token request",
+        Duration::from_secs(30),
+        || {
+            let records: Vec<Value> = std::fs::read_to_string(&audit)?
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            let refused = records.iter().any(|r| {
+                r["user"] == reader
+                    && r["verb"] == "list"
+                    && r["resource"] == "pods"
+                    && r["namespace"] == "default"
+                    && r["code"] == 403
+            });
+            let granted = records.iter().any(|r| {
+                r["user"] == reader
+                    && r["verb"] == "list"
+                    && r["resource"] == "nodes"
+                    && r["code"] == 200
+            });
+            let token = records.iter().any(|r| {
+                r["user"] == "vnode-admin"
+                    && r["verb"] == "create"
+                    && r["resource"] == "serviceaccounts"
+                    && r["subresource"] == "token"
+            });
+            Ok((refused && granted && token).then_some(()))
+        },
+    )?;
     Ok(())
 }

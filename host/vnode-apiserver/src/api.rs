@@ -317,39 +317,46 @@ fn forbidden(user: &User, a: &Attributes) -> ApiError {
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let audit = state.audit.clone();
+    // Path, query, route and attributes are worked out once for authorisation, serving
+    // and the audit record.
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
-    let attrs = audit
-        .is_some()
-        .then(|| attributes(&method, &path, &parse_route(&path), &query));
-    let (user, resp) = handle_authenticated(state, req).await;
-    if let (Some(log), Some(attrs)) = (audit, attrs) {
+    let route = parse_route(&path);
+    let attrs = attributes(&method, &path, &route, &query);
+    let (user, attrs, resp) =
+        handle_authenticated(state, req, method, path, query, route, attrs).await;
+    if let Some(log) = audit {
         log.record(user.as_ref(), &attrs, resp.status().as_u16());
     }
     resp
 }
 
-/// Authenticates and authorises, then serves. Returns the caller for the audit record.
-async fn handle_authenticated(state: Arc<AppState>, req: Request) -> (Option<User>, Response) {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = parse_query(req.uri().query());
+/// Authenticates and authorises, then serves. Returns the caller and the request's
+/// attributes for the audit record.
+async fn handle_authenticated(
+    state: Arc<AppState>,
+    req: Request,
+    method: Method,
+    path: String,
+    query: Query,
+    route: Result<Route, ApiError>,
+    attrs: Attributes,
+) -> (Option<User>, Attributes, Response) {
     let conn = req.extensions().get::<ConnInfo>().cloned();
-    let route = parse_route(&path);
     if matches!(route, Ok(Route::Health)) {
-        return (None, (StatusCode::OK, "ok").into_response());
+        return (None, attrs, (StatusCode::OK, "ok").into_response());
     }
     let Some(user) = authenticated(&state, req.headers(), conn.as_ref()) else {
-        return (None, ApiError::unauthorized().into_response());
+        return (None, attrs, ApiError::unauthorized().into_response());
     };
-    let attrs = attributes(&method, &path, &route, &query);
     if !auth::authorize(&state.store, &user, &attrs).0 {
         tracing::debug!(user = %user.name, verb = %attrs.verb, resource = %attrs.resource, subresource = %attrs.subresource, namespace = %attrs.namespace, "forbidden");
-        return (Some(user.clone()), forbidden(&user, &attrs).into_response());
+        let resp = forbidden(&user, &attrs).into_response();
+        return (Some(user), attrs, resp);
     }
     let resp = serve(&state, &user, method, path, query, route, req).await;
-    (Some(user), resp)
+    (Some(user), attrs, resp)
 }
 
 async fn serve(
@@ -822,11 +829,23 @@ fn field_check(
     fv: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
+    field_check_update(res, None, obj, fv, warnings)
+}
+
+/// [`field_check`] of a write over the stored `cur` (decodes only what changed where
+/// [`admission::typed_check_update`] knows how).
+fn field_check_update(
+    res: ResourceId,
+    cur: Option<&Value>,
+    obj: &mut Value,
+    fv: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
     // CRDs and custom objects: checked against their definitions.
     if let Some(r) = crate::crd::admit(res, obj, fv, warnings) {
         return r;
     }
-    let unknown = admission::typed_check(res, obj)?;
+    let unknown = admission::typed_check_update(res, cur, obj)?;
     if unknown.is_empty() {
         return Ok(());
     }
@@ -1268,7 +1287,7 @@ fn patch_object(
                     doc["metadata"]["name"].as_str().unwrap_or("")
                 )));
             }
-            field_check(t.res, &mut doc, fv, &mut warnings)?;
+            field_check_update(t.res, Some(cur), &mut doc, fv, &mut warnings)?;
             admission::validate(t.res, &doc)?;
             admission::normalize_quantities(&mut doc);
             let mut doc = if t.res == ids::EVENTS_V1 {
