@@ -410,10 +410,11 @@ fn prune(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<String
                 preserves_unknown(schema) || schema["additionalProperties"].as_bool() == Some(true);
             let keys: Vec<String> = map.keys().cloned().collect();
             for k in keys {
-                if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                    if root || props.is_none_or(|p| !p.contains_key(&k)) {
-                        continue;
-                    }
+                if embedded
+                    && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                    && (root || props.is_none_or(|p| !p.contains_key(&k)))
+                {
+                    continue;
                 }
                 let sub = props.and_then(|p| p.get(&k)).or(additional);
                 match sub {
@@ -692,8 +693,11 @@ pub fn set_simple_path(obj: &mut Value, path: &str, value: Value) -> Result<(), 
     Ok(())
 }
 
+/// Renders one object's Table cells.
+pub type RowRenderer = Box<dyn Fn(&Value) -> Vec<Value>>;
+
 /// The Table columns and row renderer of a custom resource.
-pub fn table_layout(custom: &CustomVersion) -> (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) {
+pub fn table_layout(custom: &CustomVersion) -> (Vec<Value>, RowRenderer) {
     let mut columns = vec![json!({
         "name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",

@@ -460,15 +460,14 @@ pub fn table(
     continue_token: Option<&str>,
     include: IncludeObject,
 ) -> Value {
-    let (columns, row): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) =
-        match RESOURCES.custom(res) {
-            // Custom resources: Name plus the CRD's `additionalPrinterColumns`.
-            Some(custom) => crate::crd::table_layout(&custom),
-            None => {
-                let (columns, row) = layout(res);
-                (columns, Box::new(row))
-            }
-        };
+    let (columns, row): (Vec<Value>, crate::crd::RowRenderer) = match RESOURCES.custom(res) {
+        // Custom resources: Name plus the CRD's `additionalPrinterColumns`.
+        Some(custom) => crate::crd::table_layout(&custom),
+        None => {
+            let (columns, row) = layout(res);
+            (columns, Box::new(row))
+        }
+    };
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {

@@ -9,11 +9,13 @@ top-level kind (a message whose field 1 is `metadata`) in a stable version (v1, 
 
 Usage: python3 gen_tables.py [path/to/kubectl] > tables.rs
 
-Two facts are not in the descriptors and are listed below by hand:
+Three facts are not in the descriptors and are listed below by hand:
 - INLINE: fields Go embeds with `json:",inline"` (their members appear in the parent object);
 - KEEP_ZERO: pointer fields whose zero value means something (`replicas: 0`, `runAsUser: 0`,
   `optional: false`). Go writes every non-pointer field, zero or not, so any other zero
-  scalar on the wire is a field the client never set.
+  scalar on the wire is a field the client never set;
+- JSON_NAME: the few proto fields whose name is capitalised although their JSON name is
+  not (the table's name is the JSON name; `DaemonEndpoint.Port` really is `Port` in JSON).
 """
 import re
 import shutil
@@ -24,6 +26,14 @@ INLINE = {
     "handler", "localObjectReference", "ingressRuleValue", "persistentVolumeSource",
     "rule", "ruleWithOperations", "volumeSource", "ephemeralContainerCommon",
     "deviceConfiguration",
+}
+
+JSON_NAME = {
+    ("admissionregistration.v1.ValidatingWebhookConfiguration", "Webhooks"): "webhooks",
+    ("admissionregistration.v1.MutatingWebhookConfiguration", "Webhooks"): "webhooks",
+    ("admissionregistration.v1.Validation", "Expression"): "expression",
+    ("admissionregistration.v1.Variable", "Name"): "name",
+    ("admissionregistration.v1.Variable", "Expression"): "expression",
 }
 
 KEEP_ZERO = {
@@ -249,7 +259,8 @@ def main():
             if name in keep:
                 flags.append("keep_zero: true")
             rest = ", ".join(flags + ["..Field::DEFAULT"])
-            out.append(f'        Field {{ num: {num}, name: "{name}", ty: {ty_of(ty, tn)}, {rest} }},')
+            json_name = JSON_NAME.get((short, name), name)
+            out.append(f'        Field {{ num: {num}, name: "{json_name}", ty: {ty_of(ty, tn)}, {rest} }},')
         out.append("    ] },")
     out.append("];")
     out.append("")
@@ -262,6 +273,10 @@ def main():
                if not any(x[1] == f for x in msgs.get(f"k8s.io.api.{m}", ([], 0))[0])]
     if missing:
         sys.exit(f"KEEP_ZERO names fields that do not exist: {missing}")
+    missing = [f"{m}.{f}" for m, f in JSON_NAME
+               if not any(x[1] == f for x in msgs.get(f"k8s.io.api.{m}", ([], 0))[0])]
+    if missing:
+        sys.exit(f"JSON_NAME names fields that do not exist: {missing}")
     print("\n".join(out))
 
 

@@ -7,7 +7,7 @@ use super::{Field, Message, Ty};
 pub(super) static MESSAGES: &[Message] = &[
     Message { name: "MutatingWebhookConfiguration", fields: &[
         Field { num: 1, name: "metadata", ty: Ty::Msg(1), ..Field::DEFAULT },
-        Field { num: 2, name: "Webhooks", ty: Ty::Msg(4), repeated: true, ..Field::DEFAULT },
+        Field { num: 2, name: "webhooks", ty: Ty::Msg(4), repeated: true, ..Field::DEFAULT },
     ] },
     Message { name: "ObjectMeta", fields: &[
         Field { num: 1, name: "name", ty: Ty::Str, ..Field::DEFAULT },
@@ -121,7 +121,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { num: 2, name: "ruleWithOperations", ty: Ty::Msg(7), inline: true, ..Field::DEFAULT },
     ] },
     Message { name: "Validation", fields: &[
-        Field { num: 1, name: "Expression", ty: Ty::Str, ..Field::DEFAULT },
+        Field { num: 1, name: "expression", ty: Ty::Str, ..Field::DEFAULT },
         Field { num: 2, name: "message", ty: Ty::Str, ..Field::DEFAULT },
         Field { num: 3, name: "reason", ty: Ty::Str, ..Field::DEFAULT },
         Field { num: 4, name: "messageExpression", ty: Ty::Str, ..Field::DEFAULT },
@@ -131,8 +131,8 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { num: 2, name: "valueExpression", ty: Ty::Str, ..Field::DEFAULT },
     ] },
     Message { name: "Variable", fields: &[
-        Field { num: 1, name: "Name", ty: Ty::Str, ..Field::DEFAULT },
-        Field { num: 2, name: "Expression", ty: Ty::Str, ..Field::DEFAULT },
+        Field { num: 1, name: "name", ty: Ty::Str, ..Field::DEFAULT },
+        Field { num: 2, name: "expression", ty: Ty::Str, ..Field::DEFAULT },
     ] },
     Message { name: "ValidatingAdmissionPolicyStatus", fields: &[
         Field { num: 1, name: "observedGeneration", ty: Ty::Int, ..Field::DEFAULT },
@@ -172,7 +172,7 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "ValidatingWebhookConfiguration", fields: &[
         Field { num: 1, name: "metadata", ty: Ty::Msg(1), ..Field::DEFAULT },
-        Field { num: 2, name: "Webhooks", ty: Ty::Msg(28), repeated: true, ..Field::DEFAULT },
+        Field { num: 2, name: "webhooks", ty: Ty::Msg(28), repeated: true, ..Field::DEFAULT },
     ] },
     Message { name: "ValidatingWebhook", fields: &[
         Field { num: 1, name: "name", ty: Ty::Str, ..Field::DEFAULT },
