@@ -100,6 +100,11 @@ struct WarmPool {
 const ACTIVE_POLL: Duration = Duration::from_millis(2);
 /// How often it looks once the version has been idle for a poll.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// First pause of the warm worker after it failed to prepare an instance.
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+/// Longest pause between its retries (a version whose instances keep failing costs at most
+/// one attempt per second).
+const MAX_RETRY: Duration = Duration::from_secs(1);
 /// Spent stores the worker holds before a decision frees its own store inline (bounds the
 /// memory slots parked between polls).
 const MAX_SPENT: usize = 32;
@@ -531,9 +536,14 @@ impl WarmPool {
 }
 
 /// Starts the background thread that keeps `n` instances ready and frees spent stores. It
-/// stops by itself when the plugin version is dropped (its queues go away), or on the first
-/// failure to instantiate (the call path then instantiates inline and reports that failure
-/// itself; spent stores are then freed by the caller).
+/// stops by itself when the plugin version is dropped (its queues go away).
+///
+/// A failure to prepare an instance does not stop it: on a loaded machine the warm-up call
+/// can overrun its wall-clock deadline once (seen at load 12 on 2 vCPUs), and giving up for
+/// good then sent every later decision of the version down the slow inline path. Instead
+/// the worker backs off ([`FIRST_RETRY`] doubling up to [`MAX_RETRY`]) and tries again,
+/// logging the first failure of a streak; meanwhile decisions instantiate inline and report
+/// any failure themselves.
 fn start_warm_pool(
     n: usize,
     engine: Arc<PluginEngine>,
@@ -548,18 +558,33 @@ fn start_warm_pool(
     let counter = available.clone();
     let parked = spent.clone();
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        // Consecutive failures to prepare an instance, and the pause before the next try.
+        let mut failures = 0u32;
+        let mut retry = FIRST_RETRY;
         loop {
             // Spent stores first: each frees a pooled slot the refill may need.
             let freed = std::mem::take(&mut *parked.lock());
             let worked = !freed.is_empty();
             drop(freed);
             let mut refilled = false;
+            let mut failed = false;
             while counter.load(Ordering::Relaxed) < n {
                 let ready = match instantiate(&engine, &pre, Some(identity.clone()), true) {
-                    Ok(r) => r,
+                    Ok(r) => {
+                        if failures > 0 {
+                            tracing::info!(plugin = %identity, failures, "preparing plugin instances ahead again");
+                        }
+                        failures = 0;
+                        retry = FIRST_RETRY;
+                        r
+                    }
                     Err(e) => {
-                        tracing::warn!(plugin = %identity, error = %e, "cannot prepare plugin instances ahead; calls will instantiate inline");
-                        return;
+                        if failures == 0 {
+                            tracing::warn!(plugin = %identity, error = %e, "cannot prepare a plugin instance ahead; calls instantiate inline until a retry succeeds");
+                        }
+                        failures = failures.saturating_add(1);
+                        failed = true;
+                        break;
                     }
                 };
                 // Counted before it becomes visible, so a taker never drives the count
@@ -574,7 +599,18 @@ fn start_warm_pool(
                     Err(TrySendError::Disconnected(_)) => return,
                 }
             }
-            let poll = if worked || refilled { ACTIVE_POLL } else { IDLE_POLL };
+            let poll = if failed {
+                // Not woken early by the doorbell: calls ring it whenever the pool is empty,
+                // which it stays while preparing fails.
+                let pause = retry;
+                retry = (retry * 2).min(MAX_RETRY);
+                std::thread::sleep(pause);
+                Duration::ZERO
+            } else if worked || refilled {
+                ACTIVE_POLL
+            } else {
+                IDLE_POLL
+            };
             match doorbell_rx.recv_timeout(poll) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
