@@ -23,7 +23,6 @@ fn view_of(res: resources::ResourceId, obj: &Value) -> Value {
             .cloned()
             .unwrap_or(Value::Null)
     };
-    let meta = &obj["metadata"];
     let mut status = json!({ "replicas": read(&paths.status_replicas).as_i64().unwrap_or(0) });
     if let Some(sel) = paths
         .label_selector
@@ -33,6 +32,15 @@ fn view_of(res: resources::ResourceId, obj: &Value) -> Value {
     {
         status["selector"] = sel;
     }
+    scale_object(
+        &obj["metadata"],
+        read(&paths.spec_replicas).as_i64().unwrap_or(0),
+        status,
+    )
+}
+
+/// An `autoscaling/v1` `Scale` carrying the scaled object's identity.
+fn scale_object(meta: &Value, spec_replicas: i64, status: Value) -> Value {
     json!({
         "apiVersion": "autoscaling/v1",
         "kind": "Scale",
@@ -43,7 +51,7 @@ fn view_of(res: resources::ResourceId, obj: &Value) -> Value {
             "resourceVersion": meta["resourceVersion"],
             "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": { "replicas": read(&paths.spec_replicas).as_i64().unwrap_or(0) },
+        "spec": { "replicas": spec_replicas },
         "status": status,
     })
 }
@@ -73,23 +81,14 @@ fn view(obj: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let meta = &obj["metadata"];
-    json!({
-        "apiVersion": "autoscaling/v1",
-        "kind": "Scale",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "resourceVersion": meta["resourceVersion"],
-            "creationTimestamp": meta["creationTimestamp"],
-        },
-        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1) },
-        "status": {
+    scale_object(
+        &obj["metadata"],
+        obj["spec"]["replicas"].as_i64().unwrap_or(1),
+        json!({
             "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
             "selector": selector.join(","),
-        },
-    })
+        }),
+    )
 }
 
 /// `GET …/scale`.
