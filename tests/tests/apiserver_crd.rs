@@ -146,14 +146,18 @@ fn crd_lifecycle_with_kubectl() -> Result<()> {
         Ok(p.to_string_lossy().into_owned())
     };
     let crd = write("crd.yaml", CRD)?;
-    sb.kubectl_ok(&["apply", "-f", &crd])?;
-    sb.kubectl_ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=60s",
-        "crd/widgets.example.com",
-    ])?;
+    let apply_crd_and_wait = || -> Result<()> {
+        sb.kubectl_ok(&["apply", "-f", &crd])?;
+        sb.kubectl_ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=60s",
+            "crd/widgets.example.com",
+        ])?;
+        Ok(())
+    };
+    apply_crd_and_wait()?;
     let crd_obj = sb.get_json(&["get", "crd", "widgets.example.com"])?;
     let conds = crd_obj["status"]["conditions"]
         .as_array()
@@ -367,14 +371,7 @@ fn crd_lifecycle_with_kubectl() -> Result<()> {
         "raw list: {code} {err}"
     );
     // Re-created, it starts empty.
-    sb.kubectl_ok(&["apply", "-f", &crd])?;
-    sb.kubectl_ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=60s",
-        "crd/widgets.example.com",
-    ])?;
+    apply_crd_and_wait()?;
     vnode_tests::wait_for("widgets served again", Duration::from_secs(60), || {
         let (code, out, _) = sb.kubectl(&["get", "widgets", "-o", "name"])?;
         Ok((code == 0).then_some(out))
