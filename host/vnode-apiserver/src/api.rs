@@ -437,7 +437,11 @@ async fn serve(
             let r = match reviews::handle(state, user, &method, &t, &headers, &body) {
                 Some(r) => r,
                 None => {
-                    dispatch(
+                    // A write to a CRD is followed, before the response, by what upstream's
+                    // CRD controllers do: serve the resources, set the conditions, finish
+                    // deletions.
+                    let crd_write = t.res == ids::CRDS && method != Method::GET;
+                    let r = dispatch(
                         state,
                         &method,
                         t.clone(),
@@ -446,7 +450,11 @@ async fn serve(
                         body,
                         conn_reset,
                     )
-                    .await
+                    .await;
+                    if crd_write {
+                        crate::crd::reconcile(&state.store);
+                    }
+                    r
                 }
             };
             tracing::debug!(%method, %path, elapsed_ms = started.elapsed().as_millis() as u64, ok = r.is_ok(), "request");
@@ -476,25 +484,6 @@ fn version() -> Value {
 }
 
 async fn dispatch(
-    state: &Arc<AppState>,
-    method: &Method,
-    t: Target,
-    q: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-    conn_reset: Option<CancellationToken>,
-) -> Result<Response, ApiError> {
-    if t.res == ids::CRDS && method != Method::GET {
-        // What upstream's CRD controllers do, done before the response: serve the
-        // resources, set the conditions, finish deletions.
-        let r = dispatch_resource(state, method, t, q, headers, body, conn_reset).await;
-        crate::crd::reconcile(&state.store);
-        return r;
-    }
-    dispatch_resource(state, method, t, q, headers, body, conn_reset).await
-}
-
-async fn dispatch_resource(
     state: &Arc<AppState>,
     method: &Method,
     t: Target,
