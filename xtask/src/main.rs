@@ -35,8 +35,21 @@ fn repo_root() -> PathBuf {
 
 fn test(root: &Path) -> Result<()> {
     let python = python_env(root)?;
-    run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
-    run(Command::new("cargo").args([
+    // A CI run builds from a clean clone exactly once: incremental compilation only costs
+    // time there, and its caches (gigabytes for this workspace) have filled a CI disk before.
+    // Developers keep their incremental builds; CI is recognised by the conventional `CI`
+    // variable, and an explicit CARGO_INCREMENTAL always wins.
+    let incremental_off = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+        && std::env::var_os("CARGO_INCREMENTAL").is_none();
+    let cargo = || {
+        let mut cmd = Command::new("cargo");
+        if incremental_off {
+            cmd.env("CARGO_INCREMENTAL", "0");
+        }
+        cmd
+    };
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
         "fmt",
         "--all",
         "--check",
@@ -47,9 +60,9 @@ fn test(root: &Path) -> Result<()> {
     // once; the end-to-end tests start the built `vnode` binary. `--tests` makes this build
     // resolve dependency features exactly as the test build below does (dev-dependencies
     // included), so no dependency is compiled twice with two feature sets.
-    run(Command::new("cargo").args(["build", "--workspace", "--bins", "--tests"]))?;
+    run(cargo().args(["build", "--workspace", "--bins", "--tests"]))?;
     // The plugins' decision logic, natively (fast; the Wasm builds are tested by the host).
-    run(Command::new("cargo")
+    run(cargo()
         .args([
             "test",
             "--workspace",
@@ -57,11 +70,11 @@ fn test(root: &Path) -> Result<()> {
             "plugins/Cargo.toml",
         ])
         .env("CARGO_TARGET_DIR", root.join("target/plugins")))?;
-    let nextest = Command::new("cargo")
+    let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let mut cmd = Command::new("cargo");
+    let mut cmd = cargo();
     if nextest {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
