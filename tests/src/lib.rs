@@ -272,6 +272,64 @@ pub fn http_status(base: &str, path: &str) -> Result<u16> {
     Ok(http_get(base, path)?.0)
 }
 
+/// The sum of the samples of metric `name` (e.g. `vnode_group_listings_total`) whose labels
+/// include every `labels` pair, in a Prometheus text exposition; 0 when there is none.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample, label_set) = match series.split_once('{') {
+                Some((sample, rest)) => (sample, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            let has_labels = labels.iter().all(|(k, v)| {
+                let pair = format!("{k}=\"{v}\"");
+                label_set
+                    .match_indices(&pair)
+                    .any(|(at, _)| at == 0 || label_set.as_bytes()[at - 1] == b',')
+            });
+            (sample == name && has_labels).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// A TLS listener on a free loopback port that serves a certificate from the API server's
+/// CA in `api_dir` and requires a client certificate from that CA, the way the kubelet API
+/// trusts the API server: for fake kubelets. Use [`peer_presented_cert`] on each accepted
+/// stream to see whether a client certificate was presented.
+pub async fn fake_kubelet_listener(
+    api_dir: &Path,
+) -> Result<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)> {
+    use std::sync::Arc;
+    let pki = vnode_apiserver::Pki::load_or_create(api_dir)?;
+    let cert = pki.issue_server_cert("fake-kubelet", &["127.0.0.1".into()])?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der().clone())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok((listener, tokio_rustls::TlsAcceptor::from(Arc::new(tls))))
+}
+
+/// Whether the client of an accepted TLS stream presented a certificate.
+pub fn peer_presented_cert<S>(stream: &tokio_rustls::server::TlsStream<S>) -> bool {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty())
+}
+
 /// The value of tag `key` on a container group.
 pub fn group_tag<'a>(g: &'a vnode_eci::model::ContainerGroup, key: &str) -> Option<&'a str> {
     g.tags
@@ -280,30 +338,39 @@ pub fn group_tag<'a>(g: &'a vnode_eci::model::ContainerGroup, key: &str) -> Opti
         .map(|t| t.value.as_str())
 }
 
-/// The default ServiceAccount without a mounted token, for tests that do not want the
-/// daemon to mint one through TokenRequest for every pod.
-/// A bare nginx pod in `default` that only the virtual node accepts (its nodeSelector and
-/// taint toleration), as the burst tests create them by the hundred.
-pub fn nginx_pod_yaml(name: &str) -> String {
+/// A pod manifest in namespace `default` that tolerates the virtual node's taint.
+/// `metadata_lines` and `spec_lines` are extra YAML lines under `metadata:` and `spec:`
+/// (indented by two spaces, each ending in a newline; empty for none), `containers` the items
+/// of its `containers:` list (likewise indented).
+pub fn pod_yaml(name: &str, metadata_lines: &str, spec_lines: &str, containers: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
 metadata:
   name: {name}
   namespace: default
-spec:
-  containers:
-  - image: nginx
-    name: nginx
-  nodeSelector:
-    type: virtual-kubelet
-  tolerations:
+{metadata_lines}spec:
+{spec_lines}  containers:
+{containers}  tolerations:
   - key: virtual-kubelet.io/provider
     operator: Exists
 "
     )
 }
 
+/// A bare nginx pod in `default` that only the virtual node accepts (its nodeSelector and
+/// taint toleration), as the burst tests create them by the hundred.
+pub fn nginx_pod_yaml(name: &str) -> String {
+    pod_yaml(
+        name,
+        "",
+        "  nodeSelector:\n    type: virtual-kubelet\n",
+        "  - image: nginx\n    name: nginx\n",
+    )
+}
+
+/// The default ServiceAccount without a mounted token, for tests that do not want the
+/// daemon to mint one through TokenRequest for every pod.
 pub const NO_TOKEN_SA: &str = "apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -765,6 +832,42 @@ impl Sandbox {
         self.daemon
             .as_ref()
             .context("no daemon running in the sandbox")
+    }
+
+    /// The running daemon's `/metrics` exposition.
+    pub fn daemon_metrics(&self) -> Result<String> {
+        let (code, body) = http_get(&self.daemon()?.url, "/metrics")?;
+        if code != 200 {
+            bail!("the daemon's /metrics answered {code}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// The running daemon's metric `name` summed over the series with `labels` (see
+    /// [`metric_sum`]).
+    pub fn daemon_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        Ok(metric_sum(&self.daemon_metrics()?, name, labels))
+    }
+
+    /// Waits (up to `timeout`) until the running daemon has listed its container groups
+    /// *and* finished the reconcile sweep over that listing, with the listing begun after
+    /// this call: a positive marker that the daemon has looked at the state as it is now
+    /// (for tests that check something does *not* happen).
+    ///
+    /// `vnode_group_listings_total{result="complete"}` counts a listing when it completes,
+    /// before its sweep, and the next listing starts only after that sweep. With the count
+    /// at `c` now, listing `c+1` may have begun before this call, listing `c+2` began after
+    /// its sweep, and the count reaching `c+3` means the sweep over `c+2` is done. The
+    /// daemon needs a short `intervals.reconcile` for this to be quick.
+    pub fn wait_for_sweep(&self, timeout: Duration) -> Result<()> {
+        let listings =
+            || self.daemon_metric("vnode_group_listings_total", &[("result", "complete")]);
+        let start = listings()?;
+        wait_for(
+            "a complete listing and reconcile sweep begun after now",
+            timeout,
+            || Ok((listings()? >= start + 3.0).then_some(())),
+        )
     }
 
     /// `kill -9` of the daemon (no cleanup of any kind).

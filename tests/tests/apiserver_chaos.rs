@@ -82,8 +82,10 @@ async fn every_watch_ends_within_the_bound_in_all_three_ways() -> Result<()> {
             .watch(&WatchParams::default().timeout(60), &rv)
             .await?
             .boxed();
-        // Nothing changes, so the stream only ends because the server ends it.
-        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        // Nothing changes, so the stream only ends because the server ends it. (The bounds
+        // are far above the 300 ms for a loaded machine; a watch that is never dropped
+        // would last its 60 s timeout.)
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 match stream.try_next().await {
                     Ok(Some(_)) => continue,
@@ -94,15 +96,15 @@ async fn every_watch_ends_within_the_bound_in_all_three_ways() -> Result<()> {
         })
         .await
         .context("a watch outlived --drop-watches-every by far")?;
-        ensure!(started.elapsed() < Duration::from_secs(3), "{started:?}");
+        ensure!(started.elapsed() < Duration::from_secs(20), "{started:?}");
         if ended {
             clean += 1;
         } else {
             broken += 1;
         }
     }
-    // A third end cleanly, two thirds are reset (stream or connection): 24 draws all
-    // landing on one side would happen about once in 20,000 runs.
+    // The server's endings take turns (a third end cleanly, two thirds are reset: stream
+    // or connection), so 24 watches in a row meet both kinds.
     ensure!(clean > 0 && broken > 0, "clean {clean}, broken {broken}");
     // Ordinary requests keep working.
     api.create(&PostParams::default(), &cm("after", "1")?)

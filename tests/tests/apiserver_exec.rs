@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use vnode_tests::{VnodeProcess, kubectl};
+use vnode_tests::{VnodeProcess, fake_kubelet_listener, kubectl, peer_presented_cert};
 
 #[derive(Debug, Default, Clone)]
 struct Seen {
@@ -23,22 +23,7 @@ struct Seen {
 
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback returns its own Response
 async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<Mutex<Vec<Seen>>>)> {
-    let pki = vnode_apiserver::Pki::load_or_create(dir)?;
-    let cert = pki.issue_server_cert("fake-kubelet", &["127.0.0.1".into()])?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der().clone())?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()?;
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (listener, acceptor) = fake_kubelet_listener(dir).await?;
     let port = listener.local_addr()?.port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -50,11 +35,7 @@ async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<Mutex<Vec<Seen>
                 let Ok(stream) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let client_cert = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .is_some_and(|c| !c.is_empty());
+                let client_cert = peer_presented_cert(&stream);
                 let mut record = Seen {
                     client_cert,
                     ..Seen::default()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vnode_tests::{VnodeProcess, kubectl};
+use vnode_tests::{VnodeProcess, fake_kubelet_listener, kubectl, peer_presented_cert};
 
 /// What the fake kubelet saw.
 #[derive(Debug, Default, Clone)]
@@ -17,24 +17,13 @@ struct Seen {
 }
 
 /// A TLS endpoint that requires a client certificate from the API server's CA and answers
-/// `/containerLogs/...` with two chunks, 300 ms apart.
-async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<std::sync::Mutex<Vec<Seen>>>)> {
-    let pki = vnode_apiserver::Pki::load_or_create(dir)?;
-    let cert = pki.issue_server_cert("fake-kubelet", &["127.0.0.1".into()])?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der().clone())?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()?;
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key())?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// `/containerLogs/...` with two chunks; it sends the second only once `second_chunk` has a
+/// permit for it, so a test knows what a client can have seen before that.
+async fn fake_kubelet(
+    dir: &std::path::Path,
+    second_chunk: Arc<tokio::sync::Semaphore>,
+) -> Result<(u16, Arc<std::sync::Mutex<Vec<Seen>>>)> {
+    let (listener, acceptor) = fake_kubelet_listener(dir).await?;
     let port = listener.local_addr()?.port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -42,15 +31,12 @@ async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<std::sync::Mute
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             let log = log.clone();
+            let second_chunk = second_chunk.clone();
             tokio::spawn(async move {
                 let Ok(mut s) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let client_cert = s
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .is_some_and(|c| !c.is_empty());
+                let client_cert = peer_presented_cert(&s);
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -69,12 +55,20 @@ async fn fake_kubelet(dir: &std::path::Path) -> Result<(u16, Arc<std::sync::Mute
                 }
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
                 let _ = s.write_all(head.as_bytes()).await;
-                for part in ["hello from the kubelet\n", "second line\n"] {
+                for (i, part) in ["hello from the kubelet\n", "second line\n"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if i == 1 {
+                        let Ok(permit) = second_chunk.acquire().await else {
+                            return;
+                        };
+                        permit.forget();
+                    }
                     let _ = s
                         .write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
                         .await;
                     let _ = s.flush().await;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 let _ = s.write_all(b"0\r\n\r\n").await;
                 let _ = s.shutdown().await;
@@ -95,7 +89,8 @@ async fn kubectl_logs_reaches_the_kubelet_over_mutual_tls() -> Result<()> {
     )?;
     let _keep = proc;
     let kubeconfig = dir.path().join("kubeconfig");
-    let (port, seen) = fake_kubelet(dir.path()).await?;
+    let second_chunk = Arc::new(tokio::sync::Semaphore::new(0));
+    let (port, seen) = fake_kubelet(dir.path(), second_chunk.clone()).await?;
 
     let node = format!(
         r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"vk"}},
@@ -126,6 +121,8 @@ async fn kubectl_logs_reaches_the_kubelet_over_mutual_tls() -> Result<()> {
         ensure!(code == 0, "{out}{err}");
     }
 
+    // Whole bodies: the kubelet may send the second chunk right away.
+    second_chunk.add_permits(1);
     let (code, out, err) = run(vec![
         "logs".into(),
         "web".into(),
@@ -153,7 +150,8 @@ async fn kubectl_logs_reaches_the_kubelet_over_mutual_tls() -> Result<()> {
         "{first:?}"
     );
 
-    // follow=true streams: the first line arrives before the kubelet has sent the second.
+    // follow=true streams: the first line arrives while the kubelet holds the second back
+    // (a server that waited for the whole body would wait forever).
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await?;
@@ -164,18 +162,32 @@ async fn kubectl_logs_reaches_the_kubelet_over_mutual_tls() -> Result<()> {
         container: Some("app".into()),
         ..Default::default()
     };
-    let started = std::time::Instant::now();
     let mut stream = Box::pin(pods.log_stream("web", &lp).await?);
     let mut first_chunk = [0u8; 64];
-    let n = futures::AsyncReadExt::read(&mut stream, &mut first_chunk).await?;
+    let n = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures::AsyncReadExt::read(&mut stream, &mut first_chunk),
+    )
+    .await
+    .context("the first chunk waited for the whole body")??;
     ensure!(
         n > 0 && first_chunk[..n].starts_with(b"hello"),
         "{:?}",
         String::from_utf8_lossy(&first_chunk[..n])
     );
+    second_chunk.add_permits(1);
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        futures::AsyncReadExt::read_to_end(&mut stream, &mut rest),
+    )
+    .await
+    .context("the followed stream did not end after the kubelet's last chunk")??;
+    let followed = [&first_chunk[..n], &rest[..]].concat();
     ensure!(
-        started.elapsed() < Duration::from_millis(290),
-        "the first chunk waited for the whole body"
+        followed == b"hello from the kubelet\nsecond line\n",
+        "{:?}",
+        String::from_utf8_lossy(&followed)
     );
 
     // A pod that is not bound, and a container that does not exist: 400s from the server.

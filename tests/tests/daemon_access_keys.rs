@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use vnode_tests::{Sandbox, http_get, wait_for};
+use vnode_tests::{Sandbox, http_get, pod_yaml, wait_for};
 
 const ACCESS_KEY_ID: &str = "LTAI5tVnodeE2eKeyIdQx7Rw";
 const ACCESS_KEY_SECRET: &str = "vn0deE2eS3cret/Zq8w+Ue4Lk9PzT";
@@ -34,22 +34,14 @@ faults:
   - {kind: error, rate: 0.05, code: Throttling.User, status: 400}
 ";
 
-fn pod_yaml(name: &str, annotations: &str, image: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-  annotations: {{{annotations}}}
-spec:
-  containers:
-  - image: {image}
-    name: app
-  tolerations:
-  - key: virtual-kubelet.io/provider
-    operator: Exists
-"
+/// Pod `name` with one container `app` running `image`, with `annotations` (a YAML flow
+/// mapping's inside).
+fn pod(name: &str, annotations: &str, image: &str) -> String {
+    pod_yaml(
+        name,
+        &format!("  annotations: {{{annotations}}}\n"),
+        "",
+        &format!("  - image: {image}\n    name: app\n"),
     )
 }
 
@@ -94,7 +86,7 @@ fn access_keys_never_appear_in_logs_events_objects_or_metrics() -> Result<()> {
         .start()?;
 
     // Success, under injected ECI errors (retried): the logger runs; logs and exec work.
-    sb.apply("logger.yaml", &pod_yaml("logger", "", "e2e/logger"))?;
+    sb.apply("logger.yaml", &pod("logger", "", "e2e/logger"))?;
     wait_for("logger Running", Duration::from_secs(60), || {
         Ok((sb.pod("logger")?["status"]["phase"] == "Running").then_some(()))
     })?;
@@ -110,7 +102,7 @@ fn access_keys_never_appear_in_logs_events_objects_or_metrics() -> Result<()> {
     // its event.
     sb.apply(
         "refused.yaml",
-        &pod_yaml("nope", "k8s.aliyun.com/eci-spot-duration: \"7\"", "nginx"),
+        &pod("nope", "k8s.aliyun.com/eci-spot-duration: \"7\"", "nginx"),
     )?;
     wait_for("the refusal event", Duration::from_secs(30), || {
         let events = sb.events()?;
@@ -126,7 +118,7 @@ fn access_keys_never_appear_in_logs_events_objects_or_metrics() -> Result<()> {
     for i in 0..10 {
         sb.apply(
             &format!("web-{i}.yaml"),
-            &pod_yaml(&format!("web-{i}"), "", "nginx"),
+            &pod(&format!("web-{i}"), "", "nginx"),
         )?;
     }
     wait_for("every web pod Running", Duration::from_secs(60), || {

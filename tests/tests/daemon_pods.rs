@@ -29,7 +29,10 @@ spec:
 
 #[test]
 fn seed_nginx_pod_gets_one_group_survives_kill_9_and_is_deleted_with_its_group() -> Result<()> {
-    let mut sb = Sandbox::start()?;
+    // A reconcile sweep every second, so the test can wait for one after the restart.
+    let mut sb = Sandbox::builder()
+        .config("intervals: {reconcile: 1s}")
+        .start()?;
     sb.apply("nginx.yaml", NGINX)?;
     // The default scheduler is not part of this test: bind the pod like it would.
     let binding = sb.dir.path().join("binding.json");
@@ -89,7 +92,7 @@ fn seed_nginx_pod_gets_one_group_survives_kill_9_and_is_deleted_with_its_group()
     assert_eq!(tag(g, "vnode.io/namespace"), Some("default"));
     assert_eq!(tag(g, "vnode.io/pod-name"), Some("nginx"));
 
-    wait_for("the Created event", Duration::from_secs(30), || {
+    wait_for("the Created event", Duration::from_secs(60), || {
         let events = sb.get_json(&["-n", "default", "get", "events"])?;
         Ok(events["items"]
             .as_array()
@@ -104,27 +107,34 @@ fn seed_nginx_pod_gets_one_group_survives_kill_9_and_is_deleted_with_its_group()
     // kill -9 and restart: the restarted daemon adopts the group; still exactly one.
     sb.kill_daemon()?;
     let ops = sb.restart_daemon()?.url.clone();
-    // Ready = node registered and the pod store listed; then give it time to list its
-    // groups, adopt, and (wrongly, if it would) create.
+    // Ready = node registered and the pod store listed. Then proof that the restarted
+    // daemon has handled the pod and the group (instead of a pause that a slow machine may
+    // outlast): the pod queue is empty and a listing and reconcile sweep begun after that
+    // has finished — by then a wrong create would show as a second group.
     wait_for(
         "the restarted daemon to be ready",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || Ok((http_status(&ops, "/readyz")? == 200).then_some(())),
     )?;
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for(
+        "the restarted daemon's pod queue to drain",
+        Duration::from_secs(60),
+        || Ok((sb.daemon_metric("vnode_pod_queue_depth", &[])? == 0.0).then_some(())),
+    )?;
+    sb.wait_for_sweep(Duration::from_secs(60))?;
     let live = sb.live_groups()?;
     assert_eq!(live.len(), 1, "still exactly one group: {live:?}");
     assert_eq!(live[0].container_group_id, group_id);
 
     // Status comes from ECI (the observer): the emulator's nginx shows up as Running.
-    wait_for("the pod to report Running", Duration::from_secs(20), || {
+    wait_for("the pod to report Running", Duration::from_secs(60), || {
         Ok((sb.pod("nginx")?["status"]["phase"] == "Running").then_some(()))
     })?;
 
     let (code, _, err) =
         sb.kubectl(&["-n", "default", "delete", "pod", "nginx", "--timeout=60s"])?;
     assert_eq!(code, 0, "{err}");
-    wait_for("the group to be deleted", Duration::from_secs(30), || {
+    wait_for("the group to be deleted", Duration::from_secs(60), || {
         Ok(sb.live_groups()?.is_empty().then_some(()))
     })?;
     let (code, _, _) = sb.kubectl(&["-n", "default", "get", "pod", "nginx"])?;
@@ -158,7 +168,8 @@ fn has_event(sb: &Sandbox, pod: &str, reason: &str) -> Result<bool> {
 fn a_pod_waiting_for_a_configmap_or_secret_starts_as_soon_as_it_appears() -> Result<()> {
     let sb = Sandbox::start()?;
     // The slow re-check of a blocked pod is a minute; everything below must be far quicker.
-    let prompt = Duration::from_secs(10);
+    // (20 s leaves room for a loaded machine and is still a third of that minute.)
+    let prompt = Duration::from_secs(20);
     let pod = |name: &str, env: &str| {
         format!(
             "apiVersion: v1
@@ -198,15 +209,24 @@ spec:
     ] {
         wait_for(
             &format!("{reason} on {name}"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || Ok(has_event(&sb, name, reason)?.then_some(())),
         )?;
     }
-    // Blocked for real: no group while the objects are missing.
-    std::thread::sleep(Duration::from_secs(2));
+    // Blocked for real: the events above come from the step that found the references
+    // missing, and a blocked pod waits for a change (or the minute-long re-check) before it
+    // tries again. So nothing was created, and nothing will be until the objects appear.
     assert!(
         sb.live_groups()?.is_empty(),
         "no group without the references"
+    );
+    let creates = sb.daemon_metric(
+        "vnode_eci_pod_calls_total",
+        &[("action", "CreateContainerGroup")],
+    )?;
+    assert_eq!(
+        creates, 0.0,
+        "no CreateContainerGroup call without the references"
     );
 
     // The ConfigMap appears → the pod starts within seconds.
@@ -232,17 +252,21 @@ spec:
         "app-secret",
         "--from-literal=other=x",
     ])?;
-    wait_for(
-        "MandatorySecretKeyNotFound on needs-secret",
-        Duration::from_secs(10),
-        || Ok(has_event(&sb, "needs-secret", "MandatorySecretKeyNotFound")?.then_some(())),
-    )?;
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("MandatorySecretKeyNotFound on needs-secret", prompt, || {
+        Ok(has_event(&sb, "needs-secret", "MandatorySecretKeyNotFound")?.then_some(()))
+    })?;
+    // The event comes from the step that found the key missing (the positive marker that
+    // the daemon has seen the Secret); the pod waits for the next change.
     let pod_now = sb.pod("needs-secret")?;
     assert!(
         pod_now["metadata"]["annotations"]["vnode.io/container-group-id"].is_null(),
         "still blocked on the missing key: {pod_now}"
     );
+    let creates = sb.daemon_metric(
+        "vnode_eci_pod_calls_total",
+        &[("action", "CreateContainerGroup")],
+    )?;
+    assert_eq!(creates, 1.0, "only needs-config's group was created");
     sb.kubectl_ok(&[
         "-n",
         "default",
@@ -255,7 +279,7 @@ spec:
     ])?;
     let took = seconds_until_group(&sb, "needs-secret", prompt)?;
     eprintln!("needs-secret started {took:.1} s after its key was added");
-    wait_for("both pods Running", Duration::from_secs(30), || {
+    wait_for("both pods Running", Duration::from_secs(60), || {
         let pods = sb.pods()?;
         Ok(
             (pods.len() == 2 && pods.iter().all(|p| p["status"]["phase"] == "Running"))

@@ -190,10 +190,12 @@ fn apply_burst(w: &Sandbox, n: usize) -> Result<()> {
     w.apply("burst.yaml", &yaml.join("---\n"))
 }
 
-/// Waits for all `n` pods to be Running, lets a sweep pass over the final state, then
-/// checks: exactly one group per pod, each named by its pod's annotation, no orphans.
+/// Waits for all `n` pods to be Running and for the final state (exactly one group per pod,
+/// each named by its pod's annotation, no orphans); then waits for a listing and reconcile
+/// sweep begun after that and checks the state again (a duplicate created late would
+/// show: `live_groups` counts `Deleted` groups too).
 fn every_pod_running_with_one_group_and_no_orphans(w: &Sandbox, n: usize) -> Result<()> {
-    wait_for("every pod Running", Duration::from_secs(45), || {
+    wait_for("every pod Running", Duration::from_secs(120), || {
         let pods = w.pods()?;
         let running = pods
             .iter()
@@ -201,7 +203,23 @@ fn every_pod_running_with_one_group_and_no_orphans(w: &Sandbox, n: usize) -> Res
             .count();
         Ok((pods.len() == n && running == n).then_some(()))
     })?;
-    std::thread::sleep(Duration::from_secs(3));
+    // Orphans (groups of deleted pods, or created by the killed daemon for a pod that is
+    // gone) are removed by the sweep, which runs every second here.
+    wait_for(
+        "one group per pod and no orphans",
+        Duration::from_secs(60),
+        || Ok(one_group_per_pod(w, n)?.is_none().then_some(())),
+    )?;
+    w.wait_for_sweep(Duration::from_secs(60))?;
+    if let Some(problem) = one_group_per_pod(w, n)? {
+        anyhow::bail!("after a further sweep: {problem}");
+    }
+    Ok(())
+}
+
+/// What is wrong with the groups of the `n` pods (an orphan, a pod without its group, a
+/// pod with two), or `None`.
+fn one_group_per_pod(w: &Sandbox, n: usize) -> Result<Option<String>> {
     let pods = w.pods()?;
     let uids: HashMap<String, String> = pods
         .iter()
@@ -219,23 +237,31 @@ fn every_pod_running_with_one_group_and_no_orphans(w: &Sandbox, n: usize) -> Res
     let mut per_uid: HashMap<&str, usize> = HashMap::new();
     for g in &live {
         let uid = tag(g, "vnode.io/pod-uid").unwrap_or("");
-        assert!(
-            uids.contains_key(uid),
-            "orphan group {} (uid {uid})",
-            g.container_group_id
-        );
-        assert_eq!(
-            uids[uid], g.container_group_id,
-            "the pod's annotation names its group"
-        );
+        let Some(annotated) = uids.get(uid) else {
+            return Ok(Some(format!(
+                "orphan group {} (uid {uid})",
+                g.container_group_id
+            )));
+        };
+        if *annotated != g.container_group_id {
+            return Ok(Some(format!(
+                "pod {uid} is annotated with {annotated:?}, not its group {}",
+                g.container_group_id
+            )));
+        }
         *per_uid.entry(uid).or_default() += 1;
     }
-    assert_eq!(per_uid.len(), n, "every pod has a group");
-    assert!(
-        per_uid.values().all(|c| *c == 1),
-        "exactly one group per pod"
-    );
-    Ok(())
+    if per_uid.len() != n || pods.len() != n {
+        return Ok(Some(format!(
+            "{} of {} pods have a group (expected {n})",
+            per_uid.len(),
+            pods.len()
+        )));
+    }
+    if let Some((uid, count)) = per_uid.iter().find(|(_, c)| **c != 1) {
+        return Ok(Some(format!("pod {uid} has {count} groups")));
+    }
+    Ok(None)
 }
 
 /// Creates `n` pods in one `kubectl apply`, kills the daemon with SIGKILL once some groups
@@ -319,7 +345,12 @@ fn a_200_pod_burst_while_the_apiserver_drops_watches() -> Result<()> {
         .map(|i| nginx_pod_yaml(&format!("burst-{i:03}")))
         .collect();
     w.apply("burst-2.yaml", &second.join("---\n"))?;
-    std::thread::sleep(Duration::from_secs(2));
+    // The deletions below land while the second half is being created.
+    wait_for(
+        "the second half to be under way",
+        Duration::from_secs(60),
+        || Ok((live_groups(&w)?.len() > n / 2).then_some(())),
+    )?;
     let victims: Vec<String> = (0..10).map(|i| format!("burst-{:03}", i * 7)).collect();
     let mut args = vec!["-n", "default", "delete", "pod", "--wait=false"];
     args.extend(victims.iter().map(String::as_str));

@@ -3,8 +3,9 @@
 //! mutual TLS, as kube-apiserver does), `vnode run` (whose kubelet API serves them from ECI)
 //! and `vnode eci-emulator` (DescribeContainerLog, ExecContainerCommand's WebSocket).
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use vnode_tests::{Sandbox, wait_for};
@@ -66,7 +67,8 @@ fn kubectl_logs_follow_and_exec_through_the_apiserver_and_eci() -> Result<()> {
     let (code, tail, err) = sb.kubectl(&["logs", "logger", "--tail=1"])?;
     ensure!(code == 0 && tail.lines().count() == 1, "{tail}{err}");
 
-    // kubectl logs -f: new lines keep coming, each exactly once (bounded by a timeout).
+    // kubectl logs -f: new lines keep coming, each exactly once. Read until ten have come
+    // (a line every 200 ms; the minute is for a loaded machine), then stop following.
     let mut follow = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -75,10 +77,28 @@ fn kubectl_logs_follow_and_exec_through_the_apiserver_and_eci() -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("kubectl logs -f")?;
-    std::thread::sleep(Duration::from_secs(8));
+    let stdout = follow.stdout.take().context("kubectl's stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while text.lines().count() < 10 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
     let _ = follow.kill();
     let out = follow.wait_with_output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
     let followed: Vec<u64> = text.lines().map(seq).collect::<Result<_>>()?;
     ensure!(
         followed.len() >= 10,
