@@ -211,22 +211,19 @@ impl Observer {
             .min(self.settings.reconcile_interval);
         loop {
             let started = Instant::now();
-            let request = DescribeContainerGroupsRequest {
-                tags: self.node_tags(),
-                with_event: Some(true),
-                limit: Some(LIST_PAGE),
-                ..Default::default()
-            };
+            // Read once per listing: a store that becomes ready mid-listing is judged by the
+            // next one (its readiness asks for a sweep).
+            let ready = self.store_ready.load(Ordering::SeqCst);
             let result = tokio::select! {
                 biased;
                 () = token.cancelled() => return,
-                r = self.eci.describe_all_container_groups(&request) => r,
+                r = self.list_groups(ready) => r,
             };
             let wait = match result {
-                Ok(groups) => {
+                Ok(listing) => {
                     failures = 0;
                     self.metrics.group_listing("complete");
-                    self.apply_listing(groups, started, &token).await;
+                    self.apply_listing(listing, ready, started, &token).await;
                     self.settings.reconcile_interval
                 }
                 Err(e) => {
@@ -249,15 +246,67 @@ impl Observer {
         }
     }
 
+    /// Lists this node's groups, all pages, reducing each page as it arrives: the judgement
+    /// needs only a few facts per group ([`slim`]), so the full groups (containers, volumes,
+    /// up to 50 events each: ~8 KiB decoded) are not held for the whole listing. At 10,000
+    /// groups the decoded listing was the daemon's largest allocation while it lasted.
+    ///
+    /// A group already indexed as its pod's is applied to its pod right from its page (status
+    /// drift repair and event mirroring only read that group's own state, so they need no
+    /// complete listing); with a ready store, a group not indexed yet is kept whole until the
+    /// judgement says whether it is adopted. Fails as a whole if any page fails: the
+    /// judgement (orphans, duplicates, vanished) only ever sees a complete listing.
+    async fn list_groups(&self, store_ready: bool) -> Result<GroupListing, EciError> {
+        let mut request = DescribeContainerGroupsRequest {
+            tags: self.node_tags(),
+            with_event: Some(true),
+            limit: Some(LIST_PAGE),
+            ..Default::default()
+        };
+        let mut listing = GroupListing::default();
+        loop {
+            let page = self.eci.describe_container_groups(&request).await?;
+            for g in page.container_groups {
+                if store_ready {
+                    if self.is_indexed(&g) {
+                        if self.apply_group(&g, None).await == Applied::Written {
+                            self.metrics.reconcile("status_repaired");
+                        }
+                    } else {
+                        listing
+                            .unindexed
+                            .insert(g.container_group_id.clone(), g.clone());
+                    }
+                }
+                listing.groups.push(slim(g));
+            }
+            if page.next_token.is_empty() {
+                return Ok(listing);
+            }
+            request.next_token = Some(page.next_token);
+        }
+    }
+
+    /// Whether the index holds `g` as its pod's group.
+    fn is_indexed(&self, g: &ContainerGroup) -> bool {
+        reconcile::tag(g, tags::POD_UID)
+            .and_then(|uid| self.index.get(uid))
+            .is_some_and(|e| e.id == g.container_group_id)
+    }
+
     /// Applies one complete listing: index, then (with a ready pod store) the sweep.
     async fn apply_listing(
         &self,
-        groups: Vec<ContainerGroup>,
+        listing: GroupListing,
+        ready: bool,
         started: Instant,
         token: &CancellationToken,
     ) {
+        let GroupListing {
+            groups,
+            mut unindexed,
+        } = listing;
         let now = jiff::Timestamp::now();
-        let ready = self.store_ready.load(Ordering::SeqCst);
         let pods = if ready {
             self.pod_facts()
         } else {
@@ -324,8 +373,11 @@ impl Observer {
                         self.metrics.reconcile("adopted");
                         tracing::info!(group = %g.container_group_id, pod = %pod_key_of(g), "adopted container group");
                     }
-                    // Drift repair and events: the listing carries the full group.
-                    if self.apply_group(g, None).await == Applied::Written {
+                    // Drift repair and events of a group adopted by this listing (an indexed
+                    // one was applied from its page).
+                    if let Some(full) = unindexed.remove(&g.container_group_id)
+                        && self.apply_group(&full, None).await == Applied::Written
+                    {
                         self.metrics.reconcile("status_repaired");
                     }
                 }
@@ -513,7 +565,10 @@ impl Observer {
             || state
                 .window_start
                 .is_none_or(|t| t.elapsed() >= self.settings.resync_interval);
-        let mut infos: HashMap<String, ContainerGroupStatusInfo> = HashMap::new();
+        // Only the entries that changed since they were last applied (or are to be re-read)
+        // are kept, with their fingerprint: a full resync answers for every group, and at
+        // 10,000 groups holding every decoded entry until the poll ends cost ~25 MB.
+        let mut infos: HashMap<String, (ContainerGroupStatusInfo, u64)> = HashMap::new();
         if full {
             let ids: Vec<String> = {
                 let mut ids: Vec<String> =
@@ -521,16 +576,15 @@ impl Observer {
                 ids.sort_unstable();
                 ids
             };
-            let (found, failed) = self.status_by_ids(&ids).await;
+            let (returned, failed) = self
+                .status_by_ids(&ids, |info| keep_changed(state, &mut infos, info))
+                .await;
             let complete = failed.is_empty();
             for id in failed {
                 state.retry.entry(id).or_insert(0);
             }
-            let returned: HashSet<&String> = found.iter().map(|i| &i.container_group_id).collect();
-            let missing = ids.iter().filter(|id| !returned.contains(id)).count();
-            for info in found {
-                infos.insert(info.container_group_id.clone(), info);
-            }
+            let missing = ids.iter().filter(|id| !returned.contains(*id)).count();
+            drop(returned);
             self.metrics
                 .status_poll("resync", started.elapsed().as_secs_f64());
             if complete {
@@ -558,11 +612,14 @@ impl Observer {
         } else if let Some(window_start) = state.window_start {
             let since = window_start.elapsed() + SINCE_SLACK;
             let since_second = i64::try_from(since.as_secs() + 1).unwrap_or(i64::MAX);
-            match self.status_changed_since(since_second).await {
+            match self
+                .status_changed_since(since_second, |info| changed_fingerprint(state, info))
+                .await
+            {
                 Ok(found) => {
                     state.window_start = Some(started);
-                    for info in found {
-                        infos.insert(info.container_group_id.clone(), info);
+                    for (info, fp) in found {
+                        infos.insert(info.container_group_id.clone(), (info, fp));
                     }
                 }
                 Err(e) => {
@@ -583,12 +640,9 @@ impl Observer {
                 .take(10 * IDS_PER_CALL)
                 .cloned()
                 .collect();
-            let (found, _failed) = self.status_by_ids(&ids).await;
-            let returned: HashSet<String> =
-                found.iter().map(|i| i.container_group_id.clone()).collect();
-            for info in found {
-                infos.insert(info.container_group_id.clone(), info);
-            }
+            let (returned, _failed) = self
+                .status_by_ids(&ids, |info| keep_changed(state, &mut infos, info))
+                .await;
             // A group that no longer answers is the sweep's to judge.
             for id in &ids {
                 if !returned.contains(id) {
@@ -597,14 +651,10 @@ impl Observer {
             }
         }
 
-        // Which entries changed since they were last applied.
-        let mut changed: Vec<(String, u64)> = Vec::new();
-        for (id, info) in &infos {
-            let fp = fingerprint(info);
-            if state.fingerprints.get(id) != Some(&fp) || state.retry.contains_key(id) {
-                changed.push((id.clone(), fp));
-            }
-        }
+        let mut changed: Vec<(String, u64)> = infos
+            .iter()
+            .map(|(id, (_, fp))| (id.clone(), *fp))
+            .collect();
         changed.sort();
         // Chunks are described and applied concurrently (each chunk's groups at once too):
         // one status write at a time made the last of 10,000 Running pods wait ~30 s for
@@ -656,7 +706,7 @@ impl Observer {
     async fn describe_and_apply(
         &self,
         chunk: Vec<(String, u64)>,
-        infos: &HashMap<String, ContainerGroupStatusInfo>,
+        infos: &HashMap<String, (ContainerGroupStatusInfo, u64)>,
     ) -> ChunkOutcome {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
         let request = DescribeContainerGroupsRequest {
@@ -678,7 +728,7 @@ impl Observer {
             .collect();
         let applies = chunk.into_iter().map(|(id, fp)| {
             let group = by_id.get(id.as_str()).copied();
-            let detail = infos.get(&id).and_then(|i| i.pod_status.as_ref());
+            let detail = infos.get(&id).and_then(|(i, _)| i.pod_status.as_ref());
             async move {
                 let applied = match group {
                     Some(g) => Some(self.apply_group(g, detail).await),
@@ -690,10 +740,15 @@ impl Observer {
         ChunkOutcome::Applied(futures::future::join_all(applies).await)
     }
 
-    /// `DescribeContainerGroupStatus` by IDs, 20 per call. Returns what answered and the IDs
-    /// of the batches that failed.
-    async fn status_by_ids(&self, ids: &[String]) -> (Vec<ContainerGroupStatusInfo>, Vec<String>) {
-        let mut found = Vec::new();
+    /// `DescribeContainerGroupStatus` by IDs, 20 per call, handing each entry of a batch
+    /// that answered completely to `found`. Returns the IDs that answered and the IDs of the
+    /// batches that failed.
+    async fn status_by_ids(
+        &self,
+        ids: &[String],
+        mut found: impl FnMut(ContainerGroupStatusInfo),
+    ) -> (HashSet<String>, Vec<String>) {
+        let mut returned = HashSet::new();
         let mut failed = Vec::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
             let mut request = DescribeContainerGroupStatusRequest {
@@ -717,32 +772,41 @@ impl Observer {
                 }
             };
             if ok {
-                found.extend(batch);
+                for info in batch {
+                    returned.insert(info.container_group_id.clone());
+                    found(info);
+                }
             } else {
                 failed.extend(chunk.iter().cloned());
             }
         }
-        (found, failed)
+        (returned, failed)
     }
 
     /// Tag-filtered `DescribeContainerGroupStatus` of the groups that changed in the last
-    /// `since_second` seconds, all pages; fails as a whole.
+    /// `since_second` seconds, all pages; fails as a whole. Keeps the entries `keep` gives a
+    /// fingerprint for.
     async fn status_changed_since(
         &self,
         since_second: i64,
-    ) -> Result<Vec<ContainerGroupStatusInfo>, EciError> {
+        keep: impl Fn(&ContainerGroupStatusInfo) -> Option<u64>,
+    ) -> Result<Vec<(ContainerGroupStatusInfo, u64)>, EciError> {
         let mut request = DescribeContainerGroupStatusRequest {
             tags: self.node_tags(),
             since_second: Some(since_second),
             limit: Some(STATUS_PAGE),
             ..Default::default()
         };
-        let mut all = Vec::new();
+        let mut kept = Vec::new();
         loop {
             let resp = self.eci.describe_container_group_status(&request).await?;
-            all.extend(resp.data);
+            for info in resp.data {
+                if let Some(fp) = keep(&info) {
+                    kept.push((info, fp));
+                }
+            }
             if resp.next_token.is_empty() {
-                return Ok(all);
+                return Ok(kept);
             }
             request.next_token = Some(resp.next_token);
         }
@@ -960,6 +1024,25 @@ struct PollState {
     retry: HashMap<String, u32>,
 }
 
+/// The entry's fingerprint when it is to be applied: it changed since it was last applied,
+/// or its group is to be re-read.
+fn changed_fingerprint(state: &PollState, info: &ContainerGroupStatusInfo) -> Option<u64> {
+    let id = &info.container_group_id;
+    let fp = fingerprint(info);
+    (state.fingerprints.get(id) != Some(&fp) || state.retry.contains_key(id)).then_some(fp)
+}
+
+/// Keeps `info` in `infos` when it is to be applied ([`changed_fingerprint`]).
+fn keep_changed(
+    state: &PollState,
+    infos: &mut HashMap<String, (ContainerGroupStatusInfo, u64)>,
+    info: ContainerGroupStatusInfo,
+) {
+    if let Some(fp) = changed_fingerprint(state, &info) {
+        infos.insert(info.container_group_id.clone(), (info, fp));
+    }
+}
+
 fn fingerprint(info: &ContainerGroupStatusInfo) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -970,6 +1053,41 @@ fn fingerprint(info: &ContainerGroupStatusInfo) -> u64 {
 /// Exponential backoff from 1 s, capped at 60 s.
 fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+}
+
+/// One complete listing of this node's groups, as [`Observer::list_groups`] keeps it.
+#[derive(Default)]
+struct GroupListing {
+    /// Every listed group, [`slim`]med.
+    groups: Vec<ContainerGroup>,
+    /// Groups listed with a ready store that the index did not hold as their pod's, whole,
+    /// by ID: applied to their pods if the judgement adopts them. Usually none (the pod path
+    /// indexes what it creates; a restart's first listing is judged before pods are known).
+    unindexed: HashMap<String, ContainerGroup>,
+}
+
+/// The part of a listed group that the judgement and the sweep read: ID, name, zone,
+/// status, creation time and the tags naming its pod.
+fn slim(g: ContainerGroup) -> ContainerGroup {
+    let tags = g
+        .tags
+        .into_iter()
+        .filter(|t| {
+            matches!(
+                t.key.as_str(),
+                tags::POD_UID | tags::NAMESPACE | tags::POD_NAME
+            )
+        })
+        .collect();
+    ContainerGroup {
+        container_group_id: g.container_group_id,
+        container_group_name: g.container_group_name,
+        zone_id: g.zone_id,
+        status: g.status,
+        creation_time: g.creation_time,
+        tags,
+        ..ContainerGroup::default()
+    }
 }
 
 fn pod_key_of(g: &ContainerGroup) -> String {
@@ -983,6 +1101,106 @@ fn pod_key_of(g: &ContainerGroup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slimmed_group_is_judged_and_indexed_like_the_full_one() {
+        let full = |uid: &str, id: &str, created: &str| ContainerGroup {
+            container_group_id: id.into(),
+            container_group_name: format!("name-{id}"),
+            zone_id: "cn-hangzhou-j".into(),
+            status: eci::ContainerGroupStatus::Running,
+            creation_time: created.into(),
+            tags: vec![
+                Tag::new(tags::CLUSTER, "c"),
+                Tag::new(tags::NODE, "vk"),
+                Tag::new(tags::NAMESPACE, "default"),
+                Tag::new(tags::POD_NAME, "web"),
+                Tag::new(tags::POD_UID, uid),
+            ],
+            events: vec![eci::Event {
+                reason: "Started".into(),
+                message: "x".repeat(500),
+                ..Default::default()
+            }],
+            containers: vec![eci::ContainerInfo {
+                name: "web".into(),
+                image: "nginx".into(),
+                ..Default::default()
+            }],
+            intranet_ip: "172.16.0.5".into(),
+            ..Default::default()
+        };
+        let listing = vec![
+            full("u-1", "eci-a", "2026-11-26T08:00:00Z"),
+            full("u-1", "eci-b", "2026-11-26T08:00:05Z"),
+            full("u-2", "eci-c", "2026-11-26T08:00:00Z"),
+            full("", "eci-d", "2026-11-26T08:00:00Z"),
+        ];
+        let slimmed: Vec<ContainerGroup> = listing.iter().cloned().map(slim).collect();
+        let pods = HashMap::from([(
+            "u-1".to_string(),
+            PodFacts {
+                key: "default/web".into(),
+                annotated_group: None,
+                deleting: false,
+                terminal: false,
+            },
+        )]);
+        let now = jiff::Timestamp::now();
+        let age = |g: &ContainerGroup| reconcile::age_of(g, now, Duration::ZERO);
+        let min_age = Duration::from_secs(60);
+        let a = reconcile::judge(&listing, &pods, &HashMap::new(), age, min_age);
+        let b = reconcile::judge(&slimmed, &pods, &HashMap::new(), age, min_age);
+        assert_eq!(a.verdicts, b.verdicts);
+        let (mut ea, mut eb) = (a.entries, b.entries);
+        ea.sort_by(|x, y| x.id.cmp(&y.id));
+        eb.sort_by(|x, y| x.id.cmp(&y.id));
+        assert_eq!(ea, eb);
+        for (f, s) in listing.iter().zip(&slimmed) {
+            assert_eq!(pod_key_of(f), pod_key_of(s));
+            assert_eq!(
+                reconcile::tag(f, tags::POD_UID),
+                reconcile::tag(s, tags::POD_UID)
+            );
+            assert!(s.events.is_empty() && s.containers.is_empty() && s.intranet_ip.is_empty());
+        }
+    }
+
+    #[test]
+    fn only_changed_or_retried_status_entries_are_kept() {
+        let info = |id: &str, phase: &str| ContainerGroupStatusInfo {
+            container_group_id: id.into(),
+            pod_status: Some(eci::PodStatus {
+                phase: phase.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut state = PollState::default();
+        state
+            .fingerprints
+            .insert("same".into(), fingerprint(&info("same", "Running")));
+        state
+            .fingerprints
+            .insert("moved".into(), fingerprint(&info("moved", "Pending")));
+        state
+            .fingerprints
+            .insert("retry".into(), fingerprint(&info("retry", "Running")));
+        state.retry.insert("retry".into(), 1);
+        let mut infos = HashMap::new();
+        for i in [
+            info("same", "Running"),
+            info("moved", "Running"),
+            info("new", "Running"),
+            info("retry", "Running"),
+        ] {
+            keep_changed(&state, &mut infos, i);
+        }
+        let mut kept: Vec<&str> = infos.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec!["moved", "new", "retry"]);
+        assert_eq!(infos["new"].1, fingerprint(&info("new", "Running")));
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -423,3 +423,46 @@ async fn the_zone_eci_picked_is_annotated_on_the_pod() {
     .await;
     assert_eq!(annotated, zone);
 }
+
+#[tokio::test]
+async fn the_sweep_alone_repairs_status_of_adopted_and_indexed_groups() {
+    // Every status call fails: only the listing (reduced page by page) can write status.
+    let faults = vec![FaultRule {
+        actions: vec!["DescribeContainerGroupStatus".into()],
+        kind: FaultKind::Error,
+        first: Some(u64::MAX),
+        ..FaultRule::default()
+    }];
+    let fx = fixture(
+        vec![pod_json("web", "u-1", None), pod_json("api", "u-2", None)],
+        faults,
+        Duration::from_secs(3600),
+    )
+    .await;
+    // Created outside the pod path: the index learns them only from a listing, which adopts
+    // them (once the store is ready) and writes their pods' status.
+    let web = create_group(&fx.eci, "web-1", "u-1", "web").await;
+    let api = create_group(&fx.eci, "api-1", "u-2", "api").await;
+    for name in ["web", "api"] {
+        eventually("Running status from the sweep", || {
+            let p = fx.fake.get(&pod_path("default", name))?;
+            (p["status"]["phase"] == "Running").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(fx.index.get("u-1").map(|e| e.id), Some(web));
+    assert_eq!(fx.index.get("u-2").map(|e| e.id), Some(api));
+    // Drift on a pod whose group is indexed now: repaired from the listing's page.
+    fx.fake
+        .put(&pod_path("default", "web"), pod_json("web", "u-1", None));
+    eventually("status repaired again", || {
+        let p = fx.fake.get(&pod_path("default", "web"))?;
+        (p["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let metrics = fx.metrics.encode();
+    assert!(
+        metrics.contains("vnode_reconcile_results_total{result=\"status_repaired\"}"),
+        "{metrics}"
+    );
+}

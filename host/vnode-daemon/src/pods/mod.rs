@@ -157,8 +157,10 @@ struct PodRecord {
     attempts: u32,
     /// Reason of the last failure event (one event per distinct reason, not per retry).
     last_event: Option<String>,
-    /// Notes already published (reason + message), so a re-check does not repeat them.
-    published: HashSet<(String, String)>,
+    /// Notes already published, by [`note_identity`], so a re-check does not repeat them.
+    /// Hashes rather than the texts: a record lives as long as its pod, and the texts were
+    /// ~0.5 KiB of every record.
+    published: HashSet<u64>,
     /// Annotations still to write (a failed patch is retried on the next pass).
     pending_annotations: Option<BTreeMap<String, String>>,
 }
@@ -218,6 +220,12 @@ pub fn controller<P: PodPath>(
         metrics,
     });
     (ctl, writer)
+}
+
+/// The identity of a published note: its reason and message (a 64-bit hash; two distinct
+/// notes of one pod colliding would only leave the second unpublished).
+fn note_identity(reason: &str, message: &str) -> u64 {
+    groups::status::event_identity("", reason, message)
 }
 
 fn key_of(pod: &Pod) -> String {
@@ -369,7 +377,7 @@ impl<P: PodPath> PodController<P> {
         for note in notes {
             if !record
                 .published
-                .insert((note.reason.clone(), note.message.clone()))
+                .insert(note_identity(&note.reason, &note.message))
             {
                 continue;
             }
