@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use vnode_tests::Sandbox;
+use vnode_tests::{Sandbox, wait_for};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -380,5 +380,188 @@ fn crd_lifecycle_with_kubectl() -> Result<()> {
         ensure!(out.trim().is_empty(), "old widgets came back: {out}");
         Ok(())
     })?;
+    Ok(())
+}
+
+/// Two served versions (storage `v1`, `v2` converted with strategy `None`), a
+/// `selectableFields` entry, and a pattern.
+const MULTI_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: flags.example.net
+spec:
+  group: example.net
+  scope: Namespaced
+  names:
+    plural: flags
+    kind: Flag
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    selectableFields:
+    - jsonPath: .spec.color
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              color: {type: string, pattern: "^[a-z]+$"}
+  - name: v2
+    served: true
+    storage: false
+    selectableFields:
+    - jsonPath: .spec.color
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              color: {type: string, pattern: "^[a-z]+$"}
+"#;
+
+#[test]
+fn crd_versions_selectable_fields_and_finalizers() -> Result<()> {
+    let sb = Sandbox::builder().apiserver_only().start()?;
+    let write = |name: &str, text: &str| -> Result<String> {
+        let p = sb.dir.path().join(name);
+        std::fs::write(&p, text)?;
+        Ok(p.to_string_lossy().into_owned())
+    };
+    let crd = write("crd.yaml", MULTI_CRD)?;
+    sb.kubectl_ok(&["apply", "-f", &crd])?;
+    sb.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "crd/flags.example.net",
+    ])?;
+    let flag = |name: &str, version: &str, color: &str, finalizer: bool| {
+        let fin = if finalizer {
+            "  finalizers: [example.net/hold]\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: example.net/{version}\nkind: Flag\nmetadata:\n  name: {name}\n  namespace: default\n{fin}spec:\n  color: {color}\n"
+        )
+    };
+    // Written through v2, stored as v1; each version reads it with its own apiVersion.
+    let red = write("red.yaml", &flag("red", "v2", "red", true))?;
+    sb.kubectl_ok(&["apply", "-f", &red])?;
+    let blue = write("blue.yaml", &flag("blue", "v1", "blue", false))?;
+    sb.kubectl_ok(&["apply", "-f", &blue])?;
+    let v1 = sb.get_json(&["get", "flags.v1.example.net", "red"])?;
+    let v2 = sb.get_json(&["get", "flags.v2.example.net", "red"])?;
+    ensure!(
+        v1["apiVersion"] == "example.net/v1" && v2["apiVersion"] == "example.net/v2",
+        "v1: {v1}\nv2: {v2}"
+    );
+    ensure!(
+        v1["spec"] == v2["spec"] && v1["metadata"]["uid"] == v2["metadata"]["uid"],
+        "one object: {v1} {v2}"
+    );
+    let list = sb.get_json(&["get", "flags.v2.example.net"])?;
+    ensure!(
+        list["items"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2 && i.iter().all(|o| o["apiVersion"] == "example.net/v2")),
+        "v2 list: {list}"
+    );
+    // Patched through v2, still one object stored as v1.
+    sb.kubectl_ok(&[
+        "patch",
+        "flags.v2.example.net",
+        "blue",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"color":"navy"}}"#,
+    ])?;
+    let raw = sb.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/example.net/v1/namespaces/default/flags/blue",
+    ])?;
+    let stored: serde_json::Value = serde_json::from_str(&raw)?;
+    ensure!(
+        stored["apiVersion"] == "example.net/v1" && stored["spec"]["color"] == "navy",
+        "{stored}"
+    );
+
+    // selectableFields in field selectors; undeclared fields are refused.
+    let names = sb.kubectl_ok(&[
+        "get",
+        "flags",
+        "--field-selector",
+        "spec.color=navy",
+        "-o",
+        "name",
+    ])?;
+    ensure!(names.trim() == "flag.example.net/blue", "{names}");
+    let (code, _, err) = sb.kubectl(&["get", "flags", "--field-selector", "spec.size=1"])?;
+    ensure!(
+        code != 0 && err.contains("field label not supported: spec.size"),
+        "{err}"
+    );
+
+    // The schema's pattern is enforced.
+    let bad = write("bad.yaml", &flag("bad", "v1", "Red1", false))?;
+    let (code, _, err) = sb.kubectl(&["apply", "-f", &bad])?;
+    ensure!(
+        code != 0 && err.contains("spec.color in body should match '^[a-z]+$'"),
+        "{err}"
+    );
+
+    // Deleting the CRD: blue (no finalizers) goes, red stays terminating, no new flags.
+    sb.kubectl_ok(&["delete", "crd", "flags.example.net", "--wait=false"])?;
+    let red_obj = wait_for("red to be marked deleted", Duration::from_secs(30), || {
+        let o = sb.get_json(&["get", "flag", "red"])?;
+        Ok(o["metadata"]["deletionTimestamp"].is_string().then_some(o))
+    })?;
+    ensure!(
+        red_obj["metadata"]["finalizers"] == serde_json::json!(["example.net/hold"]),
+        "{red_obj}"
+    );
+    let (code, out, _) = sb.kubectl(&["get", "flag", "blue", "-o", "name"])?;
+    ensure!(code != 0, "blue survived: {out}");
+    let crd_obj = sb.get_json(&["get", "crd", "flags.example.net"])?;
+    ensure!(
+        crd_obj["status"]["conditions"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["type"] == "Terminating" && c["status"] == "True")),
+        "{crd_obj}"
+    );
+    let green = write("green.yaml", &flag("green", "v1", "green", false))?;
+    let (code, _, err) = sb.kubectl(&["create", "-f", &green])?;
+    ensure!(
+        code != 0
+            && err.contains("create not allowed while custom resource definition is terminating"),
+        "{err}"
+    );
+    // Clearing the finalizer finishes both deletions.
+    sb.kubectl_ok(&[
+        "patch",
+        "flag",
+        "red",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    wait_for("the CRD to be gone", Duration::from_secs(30), || {
+        let (code, _, _) = sb.kubectl(&["get", "crd", "flags.example.net"])?;
+        Ok((code != 0).then_some(()))
+    })?;
+    let (code, _, err) = sb.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/example.net/v1/namespaces/default/flags",
+    ])?;
+    ensure!(code != 0 && err.contains("NotFound"), "{err}");
     Ok(())
 }

@@ -414,13 +414,13 @@ async fn serve(
         } else {
             json_response(StatusCode::OK, &resources::openapi_v2_json())
         }),
-        Ok(Route::OpenApiV3Index) => Ok(json_response(
-            StatusCode::OK,
-            &resources::openapi_v3_index(),
+        Ok(Route::OpenApiV3Index) => Ok(crate::openapi::serve_index(&headers)),
+        Ok(Route::OpenApiV3(g, v)) => Ok(crate::openapi::serve_group_version(
+            &g,
+            &v,
+            query.get("hash").map(String::as_str),
+            &headers,
         )),
-        Ok(Route::OpenApiV3(g, v)) => resources::openapi_v3_doc(&g, &v)
-            .map(|d| json_response(StatusCode::OK, &d))
-            .ok_or_else(ApiError::no_route),
         Ok(Route::Resource(t)) => {
             let body = if matches!(
                 method,
@@ -437,10 +437,11 @@ async fn serve(
             let r = match reviews::handle(state, user, &method, &t, &headers, &body) {
                 Some(r) => r,
                 None => {
-                    // A write to a CRD is followed, before the response, by what upstream's
-                    // CRD controllers do: serve the resources, set the conditions, finish
-                    // deletions.
-                    let crd_write = t.res == ids::CRDS && method != Method::GET;
+                    // A write to a CRD (or to an object of a CRD being deleted) is
+                    // followed, before the response, by what upstream's CRD controllers do:
+                    // serve the resources, set the conditions, finish deletions.
+                    let crd_write =
+                        method != Method::GET && crate::crd::write_needs_reconcile(t.res);
                     let r = dispatch(
                         state,
                         &method,
@@ -536,18 +537,34 @@ fn info_of(t: &Target) -> &'static resources::ResourceInfo {
     &RESOURCES[t.res]
 }
 
-/// Converts a stored object to the view `res` serves (events.k8s.io/v1 events).
+/// Whether `res` serves converted stored objects (events.k8s.io/v1 events, custom
+/// resource versions other than the storage version).
+fn is_view(res: ResourceId) -> bool {
+    res == ids::EVENTS_V1 || crate::crd::is_converted_version(res)
+}
+
+/// Converts a stored object to the view `res` serves (events.k8s.io/v1 events, other
+/// versions of custom resources).
 fn to_view(res: ResourceId, obj: &Value) -> Value {
     if res == ids::EVENTS_V1 {
         admission::event_core_to_v1(obj)
     } else {
-        obj.clone()
+        crate::crd::to_served_version(res, obj).unwrap_or_else(|| obj.clone())
+    }
+}
+
+/// Converts an object written through the view `res` to its storage form.
+fn to_storage(res: ResourceId, obj: Value) -> Value {
+    if res == ids::EVENTS_V1 {
+        admission::event_v1_to_core(obj)
+    } else {
+        crate::crd::to_storage_version(res, obj)
     }
 }
 
 fn respond(code: StatusCode, res: ResourceId, obj: &Value) -> Response {
-    if res == ids::EVENTS_V1 {
-        json_response(code, &admission::event_core_to_v1(obj))
+    if is_view(res) {
+        json_response(code, &to_view(res, obj))
     } else {
         // Serialise the stored object in place instead of cloning it first.
         json_response(code, obj)
@@ -556,7 +573,7 @@ fn respond(code: StatusCode, res: ResourceId, obj: &Value) -> Response {
 
 /// Sends a stored version: its bytes as stored, or the view `res` serves.
 fn respond_object(code: StatusCode, res: ResourceId, obj: &Object) -> Response {
-    if res == ids::EVENTS_V1 {
+    if is_view(res) {
         return respond(code, res, &obj.value());
     }
     (
@@ -570,7 +587,9 @@ fn respond_object(code: StatusCode, res: ResourceId, obj: &Object) -> Response {
 /// [`matches_selectors`] on a stored version's indexed fields (parsing it only for
 /// events.k8s.io field selectors, which name fields of the converted view).
 fn object_matches(res: ResourceId, obj: &Object, ls: &LabelSelector, fs: &FieldSelector) -> bool {
-    if res == ids::EVENTS_V1 && !fs.is_empty() {
+    // Custom objects too: objects stored before their CRD declared a `selectableFields`
+    // entry have no index for it.
+    if (res == ids::EVENTS_V1 || RESOURCES.is_custom(res)) && !fs.is_empty() {
         return matches_selectors(res, &obj.value(), ls, fs);
     }
     ls.matches_with(|k| obj.label(k)) && fs.matches_with(|p| obj.field(p))
@@ -725,8 +744,8 @@ fn list(
         if i > 0 {
             out.push(b',');
         }
-        if t.res == ids::EVENTS_V1 {
-            serde_json::to_writer(&mut out, &admission::event_core_to_v1(&o.value()))
+        if is_view(t.res) {
+            serde_json::to_writer(&mut out, &to_view(t.res, &o.value()))
                 .map_err(|e| ApiError::internal(e.to_string()))?;
         } else {
             out.extend_from_slice(o.json());
@@ -895,9 +914,7 @@ fn ensure_namespace(state: &AppState, t: &Target) -> Result<(), ApiError> {
 /// Type-specific create admission; returns the object in storage form.
 fn admit_create(state: &AppState, t: &Target, mut obj: Value) -> Result<Value, ApiError> {
     admission::normalize_quantities(&mut obj);
-    if t.res == ids::EVENTS_V1 {
-        obj = admission::event_v1_to_core(obj);
-    }
+    let mut obj = to_storage(t.res, obj);
     match resources::storage_of(t.res) {
         ids::PODS => {
             let ns = t.ns.as_deref().unwrap_or("");
@@ -972,6 +989,7 @@ fn create_object(
     warnings: Vec<String>,
 ) -> Result<Response, ApiError> {
     let info = info_of(t);
+    crate::crd::check_create(t.res)?;
     if info.namespaced {
         let ns = t.ns.clone().ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -1157,11 +1175,7 @@ fn update(
     }
     admission::validate(t.res, &obj)?;
     admission::normalize_quantities(&mut obj);
-    let mut obj = if t.res == ids::EVENTS_V1 {
-        admission::event_v1_to_core(obj)
-    } else {
-        obj
-    };
+    let mut obj = to_storage(t.res, obj);
     if resources::storage_of(t.res) == ids::SECRETS {
         admission::normalize_secret(&mut obj)?;
     }
@@ -1279,11 +1293,7 @@ fn patch_object(
             field_check_update(t.res, Some(cur), &mut doc, fv, &mut warnings)?;
             admission::validate(t.res, &doc)?;
             admission::normalize_quantities(&mut doc);
-            let mut doc = if t.res == ids::EVENTS_V1 {
-                admission::event_v1_to_core(doc)
-            } else {
-                doc
-            };
+            let mut doc = to_storage(t.res, doc);
             if storage == ids::SECRETS {
                 admission::normalize_secret(&mut doc)?;
             }
@@ -1711,7 +1721,7 @@ async fn watch(
     };
     // A stored version: every watcher that wants plain JSON of the stored form sends the
     // bytes serialised when the version was written.
-    let shares_encoding = !as_table && view != ids::EVENTS_V1;
+    let shares_encoding = !as_table && !is_view(view);
     let encode_object = move |ty: &str, object: &Object| -> Bytes {
         if !shares_encoding {
             return encode(ty, &object.value());

@@ -15,11 +15,20 @@
 //! * `additionalPrinterColumns` become the columns of `kubectl get` tables
 //!   ([`table_layout`]) and the `scale` subresource maps to the declared paths.
 //!
-//! Not implemented: conversion between versions (all served versions share the storage
-//! version's objects as they are), CEL validation rules, `selectableFields`, status
-//! subresource `observedGeneration` rules beyond the generic status split.
+//! * Served versions other than the storage version are converted with upstream's
+//!   strategy `None` ([`to_served_version`], [`to_storage_version`]): the objects are the
+//!   storage version's, with `apiVersion` rewritten on the way out and in.
+//! * Deleting a CRD deletes its objects the way upstream's finalizer controller does:
+//!   objects with finalizers get a `deletionTimestamp` and stay (still served, creates
+//!   refused) until their finalizers are cleared; then the CRD goes.
+//!
+//! * `selectableFields` may be named in field selectors (besides `metadata.name` and
+//!   `metadata.namespace`).
+//!
+//! Not implemented: conversion webhooks, CEL validation rules, status subresource
+//! `observedGeneration` rules beyond the generic status split.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use jsonpath_rust::JsonPath;
@@ -41,12 +50,20 @@ pub struct CustomVersion {
     pub crd_name: String,
     /// The id objects are stored under (the storage version's).
     pub storage: ResourceId,
+    /// `apiVersion` of the stored objects (`group/storage-version`).
+    pub storage_api_version: String,
     /// The version's `openAPIV3Schema`.
     pub schema: Option<Value>,
+    /// The schema's `pattern`s, compiled once when the CRD is established.
+    pub patterns: Patterns,
     /// `additionalPrinterColumns` (defaulted to Age when the CRD declares none).
     pub columns: Vec<PrinterColumn>,
     /// The `scale` subresource's paths, when declared.
     pub scale: Option<ScalePaths>,
+    /// The CRD is being deleted: its objects are still served (so their finalizers can
+    /// be cleared) but no new ones are created, and every write to them re-runs
+    /// [`reconcile`] so the deletion finishes once the last one is gone.
+    pub terminating: bool,
 }
 
 /// One `additionalPrinterColumns` entry.
@@ -77,6 +94,81 @@ pub struct ScalePaths {
     pub label_selector: Option<String>,
 }
 
+/// The compiled `pattern`s of a schema, by pattern text: validation looks them up instead
+/// of compiling a regex per field per write.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns(HashMap<String, regex::Regex>);
+
+impl Patterns {
+    /// Compiles every `pattern` in `schema`; the causes (at `path`, the schema's field
+    /// path in the CRD) of the ones that do not compile, as upstream refuses such a CRD.
+    pub fn compile(schema: &Value, path: &str) -> Result<Self, Vec<Cause>> {
+        fn walk(
+            s: &Value,
+            path: &str,
+            out: &mut HashMap<String, regex::Regex>,
+            causes: &mut Vec<Cause>,
+        ) {
+            let Some(obj) = s.as_object() else {
+                return;
+            };
+            if let Some(p) = obj.get("pattern").and_then(Value::as_str)
+                && !out.contains_key(p)
+            {
+                match regex::Regex::new(p) {
+                    Ok(re) => {
+                        out.insert(p.to_string(), re);
+                    }
+                    Err(e) => causes.push(cause(
+                        "FieldValueInvalid",
+                        format!("{path}.pattern"),
+                        format!(
+                            "Invalid value: {p:?}: must be a valid regular expression, but isn't: {}",
+                            e.to_string().lines().last().unwrap_or("")
+                        ),
+                    )),
+                }
+            }
+            for (k, sub) in obj
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                walk(sub, &format!("{path}.properties[{k}]"), out, causes);
+            }
+            for key in ["items", "additionalProperties", "not"] {
+                if let Some(sub) = obj.get(key) {
+                    walk(sub, &format!("{path}.{key}"), out, causes);
+                }
+            }
+            for key in ["allOf", "anyOf", "oneOf"] {
+                for (i, sub) in obj
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    walk(sub, &format!("{path}.{key}[{i}]"), out, causes);
+                }
+            }
+        }
+        let mut out = HashMap::new();
+        let mut causes = Vec::new();
+        walk(schema, path, &mut out, &mut causes);
+        if causes.is_empty() {
+            Ok(Self(out))
+        } else {
+            Err(causes)
+        }
+    }
+
+    fn get(&self, pattern: &str) -> Option<&regex::Regex> {
+        self.0.get(pattern)
+    }
+}
+
 /// One version of a parsed CRD.
 #[derive(Debug, Clone)]
 struct VersionDef {
@@ -84,6 +176,9 @@ struct VersionDef {
     served: bool,
     storage: bool,
     schema: Option<Value>,
+    patterns: Patterns,
+    /// `selectableFields` as field selector paths (`.spec.color` → `spec.color`).
+    selectable_fields: Vec<String>,
     status: bool,
     scale: Option<ScalePaths>,
     columns: Vec<PrinterColumn>,
@@ -250,12 +345,61 @@ fn parse(crd: &Value) -> Result<Definition, Vec<Cause>> {
                 "Required value: schemas are required",
             ));
         }
+        let patterns = match Patterns::compile(
+            &schema,
+            &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+        ) {
+            Ok(p) => p,
+            Err(c) => {
+                causes.extend(c);
+                Patterns::default()
+            }
+        };
+        let mut selectable_fields = Vec::new();
+        let selectable = v["selectableFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if selectable.len() > 8 {
+            causes.push(cause(
+                "FieldValueTooMany",
+                format!("spec.versions[{i}].selectableFields"),
+                format!("Too many: {}: must have at most 8 items", selectable.len()),
+            ));
+        }
+        for (j, f) in selectable.iter().enumerate() {
+            let path = f["jsonPath"].as_str().unwrap_or("");
+            let simple = path.strip_prefix('.').filter(|p| {
+                !p.is_empty()
+                    && p.split('.').all(|seg| {
+                        !seg.is_empty()
+                            && seg
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    })
+            });
+            match simple {
+                Some(p) if p.starts_with("metadata.") => causes.push(cause(
+                    "FieldValueInvalid",
+                    format!("spec.versions[{i}].selectableFields[{j}].jsonPath"),
+                    format!("Invalid value: {path:?}: must not select fields of metadata"),
+                )),
+                Some(p) => selectable_fields.push(p.to_string()),
+                None => causes.push(cause(
+                    "FieldValueInvalid",
+                    format!("spec.versions[{i}].selectableFields[{j}].jsonPath"),
+                    format!("Invalid value: {path:?}: must be a simple path to a field (e.g. .spec.color)"),
+                )),
+            }
+        }
         let subs = &v["subresources"];
         versions.push(VersionDef {
             name: vname,
             served: v["served"].as_bool().unwrap_or(false),
             storage: v["storage"].as_bool().unwrap_or(false),
             schema: schema.is_object().then_some(schema),
+            patterns,
+            selectable_fields,
             status: subs.get("status").is_some_and(Value::is_object),
             scale: parse_scale(&subs["scale"]),
             columns: parse_columns(&v["additionalPrinterColumns"]),
@@ -378,7 +522,7 @@ fn admit_object(
     }
     apply_defaults(obj, schema);
     let mut causes = Vec::new();
-    validate_value(obj, schema, "", &mut causes, true);
+    validate_value(obj, schema, &custom.patterns, "", &mut causes, true);
     if causes.is_empty() {
         return Ok(());
     }
@@ -505,7 +649,14 @@ fn type_ok(v: &Value, schema: &Value) -> bool {
 }
 
 /// Checks a (pruned) value against its schema, collecting field errors.
-fn validate_value(v: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>, root: bool) {
+fn validate_value(
+    v: &Value,
+    schema: &Value,
+    patterns: &Patterns,
+    path: &str,
+    causes: &mut Vec<Cause>,
+    root: bool,
+) {
     let field = if path.is_empty() { "<root>" } else { path };
     if !type_ok(v, schema) {
         let want = schema["type"].as_str().unwrap_or("");
@@ -596,9 +747,9 @@ fn validate_value(v: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
                 ));
             }
             if let Some(pattern) = schema["pattern"].as_str() {
-                // A pattern the regex engine cannot compile is not enforced (upstream
-                // rejects such a CRD; this server accepts it).
-                if let Ok(re) = regex::Regex::new(pattern)
+                // Every pattern was compiled when the CRD was admitted (one that does not
+                // compile refuses the CRD), so a miss cannot happen for a served version.
+                if let Some(re) = patterns.get(pattern)
                     && !re.is_match(s)
                 {
                     causes.push(cause(
@@ -633,7 +784,14 @@ fn validate_value(v: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
             }
             if let Some(item_schema) = schema.get("items").filter(|s| s.is_object()) {
                 for (i, item) in items.iter().enumerate() {
-                    validate_value(item, item_schema, &format!("{path}[{i}]"), causes, false);
+                    validate_value(
+                        item,
+                        item_schema,
+                        patterns,
+                        &format!("{path}[{i}]"),
+                        causes,
+                        false,
+                    );
                 }
             }
         }
@@ -652,7 +810,7 @@ fn validate_value(v: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
                     continue;
                 }
                 if let Some(sub) = props.and_then(|p| p.get(k)).or(additional) {
-                    validate_value(val, sub, &join(path, k), causes, false);
+                    validate_value(val, sub, patterns, &join(path, k), causes, false);
                 }
             }
         }
@@ -749,46 +907,126 @@ fn cell(c: &PrinterColumn, v: Option<&Value>) -> Value {
     }
 }
 
-/// Makes the resource registry match the stored CRDs (run after every CRD write):
-/// registers served versions, sets the CRD's conditions, and finishes deletions.
+/// Makes the resource registry match the stored CRDs (run after every CRD write, and
+/// after every write to an object of a CRD being deleted): registers served versions,
+/// sets the CRD's conditions, and finishes deletions.
 pub fn reconcile(store: &Store) {
     let (crds, _) = store.list(ids::CRDS, None, |_| true);
-    let live: HashSet<&str> = crds
+    for crd in crds
         .iter()
-        .filter(|c| !c["metadata"]["deletionTimestamp"].is_string())
+        .filter(|c| c["metadata"]["deletionTimestamp"].is_string())
+    {
+        let name = crd["metadata"]["name"].as_str().unwrap_or("");
+        finish_deletion(store, name, crd);
+    }
+    // Finished deletions removed their CRDs; the rest (terminating ones included) serve.
+    let (crds, _) = store.list(ids::CRDS, None, |_| true);
+    let stored: HashSet<&str> = crds
+        .iter()
         .filter_map(|c| c["metadata"]["name"].as_str())
         .collect();
     for id in RESOURCES.custom_ids() {
         if RESOURCES
             .custom(id)
-            .is_some_and(|c| !live.contains(c.crd_name.as_str()))
+            .is_some_and(|c| !stored.contains(c.crd_name.as_str()))
         {
             RESOURCES.unregister(id);
         }
     }
     for crd in &crds {
         let name = crd["metadata"]["name"].as_str().unwrap_or("");
-        if crd["metadata"]["deletionTimestamp"].is_string() {
-            finish_deletion(store, name, crd);
-        } else {
-            establish(store, name, crd);
-        }
+        establish(store, name, crd);
     }
 }
 
-/// Removes a deleted CRD's custom objects, then its cleanup finalizer.
+/// Whether `res` is a served custom resource version other than the storage one (its
+/// objects are converted on the way out and in).
+pub fn is_converted_version(res: ResourceId) -> bool {
+    RESOURCES.custom(res).is_some_and(|c| c.storage != res)
+}
+
+/// A stored custom object as version `res` serves it, or `None` when `res` is not a
+/// converted version ([`is_converted_version`]). Conversion is upstream's strategy
+/// `None`: only `apiVersion` changes.
+pub fn to_served_version(res: ResourceId, stored: &Value) -> Option<Value> {
+    if !is_converted_version(res) {
+        return None;
+    }
+    let mut obj = stored.clone();
+    obj["apiVersion"] = json!(RESOURCES[res].api_version());
+    Some(obj)
+}
+
+/// A custom object written through version `res` in its storage form (strategy `None`:
+/// `apiVersion` becomes the storage version's); other objects as they are.
+pub fn to_storage_version(res: ResourceId, mut obj: Value) -> Value {
+    if let Some(c) = RESOURCES.custom(res)
+        && c.storage != res
+        && obj.is_object()
+    {
+        obj["apiVersion"] = json!(c.storage_api_version);
+    }
+    obj
+}
+
+/// The 405 upstream answers a create of an object of a CRD being deleted with; `Ok` for
+/// every other resource.
+pub fn check_create(res: ResourceId) -> Result<(), ApiError> {
+    match RESOURCES.custom(res) {
+        Some(c) if c.terminating => Err(ApiError::method_not_allowed(
+            "create not allowed while custom resource definition is terminating",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a write to `res` must be followed by [`reconcile`]: writes to CRDs, and to
+/// objects of a CRD being deleted (clearing the last finalizer finishes the deletion).
+pub fn write_needs_reconcile(res: ResourceId) -> bool {
+    res == ids::CRDS || RESOURCES.custom(res).is_some_and(|c| c.terminating)
+}
+
+/// Deletes a deleted CRD's custom objects as upstream's finalizer controller does: objects
+/// without finalizers are removed, the others get a `deletionTimestamp` and stay until
+/// their finalizers are cleared. Once none is left the cleanup finalizer is dropped and
+/// the CRD goes.
 fn finish_deletion(store: &Store, name: &str, crd: &Value) {
+    let mut remaining = 0;
     if let Ok(def) = parse(crd) {
         for v in def.versions.iter().filter(|v| v.storage) {
-            if let Ok(id) = RESOURCES.slot_for(&def.group, &v.name, &def.plural) {
-                let (objects, _) = store.list_objects(id, None, |_| true);
-                let namespaces: BTreeSet<String> =
-                    objects.iter().map(|o| o.namespace().to_string()).collect();
-                for ns in namespaces {
-                    store.remove_where(id, &ns, |_| true);
-                }
+            let Ok(id) = RESOURCES.slot_for(&def.group, &v.name, &def.plural) else {
+                continue;
+            };
+            let (objects, _) = store.list_objects(id, None, |_| true);
+            let namespaces: BTreeSet<String> =
+                objects.iter().map(|o| o.namespace().to_string()).collect();
+            for ns in &namespaces {
+                store.remove_where(id, ns, |o| {
+                    o["metadata"]["finalizers"]
+                        .as_array()
+                        .is_none_or(|f| f.is_empty())
+                });
+            }
+            let (held, _) = store.list(id, None, |_| true);
+            remaining += held.len();
+            let now = now_rfc3339();
+            for o in held
+                .iter()
+                .filter(|o| !o["metadata"]["deletionTimestamp"].is_string())
+            {
+                let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
+                let oname = o["metadata"]["name"].as_str().unwrap_or("");
+                let _ = store.mutate(id, ns, oname, false, |cur, _| {
+                    let mut n = (**cur).clone();
+                    n["metadata"]["deletionTimestamp"] = json!(now);
+                    n["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    Ok(Change::Put(n))
+                });
             }
         }
+    }
+    if remaining > 0 {
+        return;
     }
     let _ = store.mutate(ids::CRDS, "", name, false, |cur, _| {
         let mut n = (**cur).clone();
@@ -816,6 +1054,13 @@ fn establish(store: &Store, name: &str, crd: &Value) {
         Ok(d) => d,
         Err(_) => return,
     };
+    let terminating = crd["metadata"]["deletionTimestamp"].is_string();
+    let storage_version = def
+        .versions
+        .iter()
+        .find(|v| v.storage)
+        .map(|v| v.name.clone())
+        .unwrap_or_default();
     // Upstream refuses names another resource of the group already uses.
     let conflict = RESOURCES.served().find(|(id, r)| {
         r.group == def.group
@@ -860,6 +1105,7 @@ fn establish(store: &Store, name: &str, crd: &Value) {
                 categories: def.categories.clone(),
                 subresources,
                 storage: v.storage,
+                selectable_fields: v.selectable_fields.clone(),
             };
             let columns = if v.columns.is_empty() {
                 vec![PrinterColumn {
@@ -876,9 +1122,12 @@ fn establish(store: &Store, name: &str, crd: &Value) {
             let custom = Arc::new(CustomVersion {
                 crd_name: def.name.clone(),
                 storage,
+                storage_api_version: format!("{}/{storage_version}", def.group),
                 schema: v.schema.clone(),
+                patterns: v.patterns.clone(),
                 columns,
                 scale: v.scale.clone(),
+                terminating,
             });
             if let Err(e) = RESOURCES.register(id, &info, custom) {
                 error = Some(e.to_string());
@@ -894,12 +1143,6 @@ fn establish(store: &Store, name: &str, crd: &Value) {
             RESOURCES.unregister(id);
         }
     }
-    let storage_version = def
-        .versions
-        .iter()
-        .find(|v| v.storage)
-        .map(|v| v.name.clone())
-        .unwrap_or_default();
     let _ = store.mutate(ids::CRDS, "", name, false, |cur, _| {
         let mut n = (**cur).clone();
         let names_cond = match conflict {
@@ -947,12 +1190,22 @@ fn establish(store: &Store, name: &str, crd: &Value) {
         if accepted && !stored.iter().any(|s| s == storage_version.as_str()) {
             stored.push(json!(storage_version));
         }
+        let mut conditions = vec![names_cond, established];
+        if terminating {
+            conditions.push(condition(
+                cur,
+                "Terminating",
+                true,
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            ));
+        }
         n["status"] = json!({
-            "conditions": [names_cond, established],
+            "conditions": conditions,
             "acceptedNames": accepted_names,
             "storedVersions": stored,
         });
-        if accepted {
+        if accepted && !terminating {
             let finalizers = n["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
             if !finalizers.iter().any(|f| f == CLEANUP_FINALIZER) {
                 let mut f = finalizers;
@@ -989,6 +1242,10 @@ mod tests {
         })
     }
 
+    fn patterns() -> Patterns {
+        Patterns::compile(&schema(), "").expect("the test schema's patterns compile")
+    }
+
     #[test]
     fn pruning_drops_undeclared_fields_and_keeps_preserved_ones() {
         let mut obj = json!({
@@ -1016,7 +1273,7 @@ mod tests {
             "status": { "ready": "yes" },
         });
         let mut causes = Vec::new();
-        validate_value(&obj, &schema(), "", &mut causes, true);
+        validate_value(&obj, &schema(), &patterns(), "", &mut causes, true);
         let msgs: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
@@ -1049,6 +1306,7 @@ mod tests {
         validate_value(
             &json!({ "spec": { "size": 11 } }),
             &schema(),
+            &patterns(),
             "",
             &mut causes,
             true,
@@ -1059,7 +1317,14 @@ mod tests {
             "Invalid value: 11: spec.size in body should be less than or equal to 10"
         );
         let mut causes = Vec::new();
-        validate_value(&json!({ "spec": {} }), &schema(), "", &mut causes, true);
+        validate_value(
+            &json!({ "spec": {} }),
+            &schema(),
+            &patterns(),
+            "",
+            &mut causes,
+            true,
+        );
         assert_eq!(
             (causes[0].field.as_str(), causes[0].message.as_str()),
             ("spec.size", "Required value")
@@ -1096,6 +1361,34 @@ mod tests {
     }
 
     #[test]
+    fn patterns_compile_once_and_a_bad_one_refuses_the_crd() {
+        let p = patterns();
+        assert!(p.get("^[a-z]+$").is_some_and(|re| re.is_match("abc")));
+        let nested = json!({ "type": "object", "properties": { "a": { "type": "array",
+            "items": { "type": "string", "pattern": "[unclosed" } } } });
+        let causes = Patterns::compile(&nested, "spec.versions[0].schema.openAPIV3Schema")
+            .expect_err("an unclosed class does not compile");
+        assert_eq!(
+            causes[0].field,
+            "spec.versions[0].schema.openAPIV3Schema.properties[a].items.pattern"
+        );
+        assert!(
+            causes[0]
+                .message
+                .starts_with("Invalid value: \"[unclosed\": must be a valid regular expression"),
+            "{}",
+            causes[0].message
+        );
+        let mut crd = json!({
+            "metadata": { "name": "widgets.example.com" },
+            "spec": { "group": "example.com", "names": { "plural": "widgets", "kind": "Widget" }, "scope": "Namespaced",
+                      "versions": [{ "name": "v1", "served": true, "storage": true, "schema": { "openAPIV3Schema": nested } }] },
+        });
+        let e = admit_definition(&mut crd).expect_err("refused");
+        assert_eq!(e.code, 422);
+    }
+
+    #[test]
     fn printer_columns_follow_json_paths() {
         let obj = json!({
             "metadata": { "name": "w", "creationTimestamp": "2020-01-01T00:00:00Z" },
@@ -1113,7 +1406,9 @@ mod tests {
         let custom = CustomVersion {
             crd_name: "widgets.example.com".into(),
             storage: 0,
+            storage_api_version: "example.com/v1".into(),
             schema: None,
+            patterns: Patterns::default(),
             columns: vec![
                 col("integer", ".spec.size"),
                 col("string", ".status.conditions[?(@.type==\"Ready\")].status"),
@@ -1122,6 +1417,7 @@ mod tests {
                 col("date", ".metadata.creationTimestamp"),
             ],
             scale: None,
+            terminating: false,
         };
         let (columns, row) = table_layout(&custom);
         assert_eq!(columns.len(), 6);

@@ -17,7 +17,7 @@
 //! * [`store`]: all objects as JSON, one global resourceVersion, a bounded window of
 //!   changes (older watch resumptions get 410 Gone), broadcast fan-out to watchers.
 //! * [`resources`]: the served resources and discovery (`/api`, `/apis`, `/version`,
-//!   minimal `/openapi/v3` so kubectl leaves field validation to the server). Kinds
+//!   `/openapi/v2` without schemas so kubectl leaves field validation to the server). Kinds
 //!   without special semantics (Deployments, RBAC, …) are stored as they come.
 //! * `api` (private): the REST verbs with upstream semantics: list/watch with label and field
 //!   selectors, bookmarks and timeouts; create/update/patch (JSON, merge, strategic,
@@ -30,11 +30,10 @@
 //!   taints/tolerations, `FailedScheduling` events) and the namespace lifecycle.
 //!
 //! Not implemented: protobuf request bodies beyond the kinds [`protobuf`] lists (answered
-//! with 415; `kubectl run` and `create ingress|cronjob` send them), schemas in `/openapi/v2` and `/openapi/v3` (both are served without
-//! definitions, so validation happens on the server and `kubectl explain` does not work), field ownership for server-side apply (applied configurations are
-//! merged, omitted fields stay), aggregated discovery (clients fall back to the legacy
-//! documents). Custom resources are served from CRDs ([`crd`]), without conversion
-//! between versions.
+//! with 415; `kubectl run` and `create ingress|cronjob` send them), schemas in `/openapi/v2`
+//! (served without definitions, so validation happens on the server; `/openapi/v3` has
+//! them, see [`openapi`]), aggregated discovery (clients fall back to the legacy
+//! documents). Custom resources are served from CRDs ([`crd`]).
 
 mod api;
 mod controllers;
@@ -44,6 +43,7 @@ mod server;
 pub mod admission;
 pub mod auth;
 pub mod crd;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;

@@ -40,6 +40,9 @@ pub struct ResourceInfo {
     pub view_of: Option<&'static str>,
     /// Discovery categories besides `all` (custom resources declare their own).
     pub categories: &'static [&'static str],
+    /// Field paths field selectors may name besides those [`crate::selectors`] knows for
+    /// built-in kinds (a CRD version's `selectableFields`, `spec.color`).
+    pub selectable_fields: &'static [&'static str],
 }
 
 impl ResourceInfo {
@@ -61,7 +64,7 @@ impl ResourceInfo {
 macro_rules! res {
     ($g:literal, $v:literal, $p:literal, $s:literal, $k:literal, $ns:literal, [$($short:literal),*], $all:literal, [$($sub:literal),*]) => {
         ResourceInfo { group: $g, version: $v, plural: $p, singular: $s, kind: $k, namespaced: $ns,
-            short_names: &[$($short),*], in_all: $all, subresources: &[$($sub),*], view_of: None, categories: &[] }
+            short_names: &[$($short),*], in_all: $all, subresources: &[$($sub),*], view_of: None, categories: &[], selectable_fields: &[] }
     };
 }
 
@@ -322,6 +325,7 @@ static BUILTIN: &[ResourceInfo] = &[
         subresources: &[],
         view_of: Some("events"),
         categories: &[],
+        selectable_fields: &[],
     },
     res!(
         "rbac.authorization.k8s.io",
@@ -640,6 +644,7 @@ static UNUSED: ResourceInfo = ResourceInfo {
     subresources: &[],
     view_of: None,
     categories: &[],
+    selectable_fields: &[],
 };
 
 /// One custom resource slot.
@@ -835,6 +840,8 @@ pub struct CustomInfo {
     /// Whether this version is where the objects are stored (other served versions are
     /// views of it).
     pub storage: bool,
+    /// `selectableFields` as field selector paths (`spec.color`).
+    pub selectable_fields: Vec<String>,
 }
 
 impl CustomInfo {
@@ -856,6 +863,7 @@ impl CustomInfo {
             && r.categories == cats.as_slice()
             && r.subresources == self.subresources.as_slice()
             && r.view_of.is_none() == self.storage
+            && r.selectable_fields.iter().eq(self.selectable_fields.iter())
     }
 
     fn leak(&self) -> &'static ResourceInfo {
@@ -878,6 +886,7 @@ impl CustomInfo {
             subresources: Box::leak(self.subresources.clone().into_boxed_slice()),
             view_of: (!self.storage).then_some(plural),
             categories: leak_strs(&cats),
+            selectable_fields: leak_strs(&self.selectable_fields),
         }))
     }
 }
@@ -913,14 +922,48 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
+/// Every served group (core excluded) with its versions, the preferred one first.
+fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
     for (_, r) in RESOURCES.served().filter(|(_, r)| !r.group.is_empty()) {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
         }
     }
+    for (_, versions) in &mut out {
+        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)).then(a.cmp(b)));
+    }
     out
+}
+
+/// Upstream's version priority (what makes a version preferred): GA over beta over
+/// alpha, then the higher major and minor numbers; versions not of the `v1beta2` form
+/// come last.
+fn version_priority(v: &str) -> (u8, u64, u64) {
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return (0, 0, 0);
+    };
+    let (level, minor) = match &rest[digits..] {
+        "" => (3, ""),
+        t => match (t.strip_prefix("beta"), t.strip_prefix("alpha")) {
+            (Some(n), _) => (2, n),
+            (_, Some(n)) => (1, n),
+            _ => return (0, 0, 0),
+        },
+    };
+    match minor.parse::<u64>() {
+        Ok(n) => (level, major, n),
+        Err(_) if minor.is_empty() => (level, major, 0),
+        Err(_) => (0, 0, 0),
+    }
 }
 
 /// The `/apis` document (legacy, non-aggregated discovery; clients fall back to it).
@@ -929,9 +972,13 @@ pub fn api_group_list() -> Value {
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
-fn api_group(group: &str, version: &str) -> Value {
-    let gv = json!({ "groupVersion": format!("{group}/{version}"), "version": version });
-    json!({ "name": group, "versions": [gv.clone()], "preferredVersion": gv })
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
+        .collect();
+    let preferred = gvs.first().cloned().unwrap_or(Value::Null);
+    json!({ "name": group, "versions": gvs, "preferredVersion": preferred })
 }
 
 /// The `/apis/{group}` document, if the group exists.
@@ -940,7 +987,7 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
         .into_iter()
         .find(|(g, _)| *g == group)
         .map(|(g, v)| {
-            let mut d = api_group(g, v);
+            let mut d = api_group(g, &v);
             d["kind"] = json!("APIGroup");
             d["apiVersion"] = json!("v1");
             d
@@ -1027,8 +1074,8 @@ pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec
 /// kubectl fetches it (as protobuf, [`openapi_v2_protobuf`]) to validate `kind: List`
 /// manifests client-side, and skips validation of any kind the document does not define,
 /// leaving unknown-field checks to the server (`fieldValidation`, advertised in
-/// `/openapi/v3`). Shipping upstream's full schemas would cost megabytes in the binary and
-/// is only needed for `kubectl explain`, which this server does not support.
+/// `/openapi/v3`). `kubectl explain` and client-side `apply` read the schemas of
+/// `/openapi/v3` ([`crate::openapi`]) instead.
 pub fn openapi_v2_json() -> Value {
     json!({
         "swagger": "2.0",
@@ -1062,85 +1109,6 @@ pub fn openapi_v2_protobuf() -> Vec<u8> {
     push_len(&mut doc, info.len());
     doc.extend_from_slice(&info);
     doc
-}
-
-/// `/openapi/v3`: the index of per-group-version documents.
-pub fn openapi_v3_index() -> Value {
-    let mut paths = serde_json::Map::new();
-    paths.insert(
-        "api/v1".into(),
-        json!({ "serverRelativeURL": "/openapi/v3/api/v1?hash=vnode" }),
-    );
-    for (g, v) in groups() {
-        paths.insert(
-            format!("apis/{g}/{v}"),
-            json!({ "serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=vnode") }),
-        );
-    }
-    json!({ "paths": paths })
-}
-
-/// A minimal OpenAPI v3 document for one group/version.
-///
-/// kubectl reads it for two things only: whether PATCH accepts `fieldValidation` (then it
-/// leaves unknown-field checks to the server) and whether PATCH accepts strategic merge
-/// (otherwise it computes the patch from its compiled-in types). Schemas are not needed
-/// for either, so none are served.
-pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    for (id, r) in RESOURCES
-        .served()
-        .filter(|(_, r)| r.group == group && r.version == version)
-    {
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let item = if r.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
-        } else {
-            format!("{prefix}/{}/{{name}}", r.plural)
-        };
-        let gvk = json!({ "group": r.group, "version": r.version, "kind": r.kind });
-        let params = json!([
-            { "name": "dryRun", "in": "query", "schema": { "type": "string" } },
-            { "name": "fieldManager", "in": "query", "schema": { "type": "string" } },
-            { "name": "fieldValidation", "in": "query", "schema": { "type": "string" } },
-        ]);
-        let mut content = json!({
-            "application/json-patch+json": { "schema": { "type": "object" } },
-            "application/merge-patch+json": { "schema": { "type": "object" } },
-            "application/apply-patch+yaml": { "schema": { "type": "object" } },
-        });
-        // Custom resources have no patch strategies: kubectl then sends merge patches.
-        if !RESOURCES.is_custom(id) {
-            content["application/strategic-merge-patch+json"] =
-                json!({ "schema": { "type": "object" } });
-        }
-        paths.insert(
-            item,
-            json!({
-                "get": { "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk },
-                "put": { "x-kubernetes-action": "put", "x-kubernetes-group-version-kind": gvk, "parameters": params },
-                "patch": {
-                    "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": params,
-                    "requestBody": { "content": content },
-                },
-            }),
-        );
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": { "title": "Kubernetes", "version": "v1.33.0" },
-        "paths": paths,
-        "components": { "schemas": {} },
-    }))
 }
 
 #[cfg(test)]
@@ -1183,5 +1151,22 @@ mod tests {
                 .is_some_and(|g| g.iter().any(|g| g["name"] == "apps"))
         );
         assert!(api_resource_list("nope", "v1").is_none());
+    }
+
+    #[test]
+    fn preferred_versions_follow_upstream_priority() {
+        let mut vs = vec![
+            "v1alpha1", "v1", "v2beta1", "v2", "v1beta2", "foo", "v1beta1",
+        ];
+        vs.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)).then(a.cmp(b)));
+        assert_eq!(
+            vs,
+            [
+                "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"
+            ]
+        );
+        let g = api_group("example.com", &["v2", "v1"]);
+        assert_eq!(g["preferredVersion"]["version"], "v2");
+        assert_eq!(g["versions"].as_array().map(Vec::len), Some(2));
     }
 }

@@ -162,7 +162,7 @@ pub(crate) fn supported_fields(res: ResourceId) -> &'static [&'static str] {
         ids::NODES => &["spec.unschedulable"],
         ids::NAMESPACES => &["status.phase"],
         ids::SECRETS => &["type"],
-        _ => &[],
+        _ => RESOURCES[res].selectable_fields,
     }
 }
 
