@@ -282,22 +282,10 @@ pub struct PluginsConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// One plugin: a component file (hot-reloaded when it changes) and its configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PluginSpec {
-    /// Path of the `.wasm` component.
-    pub path: PathBuf,
-    /// Plugin-specific configuration, handed to the plugin's `init` and every decision: a
-    /// string is passed verbatim (the shipped plugins read `key = value` lines), any other
-    /// value as JSON.
-    #[serde(default)]
-    pub config: serde_json::Value,
-    /// A file holding the configuration string instead of `config`; editing it hot-reloads
-    /// the plugin with the new configuration (validated by `init` first).
-    #[serde(default)]
-    pub config_file: Option<PathBuf>,
-}
+/// One plugin: a component file (hot-reloaded when it changes), its configuration and its
+/// own limits (`callTimeoutMs`, `memoryLimitMib`). The same type and rules as
+/// `vnode plugin check|simulate`.
+pub use vnode_plugin_host::PluginSpec;
 
 /// Loop periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,22 +381,38 @@ struct FileNode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FilePlugins {
-    placement: Option<FilePlacement>,
+    /// A [`PluginSpec`] plus `shadow` (another spec); see [`placement_from_file`].
+    placement: Option<serde_yaml::Mapping>,
     translator: Option<PluginSpec>,
     cache_dir: Option<PathBuf>,
 }
 
-/// `plugins.placement`: a plugin spec whose `path` may be left out when only a `shadow` is
-/// given (the built-in placement stays active).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FilePlacement {
-    path: Option<PathBuf>,
-    #[serde(default)]
-    config: serde_json::Value,
-    #[serde(default)]
-    config_file: Option<PathBuf>,
-    shadow: Option<PluginSpec>,
+/// `plugins.placement`: a [`PluginSpec`] with an optional `shadow` spec inside it, whose own
+/// fields may all be left out when only a `shadow` is given (the built-in placement stays
+/// active). Returns (active, shadow).
+fn placement_from_file(
+    mut map: serde_yaml::Mapping,
+    f: &dyn Fn(&str) -> String,
+) -> Result<(Option<PluginSpec>, Option<PluginSpec>), ConfigError> {
+    let spec = |value: serde_yaml::Value, key: &str| {
+        serde_yaml::from_value::<PluginSpec>(value)
+            .map_err(|e| ConfigError::invalid(f(key), e.to_string()))
+    };
+    let shadow = map
+        .remove("shadow")
+        .map(|v| spec(v, "plugins.placement.shadow"))
+        .transpose()?;
+    let active = if map.is_empty() {
+        None
+    } else if !map.contains_key("path") {
+        return Err(ConfigError::missing(
+            f("plugins.placement.path"),
+            "a placement config, configFile or limit needs the plugin's path",
+        ));
+    } else {
+        Some(spec(serde_yaml::Value::Mapping(map), "plugins.placement")?)
+    };
+    Ok((active, shadow))
 }
 
 /// The config file as re-read while the daemon runs (hot reload of the `plugins` section).
@@ -466,32 +470,16 @@ impl FileSnapshot {
     }
 }
 
-/// The `plugins` section, validated: plugin and configuration files must be readable, and a
-/// spec gives its configuration inline or as a file, not both. `f` prefixes a key with the
-/// config file's label.
+/// The `plugins` section, validated by [`PluginSpec::check`]: plugin and configuration files
+/// must be readable, a spec gives its configuration inline or as a file (not both), and its
+/// limits are in range. `f` prefixes a key with the config file's label.
 fn plugins_from_file(
     file: FilePlugins,
     f: &dyn Fn(&str) -> String,
 ) -> Result<PluginsConfig, ConfigError> {
     let (placement, placement_shadow) = match file.placement {
         None => (None, None),
-        Some(p) => {
-            let active = match p.path {
-                Some(path) => Some(PluginSpec {
-                    path,
-                    config: p.config,
-                    config_file: p.config_file,
-                }),
-                None if !p.config.is_null() || p.config_file.is_some() => {
-                    return Err(ConfigError::missing(
-                        f("plugins.placement.path"),
-                        "a placement config or configFile needs the plugin's path",
-                    ));
-                }
-                None => None,
-            };
-            (active, p.shadow)
-        }
+        Some(map) => placement_from_file(map, f)?,
     };
     let plugins = PluginsConfig {
         placement,
@@ -505,26 +493,10 @@ fn plugins_from_file(
         ("plugins.placement.shadow", &plugins.placement_shadow),
     ];
     for (key, spec) in specs {
-        let Some(spec) = spec else { continue };
-        if !spec.path.is_file() {
+        if let Some(Err(e)) = spec.as_ref().map(PluginSpec::check) {
             return Err(ConfigError::invalid(
-                f(&format!("{key}.path")),
-                format!("{} is not a readable file", spec.path.display()),
-            ));
-        }
-        let Some(file) = &spec.config_file else {
-            continue;
-        };
-        if !spec.config.is_null() {
-            return Err(ConfigError::invalid(
-                f(&format!("{key}.configFile")),
-                "give the configuration either inline (config) or as a file (configFile), not both",
-            ));
-        }
-        if !file.is_file() {
-            return Err(ConfigError::invalid(
-                f(&format!("{key}.configFile")),
-                format!("{} is not a readable file", file.display()),
+                f(&format!("{key}.{}", e.field)),
+                e.message,
             ));
         }
     }
@@ -1624,6 +1596,61 @@ mod tests {
             (
                 "plugins: {placement: {config: \"a = 1\"}}".to_string(),
                 "plugins.placement.path",
+            ),
+        ] {
+            let e = build_yaml(&seed(), &yaml).expect_err(&yaml).to_string();
+            assert!(e.contains(key), "{yaml}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn plugin_limits_are_per_spec_and_bad_ones_name_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = dir.path().join("p.wasm");
+        std::fs::write(&wasm, b"\0asm").expect("write");
+        let w = wasm.display();
+        let c = build_yaml(
+            &seed(),
+            &format!(
+                "plugins:\n  placement:\n    path: {w}\n    callTimeoutMs: 120\n    memoryLimitMib: 16\n    shadow: {{path: {w}, callTimeoutMs: 900}}\n  translator: {{path: {w}}}\n"
+            ),
+        )
+        .expect("valid");
+        let placement = c.plugins.placement.expect("placement");
+        assert_eq!(
+            (placement.call_timeout_ms, placement.memory_limit_mib),
+            (Some(120), Some(16))
+        );
+        let shadow = c.plugins.placement_shadow.expect("shadow");
+        assert_eq!(
+            (shadow.call_timeout_ms, shadow.memory_limit_mib),
+            (Some(900), None)
+        );
+        let translator = c.plugins.translator.expect("translator");
+        assert_eq!(translator.call_timeout_ms, None);
+
+        // Limits alone need the plugin's path too.
+        let e = build_yaml(&seed(), "plugins: {placement: {callTimeoutMs: 100}}")
+            .expect_err("no path")
+            .to_string();
+        assert!(e.contains("plugins.placement.path"), "{e}");
+        for (yaml, key) in [
+            (
+                format!("plugins: {{placement: {{path: {w}, callTimeoutMs: 0}}}}"),
+                "plugins.placement.callTimeoutMs",
+            ),
+            (
+                format!("plugins: {{translator: {{path: {w}, memoryLimitMib: 5000}}}}"),
+                "plugins.translator.memoryLimitMib",
+            ),
+            (
+                format!("plugins: {{placement: {{shadow: {{path: {w}, callTimeoutMs: 60001}}}}}}"),
+                "plugins.placement.shadow.callTimeoutMs",
+            ),
+            (
+                format!("plugins: {{placement: {{path: {w}, callTimeoutMs: soon}}}}"),
+                "callTimeoutMs",
             ),
         ] {
             let e = build_yaml(&seed(), &yaml).expect_err(&yaml).to_string();

@@ -19,8 +19,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vnode_plugin_host::{
-    LoadedPlugin, PluginEngine, PluginError, PluginKind, PluginLoader, PluginSlot, PluginSource,
-    PluginWatcher, RefusedReload, RuntimeConfig, WatchOptions, WatchTarget, builtin, sha256_hex,
+    CALL_TIMEOUT_MS_RANGE, LoadedPlugin, PluginEngine, PluginError, PluginKind, PluginLoader,
+    PluginSlot, PluginSource, PluginWatcher, RefusedReload, RuntimeConfig, SpecLoadError,
+    WatchOptions, WatchTarget, builtin,
 };
 
 use crate::config::{FileSnapshot, PluginSpec, PluginsConfig};
@@ -99,36 +100,23 @@ impl ApplyReport {
     }
 }
 
-/// The configuration string of a spec: a YAML/JSON string verbatim, null as empty, any other
-/// value as JSON. `config_file` (read by the caller) takes its place when given.
-pub fn config_string(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// A spec that could not be loaded: the file, the hash of its bytes when they were read,
 /// and why.
-struct LoadFailure {
-    file: PathBuf,
-    sha256: Option<String>,
-    error: PluginError,
-}
+struct LoadFailure(SpecLoadError);
 
 impl LoadFailure {
     fn refusal(self) -> RefusedReload {
         RefusedReload {
             at: SystemTime::now(),
-            file: self.file,
-            sha256: self.sha256,
-            reason: self.error.to_string(),
+            file: self.0.file,
+            sha256: self.0.sha256,
+            reason: self.0.error.to_string(),
         }
     }
 }
 
-/// Loads one spec (the built-in `builtin` when `spec` is `None`) through the full validation.
+/// Loads one spec (the built-in `builtin` when `spec` is `None`) through the full validation,
+/// with the spec's own limits ([`PluginLoader::load_spec`], the same as `vnode plugin check`).
 async fn load_spec(
     loader: &PluginLoader,
     kind: PluginKind,
@@ -143,37 +131,18 @@ async fn load_spec(
         return loader
             .load(source, Some(kind), String::new())
             .await
-            .map_err(|error| LoadFailure {
-                file: PathBuf::from(format!("built-in {kind} plugin")),
-                sha256: None,
-                error,
+            .map_err(|error| {
+                LoadFailure(SpecLoadError {
+                    file: PathBuf::from(format!("built-in {kind} plugin")),
+                    sha256: None,
+                    error,
+                })
             });
     };
-    let source = PluginLoader::read(&spec.path).map_err(|error| LoadFailure {
-        file: spec.path.clone(),
-        sha256: None,
-        error,
-    })?;
-    let sha256 = Some(sha256_hex(&source.bytes));
-    let config = match &spec.config_file {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| LoadFailure {
-            file: file.clone(),
-            sha256: None,
-            error: PluginError::Io {
-                path: file.clone(),
-                message: e.to_string(),
-            },
-        })?,
-        None => config_string(&spec.config),
-    };
     loader
-        .load(source, Some(kind), config)
+        .load_spec(spec, Some(kind))
         .await
-        .map_err(|error| LoadFailure {
-            file: spec.path.clone(),
-            sha256,
-            error,
-        })
+        .map_err(LoadFailure)
 }
 
 /// A hot-reload watcher for `spec`'s files, when it has any. Hot reload needs the watcher to
@@ -199,15 +168,17 @@ fn watch_spec(
     PluginWatcher::start(loader.clone(), target, WatchOptions::default()).map(Some)
 }
 
+/// Same bytes, same configuration and same limits: swapping would change nothing.
 fn same_version(a: &LoadedPlugin, b: &LoadedPlugin) -> bool {
     a.identity().sha256 == b.identity().sha256
         && a.identity().config_sha256 == b.identity().config_sha256
+        && a.limits() == b.limits()
 }
 
-/// Environment variable with the plugin call deadline in milliseconds (engine-wide; the same
-/// variable `vnode plugin check|simulate` read). The deadline is wall-clock time, so a slow
-/// plugin (e.g. a Python one, 2–10 ms of CPU per call) on a CPU-starved node may need more
-/// than the default 50 ms.
+/// Environment variable with the default plugin call deadline in milliseconds (for plugins
+/// whose spec sets no `callTimeoutMs`; the same variable `vnode plugin check|simulate` read).
+/// The deadline is wall-clock time, so a slow plugin (e.g. a Python one, 2–10 ms of CPU per
+/// call) on a CPU-starved node may need more than the default 50 ms.
 pub const CALL_TIMEOUT_ENV: &str = "VNODE_PLUGIN_CALL_TIMEOUT_MS";
 
 /// The engine's limits: the defaults, with the call deadline from [`CALL_TIMEOUT_ENV`] when
@@ -216,7 +187,9 @@ fn runtime_config() -> RuntimeConfig {
     let mut config = RuntimeConfig::default();
     if let Ok(value) = std::env::var(CALL_TIMEOUT_ENV) {
         match value.trim().parse::<u64>() {
-            Ok(ms @ 1..=60_000) => config.call_timeout = std::time::Duration::from_millis(ms),
+            Ok(ms) if CALL_TIMEOUT_MS_RANGE.contains(&ms) => {
+                config.call_timeout = std::time::Duration::from_millis(ms);
+            }
             _ => tracing::warn!(
                 variable = CALL_TIMEOUT_ENV,
                 value = %value,
@@ -247,7 +220,7 @@ impl Plugins {
             };
             let plugin = load_spec(&loader, kind, spec, builtin)
                 .await
-                .map_err(|f| fail(f.error))?;
+                .map_err(|f| fail(f.0.error))?;
             match spec {
                 Some(spec) => {
                     tracing::info!(setting, plugin = %plugin.identity(), file = %spec.path.display(), "serving the configured plugin");
@@ -700,9 +673,8 @@ mod tests {
         std::fs::write(&conf, "").expect("write");
         let config = PluginsConfig {
             placement: Some(PluginSpec {
-                path: wasm.clone(),
-                config: serde_json::Value::Null,
                 config_file: Some(conf),
+                ..PluginSpec::new(&wasm)
             }),
             ..PluginsConfig::default()
         };
@@ -729,11 +701,7 @@ mod tests {
         let wasm = dir.path().join("t.wasm");
         std::fs::write(&wasm, b"not wasm").expect("write");
         let config = PluginsConfig {
-            translator: Some(PluginSpec {
-                path: wasm,
-                config: serde_json::Value::Null,
-                config_file: None,
-            }),
+            translator: Some(PluginSpec::new(wasm)),
             ..PluginsConfig::default()
         };
         let e = Plugins::start(&config)
@@ -781,9 +749,8 @@ mod tests {
 
     fn spec(path: &std::path::Path, config: serde_json::Value) -> PluginSpec {
         PluginSpec {
-            path: path.to_path_buf(),
             config,
-            config_file: None,
+            ..PluginSpec::new(path)
         }
     }
 
@@ -852,6 +819,42 @@ mod tests {
         assert_eq!(status.active.name, "cost-aware");
         assert_eq!(status.generation, 1);
         assert!(!plugins.shadow.is_enabled());
+
+        // Only the limits change: a new version with them serves; out-of-range limits are
+        // refused and the previous version (with its limits) keeps serving.
+        let engine_default = plugins.placement.current().limits();
+        let limited = PluginsConfig {
+            placement: Some(PluginSpec {
+                call_timeout_ms: Some(250),
+                memory_limit_mib: Some(32),
+                ..spec(&cost, serde_json::json!("on-demand-fallback = false"))
+            }),
+            ..PluginsConfig::default()
+        };
+        let report = plugins.apply(&limited).await;
+        assert_eq!(report.applied, ["plugins.placement"]);
+        let limits = plugins.placement.current().limits();
+        assert_eq!(limits.call_timeout, Duration::from_millis(250));
+        assert_eq!(limits.memory_limit_bytes, 32 << 20);
+        assert_ne!(limits, engine_default);
+        assert_eq!(plugins.placement.status().generation, 2);
+        let out_of_range = PluginsConfig {
+            placement: Some(PluginSpec {
+                call_timeout_ms: Some(0),
+                ..spec(&cost, serde_json::Value::Null)
+            }),
+            ..PluginsConfig::default()
+        };
+        let report = plugins.apply(&out_of_range).await;
+        assert_eq!(report.refused, ["plugins.placement"]);
+        let refused = plugins.placement.status().last_refused.expect("recorded");
+        assert!(refused.reason.contains("callTimeoutMs"), "{refused:?}");
+        assert_eq!(plugins.placement.current().limits(), limits);
+        // The translator kept the engine's limits throughout.
+        assert_eq!(plugins.translator.current().limits(), engine_default);
+        let report = plugins.apply(&promoted).await;
+        assert_eq!(report.applied, ["plugins.placement"]);
+        assert_eq!(plugins.placement.current().limits(), engine_default);
 
         // A broken promotion is refused: cost-aware keeps serving, the refusal is on the slot.
         for bad in [junk.clone(), dir.path().join("missing.wasm")] {
@@ -984,12 +987,5 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), f)
             .await
             .unwrap_or_else(|_| panic!("{what} within 30 s"))
-    }
-
-    #[test]
-    fn config_strings() {
-        assert_eq!(config_string(&serde_json::Value::Null), "");
-        assert_eq!(config_string(&serde_json::json!("a = 1\n")), "a = 1\n");
-        assert_eq!(config_string(&serde_json::json!({"a": 1})), "{\"a\":1}");
     }
 }

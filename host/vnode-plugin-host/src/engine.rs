@@ -9,14 +9,17 @@ use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAl
 
 use crate::contract::{v0_1_0, v0_2_0};
 use crate::error::PluginError;
+use crate::spec::{MEMORY_LIMIT_MIB_RANGE, PluginLimits};
 use crate::state::HostState;
 
 /// Limits and sizing of the plugin runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// CPU deadline of one call (instantiation excluded). Default 50 ms.
+    /// Deadline of one call (instantiation excluded) for plugins whose spec sets none
+    /// ([`crate::PluginSpec::call_timeout_ms`]). Default 50 ms.
     pub call_timeout: Duration,
-    /// Linear memory a plugin may use per call. Default 64 MiB.
+    /// Linear memory a plugin may use per call, for plugins whose spec sets none
+    /// ([`crate::PluginSpec::memory_limit_mib`]). Default 64 MiB.
     pub memory_limit_bytes: u64,
     /// Calls running at once through the async API (more wait). Default 8.
     pub max_concurrent_calls: usize,
@@ -51,10 +54,18 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Epoch ticks per call deadline (at least 1).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
+    /// The limits of a plugin whose spec sets none.
+    pub fn default_limits(&self) -> PluginLimits {
+        PluginLimits {
+            call_timeout: self.call_timeout,
+            memory_limit_bytes: self.memory_limit_bytes,
+        }
+    }
+
+    /// Epoch ticks for a call deadline (at least 1).
+    pub(crate) fn deadline_ticks(&self, call_timeout: Duration) -> u64 {
         let tick = self.epoch_tick.as_nanos().max(1);
-        (self.call_timeout.as_nanos().div_ceil(tick) as u64).max(1)
+        (call_timeout.as_nanos().div_ceil(tick) as u64).max(1)
     }
 }
 
@@ -102,9 +113,14 @@ impl PluginEngine {
         self.pooling
     }
 
-    /// The limits in force.
+    /// The engine's settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The limits of a plugin whose spec sets none.
+    pub fn default_limits(&self) -> PluginLimits {
+        self.config.default_limits()
     }
 
     /// A hash of everything that makes a compiled artifact loadable by this engine (wasmtime
@@ -142,6 +158,13 @@ fn base_config(config: &RuntimeConfig) -> Config {
 /// tells us which pages are dirty: covers what the shipped plugins touch per decision.
 const KEEP_RESIDENT_WITH_PAGEMAP: usize = 8 << 20;
 
+/// The largest linear memory a pooled slot holds: the largest limit a spec may set, or twice
+/// the engine default if that is larger.
+fn max_pool_memory_bytes(config: &RuntimeConfig) -> usize {
+    let largest_spec = (*MEMORY_LIMIT_MIB_RANGE.end() << 20) as usize;
+    largest_spec.max((config.memory_limit_bytes as usize).saturating_mul(2))
+}
+
 fn build_engine(config: &RuntimeConfig) -> Result<(Engine, bool), PluginError> {
     if config.pooling {
         let mut c = base_config(config);
@@ -158,9 +181,12 @@ fn build_engine(config: &RuntimeConfig) -> Result<(Engine, bool), PluginError> {
             .max_core_instances_per_component(16)
             .max_memories_per_component(2)
             .max_tables_per_component(4)
-            // Above the per-call limit, so the limiter (which reports `MemoryLimit`) is what
-            // stops a growing guest, not a silent failed `memory.grow` at the slot's end.
-            .max_memory_size((config.memory_limit_bytes as usize).saturating_mul(2))
+            // Above every plugin's own limit (each spec may set one, up to 4 GiB), so the
+            // limiter (which reports `MemoryLimit`) is what stops a growing guest, not a
+            // silent failed `memory.grow` at the slot's end. This costs no address space: a
+            // slot reserves `Config::memory_reservation` (4 GiB on 64-bit hosts) anyway, and
+            // only the pages a guest touches are ever committed.
+            .max_memory_size(max_pool_memory_bytes(config))
             // Bounds the memory kept resident by idle slots (see below); enough for both
             // kinds' warm instances across a swap plus the calls in flight.
             .max_unused_warm_slots(32)
@@ -251,12 +277,10 @@ mod tests {
 
     #[test]
     fn deadline_ticks_round_up() {
-        let mut c = RuntimeConfig::default();
-        assert_eq!(c.deadline_ticks(), 10);
-        c.call_timeout = Duration::from_millis(51);
-        assert_eq!(c.deadline_ticks(), 11);
-        c.call_timeout = Duration::ZERO;
-        assert_eq!(c.deadline_ticks(), 1);
+        let c = RuntimeConfig::default();
+        assert_eq!(c.deadline_ticks(c.call_timeout), 10);
+        assert_eq!(c.deadline_ticks(Duration::from_millis(51)), 11);
+        assert_eq!(c.deadline_ticks(Duration::ZERO), 1);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub enum PluginError {
     /// does not offer).
     #[error("the plugin cannot be linked: {0}")]
     Link(String),
+    /// The plugin spec breaks a rule (a missing file, a limit out of range …).
+    #[error("invalid plugin setting {0}")]
+    InvalidSpec(crate::spec::SpecError),
     /// The plugin's `init` refused its configuration.
     #[error("the plugin refused its configuration: {0}")]
     InitRejected(String),
@@ -118,6 +121,7 @@ impl PluginError {
             PluginError::WrongWorld { .. } => "wrong_world",
             PluginError::UnsupportedContractVersion { .. } => "unsupported_version",
             PluginError::Link(_) => "link",
+            PluginError::InvalidSpec(_) => "invalid_spec",
             PluginError::InitRejected(_) => "init_rejected",
             PluginError::SmokeFailed(_) => "smoke_failed",
             PluginError::Trap { .. } => "trap",

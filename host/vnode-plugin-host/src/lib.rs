@@ -4,6 +4,8 @@
 //! - [`contract`]: the WIT contract's types (latest version re-exported flat).
 //! - [`PluginEngine`]: the one wasmtime engine (pooling allocator, epoch deadlines, memory cap,
 //!   deny-all deterministic WASI).
+//! - [`PluginSpec`]: a plugin as configured (file, configuration, its own [`PluginLimits`]),
+//!   shared by the daemon's config file and the `vnode plugin` commands.
 //! - [`PluginLoader`]: bytes → validated [`LoadedPlugin`] (world/version detection, compiled
 //!   cache, `init`, smoke decision).
 //! - [`PluginSlot`]: the active version of one plugin kind, swapped atomically; decisions carry
@@ -20,6 +22,7 @@ mod loader;
 mod plugin;
 pub mod samples;
 mod slot;
+mod spec;
 mod state;
 mod watch;
 
@@ -29,6 +32,10 @@ pub use identity::{PluginIdentity, PluginKind};
 pub use loader::{PluginLoader, PluginSource, check_header, sha256_hex};
 pub use plugin::{Decided, LoadedPlugin};
 pub use slot::{PluginSlot, RefusedReload, SlotStatus};
+pub use spec::{
+    CALL_TIMEOUT_MS_RANGE, MEMORY_LIMIT_MIB_RANGE, PluginLimits, PluginSpec, SpecError,
+    SpecLoadError, inline_config_string,
+};
 pub use watch::{PluginWatcher, WatchOptions, WatchTarget};
 
 /// The components built from `plugins/` (wasm32-wasip2, release) by this crate's build script:

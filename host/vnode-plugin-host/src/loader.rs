@@ -16,6 +16,7 @@ use crate::error::PluginError;
 use crate::identity::{PluginIdentity, PluginKind};
 use crate::plugin::{Bound, LoadedPlugin, WorldPre, classify, instantiate};
 use crate::samples;
+use crate::spec::PluginLimits;
 
 /// Hex sha256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -62,26 +63,55 @@ impl PluginLoader {
         })
     }
 
-    /// Loads on a blocking thread (compilation takes tens to hundreds of milliseconds).
+    /// Loads on a blocking thread (compilation takes tens to hundreds of milliseconds), under
+    /// the engine's default limits.
     pub async fn load(
         &self,
         source: PluginSource,
         expected: Option<PluginKind>,
         config: String,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let loader = self.clone();
-        tokio::task::spawn_blocking(move || loader.load_blocking(&source, expected, &config))
+        let limits = self.engine.default_limits();
+        self.load_with_limits(source, expected, config, limits)
             .await
-            .map_err(|e| PluginError::Internal(format!("plugin load task failed: {e}")))?
     }
 
-    /// Validates and loads a plugin on the current thread. With `expected`, a plugin of the
-    /// other kind is refused ([`PluginError::WrongWorld`]); without, the kind is detected.
+    /// [`PluginLoader::load`] with this version's own limits.
+    pub async fn load_with_limits(
+        &self,
+        source: PluginSource,
+        expected: Option<PluginKind>,
+        config: String,
+        limits: PluginLimits,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let loader = self.clone();
+        tokio::task::spawn_blocking(move || {
+            loader.load_blocking_with_limits(&source, expected, &config, limits)
+        })
+        .await
+        .map_err(|e| PluginError::Internal(format!("plugin load task failed: {e}")))?
+    }
+
+    /// Validates and loads a plugin on the current thread, under the engine's default
+    /// limits. With `expected`, a plugin of the other kind is refused
+    /// ([`PluginError::WrongWorld`]); without, the kind is detected.
     pub fn load_blocking(
         &self,
         source: &PluginSource,
         expected: Option<PluginKind>,
         config: &str,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        self.load_blocking_with_limits(source, expected, config, self.engine.default_limits())
+    }
+
+    /// [`PluginLoader::load_blocking`] with this version's own limits: `init`, the smoke
+    /// decision and every later call run under them.
+    pub fn load_blocking_with_limits(
+        &self,
+        source: &PluginSource,
+        expected: Option<PluginKind>,
+        config: &str,
+        limits: PluginLimits,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         check_header(&source.bytes)?;
         let sha256 = sha256_hex(&source.bytes);
@@ -114,29 +144,29 @@ impl PluginLoader {
         };
 
         // info + init on a throwaway instance.
-        let mut ready = instantiate(engine, &pre, None, false)?;
+        let mut ready = instantiate(engine, &pre, None, &limits, false)?;
         let store = &mut ready.store;
         let (info, init) = match &ready.bound {
             Bound::Placement(b) => {
                 let p = b;
                 let info = p
                     .call_info(&mut *store)
-                    .map_err(|e| classify(e, store, engine))?;
+                    .map_err(|e| classify(e, store, &limits))?;
                 (
                     info,
                     p.call_init(&mut *store, config)
-                        .map_err(|e| classify(e, store, engine))?,
+                        .map_err(|e| classify(e, store, &limits))?,
                 )
             }
             Bound::Translator(b) => {
                 let p = b;
                 let info = p
                     .call_info(&mut *store)
-                    .map_err(|e| classify(e, store, engine))?;
+                    .map_err(|e| classify(e, store, &limits))?;
                 (
                     info,
                     p.call_init(&mut *store, config)
-                        .map_err(|e| classify(e, store, engine))?,
+                        .map_err(|e| classify(e, store, &limits))?,
                 )
             }
         };
@@ -167,6 +197,7 @@ impl PluginLoader {
             config.to_string(),
             engine.clone(),
             pre,
+            limits,
         ));
         smoke_test(&plugin)?;
         plugin.forget_call_times();

@@ -13,7 +13,7 @@
 //! lands in the middle of the pod's next call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::contract::{PlacementInstance, PlacementPre, TranslatorInstance, Trans
 use crate::engine::PluginEngine;
 use crate::error::{CallError, PluginError};
 use crate::identity::{PluginIdentity, PluginKind};
+use crate::spec::PluginLimits;
 use crate::state::HostState;
 
 /// The pre-linked component of one world.
@@ -64,10 +65,14 @@ pub struct LoadedPlugin {
     config: String,
     engine: Arc<PluginEngine>,
     pre: WorldPre,
+    /// This version's own call deadline and memory limit.
+    limits: PluginLimits,
     warm: Option<WarmPool>,
     /// Set once a call of this version ran longer than [`INLINE_CALL_BUDGET`] (or timed out):
     /// from then on the async API runs its calls off the runtime's worker threads.
     slow: AtomicBool,
+    /// Decisions that found no prepared instance and instantiated on their own path.
+    inline_instantiations: AtomicU64,
 }
 
 /// The async API runs a call directly on the runtime worker while every call of the version
@@ -123,18 +128,21 @@ impl LoadedPlugin {
         config: String,
         engine: Arc<PluginEngine>,
         pre: WorldPre,
+        limits: PluginLimits,
     ) -> LoadedPlugin {
         let warm = match engine.config.warm_instances {
             0 => None,
-            n => start_warm_pool(n, engine.clone(), pre.clone(), identity.clone()),
+            n => start_warm_pool(n, engine.clone(), pre.clone(), identity.clone(), limits),
         };
         LoadedPlugin {
             identity,
             config,
             engine,
             pre,
+            limits,
             warm,
             slow: AtomicBool::new(false),
+            inline_instantiations: AtomicU64::new(0),
         }
     }
 
@@ -180,6 +188,12 @@ impl LoadedPlugin {
         }
     }
 
+    /// Decisions so far that found no prepared instance (the warm pool was empty, or there is
+    /// none) and instantiated on their own path: a diagnostic for the warm pool's sizing.
+    pub fn inline_instantiations(&self) -> u64 {
+        self.inline_instantiations.load(Ordering::Relaxed)
+    }
+
     /// Name, version, hash … of this version.
     pub fn identity(&self) -> &Arc<PluginIdentity> {
         &self.identity
@@ -200,6 +214,11 @@ impl LoadedPlugin {
         &self.config
     }
 
+    /// The call deadline and memory limit this version's calls run under.
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
     /// An instance for one decision: a prepared one if available, else a new one.
     fn take_ready(&self) -> Result<Ready, PluginError> {
         if let Some(warm) = &self.warm {
@@ -210,7 +229,14 @@ impl LoadedPlugin {
             // Empty: this call instantiates inline; make sure the worker is refilling.
             warm.ring();
         }
-        instantiate(&self.engine, &self.pre, Some(self.identity.clone()), false)
+        self.inline_instantiations.fetch_add(1, Ordering::Relaxed);
+        instantiate(
+            &self.engine,
+            &self.pre,
+            Some(self.identity.clone()),
+            &self.limits,
+            false,
+        )
     }
 
     /// Benchmark support: creates `n` fresh instances (store + instantiation, no call) and
@@ -228,6 +254,7 @@ impl LoadedPlugin {
                 &self.engine,
                 &self.pre,
                 Some(self.identity.clone()),
+                &self.limits,
                 warm_up_call,
             )?;
             out.push(started.elapsed());
@@ -254,21 +281,18 @@ impl LoadedPlugin {
             let t0 = std::time::Instant::now();
             let mut store = Store::new(
                 &self.engine.engine,
-                HostState::new(
-                    Some(self.identity.clone()),
-                    self.engine.config.memory_limit_bytes,
-                ),
+                HostState::new(Some(self.identity.clone()), self.limits.memory_limit_bytes),
             );
             store.limiter(|s| &mut s.limiter);
-            arm_deadline(&mut store, &self.engine);
+            arm_deadline(&mut store, &self.engine, &self.limits);
             let t1 = std::time::Instant::now();
             let bound = pre
                 .instantiate(&mut store)
-                .map_err(|e| classify(e, &store, &self.engine))?;
+                .map_err(|e| classify(e, &store, &self.limits))?;
             let t2 = std::time::Instant::now();
             let d = bound
                 .call_place(&mut store, pod, context)
-                .map_err(|e| classify(e, &store, &self.engine))?;
+                .map_err(|e| classify(e, &store, &self.limits))?;
             std::hint::black_box(check_decision(
                 d,
                 self.engine.config.max_placement_output_bytes,
@@ -297,22 +321,30 @@ impl LoadedPlugin {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let batch = (0..(n - out.len()).min(64))
-                .map(|_| instantiate(&self.engine, &self.pre, Some(self.identity.clone()), true))
+                .map(|_| {
+                    instantiate(
+                        &self.engine,
+                        &self.pre,
+                        Some(self.identity.clone()),
+                        &self.limits,
+                        true,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             for Ready { mut store, bound } in batch {
                 let started = std::time::Instant::now();
-                arm_deadline(&mut store, &self.engine);
+                arm_deadline(&mut store, &self.engine, &self.limits);
                 match (&bound, placement, translation) {
                     (Bound::Placement(b), Some((pod, ctx)), _) => {
                         let d = b
                             .call_place(&mut store, pod, ctx)
-                            .map_err(|e| classify(e, &store, &self.engine))?;
+                            .map_err(|e| classify(e, &store, &self.limits))?;
                         check_decision(d, self.engine.config.max_placement_output_bytes)?;
                     }
                     (Bound::Translator(b), _, Some(input)) => {
                         let r = b
                             .call_translate(&mut store, input)
-                            .map_err(|e| classify(e, &store, &self.engine))?;
+                            .map_err(|e| classify(e, &store, &self.limits))?;
                         if let Ok(request) = &r {
                             std::hint::black_box(crate::limits::request_size(request));
                         }
@@ -351,11 +383,11 @@ impl LoadedPlugin {
                 "placement call on a translator".into(),
             )));
         };
-        arm_deadline(&mut store, &self.engine);
+        arm_deadline(&mut store, &self.engine, &self.limits);
         let started = Instant::now();
         let decision = bindings
             .call_place(&mut store, pod, &context)
-            .map_err(|e| classify(e, &store, &self.engine));
+            .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started);
         note_dropped_logs(&store, &self.identity);
         self.retire(store);
@@ -382,11 +414,11 @@ impl LoadedPlugin {
                 "translator call on a placement plugin".into(),
             )));
         };
-        arm_deadline(&mut store, &self.engine);
+        arm_deadline(&mut store, &self.engine, &self.limits);
         let started = Instant::now();
         let result = bindings
             .call_translate(&mut store, &input)
-            .map_err(|e| classify(e, &store, &self.engine));
+            .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started);
         note_dropped_logs(&store, &self.identity);
         self.retire(store);
@@ -416,9 +448,9 @@ fn note_dropped_logs(store: &Store<HostState>, identity: &PluginIdentity) {
     }
 }
 
-/// Sets the per-call CPU deadline, relative to now (never to when the store was made).
-fn arm_deadline(store: &mut Store<HostState>, engine: &PluginEngine) {
-    store.set_epoch_deadline(engine.config.deadline_ticks());
+/// Sets the per-call deadline, relative to now (never to when the store was made).
+fn arm_deadline(store: &mut Store<HostState>, engine: &PluginEngine, limits: &PluginLimits) {
+    store.set_epoch_deadline(engine.config.deadline_ticks(limits.call_timeout));
 }
 
 /// Creates a store and instantiates the component in it; with `warm_up`, also makes the
@@ -427,32 +459,33 @@ pub(crate) fn instantiate(
     engine: &PluginEngine,
     pre: &WorldPre,
     identity: Option<Arc<PluginIdentity>>,
+    limits: &PluginLimits,
     warm_up: bool,
 ) -> Result<Ready, PluginError> {
     let mut store = Store::new(
         &engine.engine,
-        HostState::new(identity, engine.config.memory_limit_bytes),
+        HostState::new(identity, limits.memory_limit_bytes),
     );
     store.limiter(|s| &mut s.limiter);
-    arm_deadline(&mut store, engine);
+    arm_deadline(&mut store, engine, limits);
     let bound = match pre {
         WorldPre::Placement(p) => {
             let b = p
                 .instantiate(&mut store)
-                .map_err(|e| classify(e, &store, engine))?;
+                .map_err(|e| classify(e, &store, limits))?;
             if warm_up {
                 b.call_info(&mut store)
-                    .map_err(|e| classify(e, &store, engine))?;
+                    .map_err(|e| classify(e, &store, limits))?;
             }
             Bound::Placement(b)
         }
         WorldPre::Translator(p) => {
             let b = p
                 .instantiate(&mut store)
-                .map_err(|e| classify(e, &store, engine))?;
+                .map_err(|e| classify(e, &store, limits))?;
             if warm_up {
                 b.call_info(&mut store)
-                    .map_err(|e| classify(e, &store, engine))?;
+                    .map_err(|e| classify(e, &store, limits))?;
             }
             Bound::Translator(b)
         }
@@ -464,7 +497,7 @@ pub(crate) fn instantiate(
 pub(crate) fn classify(
     err: wasmtime::Error,
     store: &Store<HostState>,
-    engine: &PluginEngine,
+    limits: &PluginLimits,
 ) -> PluginError {
     if store.data().limiter.hit_memory_limit {
         return PluginError::MemoryLimit {
@@ -474,7 +507,7 @@ pub(crate) fn classify(
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
             return PluginError::Timeout {
-                limit_ms: engine.config.call_timeout.as_millis() as u64,
+                limit_ms: limits.call_timeout.as_millis() as u64,
             };
         }
         let stderr = store.data().stderr_text();
@@ -549,6 +582,19 @@ fn start_warm_pool(
     engine: Arc<PluginEngine>,
     pre: WorldPre,
     identity: Arc<PluginIdentity>,
+    limits: PluginLimits,
+) -> Option<WarmPool> {
+    let worker_identity = identity.clone();
+    let prepare = move || instantiate(&engine, &pre, Some(worker_identity.clone()), &limits, true);
+    start_warm_pool_with(n, identity, prepare)
+}
+
+/// [`start_warm_pool`] with the preparation of one instance given as a function (the unit
+/// tests inject failures through it).
+fn start_warm_pool_with(
+    n: usize,
+    identity: Arc<PluginIdentity>,
+    prepare: impl Fn() -> Result<Ready, PluginError> + Send + 'static,
 ) -> Option<WarmPool> {
     let (ready_tx, ready_rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
     let (doorbell_tx, doorbell_rx) = sync_channel::<()>(1);
@@ -569,7 +615,7 @@ fn start_warm_pool(
             let mut refilled = false;
             let mut failed = false;
             while counter.load(Ordering::Relaxed) < n {
-                let ready = match instantiate(&engine, &pre, Some(identity.clone()), true) {
+                let ready = match prepare() {
                     Ok(r) => {
                         if failures > 0 {
                             tracing::info!(plugin = %identity, failures, "preparing plugin instances ahead again");
@@ -629,5 +675,88 @@ fn start_warm_pool(
             tracing::warn!(error = %e, "cannot start the plugin warm-instance thread; calls will instantiate inline");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PluginLoader, RuntimeConfig, builtin};
+
+    /// The warm worker keeps trying after failed preparations, backing off 10 ms, 20 ms,
+    /// 40 ms …, and fills the pool once preparing works again. Without the retry the pool
+    /// would stay empty after the first failure and this test would time out.
+    #[test]
+    fn the_warm_worker_retries_failed_preparations_with_backoff() {
+        let engine = PluginEngine::new(RuntimeConfig {
+            warm_instances: 0,
+            call_timeout: Duration::from_secs(10),
+            ..RuntimeConfig::default()
+        })
+        .expect("engine");
+        let loader = PluginLoader::new(engine.clone(), None);
+        let plugin = loader
+            .load_blocking(
+                &crate::PluginSource {
+                    bytes: builtin::ZONE_SPREAD.to_vec(),
+                    path: None,
+                },
+                Some(PluginKind::Placement),
+                "",
+            )
+            .expect("zone-spread loads");
+        const FAILURES: usize = 3;
+        const SIZE: usize = 2;
+        // Every attempt: when it started and whether it was made to fail.
+        let attempts: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+        let (pre, limits, identity) = (plugin.pre.clone(), plugin.limits, plugin.identity.clone());
+        let log = attempts.clone();
+        let pool = start_warm_pool_with(SIZE, identity.clone(), move || {
+            let mut log = log.lock();
+            let fail = log.len() < FAILURES;
+            log.push((Instant::now(), fail));
+            if fail {
+                return Err(PluginError::Internal("injected preparation failure".into()));
+            }
+            instantiate(&engine, &pre, Some(identity.clone()), &limits, true)
+        })
+        .expect("worker thread");
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pool.available.load(Ordering::Relaxed) < SIZE {
+            assert!(
+                Instant::now() < deadline,
+                "the pool never filled after failed preparations: {:?}",
+                attempts.lock()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let attempts = attempts.lock().clone();
+        let failed: Vec<bool> = attempts.iter().map(|(_, f)| *f).collect();
+        assert_eq!(
+            failed[..FAILURES + SIZE],
+            [true, true, true, false, false],
+            "three injected failures, then the pool filled"
+        );
+        // The pauses after the failures double from 10 ms (lower bounds only: a loaded
+        // machine may sleep longer, never shorter).
+        for (i, want) in [10u64, 20, 40].into_iter().enumerate() {
+            let gap = attempts[i + 1].0 - attempts[i].0;
+            assert!(
+                gap >= Duration::from_millis(want),
+                "pause {i} was {gap:?}, expected at least {want} ms"
+            );
+        }
+        // The prepared instances are real ones.
+        let Ready { mut store, bound } = pool.ready.lock().try_recv().expect("a ready instance");
+        let Bound::Placement(bindings) = bound else {
+            panic!("a placement instance")
+        };
+        let (pod, ctx) = crate::samples::placement_sample();
+        store.set_epoch_deadline(u64::MAX / 2);
+        let decision = bindings
+            .call_place(&mut store, &pod, &ctx)
+            .expect("decides");
+        assert!(matches!(decision, Decision::Accept(_)), "{decision:?}");
     }
 }

@@ -227,7 +227,14 @@ impl ReloadState {
             bytes,
             path: Some(target.plugin_file.clone()),
         };
-        match loader.load_blocking(&source, Some(slot.kind()), &config) {
+        // The limits belong to the spec, not to the file: a new file or configuration keeps
+        // the serving version's.
+        match loader.load_blocking_with_limits(
+            &source,
+            Some(slot.kind()),
+            &config,
+            serving.limits(),
+        ) {
             Ok(plugin) => {
                 if let Err(e) = slot.swap(plugin) {
                     self.refuse(

@@ -373,3 +373,61 @@ fn slow_version_moves_off_the_runtime_worker() {
     let e = call(&hostile, "loop").expect_err("loop again").error;
     assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
 }
+
+/// Two versions of the same plugin on one engine, each under its own limits: each call is
+/// stopped by its own version's deadline or memory limit, and the error names that limit.
+#[test]
+fn each_version_runs_under_its_own_limits() {
+    use vnode_plugin_host::PluginLimits;
+    let loader = loader();
+    let load = |call_timeout_ms: u64, memory_mib: u64| {
+        loader
+            .load_blocking_with_limits(
+                &source(&hostile_bytes()),
+                Some(PluginKind::Placement),
+                "",
+                PluginLimits {
+                    call_timeout: Duration::from_millis(call_timeout_ms),
+                    memory_limit_bytes: memory_mib << 20,
+                },
+            )
+            .expect("hostile fixture loads")
+    };
+    // Deadlines far above a normal call, so a loaded machine does not fail the smoke test.
+    let tight = load(300, 16);
+    let loose = load(700, 40);
+    assert_eq!(tight.limits().call_timeout, Duration::from_millis(300));
+    assert_eq!(loose.limits().memory_limit_bytes, 40 << 20);
+    let call = |plugin: &vnode_plugin_host::LoadedPlugin, behaviour: &str| {
+        let (mut pod, ctx) = samples::placement_sample();
+        pod.meta.annotations.push(KeyValue {
+            key: "hostile.vnode.io/behaviour".into(),
+            value: behaviour.into(),
+        });
+        plugin.place_blocking(&pod, ctx)
+    };
+    for (plugin, ms) in [(&tight, 300), (&loose, 700)] {
+        let started = Instant::now();
+        let e = call(plugin, "loop").expect_err("loop").error;
+        assert!(
+            matches!(e, PluginError::Timeout { limit_ms } if limit_ms == ms),
+            "{e}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(ms),
+            "stopped early"
+        );
+    }
+    for (plugin, mib) in [(&tight, 16u64), (&loose, 40)] {
+        let e = call(plugin, "hog").expect_err("hog").error;
+        assert!(
+            matches!(e, PluginError::MemoryLimit { limit_bytes } if limit_bytes == mib << 20),
+            "{e}"
+        );
+    }
+    // The engine's default still applies to a version loaded without limits.
+    let default = load_placement(&loader, &hostile_bytes(), "");
+    assert_eq!(default.limits(), loader.engine().default_limits());
+    let e = call(&default, "loop").expect_err("loop").error;
+    assert!(matches!(e, PluginError::Timeout { limit_ms: 50 }), "{e}");
+}

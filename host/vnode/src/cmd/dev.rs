@@ -240,6 +240,9 @@ fn daemon_config(
                 .as_deref()
                 .map(absolute)
                 .transpose()?,
+            // The engine's limits (VNODE_PLUGIN_CALL_TIMEOUT_MS or 50 ms, 64 MiB).
+            call_timeout_ms: None,
+            memory_limit_mib: None,
         });
     }
     // Compiled plugins are kept next to the sandbox's state: a restart (or a large plugin,

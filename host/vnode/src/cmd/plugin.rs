@@ -17,7 +17,10 @@ use vnode_plugin_host::contract::{
     Attempt, Decision, InstanceSpec, NodeDefaults, PlacementContext, Sizing, SpotStrategy,
     TranslateInput, ZoneUsage, ZoneVswitch,
 };
-use vnode_plugin_host::{LoadedPlugin, PluginEngine, PluginKind, PluginLoader, RuntimeConfig};
+use vnode_plugin_host::{
+    CALL_TIMEOUT_MS_RANGE, LoadedPlugin, MEMORY_LIMIT_MIB_RANGE, PluginEngine, PluginKind,
+    PluginLoader, PluginSpec, RuntimeConfig,
+};
 
 // Parsed once per process; boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -66,18 +69,19 @@ pub struct RuntimeArgs {
     /// Python one is ~18 MB) take tens of seconds to compile.
     #[arg(long, value_name = "DIR", env = "VNODE_PLUGIN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Deadline of one call in milliseconds (the daemon's default: 50). It is measured in
-    /// wall-clock epoch ticks, so a heavily loaded machine needs a larger one for slow
-    /// (e.g. Python) plugins.
+    /// Deadline of one call in milliseconds, for every plugin of this command (the daemon's
+    /// default: 50; per plugin there: `callTimeoutMs`). It is measured in wall-clock epoch
+    /// ticks, so a heavily loaded machine needs a larger one for slow (e.g. Python) plugins.
     #[arg(
         long,
         value_name = "MS",
         env = "VNODE_PLUGIN_CALL_TIMEOUT_MS",
-        value_parser = clap::value_parser!(u64).range(1..=60_000)
+        value_parser = clap::value_parser!(u64).range(CALL_TIMEOUT_MS_RANGE)
     )]
     pub call_timeout_ms: Option<u64>,
-    /// Linear memory a plugin may use per call, in MiB (the daemon's default: 64).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    /// Linear memory a plugin may use per call, in MiB, for every plugin of this command (the
+    /// daemon's default: 64; per plugin there: `memoryLimitMib`).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(MEMORY_LIMIT_MIB_RANGE))]
     pub memory_limit_mib: Option<u64>,
 }
 
@@ -164,27 +168,32 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
     }
 }
 
-fn read_config(inline: Option<String>, file: Option<&Path>) -> Result<String> {
-    match (inline, file) {
-        (Some(c), _) => Ok(c),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading the config file {}", f.display())),
-        (None, None) => Ok(String::new()),
+impl RuntimeArgs {
+    /// The plugin at `path` as the daemon's config file would spell it (`path`, `config` or
+    /// `configFile`, `callTimeoutMs`, `memoryLimitMib`): the same [`PluginSpec`] type, checks
+    /// and loading as `plugins.*` in `vnode run`'s config.
+    fn spec(
+        &self,
+        path: &Path,
+        config: Option<String>,
+        config_file: Option<PathBuf>,
+    ) -> PluginSpec {
+        PluginSpec {
+            path: path.to_path_buf(),
+            config: config.map_or(Value::Null, Value::String),
+            config_file,
+            call_timeout_ms: self.call_timeout_ms,
+            memory_limit_mib: self.memory_limit_mib,
+        }
     }
 }
 
 fn loader(runtime: &RuntimeArgs) -> Result<PluginLoader> {
-    // The CLI makes a handful of calls: no instances prepared ahead.
-    let defaults = RuntimeConfig::default();
+    // The CLI makes a handful of calls: no instances prepared ahead. The limits come with
+    // each plugin's spec.
     let config = RuntimeConfig {
         warm_instances: 0,
-        call_timeout: runtime
-            .call_timeout_ms
-            .map_or(defaults.call_timeout, std::time::Duration::from_millis),
-        memory_limit_bytes: runtime
-            .memory_limit_mib
-            .map_or(defaults.memory_limit_bytes, |mib| mib << 20),
-        ..defaults
+        ..RuntimeConfig::default()
     };
     Ok(PluginLoader::new(
         PluginEngine::new(config)?,
@@ -194,30 +203,21 @@ fn loader(runtime: &RuntimeArgs) -> Result<PluginLoader> {
 
 async fn load(
     loader: &PluginLoader,
-    path: &Path,
+    spec: &PluginSpec,
     kind: Option<PluginKind>,
-    config: String,
 ) -> Result<Arc<LoadedPlugin>> {
-    let source = PluginLoader::read(path)?;
-    loader
-        .load(source, kind, config)
-        .await
-        .with_context(|| format!("{} cannot be loaded", path.display()))
+    loader.load_spec(spec, kind).await.map_err(|e| {
+        anyhow::Error::new(e.error).context(format!("{} cannot be loaded", e.file.display()))
+    })
 }
 
 async fn check(args: CheckArgs) -> Result<()> {
-    let config = read_config(args.config, args.config_file.as_deref())?;
+    let spec = args.runtime.spec(&args.file, args.config, args.config_file);
     let size = std::fs::metadata(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?
         .len();
     let started = std::time::Instant::now();
-    let plugin = load(
-        &loader(&args.runtime)?,
-        &args.file,
-        args.kind.map(Into::into),
-        config,
-    )
-    .await?;
+    let plugin = load(&loader(&args.runtime)?, &spec, args.kind.map(Into::into)).await?;
     let load_time = started.elapsed();
     let timings = if args.timings {
         let p = plugin.clone();
@@ -458,30 +458,24 @@ fn sim_node(args: &SimulateArgs) -> Result<SimNode> {
 
 async fn simulate(args: SimulateArgs) -> Result<()> {
     let loader = loader(&args.runtime)?;
-    let config = read_config(args.config.clone(), args.config_file.as_deref())?;
-    let placement = load(&loader, &args.plugin, Some(PluginKind::Placement), config).await?;
+    let spec = args
+        .runtime
+        .spec(&args.plugin, args.config.clone(), args.config_file.clone());
+    let placement = load(&loader, &spec, Some(PluginKind::Placement)).await?;
     let against = match &args.against {
-        Some(path) => Some(
-            load(
-                &loader,
-                path,
-                Some(PluginKind::Placement),
-                args.against_config.clone().unwrap_or_default(),
-            )
-            .await?,
-        ),
+        Some(path) => {
+            let spec = args.runtime.spec(path, args.against_config.clone(), None);
+            Some(load(&loader, &spec, Some(PluginKind::Placement)).await?)
+        }
         None => None,
     };
     let translator = match &args.translator {
-        Some(path) => Some(
-            load(
-                &loader,
-                path,
-                Some(PluginKind::Translator),
-                args.translator_config.clone().unwrap_or_default(),
-            )
-            .await?,
-        ),
+        Some(path) => {
+            let spec = args
+                .runtime
+                .spec(path, args.translator_config.clone(), None);
+            Some(load(&loader, &spec, Some(PluginKind::Translator)).await?)
+        }
         None => None,
     };
     let inputs = read_inputs(&args.pods)?;

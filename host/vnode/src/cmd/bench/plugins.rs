@@ -52,6 +52,10 @@ pub struct Args {
     /// How long `--profile` loops.
     #[arg(long, hide = true, default_value_t = 10)]
     pub profile_seconds: u64,
+    /// Instances each plugin version keeps prepared (the daemon's default: 4); for sizing
+    /// experiments.
+    #[arg(long)]
+    pub warm_instances: Option<usize>,
 }
 
 struct Stats {
@@ -243,6 +247,8 @@ data:
 /// placement context and defaults.
 #[derive(Clone)]
 struct DaemonInputs {
+    /// The corpus case (its directory name), or `sample`.
+    name: String,
     pod: k::Pod,
     refs: translator_input::Referenced,
     context: PlacementContext,
@@ -258,6 +264,7 @@ impl DaemonInputs {
         refs.config_maps.insert("web-config".into(), cm);
         let (_, context) = samples::placement_sample();
         Ok(DaemonInputs {
+            name: "sample".into(),
             pod,
             refs,
             context,
@@ -348,6 +355,11 @@ fn load_corpus(dir: &std::path::Path) -> Result<(Vec<DaemonInputs>, usize)> {
             refs.service_account_tokens.insert(audience, token);
         }
         let inputs = DaemonInputs {
+            name: path
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             pod,
             refs,
             context: context.clone(),
@@ -371,7 +383,11 @@ fn bench(args: Args) -> Result<()> {
     let n = args.iterations.max(100);
     let pace = Duration::from_micros(args.pace_us);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let warm_engine = PluginEngine::new(RuntimeConfig::default())?;
+    let defaults = RuntimeConfig::default();
+    let warm_engine = PluginEngine::new(RuntimeConfig {
+        warm_instances: args.warm_instances.unwrap_or(defaults.warm_instances),
+        ..defaults
+    })?;
     let cold_engine = PluginEngine::new(RuntimeConfig {
         warm_instances: 0,
         ..RuntimeConfig::default()
@@ -455,6 +471,21 @@ fn bench(args: Args) -> Result<()> {
     );
     row("  of which PluginSlot::place", &headline.place, "");
     row("  of which PluginSlot::translate", &headline.translate, "");
+    headline.print_tail();
+    daemon_path_with(
+        PluginSlot::new(placement.clone()),
+        PluginSlot::new(translator.clone()),
+        &corpus,
+        n,
+        Some(pace),
+        true,
+    )?
+    .print_disturbances();
+    println!(
+        "  warm pool misses so far (decisions that instantiated inline): placement {}, translator {}",
+        placement.inline_instantiations(),
+        translator.inline_instantiations()
+    );
     let unpaced = daemon_path(
         PluginSlot::new(placement.clone()),
         PluginSlot::new(translator.clone()),
@@ -705,6 +736,124 @@ struct DaemonPath {
     translate: Stats,
     plugins: Stats,
     total: Stats,
+    /// place + translate per corpus case: (case, its own stats, its samples).
+    by_case: Vec<(String, Stats, Vec<Duration>)>,
+    /// place + translate of each sample with what the thread went through meanwhile (only
+    /// when asked for: reading `/proc` between pods perturbs the caches a little).
+    disturbances: Vec<(Duration, Disturbance)>,
+}
+
+/// What happened to the measuring thread during one sample, from `/proc/thread-self`:
+/// scheduler wait (`schedstat` run_delay), times it was scheduled in, minor page faults.
+#[derive(Clone, Copy, Default)]
+struct Disturbance {
+    waited: Duration,
+    switches: u64,
+    faults: u64,
+}
+
+/// (run_delay ns, timeslices, minor faults) of the calling thread, if `/proc` tells.
+fn thread_counters() -> Option<(u64, u64, u64)> {
+    let sched = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut it = sched
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse::<u64>().ok());
+    let (delay, slices) = (it.next()??, it.next()??);
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, minflt 10.
+    let rest = stat.rsplit_once(')')?.1;
+    let minflt = rest.split_whitespace().nth(7)?.parse().ok()?;
+    Some((delay, slices, minflt))
+}
+
+impl Disturbance {
+    fn between(a: (u64, u64, u64), b: (u64, u64, u64)) -> Disturbance {
+        Disturbance {
+            waited: Duration::from_nanos(b.0.saturating_sub(a.0)),
+            switches: b.1.saturating_sub(a.1),
+            faults: b.2.saturating_sub(a.2),
+        }
+    }
+}
+
+impl DaemonPath {
+    /// Where the tail of place + translate comes from: the costliest cases by their own
+    /// p50, and how many of the samples above the overall p99 each case contributed.
+    /// The samples above the p99 against the rest: were they descheduled (another process,
+    /// the warm worker, the epoch ticker took the core), did they page-fault? And the p99
+    /// of the samples nothing happened to.
+    fn print_disturbances(&self) {
+        if self.disturbances.is_empty() {
+            println!("  (no /proc/thread-self counters on this system)");
+            return;
+        }
+        let p99 = self.plugins.p99;
+        let summary = |what: &str, v: &[&(Duration, Disturbance)]| {
+            let n = v.len().max(1) as f64;
+            let switched = v.iter().filter(|(_, d)| d.switches > 0).count();
+            let waited: f64 = v.iter().map(|(_, d)| d.waited.as_secs_f64()).sum::<f64>() / n;
+            let faults: f64 = v.iter().map(|(_, d)| d.faults as f64).sum::<f64>() / n;
+            println!(
+                "    {what:<36} {:>5} samples: {:>5.1} % descheduled, mean scheduler wait {:>7.1} µs, mean minor faults {faults:.2}",
+                v.len(),
+                100.0 * switched as f64 / n,
+                waited * 1e6,
+            );
+        };
+        let (tail, rest): (Vec<_>, Vec<_>) = self.disturbances.iter().partition(|(d, _)| *d > p99);
+        println!("  tail attribution (thread counters read between pods):");
+        summary("above the p99", &tail);
+        summary("the rest", &rest);
+        let quiet: Vec<Duration> = self
+            .disturbances
+            .iter()
+            .filter(|(_, d)| d.switches == 0 && d.faults == 0)
+            .map(|(t, _)| *t)
+            .collect();
+        let n = quiet.len();
+        let s = stats(quiet);
+        println!(
+            "    undisturbed samples (not descheduled, no page fault): {n}, p50 {}, p99 {}",
+            us(s.p50),
+            us(s.p99)
+        );
+    }
+
+    fn print_tail(&self) {
+        let p99 = self.plugins.p99;
+        let mut cases: Vec<&(String, Stats, Vec<Duration>)> = self.by_case.iter().collect();
+        cases.sort_by_key(|(_, s, _)| std::cmp::Reverse(s.p50));
+        let above: usize = cases
+            .iter()
+            .map(|(_, _, v)| v.iter().filter(|d| **d > p99).count())
+            .sum();
+        let medians: Vec<Duration> = cases.iter().map(|(_, s, _)| s.p50).collect();
+        println!(
+            "  tail: per-case p50 of place + translate ranges {} – {}; {above} samples above the p99 ({})",
+            us(medians.last().copied().unwrap_or_default()),
+            us(medians.first().copied().unwrap_or_default()),
+            us(p99),
+        );
+        for (name, s, v) in cases.iter().take(5) {
+            let over = v.iter().filter(|d| **d > p99).count();
+            println!(
+                "    {name:<40} p50 {:>10} p99 {:>10}  {over} of its {} samples above the overall p99",
+                us(s.p50),
+                us(s.p99),
+                v.len()
+            );
+        }
+        let rest: usize = cases
+            .iter()
+            .skip(5)
+            .map(|(_, _, v)| v.iter().filter(|d| **d > p99).count())
+            .sum();
+        println!(
+            "    (the other {} cases: {rest} samples above the overall p99)",
+            cases.len().saturating_sub(5)
+        );
+    }
 }
 
 /// Runs `n` pods (after 200 unrecorded ones), cycling through `pods`, the way `EciPodPath`
@@ -717,6 +866,18 @@ fn daemon_path(
     n: usize,
     pace: Option<Duration>,
 ) -> Result<DaemonPath> {
+    daemon_path_with(placement, translator, pods, n, pace, false)
+}
+
+/// [`daemon_path`], optionally recording each sample's [`Disturbance`].
+fn daemon_path_with(
+    placement: PluginSlot,
+    translator: PluginSlot,
+    pods: &[DaemonInputs],
+    n: usize,
+    pace: Option<Duration>,
+    attribute: bool,
+) -> Result<DaemonPath> {
     let pods = pods.to_vec();
     // One pod: it must be placed and translated. A corpus also holds pods the plugins refuse
     // (that is a decision too, and is timed like any other).
@@ -725,10 +886,13 @@ fn daemon_path(
     let task = handle.spawn(async move {
         let (mut convert, mut place, mut translate, mut plugins, mut total) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut by_case: Vec<Vec<Duration>> = vec![Vec::new(); pods.len()];
+        let mut disturbances = Vec::new();
         for (i, inputs) in pods.iter().cycle().take(n + 200).enumerate() {
             if let Some(pace) = pace {
                 tokio::time::sleep(pace).await;
             }
+            let before = if attribute { thread_counters() } else { None };
             let started = Instant::now();
             let (view, context, resolved) = inputs.convert()?;
             let converted = Instant::now();
@@ -754,20 +918,31 @@ fn daemon_path(
                 }
             }
             let done = Instant::now();
+            if let (Some(a), Some(b), true) = (before, thread_counters(), i >= 200) {
+                disturbances.push((done - converted, Disturbance::between(a, b)));
+            }
             if i >= 200 {
                 convert.push(converted - started);
                 place.push(placed - converted);
                 translate.push(done - placed);
                 plugins.push(done - converted);
                 total.push(done - started);
+                by_case[i % pods.len()].push(done - converted);
             }
         }
+        let by_case = pods
+            .iter()
+            .zip(by_case)
+            .map(|(p, v)| (p.name.clone(), stats(v.clone()), v))
+            .collect();
         anyhow::Ok(DaemonPath {
             convert: stats(convert),
             place: stats(place),
             translate: stats(translate),
             plugins: stats(plugins),
             total: stats(total),
+            by_case,
+            disturbances,
         })
     });
     handle.block_on(task)?
