@@ -5,6 +5,14 @@
 //! only queues; a background task writes `events.k8s.io/v1` Events with a bounded number in
 //! flight and retries transient failures.
 //!
+//! The queue is bounded ([`QUEUE_CAPACITY`] events per sink) and holds each event as the
+//! JSON body it will be sent as (~0.5 KiB) rather than as an `Event` object (several KiB of
+//! heap in many small allocations): a burst of 10,000 pods publishes ~70,000 events faster
+//! than one API server takes them, and the unbounded queue of `Event`s was ~54 MB of the
+//! daemon's heap. When the queue is full the event is dropped, counted in
+//! `vnode_events_dropped_total` and logged at debug; a publisher never waits. client-go's
+//! event broadcaster makes the same choice (it drops once 1,000 events are queued).
+//!
 //! Why not `kube::runtime::events::Recorder`: it keeps every event of the last hour in one
 //! map behind one lock and walks the whole map on *every* publish (its cache expiry), which
 //! is O(events) per event. At 10,000 pods × ~7 events that map is the daemon's largest
@@ -17,22 +25,26 @@
 //! derived from the pod UID and the event's identity, so a repeat is answered
 //! `409 AlreadyExists` (by any API server) and counts as written.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 
 use crate::groups::status::truncate;
 
 /// How many event writes are in flight at once.
 const IN_FLIGHT: usize = 8;
+/// Events queued per sink before new ones are dropped: ~8 MiB of bodies at most, and more
+/// than a minute of events at the rate one pod worker pool produces them.
+pub const QUEUE_CAPACITY: usize = 16_384;
 /// Retries per event after the first attempt (transient failures only; a 4xx is final).
 const RETRIES: usize = 2;
 /// The first retry's delay; each further one doubles it.
@@ -43,6 +55,15 @@ const MAX_NAME: usize = 253;
 /// Namespace of the name-based UUIDs that name [`EventSink::publish_once`] events.
 const EVENT_NAME_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6b1c_52e0_5f3a_4f0e_9d4e_8a61_0c2b_7e19);
+
+/// Events dropped because a sink's queue was full, across the process's sinks (registered
+/// by [`crate::metrics::Metrics`] as `vnode_events_dropped_total`).
+static DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The process-wide count of dropped events (see [`QUEUE_CAPACITY`]).
+pub fn dropped_total() -> Counter {
+    DROPPED.clone()
+}
 
 /// Normal or Warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +92,20 @@ pub struct Reporter {
     pub instance: String,
 }
 
+/// One queued event: where it goes and the body it is sent as.
+struct Queued {
+    namespace: Box<str>,
+    body: Box<[u8]>,
+}
+
 /// The queueing half: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::Sender<Queued>,
     reporter: Arc<Reporter>,
     seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
+    dropped: Counter,
 }
 
 /// Events queued or being written, and a wake-up for [`EventSink::flushed`].
@@ -95,12 +123,74 @@ impl Backlog {
     }
 }
 
+/// An `events.k8s.io/v1` Event as sent, borrowing its fields (serialised once, at publish).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventBody<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: EventMeta<'a>,
+    event_time: MicroTime,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    reason: &'a str,
+    note: &'a str,
+    action: &'a str,
+    reporting_controller: &'a str,
+    reporting_instance: &'a str,
+    regarding: Regarding<'a>,
+}
+
+#[derive(Serialize)]
+struct EventMeta<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+}
+
+/// The `ObjectReference` to the pod.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Regarding<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
+impl<'a> Regarding<'a> {
+    fn of(pod: &'a Pod) -> Self {
+        Self {
+            api_version: "v1",
+            kind: "Pod",
+            name: pod.metadata.name.as_deref(),
+            namespace: pod.metadata.namespace.as_deref(),
+            uid: pod.metadata.uid.as_deref(),
+        }
+    }
+}
+
 impl EventSink {
     /// A sink whose events are written through `client` by a background task (spawned on the
-    /// current tokio runtime). The task ends once every clone of the sink is dropped and the
+    /// current tokio runtime), dropping (and counting in [`dropped_total`]) events beyond
+    /// [`QUEUE_CAPACITY`]. The task ends once every clone of the sink is dropped and the
     /// queue is drained.
     pub fn spawn(client: Client, reporter: Reporter) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        Self::spawn_bounded(client, reporter, QUEUE_CAPACITY, dropped_total())
+    }
+
+    /// Like [`EventSink::spawn`], with its own queue capacity and drop counter.
+    pub fn spawn_bounded(
+        client: Client,
+        reporter: Reporter,
+        capacity: usize,
+        dropped: Counter,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         let backlog = Arc::new(Backlog::default());
         tokio::spawn(write_all(client, rx, backlog.clone()));
         Self {
@@ -108,6 +198,7 @@ impl EventSink {
             reporter: Arc::new(reporter),
             seq: Arc::new(AtomicU64::new(0)),
             backlog,
+            dropped,
         }
     }
 
@@ -130,16 +221,15 @@ impl EventSink {
     /// Queues an event on `pod`. `reason` is CamelCase (at most 128 bytes), `note` at most
     /// 1 KiB (longer text is cut on a character boundary), `action` what was being done.
     pub fn publish(&self, pod: &Pod, kind: EventKind, reason: &str, note: &str, action: &str) {
-        let regarding = object_ref(pod);
         let now = k8s_openapi::jiff::Timestamp::now();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         // client-go's `<object>.<unix nanos hex>`, plus a per-process counter so two events
         // in the same nanosecond never collide.
         let name = event_name(
-            regarding.name.as_deref(),
+            pod.metadata.name.as_deref(),
             &format!("{:x}{:x}", now.as_nanosecond(), seq & 0xfff),
         );
-        self.queue(self.event(name, regarding, now, kind, reason, note, action));
+        self.queue(pod, &name, now, kind, reason, note, action);
     }
 
     /// Like [`EventSink::publish`], but written at most once per pod UID, `kind`, `reason`
@@ -147,49 +237,77 @@ impl EventSink {
     /// them, so the API server refuses a repeat with `409 AlreadyExists`, which counts as
     /// written. For events that are observed again and again (ECI's, on every status poll).
     pub fn publish_once(&self, pod: &Pod, kind: EventKind, reason: &str, note: &str, action: &str) {
-        let regarding = object_ref(pod);
         let name = event_name(
-            regarding.name.as_deref(),
-            &identity_suffix(regarding.uid.as_deref(), kind, reason, note),
+            pod.metadata.name.as_deref(),
+            &identity_suffix(pod.metadata.uid.as_deref(), kind, reason, note),
         );
         let now = k8s_openapi::jiff::Timestamp::now();
-        self.queue(self.event(name, regarding, now, kind, reason, note, action));
-    }
-
-    fn queue(&self, event: Event) {
-        self.backlog.pending.fetch_add(1, Ordering::AcqRel);
-        // The receiver lives until every sender is gone: a send error means shutdown.
-        if self.tx.send(event).is_err() {
-            self.backlog.done();
-        }
+        self.queue(pod, &name, now, kind, reason, note, action);
     }
 
     #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
-    fn event(
+    fn queue(
         &self,
-        name: String,
-        regarding: ObjectReference,
+        pod: &Pod,
+        name: &str,
         now: k8s_openapi::jiff::Timestamp,
         kind: EventKind,
         reason: &str,
         note: &str,
         action: &str,
-    ) -> Event {
-        Event {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: regarding.namespace.clone(),
-                ..ObjectMeta::default()
+    ) {
+        let namespace = pod.metadata.namespace.as_deref();
+        let body = match serde_json::to_vec(&self.body(pod, name, now, kind, reason, note, action))
+        {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(namespace = ?namespace, %reason, error = %e, "encoding an event failed");
+                return;
+            }
+        };
+        let queued = Queued {
+            namespace: namespace.unwrap_or("default").into(),
+            body: body.into_boxed_slice(),
+        };
+        self.backlog.pending.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(queued) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.backlog.done();
+                self.dropped.inc();
+                tracing::debug!(namespace = ?namespace, pod = ?pod.metadata.name, %reason, "event queue full; event dropped");
+            }
+            // The receiver lives until every sender is gone: this means shutdown.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.backlog.done(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
+    fn body<'a>(
+        &'a self,
+        pod: &'a Pod,
+        name: &'a str,
+        now: k8s_openapi::jiff::Timestamp,
+        kind: EventKind,
+        reason: &'a str,
+        note: &'a str,
+        action: &'a str,
+    ) -> EventBody<'a> {
+        EventBody {
+            api_version: "events.k8s.io/v1",
+            kind: "Event",
+            metadata: EventMeta {
+                name,
+                namespace: pod.metadata.namespace.as_deref(),
             },
-            event_time: Some(MicroTime(now)),
-            type_: Some(kind.as_str().into()),
-            reason: Some(truncate(reason, 128).into()),
-            note: Some(truncate(note, 1024).into()),
-            action: Some(truncate(action, 128).into()),
-            reporting_controller: Some(self.reporter.controller.clone()),
-            reporting_instance: Some(self.reporter.instance.clone()),
-            regarding: Some(regarding),
-            ..Event::default()
+            event_time: MicroTime(now),
+            type_: kind.as_str(),
+            reason: truncate(reason, 128),
+            note: truncate(note, 1024),
+            action: truncate(action, 128),
+            reporting_controller: &self.reporter.controller,
+            reporting_instance: &self.reporter.instance,
+            regarding: Regarding::of(pod),
         }
     }
 }
@@ -215,18 +333,7 @@ fn identity_suffix(uid: Option<&str>, kind: EventKind, reason: &str, note: &str)
         .to_string()
 }
 
-fn object_ref(pod: &Pod) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: pod.metadata.uid.clone(),
-        ..ObjectReference::default()
-    }
-}
-
-async fn write_all(client: Client, rx: mpsc::UnboundedReceiver<Event>, backlog: Arc<Backlog>) {
+async fn write_all(client: Client, rx: mpsc::Receiver<Queued>, backlog: Arc<Backlog>) {
     tokio_stream_of(rx)
         .for_each_concurrent(IN_FLIGHT, |event| {
             let (client, backlog) = (client.clone(), backlog.clone());
@@ -238,30 +345,17 @@ async fn write_all(client: Client, rx: mpsc::UnboundedReceiver<Event>, backlog: 
         .await;
 }
 
-fn tokio_stream_of(
-    mut rx: mpsc::UnboundedReceiver<Event>,
-) -> impl futures::Stream<Item = Event> + Send {
+fn tokio_stream_of(mut rx: mpsc::Receiver<Queued>) -> impl futures::Stream<Item = Queued> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn write_one(client: Client, event: Event) {
-    let ns = event
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let body = match serde_json::to_vec(&event) {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::warn!(namespace = %ns, reason = ?event.reason, error = %e, "encoding an event failed");
-            return;
-        }
-    };
+async fn write_one(client: Client, event: Queued) {
+    let Queued { namespace, body } = event;
     let backoff = ExponentialBuilder::default()
         .with_min_delay(FIRST_RETRY_DELAY)
         .with_max_times(RETRIES);
     // The stored Event the API server answers with is not read (see `kube_client::writes`).
-    let written = (|| crate::kube_client::writes::create_event(&client, &ns, body.clone()))
+    let written = (|| crate::kube_client::writes::create_event(&client, &namespace, body.to_vec()))
         .retry(backoff)
         .when(is_transient)
         .await;
@@ -272,7 +366,7 @@ async fn write_one(client: Client, event: Event) {
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         // Invalid, forbidden, namespace gone (final), or transient failures to the last retry.
         Err(e) => {
-            tracing::warn!(namespace = %ns, reason = ?event.reason, error = %e, "publishing an event failed");
+            tracing::warn!(namespace = %namespace, event = %String::from_utf8_lossy(&body), error = %e, "publishing an event failed");
         }
     }
 }
@@ -289,6 +383,7 @@ fn is_transient(e: &kube::Error) -> bool {
 mod tests {
     use super::*;
     use crate::testing::FakeApi;
+    use k8s_openapi::api::events::v1::Event;
 
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 
@@ -347,6 +442,42 @@ mod tests {
         }
         flush(&sink).await;
         assert_eq!(fake.count(&http::Method::POST, EVENTS), 20);
+    }
+
+    /// A full queue drops (and counts) new events instead of making the publisher wait;
+    /// what was queued is still written, and the queue takes events again once drained.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let fake = FakeApi::new();
+        // A current-thread runtime: the writer task cannot run until this test awaits, so
+        // the queue fills deterministically.
+        let dropped = Counter::default();
+        let sink = EventSink::spawn_bounded(
+            fake.client(),
+            Reporter {
+                controller: "vnode".into(),
+                instance: "r-1".into(),
+            },
+            4,
+            dropped.clone(),
+        );
+        for i in 0..10 {
+            sink.publish(
+                &pod(),
+                EventKind::Normal,
+                "Placed",
+                &format!("n{i}"),
+                "placing",
+            );
+        }
+        assert_eq!(dropped.get(), 6);
+        assert_eq!(sink.pending(), 4);
+        flush(&sink).await;
+        assert_eq!(fake.count(&http::Method::POST, EVENTS), 4);
+        sink.publish(&pod(), EventKind::Normal, "Placed", "later", "placing");
+        flush(&sink).await;
+        assert_eq!(fake.count(&http::Method::POST, EVENTS), 5);
+        assert_eq!(dropped.get(), 6);
     }
 
     /// ECI's events, mirrored by one daemon and then again by its successor (a restart or a
@@ -450,22 +581,31 @@ mod tests {
         let sink = sink(&FakeApi::new(), "r-1");
         let now = k8s_openapi::jiff::Timestamp::now();
         let long = "é".repeat(800);
-        let a = sink.event(
-            "a".into(),
-            object_ref(&pod()),
-            now,
-            EventKind::Warning,
-            "X",
-            &long,
-            "a",
-        );
+        let pod = pod();
+        let body =
+            serde_json::to_vec(&sink.body(&pod, "a", now, EventKind::Warning, "X", &long, "a"))
+                .expect("encodes");
+        // The body is a valid events.k8s.io/v1 Event.
+        let a: Event = serde_json::from_slice(&body).expect("an Event");
+        assert_eq!(a.metadata.name.as_deref(), Some("a"));
+        assert_eq!(a.metadata.namespace.as_deref(), Some("ns"));
         assert_eq!(a.type_.as_deref(), Some("Warning"));
-        assert_eq!(
-            a.regarding.as_ref().and_then(|r| r.uid.as_deref()),
-            Some("u-1")
-        );
+        assert_eq!(a.reason.as_deref(), Some("X"));
+        assert_eq!(a.action.as_deref(), Some("a"));
+        let regarding = a.regarding.as_ref().expect("regarding");
+        assert_eq!(regarding.uid.as_deref(), Some("u-1"));
+        assert_eq!(regarding.name.as_deref(), Some("p"));
+        assert_eq!(regarding.namespace.as_deref(), Some("ns"));
+        assert_eq!(regarding.kind.as_deref(), Some("Pod"));
+        assert_eq!(regarding.api_version.as_deref(), Some("v1"));
         assert!(a.note.as_deref().is_some_and(|n| n.len() <= 1024));
+        assert_eq!(a.reporting_controller.as_deref(), Some("vnode"));
         assert_eq!(a.reporting_instance.as_deref(), Some("r-1"));
+        // eventTime is a MicroTime: microsecond precision on the wire.
+        assert_eq!(
+            a.event_time.map(|t| t.0.as_microsecond()),
+            Some(now.as_microsecond())
+        );
 
         // Stable: the same identity gives the same suffix, any difference another one.
         let id = identity_suffix(Some("u-1"), EventKind::Normal, "Started", "m");

@@ -165,6 +165,8 @@ pub struct Metrics {
     pub groups_known: Gauge,
     /// ECI events published as pod events.
     pub eci_events_mirrored: Counter,
+    /// Events dropped because an event queue was full (`events::dropped_total`).
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -200,6 +202,7 @@ impl Metrics {
             plugin_config_reloads: Family::default(),
             groups_known: Gauge::default(),
             eci_events_mirrored: Counter::default(),
+            events_dropped: crate::events::dropped_total(),
         };
         registry.register(
             "node_registrations",
@@ -295,6 +298,11 @@ impl Metrics {
             "eci_events_mirrored",
             "ECI container-group events published as pod events",
             m.eci_events_mirrored.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Pod events dropped because the event queue was full (the writer could not keep up)",
+            m.events_dropped.clone(),
         );
         registry.register(
             "plugin_shadow_decisions",
