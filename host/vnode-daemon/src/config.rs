@@ -1650,7 +1650,8 @@ mod tests {
             ),
             (
                 format!("plugins: {{placement: {{path: {w}, callTimeoutMs: soon}}}}"),
-                "callTimeoutMs",
+                // serde_yaml names the spec, not the field, for a wrong type.
+                "plugins.placement: invalid type: string \"soon\"",
             ),
         ] {
             let e = build_yaml(&seed(), &yaml).expect_err(&yaml).to_string();
