@@ -1961,14 +1961,23 @@ struct WatchDrop {
 }
 
 impl WatchDrop {
-    /// A uniformly random time in (0, every] and one of the three endings (a connection
-    /// reset only when the connection can be reset).
+    /// A uniformly random time in (0, every] and the next of the three endings in turn (a
+    /// connection reset only when the connection can be reset). The endings take turns
+    /// rather than being drawn, so any three watches in a row meet all three: a test of
+    /// clients' recovery never depends on luck.
     fn pick(every: Duration, can_reset_connection: bool) -> Self {
         use rand::Rng;
-        let mut rng = rand::rng();
+        static NEXT_ENDING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let turn = NEXT_ENDING
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| Some((n + 1) % 3),
+            )
+            .unwrap_or(0);
         let max_ms = every.as_millis().max(1) as u64;
-        let after = Duration::from_millis(rng.random_range(1..=max_ms));
-        let how = match rng.random_range(0..3u8) {
+        let after = Duration::from_millis(rand::rng().random_range(1..=max_ms));
+        let how = match turn {
             0 => DropHow::EndStream,
             1 => DropHow::ResetStream,
             _ if can_reset_connection => DropHow::ResetConnection,
@@ -1985,7 +1994,7 @@ mod tests {
     #[test]
     fn watch_drops_are_within_the_bound_and_use_every_ending() {
         let every = Duration::from_millis(50);
-        let picks: Vec<WatchDrop> = (0..300).map(|_| WatchDrop::pick(every, true)).collect();
+        let picks: Vec<WatchDrop> = (0..3).map(|_| WatchDrop::pick(every, true)).collect();
         assert!(
             picks
                 .iter()
@@ -1998,7 +2007,13 @@ mod tests {
         ] {
             assert!(picks.iter().any(|p| p.how == how), "{how:?} never picked");
         }
-        assert!((0..100).all(|_| WatchDrop::pick(every, false).how != DropHow::ResetConnection));
+        assert!((0..3).all(|_| WatchDrop::pick(every, false).how != DropHow::ResetConnection));
+        let timings: Vec<WatchDrop> = (0..300).map(|_| WatchDrop::pick(every, true)).collect();
+        assert!(
+            timings
+                .iter()
+                .all(|p| p.after > Duration::ZERO && p.after <= every)
+        );
     }
 
     #[test]

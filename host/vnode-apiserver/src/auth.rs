@@ -446,7 +446,13 @@ impl AuditLog {
     }
 
     /// Queues one record; the writer thread writes it within [`AUDIT_BATCH_WINDOW`].
+    ///
+    /// The timestamp is taken while the queue is locked, so the file's lines are in
+    /// timestamp order: once a reader sees a record, every record with an earlier timestamp
+    /// is in the file too (a flush barrier: `vnode bench pods` counts requests up to a
+    /// point in time exactly by waiting for a request of its own made after that point).
     pub fn record(&self, user: Option<&User>, attrs: &Attributes, code: u16) {
+        let mut pending = self.shared.pending.lock();
         let ts = crate::store::now_micro();
         let record = AuditRecord {
             ts: &ts,
@@ -461,7 +467,6 @@ impl AuditLog {
             path: &attrs.path,
             code,
         };
-        let mut pending = self.shared.pending.lock();
         let was_empty = pending.0.is_empty();
         let before = pending.0.len();
         // Serialising borrowed strings into a Vec cannot fail; if it ever did, the

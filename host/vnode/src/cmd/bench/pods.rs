@@ -492,6 +492,35 @@ fn audit_counts(path: &Path, from: &str, to: &str) -> anyhow::Result<BTreeMap<St
     Ok(m)
 }
 
+/// Waits until the API server's audit log holds every record up to now: makes a request
+/// of this tool's own (a GET of a ConfigMap that does not exist, under a unique name) and
+/// waits for its record. The server writes records in timestamp order (in batches, a few
+/// ms late), so once that record is in the file so is every earlier one, and counts up to
+/// a time before this call are exact.
+async fn audit_barrier(env: &Env, timeout: Duration) -> anyhow::Result<()> {
+    let audit_log = &env.audit_log;
+    let name = format!("vnode-bench-audit-barrier-{}", now_us());
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), "default");
+    api.get_opt(&name).await?;
+    let needle = format!("\"name\":\"{name}\"");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = tokio::fs::read_to_string(audit_log)
+            .await
+            .with_context(|| format!("reading {}", audit_log.display()))?;
+        if text.contains(&needle) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the audit log did not record this tool's barrier request {name} within {timeout:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn audit_ts(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
@@ -1214,6 +1243,9 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         },
         delete_elapsed.as_secs_f64()
     );
+
+    // Every request up to `end_us` is in the audit log before the counts below read it.
+    audit_barrier(env, phase_timeout(args)).await?;
 
     // ---- analysis
     let t = tracker.lock();
