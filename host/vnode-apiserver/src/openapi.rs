@@ -645,8 +645,11 @@ struct Cached {
     hash: String,
 }
 
+/// (group, version) of one OpenAPI v3 document.
+type GroupVersion = (String, String);
+
 /// Documents by (group, version), rebuilt when the set of resources behind them changes.
-static DOCS: LazyLock<Mutex<HashMap<(String, String), Arc<Cached>>>> =
+static DOCS: LazyLock<Mutex<HashMap<GroupVersion, Arc<Cached>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn hash(body: &[u8]) -> String {
