@@ -17,31 +17,18 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use vnode_tests::{Sandbox, nginx_pod_yaml, plugin_wasm, wait_for};
+use anyhow::{Context, Result};
+use vnode_tests::{Sandbox, nginx_pod_yaml, plugin_wasm, pod_yaml, wait_for};
 
 const BEHAVIOUR: &str = "hostile.vnode.io/behaviour";
 
 /// A pod bound to the virtual node that asks the hostile fixture to `behaviour`.
 fn hostile_pod(name: &str, behaviour: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: default
-  annotations:
-    {BEHAVIOUR}: {behaviour}
-spec:
-  nodeName: virtual-kubelet
-  restartPolicy: Never
-  containers:
-  - name: app
-    image: nginx
-  tolerations:
-  - key: virtual-kubelet.io/provider
-    operator: Exists
-"
+    pod_yaml(
+        name,
+        &format!("  annotations:\n    {BEHAVIOUR}: {behaviour}\n"),
+        "  nodeName: virtual-kubelet\n  restartPolicy: Never\n",
+        "  - name: app\n    image: nginx\n",
     )
 }
 
@@ -75,21 +62,7 @@ fn placement_failure(sb: &Sandbox, name: &str) -> Result<String> {
 
 /// Waits until pod `name` has its container group.
 fn wait_placed(sb: &Sandbox, name: &str) -> Result<()> {
-    wait_for(
-        &format!("pod {name} to get its container group"),
-        Duration::from_secs(60),
-        || {
-            let pod = sb.pod(name)?;
-            if pod["status"]["phase"] == "Failed" {
-                bail!("pod {name} failed: {}", pod["status"]);
-            }
-            Ok(
-                pod["metadata"]["annotations"]["vnode.io/container-group-id"]
-                    .is_string()
-                    .then_some(()),
-            )
-        },
-    )
+    sb.wait_for_group(name, Duration::from_secs(60)).map(drop)
 }
 
 /// Deletes a pod whose placement keeps failing, so its retries stop burning CPU.

@@ -133,21 +133,7 @@ fn create_pods(sb: &Sandbox, pods: &[(String, bool)]) -> Result<Vec<serde_json::
     let mut out = Vec::new();
     for (name, spot) in pods {
         sb.apply(&format!("{name}.yaml"), &pod_yaml(name, *spot))?;
-        let pod = wait_for(
-            &format!("pod {name} to get its container group"),
-            Duration::from_secs(60),
-            || {
-                let pod = sb.pod(name)?;
-                if pod["status"]["phase"] == "Failed" {
-                    bail!("pod {name} failed: {}", pod["status"]);
-                }
-                Ok(
-                    pod["metadata"]["annotations"]["vnode.io/container-group-id"]
-                        .is_string()
-                        .then_some(pod),
-                )
-            },
-        )?;
+        let pod = sb.wait_for_group(name, Duration::from_secs(60))?;
         out.push(pod);
     }
     Ok(out)
