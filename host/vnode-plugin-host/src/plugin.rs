@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use wasmtime::Store;
@@ -68,7 +68,7 @@ pub struct LoadedPlugin {
     /// This version's own call deadline and memory limit.
     limits: PluginLimits,
     warm: Option<WarmPool>,
-    /// Set once a call of this version ran longer than [`INLINE_CALL_BUDGET`] (or timed out):
+    /// Set once a call of this version used more CPU than [`INLINE_CALL_BUDGET`] (or timed out):
     /// from then on the async API runs its calls off the runtime's worker threads.
     slow: AtomicBool,
     /// Decisions that found no prepared instance and instantiated on their own path.
@@ -76,9 +76,34 @@ pub struct LoadedPlugin {
 }
 
 /// The async API runs a call directly on the runtime worker while every call of the version
-/// has finished within this; a version that once took longer runs its later calls on a
-/// blocking thread instead (see [`crate::PluginSlot::place`]).
+/// has used at most this much CPU; a version that once used more (or timed out) runs its later
+/// calls on a blocking thread instead (see [`crate::PluginSlot::place`]).
 pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
+
+/// The CPU time the calling thread spent in one call: what decides whether a version may keep
+/// running on a runtime worker. Wall-clock time would also count the time the thread was
+/// descheduled, and on a loaded machine one preempted call of a 50 µs plugin would send every
+/// later call of that version down the slower blocking path. A call that hits its deadline has
+/// spent that deadline on the CPU, so hostile versions still leave the worker.
+struct CallClock(Duration);
+
+impl CallClock {
+    fn start() -> CallClock {
+        CallClock(thread_cpu_time())
+    }
+
+    fn used(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.0)
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
 
 /// The background worker's two queues: instances prepared for decisions, and spent stores to
 /// free off the decision path.
@@ -147,7 +172,7 @@ impl LoadedPlugin {
     }
 
     /// Whether the async API still runs this version's calls directly on the runtime worker:
-    /// true until one of its calls takes longer than 1 ms (or times out).
+    /// true until one of its calls uses more than 1 ms of CPU (or times out).
     pub fn runs_fast(&self) -> bool {
         !self.slow.load(Ordering::Relaxed)
     }
@@ -161,8 +186,11 @@ impl LoadedPlugin {
     }
 
     /// Records how long a call took (see [`LoadedPlugin::runs_fast`]).
-    fn note_call_time(&self, started: Instant) {
-        if started.elapsed() > INLINE_CALL_BUDGET && !self.slow.swap(true, Ordering::Relaxed) {
+    fn note_call_time<T>(&self, started: CallClock, outcome: &Result<T, PluginError>) {
+        let timed_out = matches!(outcome, Err(PluginError::Timeout { .. }));
+        if (timed_out || started.used() > INLINE_CALL_BUDGET)
+            && !self.slow.swap(true, Ordering::Relaxed)
+        {
             tracing::debug!(plugin = %self.identity, "plugin call exceeded the inline budget; later async calls run on a blocking thread");
         }
     }
@@ -384,11 +412,11 @@ impl LoadedPlugin {
             )));
         };
         arm_deadline(&mut store, &self.engine, &self.limits);
-        let started = Instant::now();
+        let started = CallClock::start();
         let decision = bindings
             .call_place(&mut store, pod, &context)
             .map_err(|e| classify(e, &store, &self.limits));
-        self.note_call_time(started);
+        self.note_call_time(started, &decision);
         note_dropped_logs(&store, &self.identity);
         self.retire(store);
         let decision = decision
@@ -415,11 +443,11 @@ impl LoadedPlugin {
             )));
         };
         arm_deadline(&mut store, &self.engine, &self.limits);
-        let started = Instant::now();
+        let started = CallClock::start();
         let result = bindings
             .call_translate(&mut store, &input)
             .map_err(|e| classify(e, &store, &self.limits));
-        self.note_call_time(started);
+        self.note_call_time(started, &result);
         note_dropped_logs(&store, &self.identity);
         self.retire(store);
         let result = result.map_err(|e| self.call_error(e))?;
@@ -682,6 +710,7 @@ fn start_warm_pool_with(
 mod tests {
     use super::*;
     use crate::{PluginLoader, RuntimeConfig, builtin};
+    use std::time::Instant;
 
     /// The warm worker keeps trying after failed preparations, backing off 10 ms, 20 ms,
     /// 40 ms …, and fills the pool once preparing works again. Without the retry the pool

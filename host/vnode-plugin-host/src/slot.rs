@@ -182,8 +182,8 @@ impl PluginSlot {
 
 /// Runs a plugin call from async code.
 ///
-/// A version whose calls have all finished within [`crate::plugin::INLINE_CALL_BUDGET`] (1 ms;
-/// the shipped plugins take tens of µs) runs right here on the runtime worker, like any other
+/// A version whose calls have each used at most [`crate::plugin::INLINE_CALL_BUDGET`] of CPU
+/// (1 ms; the shipped plugins take tens of µs) runs right here on the runtime worker, like any other
 /// short piece of synchronous work: no thread hand-off at all. Measured on this 2-vCPU VM,
 /// `block_in_place` (which hands the worker's scheduler core to another thread on every call)
 /// cost more than the plugin call itself; `spawn_blocking` and back costs two cross-thread
