@@ -850,9 +850,15 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
             break;
         }
         if Instant::now() > deadline {
+            // The log's last lines travel with the error: a test's temp dir (and the log in
+            // it) is gone by the time anyone reads the failure.
+            let log = out.join("daemon.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
             bail!(
-                "the daemon did not become ready within {ready_timeout:?} (see {})",
-                out.join("daemon.log").display()
+                "the daemon did not become ready within {ready_timeout:?} (see {}); its last log lines:\n{tail}",
+                log.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
