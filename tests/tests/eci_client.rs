@@ -42,6 +42,15 @@ impl Emu {
         }
     }
 
+    /// An emulator with every setting at its default except the profile.
+    async fn with_profile(profile: Profile) -> Self {
+        Self::start(EmulatorConfig {
+            profile,
+            ..EmulatorConfig::default()
+        })
+        .await
+    }
+
     fn client_with(&self, f: impl FnOnce(EciClientConfig) -> EciClientConfig) -> EciClient {
         let base = EciClientConfig {
             endpoint: Some(format!("http://{}", self.addr)),
@@ -452,11 +461,7 @@ async fn every_action_v1() {
 
 #[tokio::test]
 async fn paging_and_tag_filters() {
-    let emu = Emu::start(EmulatorConfig {
-        profile: Profile::instant(),
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(Profile::instant()).await;
     let client = emu.client();
     for i in 0..45 {
         let mut r = nginx(&format!("page-{i}"));
@@ -553,11 +558,7 @@ async fn idempotent_retry_after_injected_timeout() {
         "faults:\n  - actions: [CreateContainerGroup]\n    kind: timeout\n    first: 1\n    delay_ms: 1500\n",
     )
     .expect("profile");
-    let emu = Emu::start(EmulatorConfig {
-        profile,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(profile).await;
     let client = emu.client_with(|c| EciClientConfig {
         request_timeout: Duration::from_millis(500),
         ..c
@@ -606,11 +607,7 @@ async fn create_without_token_is_not_retried_after_timeout() {
         "faults:\n  - actions: [CreateContainerGroup]\n    kind: timeout\n    first: 1\n    delay_ms: 1000\n",
     )
     .expect("profile");
-    let emu = Emu::start(EmulatorConfig {
-        profile,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(profile).await;
     let client = emu.client_with(|c| EciClientConfig {
         request_timeout: Duration::from_millis(300),
         ..c
@@ -629,11 +626,7 @@ async fn create_without_token_is_not_retried_after_timeout() {
 #[tokio::test]
 async fn throttling_backoff() {
     let profile = Profile::from_yaml("quotas:\n  DescribeContainerGroups: 120\n").expect("profile");
-    let emu = Emu::start(EmulatorConfig {
-        profile,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(profile).await;
     // No client-side pacing: the emulator throttles; the client backs off and succeeds.
     let client = emu.client_with(|c| EciClientConfig {
         rate_limits: RateLimits::unlimited(),
@@ -674,11 +667,7 @@ async fn throttling_backoff() {
     // (pacing exactly at the quota can lose a race by the network latency's jitter).
     emu.stop().await;
     let profile = Profile::from_yaml("quotas:\n  DescribeContainerGroups: 600\n").expect("profile");
-    let emu = Emu::start(EmulatorConfig {
-        profile,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(profile).await;
     let paced = emu.client_with(|c| EciClientConfig {
         rate_limits: RateLimits::documented()
             .set(vnode_eci::Action::DescribeContainerGroups, Some(590)),
@@ -897,11 +886,7 @@ async fn lifecycle_semantics() {
         },
         ..fast_profile()
     };
-    let emu = Emu::start(EmulatorConfig {
-        profile,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(profile).await;
     let client = emu.client();
     let ok = client
         .create_container_group(&job("job-ok", "echo done; sleep 0.2", RestartPolicy::Never))
@@ -1070,11 +1055,7 @@ async fn lifecycle_semantics() {
 #[tokio::test]
 async fn async_no_stock_goes_schedule_failed() {
     let profile = Profile::from_yaml("stock:\n  out_of_stock_specs: ['2.0-4.0Gi']\n  asynchronous: true\ntiming:\n  scheduling_ms: 50\n").expect("profile");
-    let emu = Emu::start(EmulatorConfig {
-        profile,
-        ..EmulatorConfig::default()
-    })
-    .await;
+    let emu = Emu::with_profile(profile).await;
     let client = emu.client();
     let mut r = nginx("big");
     r.containers[0].cpu = Some(2.0);

@@ -150,182 +150,83 @@ async fn get_and_form_transports_work() {
     );
 }
 
+/// One request the emulator must refuse: the action, its parameters (signed by `v1_get`), and
+/// the status, error code and a name the message must mention, as a real ECI endpoint answers.
+struct BadRequest {
+    action: &'static str,
+    params: Vec<(String, String)>,
+    status: u16,
+    code: &'static str,
+    message_names: Option<&'static str>,
+}
+
+fn bad(
+    action: &'static str,
+    params: &[(&str, &str)],
+    status: u16,
+    code: &'static str,
+    message_names: Option<&'static str>,
+) -> BadRequest {
+    BadRequest {
+        action,
+        params: p(params),
+        status,
+        code,
+        message_names,
+    }
+}
+
 #[tokio::test]
 async fn bad_input_gets_real_codes() {
     let emu = start().await;
     let region = ("RegionId", "cn-hangzhou");
-    let ok_container = [("Container.1.Name", "app"), ("Container.1.Image", "nginx")];
+    let [name, image] = [("Container.1.Name", "app"), ("Container.1.Image", "nginx")];
+    let create = "CreateContainerGroup";
 
-    let (s, b) = v1_get(&emu, "RunInstances", &p(&[region])).await;
-    assert_envelope(s, &b, 404, "InvalidAction.NotFound");
-
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[
-            ("ContainerGroupName", "x1"),
-            ok_container[0],
-            ok_container[1],
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "MissingParameter");
-    assert!(
-        b["Message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("RegionId")
-    );
-
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[region, ok_container[0], ok_container[1]]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "MissingParameter");
-    assert!(
-        b["Message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ContainerGroupName")
-    );
-
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[region, ("ContainerGroupName", "x2")]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "MissingParameter");
-
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[
-            region,
-            ("ContainerGroupName", "x3"),
-            ok_container[0],
-            ok_container[1],
-            ("Container.1.Cpu", "lots"),
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-    assert!(
-        b["Message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Container.1.Cpu"),
-        "{b}"
-    );
-
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[
-            region,
-            ("ContainerGroupName", "x4"),
-            ok_container[0],
-            ok_container[1],
-            ("RestartPolicy", "Sometimes"),
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-    assert!(
-        b["Message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("RestartPolicy"),
-        "{b}"
-    );
-
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[
-            region,
-            ("ContainerGroupName", "Bad_Name"),
-            ok_container[0],
-            ok_container[1],
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-
-    // Oversized spec: 128 vCPU.
-    let (s, b) = v1_get(
-        &emu,
-        "CreateContainerGroup",
-        &p(&[
-            region,
-            ("ContainerGroupName", "x5"),
-            ok_container[0],
-            ok_container[1],
-            ("Cpu", "128"),
-            ("Memory", "256"),
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter.CpuMemory");
-
-    // 21 containers.
-    let mut many = p(&[region, ("ContainerGroupName", "x6")]);
+    let mut many_containers = p(&[region, ("ContainerGroupName", "x6")]);
     for i in 1..=21 {
-        many.push((format!("Container.{i}.Name"), format!("c{i}")));
-        many.push((format!("Container.{i}.Image"), "nginx".into()));
+        many_containers.push((format!("Container.{i}.Name"), format!("c{i}")));
+        many_containers.push((format!("Container.{i}.Image"), "nginx".into()));
     }
-    let (s, b) = v1_get(&emu, "CreateContainerGroup", &many).await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-
-    // Malformed JSON list.
-    let (s, b) = v1_get(
-        &emu,
-        "DescribeContainerGroups",
-        &p(&[region, ("ContainerGroupIds", "eci-1,eci-2")]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(
-        &emu,
-        "DescribeContainerGroups",
-        &p(&[region, ("Limit", "500")]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(
-        &emu,
-        "DescribeContainerGroups",
-        &p(&[region, ("NextToken", "zzz")]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(
-        &emu,
-        "DescribeContainerLog",
-        &p(&[
-            region,
-            ("ContainerGroupId", "eci-x"),
-            ("ContainerName", "a"),
-            ("Tail", "5000"),
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 400, "InvalidParameter");
-    let (s, b) = v1_get(
-        &emu,
-        "DescribeContainerLog",
-        &p(&[
-            region,
-            ("ContainerGroupId", "eci-x"),
-            ("ContainerName", "a"),
-        ]),
-    )
-    .await;
-    assert_envelope(s, &b, 404, "InvalidParameter.NotFound");
-    let (s, b) = v1_get(&emu, "DeleteContainerGroup", &p(&[region])).await;
-    assert_envelope(s, &b, 400, "MissingParameter");
+    // One line per case: a table reads better than rustfmt's one-argument-per-line layout.
+    #[rustfmt::skip]
+    let cases = [
+        bad("RunInstances", &[region], 404, "InvalidAction.NotFound", None),
+        bad(create, &[("ContainerGroupName", "x1"), name, image], 400, "MissingParameter", Some("RegionId")),
+        bad(create, &[region, name, image], 400, "MissingParameter", Some("ContainerGroupName")),
+        bad(create, &[region, ("ContainerGroupName", "x2")], 400, "MissingParameter", None),
+        bad(create, &[region, ("ContainerGroupName", "x3"), name, image, ("Container.1.Cpu", "lots")],
+            400, "InvalidParameter", Some("Container.1.Cpu")),
+        bad(create, &[region, ("ContainerGroupName", "x4"), name, image, ("RestartPolicy", "Sometimes")],
+            400, "InvalidParameter", Some("RestartPolicy")),
+        bad(create, &[region, ("ContainerGroupName", "Bad_Name"), name, image], 400, "InvalidParameter", None),
+        // Oversized spec: 128 vCPU.
+        bad(create, &[region, ("ContainerGroupName", "x5"), name, image, ("Cpu", "128"), ("Memory", "256")],
+            400, "InvalidParameter.CpuMemory", None),
+        BadRequest { action: create, params: many_containers, status: 400, code: "InvalidParameter", message_names: None },
+        // Not a JSON list.
+        bad("DescribeContainerGroups", &[region, ("ContainerGroupIds", "eci-1,eci-2")], 400, "InvalidParameter", None),
+        bad("DescribeContainerGroups", &[region, ("Limit", "500")], 400, "InvalidParameter", None),
+        bad("DescribeContainerGroups", &[region, ("NextToken", "zzz")], 400, "InvalidParameter", None),
+        bad("DescribeContainerLog", &[region, ("ContainerGroupId", "eci-x"), ("ContainerName", "a"), ("Tail", "5000")],
+            400, "InvalidParameter", None),
+        bad("DescribeContainerLog", &[region, ("ContainerGroupId", "eci-x"), ("ContainerName", "a")],
+            404, "InvalidParameter.NotFound", None),
+        bad("DeleteContainerGroup", &[region], 400, "MissingParameter", None),
+    ];
+    for case in &cases {
+        let (s, b) = v1_get(&emu, case.action, &case.params).await;
+        assert_envelope(s, &b, case.status, case.code);
+        if let Some(field) = case.message_names {
+            let message = b["Message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(field),
+                "{} {:?}: {b}",
+                case.action,
+                case.params
+            );
+        }
+    }
 
     // Wrong version.
     let mut all = v1_sign(

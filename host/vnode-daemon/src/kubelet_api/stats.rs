@@ -125,6 +125,34 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `core-seconds timestamp-ms` of a CPU sample that has a cumulative usage.
+fn cpu_sample(c: Option<&CpuStats>) -> Option<String> {
+    let c = c?;
+    let seconds = c.usage_core_nano_seconds? as f64 / 1e9;
+    Some(format!("{seconds} {}", c.time.as_millisecond()))
+}
+
+/// `bytes timestamp-ms` of a memory sample that has a working set.
+fn memory_sample(m: Option<&MemoryStats>) -> Option<String> {
+    let m = m?;
+    Some(format!(
+        "{} {}",
+        m.working_set_bytes?,
+        m.time.as_millisecond()
+    ))
+}
+
+/// Appends `name{labels} value` (no braces without labels) when there is a value.
+fn write_sample(out: &mut String, name: &str, labels: &str, value: Option<String>) {
+    use std::fmt::Write;
+    let Some(value) = value else { return };
+    let _ = if labels.is_empty() {
+        writeln!(out, "{name} {value}")
+    } else {
+        writeln!(out, "{name}{{{labels}}} {value}")
+    };
+}
+
 /// Renders the kubelet's `/metrics/resource` families from a summary: what metrics-server
 /// scrapes (`node_*`, `pod_*`, `container_*` cpu/memory, with sample timestamps in ms).
 pub fn render_resource_metrics(s: &Summary) -> String {
@@ -136,97 +164,38 @@ pub fn render_resource_metrics(s: &Summary) -> String {
     let mut cpu_ctr = String::new();
     let mut mem_ctr = String::new();
     let mut start_ctr = String::new();
-    let secs = |ns: u64| ns as f64 / 1e9;
-    let ms = |t: &jiff::Timestamp| t.as_millisecond();
-    if let Some(c) = s
-        .node
-        .cpu
-        .as_ref()
-        .and_then(|c| c.usage_core_nano_seconds.map(|v| (v, &c.time)))
-    {
-        let _ = writeln!(
-            cpu_node,
-            "node_cpu_usage_seconds_total {} {}",
-            secs(c.0),
-            ms(c.1)
-        );
-    }
-    if let Some(m) = s
-        .node
-        .memory
-        .as_ref()
-        .and_then(|m| m.working_set_bytes.map(|v| (v, &m.time)))
-    {
-        let _ = writeln!(
-            mem_node,
-            "node_memory_working_set_bytes {} {}",
-            m.0,
-            ms(m.1)
-        );
-    }
+    let node_cpu = cpu_sample(s.node.cpu.as_ref());
+    write_sample(&mut cpu_node, "node_cpu_usage_seconds_total", "", node_cpu);
+    let node_memory = memory_sample(s.node.memory.as_ref());
+    write_sample(
+        &mut mem_node,
+        "node_memory_working_set_bytes",
+        "",
+        node_memory,
+    );
     for p in &s.pods {
         let pl = format!(
             "namespace=\"{}\",pod=\"{}\"",
             escape(&p.pod_ref.namespace),
             escape(&p.pod_ref.name)
         );
-        if let Some(c) = p
-            .cpu
-            .as_ref()
-            .and_then(|c| c.usage_core_nano_seconds.map(|v| (v, &c.time)))
-        {
-            let _ = writeln!(
-                cpu_pod,
-                "pod_cpu_usage_seconds_total{{{pl}}} {} {}",
-                secs(c.0),
-                ms(c.1)
-            );
-        }
-        if let Some(m) = p
-            .memory
-            .as_ref()
-            .and_then(|m| m.working_set_bytes.map(|v| (v, &m.time)))
-        {
-            let _ = writeln!(
-                mem_pod,
-                "pod_memory_working_set_bytes{{{pl}}} {} {}",
-                m.0,
-                ms(m.1)
-            );
-        }
+        let cpu = cpu_sample(p.cpu.as_ref());
+        write_sample(&mut cpu_pod, "pod_cpu_usage_seconds_total", &pl, cpu);
+        let memory = memory_sample(p.memory.as_ref());
+        write_sample(&mut mem_pod, "pod_memory_working_set_bytes", &pl, memory);
         for c in &p.containers {
             let cl = format!("container=\"{}\",{pl}", escape(&c.name));
-            if let Some(v) = c
-                .cpu
-                .as_ref()
-                .and_then(|x| x.usage_core_nano_seconds.map(|v| (v, &x.time)))
-            {
-                let _ = writeln!(
-                    cpu_ctr,
-                    "container_cpu_usage_seconds_total{{{cl}}} {} {}",
-                    secs(v.0),
-                    ms(v.1)
-                );
-            }
-            if let Some(v) = c
-                .memory
-                .as_ref()
-                .and_then(|x| x.working_set_bytes.map(|v| (v, &x.time)))
-            {
-                let _ = writeln!(
-                    mem_ctr,
-                    "container_memory_working_set_bytes{{{cl}}} {} {}",
-                    v.0,
-                    ms(v.1)
-                );
-            }
-            if let Some(t) = &c.start_time {
-                let _ = writeln!(
-                    start_ctr,
-                    "container_start_time_seconds{{{cl}}} {}",
-                    t.as_second()
-                );
-            }
+            let cpu = cpu_sample(c.cpu.as_ref());
+            write_sample(&mut cpu_ctr, "container_cpu_usage_seconds_total", &cl, cpu);
+            let memory = memory_sample(c.memory.as_ref());
+            write_sample(
+                &mut mem_ctr,
+                "container_memory_working_set_bytes",
+                &cl,
+                memory,
+            );
+            let started = c.start_time.map(|t| t.as_second().to_string());
+            write_sample(&mut start_ctr, "container_start_time_seconds", &cl, started);
         }
     }
     let mut out = String::new();
@@ -291,7 +260,11 @@ mod tests {
             node: NodeStats {
                 node_name: "vk".into(),
                 start_time: None,
-                cpu: None,
+                cpu: Some(CpuStats {
+                    time: t,
+                    usage_nano_cores: None,
+                    usage_core_nano_seconds: Some(7_000_000_000),
+                }),
                 memory: None,
             },
             pods: vec![PodStats {
@@ -336,6 +309,21 @@ mod tests {
         );
         assert!(text.contains("container_memory_working_set_bytes{container=\"nginx\",namespace=\"default\",pod=\"web\"} 1024"), "{text}");
         assert!(text.contains("# TYPE container_cpu_usage_seconds_total counter"));
+        assert!(
+            text.contains("\nnode_cpu_usage_seconds_total 7 1795629600000\n"),
+            "{text}"
+        );
+        // A family without samples keeps its header and has no lines.
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("node_memory_working_set_bytes")),
+            "{text}"
+        );
+        assert!(
+            text.contains("container_start_time_seconds{container=\"nginx\",namespace=\"default\",pod=\"web\"} 1795629600\n"),
+            "{text}"
+        );
         let json = serde_json::to_value(&s).expect("json");
         assert_eq!(json["pods"][0]["podRef"]["uid"], "u1");
         assert_eq!(
