@@ -15,16 +15,20 @@
 //! (a second copy of the whole spec); nothing in the daemon reads them.
 //!
 //! The store itself is kube-runtime's reflector [`Store`] over [`StoredPod`] (its `Lookup`
-//! impl is below), so listing semantics (a relist is swapped in whole at `InitDone`,
-//! `wait_until_ready`) are kube-runtime's.
+//! impl is below), so listing semantics (a relist is swapped in whole at `InitDone`) are
+//! kube-runtime's. Readiness is not: kube-runtime's `Store::wait_until_ready` wakes only
+//! the waiter that polled it last (one `oneshot` receiver, one waker slot), and the
+//! daemon's readiness and the observer wait at the same time, so the store signals its
+//! first complete listing on a [`watch`] channel of its own.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::store::{Writer, WriterDropped};
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::runtime::watcher;
+use tokio::sync::watch;
 
 use crate::groups::annotations;
 
@@ -194,21 +198,34 @@ impl Lookup for StoredPod {
 #[derive(Clone)]
 pub struct PodStore {
     inner: Store<StoredPod>,
+    /// True once the first complete listing is in.
+    ready: watch::Receiver<bool>,
 }
 
 /// The writing half of the pod store, fed with the pod watcher's events.
 pub struct PodStoreWriter {
     inner: Writer<StoredPod>,
+    ready: watch::Sender<bool>,
 }
+
+/// The pod store's writer was dropped before the first complete listing arrived.
+#[derive(Debug, thiserror::Error)]
+#[error("the pod store's writer stopped before the first complete listing")]
+pub struct WriterDropped;
 
 /// A new, empty (not yet ready) pod store and its writer.
 pub fn pod_store() -> (PodStore, PodStoreWriter) {
     let inner = Writer::default();
+    let (ready_tx, ready_rx) = watch::channel(false);
     (
         PodStore {
             inner: inner.as_reader(),
+            ready: ready_rx,
         },
-        PodStoreWriter { inner },
+        PodStoreWriter {
+            inner,
+            ready: ready_tx,
+        },
     )
 }
 
@@ -224,13 +241,26 @@ impl PodStoreWriter {
             watcher::Event::InitDone => watcher::Event::InitDone,
         };
         self.inner.apply_watcher_event(&stored);
+        if matches!(event, watcher::Event::InitDone) {
+            // Every waiter is woken (`send_if_modified`: later relists wake no one).
+            self.ready
+                .send_if_modified(|ready| !std::mem::replace(ready, true));
+        }
     }
 }
 
 impl PodStore {
-    /// Waits until the store holds its first complete listing.
+    /// Waits until the store holds its first complete listing. Any number of tasks may
+    /// wait at once; all are woken.
     pub async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
-        self.inner.wait_until_ready().await
+        let mut ready = self.ready.clone();
+        // `wait_for` looks at the current value first: ready stays ready after the writer
+        // is gone.
+        ready
+            .wait_for(|r| *r)
+            .await
+            .map(|_| ())
+            .map_err(|_| WriterDropped)
     }
 
     /// The stored pod `namespace/name` (not decoded).
@@ -422,6 +452,36 @@ mod tests {
         let stored = StoredPod::new(&full_pod());
         // The JSON of this (large) pod; decoded it takes several times this much heap.
         assert!(stored.encoded_len() < 6 * 1024, "{}", stored.encoded_len());
+    }
+
+    /// The daemon's readiness and the observer both wait for the first listing, at the same
+    /// time. Both must be woken (kube-runtime's `Store::wait_until_ready` keeps one waker:
+    /// the waiter polled last took it, the other slept forever — a daemon that never became
+    /// ready).
+    #[tokio::test]
+    async fn every_concurrent_waiter_is_woken_by_the_first_listing() {
+        let (store, mut writer) = pod_store();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.wait_until_ready().await })
+            })
+            .collect();
+        // Current-thread runtime: each waiter runs up to its first await and registers.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("woken by InitDone")
+                .expect("task")
+                .expect("ready");
+        }
+        // Later waiters return at once.
+        store.wait_until_ready().await.expect("ready");
     }
 
     #[tokio::test]
