@@ -1726,14 +1726,14 @@ async fn watch(
         if !shares_encoding {
             return encode(ty, &object.value());
         }
-        let obj = object.json();
-        let mut line = Vec::with_capacity(obj.len() + 32);
-        line.extend_from_slice(b"{\"type\":\"");
-        line.extend_from_slice(ty.as_bytes());
-        line.extend_from_slice(b"\",\"object\":");
-        line.extend_from_slice(obj);
-        line.extend_from_slice(b"}\n");
-        Bytes::from(line)
+        crate::store::watch_line(ty, object.json())
+    };
+    // A change: sent as its own kind, the line is built once for all watchers.
+    let encode_event = move |ty: &str, ev: &WatchEvent| -> Bytes {
+        if shares_encoding && ty == ev.kind.as_str() {
+            return ev.line();
+        }
+        encode_object(ty, &ev.object)
     };
     let info = &RESOURCES[t.res];
     let bookmark = move |rv: u64, initial_end: bool| -> Value {
@@ -1765,8 +1765,8 @@ async fn watch(
         sub = rx2;
         initial_end_bookmark = send_initial == Some("true");
     } else if rv_param.is_empty() || rv_param == "0" {
-        let rv = state.store.read(|i| i.rv());
-        sub = state.store.subscribe();
+        let (rv, rx2) = state.store.subscribe_now(storage);
+        sub = rx2;
         start_rv = rv;
         initial_end_bookmark = false;
     } else {
@@ -1774,7 +1774,7 @@ async fn watch(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?;
         initial_end_bookmark = false;
-        match state.store.subscribe_from(from) {
+        match state.store.subscribe_from(storage, from) {
             Ok((b, rx2)) => {
                 backlog = b;
                 sub = rx2;
@@ -1782,7 +1782,7 @@ async fn watch(
             }
             Err(e) => {
                 gone = Some(e);
-                sub = state.store.subscribe();
+                sub = state.store.subscribe_now(storage).1;
                 start_rv = from;
             }
         }
@@ -1829,7 +1829,7 @@ async fn watch(
         for ev in &backlog {
             last_rv = ev.rv;
             if let Some(ty) = translate(ev)
-                && tx.send(encode_object(ty, &ev.object)).await.is_err()
+                && tx.send(encode_event(ty, ev)).await.is_err()
             {
                 return;
             }
@@ -1864,12 +1864,16 @@ async fn watch(
                 }
                 () = &mut deadline => {
                     if bookmarks {
+                        last_rv = store.progress(&sub).map_or(last_rv, |rv| rv.max(last_rv));
                         let _ = tx.send(encode("BOOKMARK", &bookmark(last_rv, false))).await;
                     }
                     return;
                 }
                 () = tx.closed() => return,
                 _ = tick.tick() => {
+                    if bookmarks {
+                        last_rv = store.progress(&sub).map_or(last_rv, |rv| rv.max(last_rv));
+                    }
                     if bookmarks && tx.send(encode("BOOKMARK", &bookmark(last_rv, false))).await.is_err() {
                         return;
                     }
@@ -1881,7 +1885,7 @@ async fn watch(
                         }
                         last_rv = ev.rv;
                         if let Some(ty) = translate(&ev)
-                            && tx.send(encode_object(ty, &ev.object)).await.is_err()
+                            && tx.send(encode_event(ty, &ev)).await.is_err()
                         {
                             return;
                         }
@@ -1894,7 +1898,7 @@ async fn watch(
                                 for ev in evs {
                                     last_rv = ev.rv;
                                     if let Some(ty) = translate(&ev)
-                                        && tx.send(encode_object(ty, &ev.object)).await.is_err()
+                                        && tx.send(encode_event(ty, &ev)).await.is_err()
                                     {
                                         return;
                                     }

@@ -15,11 +15,11 @@
 //! update is recognised); its `metadata.resourceVersion` is the rv of the change that
 //! wrote it; events are recorded and broadcast under the write lock, in rv order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -52,6 +52,11 @@ impl EventKind {
 /// parsing them.
 #[derive(Debug)]
 pub struct Object {
+    /// The watch line of the change that wrote this version
+    /// (`{"type":"<line_kind>","object":<json>}` and a newline); `json` is a slice of it,
+    /// so the line every watcher sends costs no copy and ~30 bytes of memory.
+    line: Bytes,
+    line_kind: EventKind,
     json: Bytes,
     namespace: Box<str>,
     name: Box<str>,
@@ -64,8 +69,9 @@ pub struct Object {
 }
 
 impl Object {
-    /// Indexes `value` (already serialised as `json`).
-    fn new(res: ResourceId, value: &Value, json: Bytes) -> Self {
+    /// Indexes `value` (already serialised as `json`, a slice of `line`, the watch line of
+    /// a `line_kind` change).
+    fn new(res: ResourceId, value: &Value, line: Bytes, line_kind: EventKind, json: Bytes) -> Self {
         let meta = &value["metadata"];
         let s = |v: &Value| Box::<str>::from(v.as_str().unwrap_or(""));
         let labels = meta["labels"]
@@ -81,6 +87,8 @@ impl Object {
             .map(|p| (*p, crate::selectors::field_value(value, p).into()))
             .collect();
         Self {
+            line,
+            line_kind,
             json,
             namespace: s(&meta["namespace"]),
             name: s(&meta["name"]),
@@ -91,11 +99,23 @@ impl Object {
         }
     }
 
-    /// Serialises and indexes `value`.
-    fn from_value(res: ResourceId, value: &Value) -> Self {
+    /// Serialises and indexes `value`, written by a `kind` change: the bytes are that
+    /// change's watch line, with the object's JSON inside it.
+    fn from_value(res: ResourceId, value: &Value, kind: EventKind) -> Self {
+        let mut line = line_prefix(kind.as_str());
+        let start = line.len();
         // Serialising a `Value` cannot fail (its keys are strings).
-        let json = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-        Self::new(res, value, json)
+        if serde_json::to_writer(&mut line, value).is_err() {
+            line.truncate(start);
+        }
+        let end = line.len();
+        line.extend_from_slice(LINE_SUFFIX);
+        // Stored versions live as long as the object: keep no spare capacity (shrinking
+        // is done in place by the allocator).
+        line.shrink_to_fit();
+        let line = Bytes::from(line);
+        let json = line.slice(start..end);
+        Self::new(res, value, line, kind, json)
     }
 
     /// The object as JSON (what get, list and watch send).
@@ -172,6 +192,36 @@ impl WatchEvent {
     pub fn object_json(&self) -> &Bytes {
         self.object.json()
     }
+
+    /// The watch-stream line for this change sent as `self.kind` with the stored object's
+    /// bytes: the object was serialised inside it when it was written, so every watcher
+    /// shares the same bytes.
+    pub fn line(&self) -> Bytes {
+        if self.object.line_kind == self.kind {
+            self.object.line.clone()
+        } else {
+            watch_line(self.kind.as_str(), self.object.json())
+        }
+    }
+}
+
+const LINE_SUFFIX: &[u8] = b"}\n";
+
+fn line_prefix(ty: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(2048);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(ty.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line
+}
+
+/// One watch-stream line: `{"type":"<ty>","object":<object>}` and a newline.
+pub fn watch_line(ty: &str, object: &[u8]) -> Bytes {
+    let mut line = line_prefix(ty);
+    line.reserve(object.len() + LINE_SUFFIX.len());
+    line.extend_from_slice(object);
+    line.extend_from_slice(LINE_SUFFIX);
+    Bytes::from(line)
 }
 
 /// What a mutation closure decided.
@@ -267,8 +317,18 @@ impl Inner {
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
     inner: RwLock<Inner>,
+    /// Every change (the built-in controllers).
     tx: broadcast::Sender<Arc<WatchEvent>>,
+    /// The changes of one storage resource, for watches of it: a watch is woken only by
+    /// its own resource's changes, not by every event object the daemon writes. Created
+    /// on the first watch of a resource; taken under the store's read lock and fed under
+    /// its write lock, so a subscription sees exactly the changes after its snapshot.
+    by_resource: Mutex<HashMap<ResourceId, broadcast::Sender<Arc<WatchEvent>>>>,
 }
+
+/// Capacity of each broadcast channel (a watcher further behind catches up from the
+/// window).
+const FANOUT_CAPACITY: usize = 4096;
 
 /// Timestamp in the RFC 3339 second precision Kubernetes uses for `metav1.Time`.
 pub fn now_rfc3339() -> String {
@@ -281,6 +341,17 @@ pub fn now_rfc3339() -> String {
 pub fn now_micro() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}
+
+/// A random (version 4) UUID for `metadata.uid`, from the thread-local generator rather
+/// than one `getrandom` system call per object as `Uuid::new_v4` makes.
+pub fn random_uid() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
         .to_string()
 }
 
@@ -319,7 +390,7 @@ fn set_rv(v: &mut Value, rv: u64) {
 impl Store {
     /// An empty store whose watch window keeps `window_cap` changes.
     pub fn new(window_cap: usize) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
         Self {
             inner: RwLock::new(Inner {
                 rv: 1,
@@ -329,7 +400,17 @@ impl Store {
                 evicted_up_to: 0,
             }),
             tx,
+            by_resource: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A subscription to `res`'s changes (see [`Store::by_resource`]).
+    fn subscribe_resource(&self, res: ResourceId) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.by_resource
+            .lock()
+            .entry(res)
+            .or_insert_with(|| broadcast::channel(FANOUT_CAPACITY).0)
+            .subscribe()
     }
 
     /// Runs `f` with read access.
@@ -383,7 +464,8 @@ impl Store {
         self.inner.read().objects[res].len()
     }
 
-    /// A snapshot of matching objects plus a subscription that sees every later change.
+    /// A snapshot of matching objects plus a subscription that sees every later change of
+    /// `res`.
     pub fn snapshot_and_subscribe(
         &self,
         res: ResourceId,
@@ -391,17 +473,17 @@ impl Store {
         keep: impl Fn(&Object) -> bool,
     ) -> (Vec<Arc<Object>>, u64, broadcast::Receiver<Arc<WatchEvent>>) {
         let inner = self.inner.read();
-        let rx = self.tx.subscribe();
+        let rx = self.subscribe_resource(res);
         let items = inner.iter(res, ns).filter(|o| keep(o)).cloned().collect();
         (items, inner.rv, rx)
     }
 
-    /// Changes after `from` still in the window, plus a subscription for later ones;
-    /// 410 Gone when `from` has already left the window.
-    pub fn subscribe_from(&self, from: u64) -> Result<Backlog, ApiError> {
+    /// Changes after `from` still in the window (of every resource), plus a subscription
+    /// for later changes of `res`; 410 Gone when `from` has already left the window.
+    pub fn subscribe_from(&self, res: ResourceId, from: u64) -> Result<Backlog, ApiError> {
         let inner = self.inner.read();
         let backlog = inner.events_after(from)?;
-        Ok((backlog, self.tx.subscribe()))
+        Ok((backlog, self.subscribe_resource(res)))
     }
 
     /// Changes after `from` still in the window (for a watcher that fell behind).
@@ -412,6 +494,24 @@ impl Store {
     /// A subscription to all future changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
         self.tx.subscribe()
+    }
+
+    /// The store's resourceVersion if `rx` (a subscription to one resource) has received
+    /// every change sent to it: then nothing up to that version is left for its watcher,
+    /// and a bookmark may carry it although the resource itself did not change (the
+    /// other resources' writes move the version on, and a resume from an older one could
+    /// find it gone from the window). `None` while changes are still queued.
+    pub fn progress(&self, rx: &broadcast::Receiver<Arc<WatchEvent>>) -> Option<u64> {
+        // Changes are sent under the write lock: under the read lock the queue and the
+        // version agree.
+        let inner = self.inner.read();
+        rx.is_empty().then_some(inner.rv)
+    }
+
+    /// The resourceVersion now plus a subscription to `res`'s later changes.
+    pub fn subscribe_now(&self, res: ResourceId) -> (u64, broadcast::Receiver<Arc<WatchEvent>>) {
+        let inner = self.inner.read();
+        (inner.rv, self.subscribe_resource(res))
     }
 
     fn record(
@@ -436,6 +536,9 @@ impl Store {
         }
         inner.window.push_back(ev.clone());
         // No receivers is fine: nobody is watching.
+        if let Some(tx) = self.by_resource.lock().get(&res) {
+            let _ = tx.send(ev.clone());
+        }
         let _ = self.tx.send(ev);
     }
 
@@ -489,10 +592,7 @@ impl Store {
             } else {
                 m.remove("namespace");
             }
-            m.insert(
-                "uid".into(),
-                Value::String(uuid::Uuid::new_v4().to_string()),
-            );
+            m.insert("uid".into(), Value::String(random_uid()));
             m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
             m.insert("generation".into(), json!(1));
             m.remove("deletionTimestamp");
@@ -519,7 +619,7 @@ impl Store {
         let rv = inner.rv + 1;
         obj["metadata"]["name"] = Value::String(key.1.clone());
         set_rv(&mut obj, rv);
-        let stored = Arc::new(Object::from_value(res, &obj));
+        let stored = Arc::new(Object::from_value(res, &obj, EventKind::Added));
         if dry_run {
             return Ok((obj, stored));
         }
@@ -605,7 +705,7 @@ impl Store {
                 }
                 let rv = inner.rv + 1;
                 set_rv(&mut new, rv);
-                let stored = Arc::new(Object::from_value(res, &new));
+                let stored = Arc::new(Object::from_value(res, &new, EventKind::Modified));
                 let new = Arc::new(new);
                 if dry_run {
                     return Ok((Outcome::Stored(new), ObjectOutcome::Stored(stored)));
@@ -625,7 +725,7 @@ impl Store {
                 let rv = inner.rv + 1;
                 let mut last = Arc::unwrap_or_clone(cur);
                 set_rv(&mut last, rv);
-                let stored = Arc::new(Object::from_value(res, &last));
+                let stored = Arc::new(Object::from_value(res, &last, EventKind::Deleted));
                 let last = Arc::new(last);
                 if dry_run {
                     return Ok((Outcome::Deleted(last), ObjectOutcome::Deleted(stored)));
@@ -669,7 +769,7 @@ impl Store {
             if let Some(cur) = inner.objects[res].remove(&key) {
                 inner.rv += 1;
                 set_rv(&mut last, inner.rv);
-                let last = Arc::new(Object::from_value(res, &last));
+                let last = Arc::new(Object::from_value(res, &last, EventKind::Deleted));
                 self.record(&mut inner, EventKind::Deleted, res, last, Some(cur));
             }
         }
@@ -775,6 +875,69 @@ mod tests {
         let (only_n1, _) =
             s.list_objects(ids::PODS, None, |o| o.field("spec.nodeName") == Some("n1"));
         assert_eq!(only_n1.len(), 1);
+    }
+
+    #[test]
+    fn a_resource_subscription_gets_only_that_resource_and_one_shared_line() {
+        let s = Store::new(10);
+        let (rv0, mut pods) = s.subscribe_now(ids::PODS);
+        let mut all = s.subscribe();
+        s.create(ids::CONFIGMAPS, cm("not-a-pod"), false)
+            .expect("configmap");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {}});
+        let p = s.create_object(ids::PODS, pod, false).expect("pod");
+        // The pod channel skips the config map; the all-changes channel has both.
+        let ev = pods.try_recv().expect("the pod's change");
+        assert_eq!((ev.resource, ev.kind), (ids::PODS, EventKind::Added));
+        assert!(ev.rv > rv0 + 1, "after the config map's change");
+        assert!(pods.try_recv().is_err(), "nothing else on the pod channel");
+        assert_eq!(all.try_recv().expect("configmap").resource, ids::CONFIGMAPS);
+        assert_eq!(all.try_recv().expect("pod").resource, ids::PODS);
+        // The shared line is the upstream watch event of the stored bytes, made once.
+        let line = ev.line();
+        let parsed: Value = serde_json::from_slice(&line).expect("line is JSON");
+        assert_eq!(parsed["type"], "ADDED");
+        assert_eq!(parsed["object"], p.value());
+        assert!(line.ends_with(b"}\n"));
+        assert_eq!(ev.line().as_ptr(), line.as_ptr(), "built once");
+        assert_eq!(
+            p.json().as_ref(),
+            serde_json::to_vec(&p.value()).expect("json")
+        );
+        // A version written by a modification carries its MODIFIED line.
+        s.mutate(ids::PODS, "default", "p", false, |cur, _| {
+            let mut n = (**cur).clone();
+            n["spec"]["nodeName"] = json!("n1");
+            Ok(Change::Put(n))
+        })
+        .expect("update");
+        let ev = pods.try_recv().expect("modified");
+        let parsed: Value = serde_json::from_slice(&ev.line()).expect("line is JSON");
+        assert_eq!(parsed["type"], "MODIFIED");
+        assert_eq!(parsed["object"]["spec"]["nodeName"], "n1");
+        // A resumed subscription replays the window and then follows its resource.
+        let (backlog, mut cms) = s.subscribe_from(ids::CONFIGMAPS, rv0).expect("window");
+        assert_eq!(backlog.len(), 3, "config map, pod added, pod modified");
+        s.create(ids::CONFIGMAPS, cm("second"), false).expect("cm");
+        assert_eq!(cms.try_recv().expect("cm").object.name(), "second");
+        // Progress: the pod subscription has seen everything for pods, so a bookmark may
+        // carry the store's version, which the config maps moved on.
+        assert_eq!(s.progress(&pods), Some(s.read(Inner::rv)));
+        s.create(ids::CONFIGMAPS, cm("third"), false).expect("cm");
+        assert_eq!(s.progress(&cms), None, "a change is still queued");
+        assert!(cms.try_recv().is_ok());
+        assert_eq!(s.progress(&cms), Some(s.read(Inner::rv)));
+    }
+
+    #[test]
+    fn uids_are_random_version_4_uuids() {
+        let a = random_uid();
+        let b = random_uid();
+        assert_ne!(a, b);
+        let u = uuid::Uuid::parse_str(&a).expect("uuid");
+        assert_eq!(u.get_version_num(), 4);
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(a.len(), 36);
     }
 
     #[test]
