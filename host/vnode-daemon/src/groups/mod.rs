@@ -81,8 +81,49 @@ struct Slot {
 /// operations, never across an await.
 #[derive(Debug)]
 pub struct GroupIndex {
-    by_uid: RwLock<HashMap<String, Slot>>,
+    groups: RwLock<Groups>,
     listed: watch::Sender<bool>,
+}
+
+/// The index's map and its groups per zone, changed together under one lock.
+#[derive(Debug, Default)]
+struct Groups {
+    by_uid: HashMap<String, Slot>,
+    /// Groups per known zone, kept with every change: placement asks once per pod, and
+    /// counting the whole map there made a burst of N pods cost O(N²).
+    per_zone: HashMap<String, u32>,
+}
+
+impl Groups {
+    fn count(&mut self, slot: &Slot) {
+        if let Some(zone) = &slot.entry.zone {
+            *self.per_zone.entry(zone.clone()).or_default() += 1;
+        }
+    }
+
+    fn uncount(&mut self, slot: &Slot) {
+        if let Some(zone) = &slot.entry.zone
+            && let Some(n) = self.per_zone.get_mut(zone)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_zone.remove(zone);
+            }
+        }
+    }
+
+    fn insert(&mut self, uid: String, slot: Slot) {
+        self.count(&slot);
+        if let Some(old) = self.by_uid.insert(uid, slot) {
+            self.uncount(&old);
+        }
+    }
+
+    fn remove(&mut self, uid: &str) {
+        if let Some(old) = self.by_uid.remove(uid) {
+            self.uncount(&old);
+        }
+    }
 }
 
 impl Default for GroupIndex {
@@ -95,20 +136,20 @@ impl GroupIndex {
     /// An empty index that has not seen a complete listing yet.
     pub fn new() -> Self {
         Self {
-            by_uid: RwLock::new(HashMap::new()),
+            groups: RwLock::new(Groups::default()),
             listed: watch::channel(false).0,
         }
     }
 
     /// The group of pod `uid`, if one is known.
     pub fn get(&self, uid: &str) -> Option<GroupEntry> {
-        self.by_uid.read().get(uid).map(|s| s.entry.clone())
+        self.groups.read().by_uid.get(uid).map(|s| s.entry.clone())
     }
 
     /// Records a group the controller just created or adopted.
     pub fn insert(&self, entry: GroupEntry) {
         let uid = entry.pod_uid.clone();
-        self.by_uid.write().insert(
+        self.groups.write().insert(
             uid,
             Slot {
                 entry,
@@ -119,7 +160,7 @@ impl GroupIndex {
 
     /// Updates the status of a known group (no-op when the group is not known any more).
     pub fn set_status(&self, uid: &str, group_id: &str, status: &str) {
-        if let Some(slot) = self.by_uid.write().get_mut(uid)
+        if let Some(slot) = self.groups.write().by_uid.get_mut(uid)
             && slot.entry.id == group_id
         {
             slot.entry.status = Some(status.to_string());
@@ -129,9 +170,13 @@ impl GroupIndex {
     /// Forgets pod `uid`'s group, but only if it is still `group_id` (a newer group for the
     /// same UID is never dropped by a stale caller).
     pub fn remove(&self, uid: &str, group_id: &str) {
-        let mut map = self.by_uid.write();
-        if map.get(uid).is_some_and(|s| s.entry.id == group_id) {
-            map.remove(uid);
+        let mut groups = self.groups.write();
+        if groups
+            .by_uid
+            .get(uid)
+            .is_some_and(|s| s.entry.id == group_id)
+        {
+            groups.remove(uid);
         }
     }
 
@@ -139,26 +184,22 @@ impl GroupIndex {
     /// Entries recorded after that instant are kept (the listing could not have seen them).
     /// Marks the index as listed.
     pub fn replace_all(&self, listing: Vec<GroupEntry>, listing_started: Instant) {
-        let mut map = self.by_uid.write();
-        let mut next: HashMap<String, Slot> = listing
-            .into_iter()
-            .map(|entry| {
-                (
-                    entry.pod_uid.clone(),
-                    Slot {
-                        entry,
-                        recorded_at: listing_started,
-                    },
-                )
-            })
-            .collect();
-        for (uid, slot) in map.drain() {
+        let mut groups = self.groups.write();
+        let mut next = Groups::default();
+        for entry in listing {
+            let slot = Slot {
+                entry,
+                recorded_at: listing_started,
+            };
+            next.insert(slot.entry.pod_uid.clone(), slot);
+        }
+        for (uid, slot) in groups.by_uid.drain() {
             if slot.recorded_at > listing_started {
                 next.insert(uid, slot);
             }
         }
-        *map = next;
-        drop(map);
+        *groups = next;
+        drop(groups);
         self.listed.send_replace(true);
     }
 
@@ -177,35 +218,34 @@ impl GroupIndex {
 
     /// All known groups.
     pub fn snapshot(&self) -> Vec<GroupEntry> {
-        self.by_uid
+        self.groups
             .read()
+            .by_uid
             .values()
             .map(|s| s.entry.clone())
             .collect()
     }
 
-    /// Known groups per zone (groups without a known zone are not counted). Counted under
-    /// the read lock without copying entries: placement asks for this once per pod, so a
-    /// full [`GroupIndex::snapshot`] there made creating N pods cost O(N²) string copies.
+    /// Known groups per zone (groups without a known zone are not counted), in zone order.
+    /// Kept up to date with every change, so this costs O(zones), not O(groups): placement
+    /// asks for it once per pod.
     pub fn zone_usage(&self) -> std::collections::BTreeMap<String, u32> {
-        let map = self.by_uid.read();
-        let mut usage: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
-        for slot in map.values() {
-            if let Some(zone) = slot.entry.zone.as_deref() {
-                *usage.entry(zone).or_default() += 1;
-            }
-        }
-        usage.into_iter().map(|(z, n)| (z.to_string(), n)).collect()
+        self.groups
+            .read()
+            .per_zone
+            .iter()
+            .map(|(z, n)| (z.clone(), *n))
+            .collect()
     }
 
     /// Number of known groups.
     pub fn len(&self) -> usize {
-        self.by_uid.read().len()
+        self.groups.read().by_uid.len()
     }
 
     /// True when no group is known.
     pub fn is_empty(&self) -> bool {
-        self.by_uid.read().is_empty()
+        self.groups.read().by_uid.is_empty()
     }
 }
 
@@ -279,6 +319,52 @@ mod tests {
         assert_eq!(usage.get("z-a"), Some(&2));
         assert_eq!(usage.get("z-b"), Some(&1));
         assert_eq!(usage.len(), 2);
+    }
+
+    /// The per-zone counts follow every change: a re-recorded group moving zones, removals
+    /// (also a stale one, which changes nothing), and a listing that replaces the index.
+    #[test]
+    fn zone_usage_follows_inserts_removals_and_listings() {
+        let index = GroupIndex::new();
+        let started = Instant::now();
+        // Recorded strictly after the listing started, whatever the clock's resolution.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let zoned = |uid: &str, id: &str, zone: Option<&str>| {
+            let mut e = entry(uid, id);
+            e.zone = zone.map(String::from);
+            e
+        };
+        index.insert(zoned("u-1", "eci-1", Some("z-a")));
+        index.insert(zoned("u-2", "eci-2", Some("z-a")));
+        index.insert(zoned("u-1", "eci-1", Some("z-b")));
+        let usage = index.zone_usage();
+        assert_eq!(usage.get("z-a"), Some(&1));
+        assert_eq!(usage.get("z-b"), Some(&1));
+        index.remove("u-2", "eci-other");
+        assert_eq!(index.zone_usage().get("z-a"), Some(&1), "a stale remove");
+        index.remove("u-2", "eci-2");
+        assert_eq!(index.zone_usage().get("z-a"), None, "no zero counts kept");
+        // A listing started before u-1 was recorded keeps u-1 and adds its own groups.
+        index.replace_all(
+            vec![
+                zoned("u-3", "eci-3", Some("z-c")),
+                zoned("u-4", "eci-4", None),
+                zoned("u-5", "eci-5", Some("z-c")),
+            ],
+            started,
+        );
+        let usage = index.zone_usage();
+        assert_eq!(usage.get("z-b"), Some(&1));
+        assert_eq!(usage.get("z-c"), Some(&2));
+        assert_eq!(usage.len(), 2);
+        // What the counts say is what counting the entries says.
+        let mut counted = std::collections::BTreeMap::new();
+        for e in index.snapshot() {
+            if let Some(z) = e.zone {
+                *counted.entry(z).or_insert(0u32) += 1;
+            }
+        }
+        assert_eq!(index.zone_usage(), counted);
     }
 
     #[tokio::test]

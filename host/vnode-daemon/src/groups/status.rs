@@ -32,13 +32,36 @@ pub const OWNED_FIELDS: [&str; 10] = [
 /// The JSON of the fields vnode owns (absent fields are `null`), and the full condition list.
 /// `conditions` is compared and written as a whole list: `pod_status` already carries the
 /// conditions other writers own over from the stored status.
+///
+/// Each owned field is converted on its own (not the whole status, then picked), and
+/// normalised in place: the observer builds two of these per changed group.
 pub fn owned_view(status: Option<&PodStatus>) -> Map<String, Value> {
-    let full = status
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or_else(|| json!({}));
+    fn field<T: serde::Serialize>(v: Option<&T>) -> Value {
+        v.and_then(|v| serde_json::to_value(v).ok())
+            .map_or(Value::Null, normalise)
+    }
     let mut out = Map::new();
-    for key in OWNED_FIELDS.iter().chain(["conditions"].iter()) {
-        let v = normalise(full.get(*key).cloned().unwrap_or(Value::Null));
+    let Some(s) = status else {
+        for key in OWNED_FIELDS.iter().chain(["conditions"].iter()) {
+            out.insert((*key).to_string(), Value::Null);
+        }
+        return out;
+    };
+    // In OWNED_FIELDS order (a unit test keeps the two lists the same).
+    let values = [
+        field(s.phase.as_ref()),
+        field(s.reason.as_ref()),
+        field(s.message.as_ref()),
+        field(s.host_ip.as_ref()),
+        field(s.host_ips.as_ref()),
+        field(s.pod_ip.as_ref()),
+        field(s.pod_ips.as_ref()),
+        field(s.start_time.as_ref()),
+        field(s.container_statuses.as_ref()),
+        field(s.init_container_statuses.as_ref()),
+        field(s.conditions.as_ref()),
+    ];
+    for (key, v) in OWNED_FIELDS.iter().chain(["conditions"].iter()).zip(values) {
         out.insert((*key).to_string(), v);
     }
     out
@@ -46,30 +69,28 @@ pub fn owned_view(status: Option<&PodStatus>) -> Map<String, Value> {
 
 /// Drops `null` members and empty arrays/objects, recursively, so "absent" and "empty" compare
 /// equal the way the API server stores them.
-fn normalise(v: Value) -> Value {
-    match v {
+fn normalise(mut v: Value) -> Value {
+    match &mut v {
         Value::Object(m) => {
-            let m: Map<String, Value> = m
-                .into_iter()
-                .map(|(k, v)| (k, normalise(v)))
-                .filter(|(_, v)| !is_empty(v))
-                .collect();
+            m.retain(|_, member| {
+                *member = normalise(member.take());
+                !is_empty(member)
+            });
             if m.is_empty() {
-                Value::Null
-            } else {
-                Value::Object(m)
+                return Value::Null;
             }
         }
         Value::Array(a) => {
-            let a: Vec<Value> = a.into_iter().map(normalise).collect();
+            for item in a.iter_mut() {
+                *item = normalise(item.take());
+            }
             if a.is_empty() {
-                Value::Null
-            } else {
-                Value::Array(a)
+                return Value::Null;
             }
         }
-        other => other,
+        _ => {}
     }
+    v
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -202,6 +223,49 @@ mod tests {
         assert_eq!(patch["status"]["podIP"], "10.0.0.1");
         assert_eq!(patch["status"]["startTime"], "2026-11-25T11:00:00Z");
         assert!(patch["status"].get("qosClass").is_none(), "not ours");
+    }
+
+    /// `owned_view` converts the owned fields one by one: the keys it gives each value must be
+    /// the status's own JSON names for them.
+    #[test]
+    fn the_owned_view_is_the_owned_part_of_the_whole_status() {
+        let mut full = running("10.0.0.1");
+        full.reason = Some("Started".into());
+        full.message = Some("m".into());
+        full.host_ip = Some("192.168.0.1".into());
+        full.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP {
+            ip: "192.168.0.1".into(),
+        }]);
+        full.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+            ip: "10.0.0.1".into(),
+        }]);
+        full.init_container_statuses = Some(vec![ContainerStatus {
+            name: "init".into(),
+            ..Default::default()
+        }]);
+        full.qos_class = Some("Burstable".into());
+        let whole = serde_json::to_value(&full).expect("json");
+        let view = owned_view(Some(&full));
+        let keys: Vec<&str> = OWNED_FIELDS
+            .iter()
+            .chain(["conditions"].iter())
+            .copied()
+            .collect();
+        assert_eq!(
+            view.keys()
+                .map(String::as_str)
+                .collect::<std::collections::BTreeSet<_>>(),
+            keys.iter().copied().collect()
+        );
+        for key in keys {
+            assert!(
+                !view[key].is_null(),
+                "{key} is set in the status but null in the view"
+            );
+            assert_eq!(view[key], normalise(whole[key].clone()), "{key}");
+        }
+        assert!(owned_view(None).values().all(Value::is_null));
+        assert_eq!(owned_view(None).len(), OWNED_FIELDS.len() + 1);
     }
 
     #[test]
