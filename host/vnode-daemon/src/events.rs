@@ -11,7 +11,11 @@
 //! than one API server takes them, and the unbounded queue of `Event`s was ~54 MB of the
 //! daemon's heap. When the queue is full the event is dropped, counted in
 //! `vnode_events_dropped_total` and logged at debug; a publisher never waits. client-go's
-//! event broadcaster makes the same choice (it drops once 1,000 events are queued).
+//! event broadcaster makes the same choice (it drops once 1,000 events are queued). What is
+//! dropped first: Normal events mirrored from ECI (image pulled, container started — what a
+//! kubelet would report) are not queued once the queue is three quarters full, so the last
+//! quarter is kept for the daemon's own decisions (`Placed`, `Created`, refusals, failures)
+//! and for warnings.
 //!
 //! Why not `kube::runtime::events::Recorder`: it keeps every event of the last hour in one
 //! map behind one lock and walks the whole map on *every* publish (its cache expiry), which
@@ -106,6 +110,8 @@ pub struct EventSink {
     seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
     dropped: Counter,
+    /// Queue length from which mirrored Normal events are dropped (see the module docs).
+    mirror_limit: usize,
 }
 
 /// Events queued or being written, and a wake-up for [`EventSink::flushed`].
@@ -190,7 +196,8 @@ impl EventSink {
         capacity: usize,
         dropped: Counter,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
         let backlog = Arc::new(Backlog::default());
         tokio::spawn(write_all(client, rx, backlog.clone()));
         Self {
@@ -199,6 +206,7 @@ impl EventSink {
             seq: Arc::new(AtomicU64::new(0)),
             backlog,
             dropped,
+            mirror_limit: capacity - capacity / 4,
         }
     }
 
@@ -236,7 +244,13 @@ impl EventSink {
     /// and `note`, also across restarts and leader changes: the object name is derived from
     /// them, so the API server refuses a repeat with `409 AlreadyExists`, which counts as
     /// written. For events that are observed again and again (ECI's, on every status poll).
+    /// A Normal one is dropped (and counted) once the queue is three quarters full.
     pub fn publish_once(&self, pod: &Pod, kind: EventKind, reason: &str, note: &str, action: &str) {
+        if kind == EventKind::Normal && self.pending() >= self.mirror_limit {
+            self.dropped.inc();
+            tracing::debug!(namespace = ?pod.metadata.namespace, pod = ?pod.metadata.name, %reason, "event queue three quarters full; mirrored event dropped");
+            return;
+        }
         let name = event_name(
             pod.metadata.name.as_deref(),
             &identity_suffix(pod.metadata.uid.as_deref(), kind, reason, note),
@@ -478,6 +492,60 @@ mod tests {
         flush(&sink).await;
         assert_eq!(fake.count(&http::Method::POST, EVENTS), 5);
         assert_eq!(dropped.get(), 6);
+    }
+
+    /// Under a burst, mirrored Normal events give way first: once the queue is three
+    /// quarters full they are dropped, while the daemon's own decisions and mirrored warnings
+    /// still take the last quarter.
+    #[tokio::test]
+    async fn mirrored_normal_events_leave_the_last_quarter_to_decisions_and_warnings() {
+        let fake = FakeApi::new();
+        let dropped = Counter::default();
+        let sink = EventSink::spawn_bounded(
+            fake.client(),
+            Reporter {
+                controller: "vnode".into(),
+                instance: "r-1".into(),
+            },
+            8,
+            dropped.clone(),
+        );
+        let mirror = |note: &str| {
+            sink.publish_once(
+                &pod(),
+                EventKind::Normal,
+                "Pulled",
+                note,
+                "ContainerGroupEvent",
+            )
+        };
+        for i in 0..6 {
+            mirror(&format!("pulled {i}"));
+        }
+        assert_eq!(
+            (sink.pending(), dropped.get()),
+            (6, 0),
+            "6 of 8: all queued"
+        );
+        mirror("pulled 6");
+        assert_eq!((sink.pending(), dropped.get()), (6, 1), "the 7th is shed");
+        sink.publish_once(
+            &pod(),
+            EventKind::Warning,
+            "BackOff",
+            "restarting",
+            "ContainerGroupEvent",
+        );
+        sink.publish(&pod(), EventKind::Normal, "Placed", "zone j", "placing");
+        assert_eq!(
+            (sink.pending(), dropped.get()),
+            (8, 1),
+            "warning and decision queued"
+        );
+        sink.publish(&pod(), EventKind::Normal, "Created", "eci-1", "creating");
+        assert_eq!(dropped.get(), 2, "a full queue drops anything");
+        flush(&sink).await;
+        assert_eq!(fake.count(&http::Method::POST, EVENTS), 8);
     }
 
     /// ECI's events, mirrored by one daemon and then again by its successor (a restart or a
