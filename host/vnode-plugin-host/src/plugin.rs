@@ -346,6 +346,20 @@ impl LoadedPlugin {
         placement: Option<(&PodView, &PlacementContext)>,
         translation: Option<&TranslateInput>,
     ) -> Result<Vec<std::time::Duration>, PluginError> {
+        self.measure_prepared_calls_around(n, placement, translation, &mut |_| {})
+    }
+
+    /// [`LoadedPlugin::measure_prepared_calls`], calling `around(true)` before each call and
+    /// `around(false)` after it (a profiler can record just the calls, without the
+    /// instantiations that prepare them or the frees after them). Not for production use.
+    #[doc(hidden)]
+    pub fn measure_prepared_calls_around(
+        &self,
+        n: usize,
+        placement: Option<(&PodView, &PlacementContext)>,
+        translation: Option<&TranslateInput>,
+        around: &mut dyn FnMut(bool),
+    ) -> Result<Vec<std::time::Duration>, PluginError> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let batch = (0..(n - out.len()).min(64))
@@ -360,6 +374,7 @@ impl LoadedPlugin {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             for Ready { mut store, bound } in batch {
+                around(true);
                 let started = std::time::Instant::now();
                 arm_deadline(&mut store, &self.engine, &self.limits);
                 match (&bound, placement, translation) {
@@ -384,6 +399,7 @@ impl LoadedPlugin {
                     }
                 }
                 out.push(started.elapsed());
+                around(false);
             }
         }
         Ok(out)

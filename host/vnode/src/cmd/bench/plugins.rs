@@ -13,7 +13,11 @@
 //! processes' scheduling.
 //!
 //! `--profile PHASE --profile-seconds S` loops one phase and nothing else (for `perf record`;
-//! set `VNODE_PLUGIN_PERFMAP=1` so perf can name the plugins' compiled code).
+//! set `VNODE_PLUGIN_PERFMAP=1` so perf can name the plugins' compiled code, and pass a build
+//! of the plugin that keeps its name section with `--placement-wasm`/`--translator-wasm` so
+//! the guest's functions have names too). For the `prepared-*` phases,
+//! `VNODE_PERF_CONTROL=CTL,ACK` with `perf record -D -1 --control fifo:CTL,ACK` records only
+//! the decision calls themselves (see `PerfControl`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +60,13 @@ pub struct Args {
     /// experiments.
     #[arg(long)]
     pub warm_instances: Option<usize>,
+    /// Benchmark this placement component instead of the built-in zone-spread (e.g. a build
+    /// with a name section, so `perf report` names its functions).
+    #[arg(long, hide = true)]
+    pub placement_wasm: Option<std::path::PathBuf>,
+    /// Benchmark this translator component instead of the built-in translator-default.
+    #[arg(long, hide = true)]
+    pub translator_wasm: Option<std::path::PathBuf>,
 }
 
 struct Stats {
@@ -394,11 +405,19 @@ fn bench(args: Args) -> Result<()> {
     })?;
     let warm = PluginLoader::new(warm_engine.clone(), None);
     let cold = PluginLoader::new(cold_engine, None);
+    let read = |path: &Option<std::path::PathBuf>, builtin: &'static [u8]| -> Result<Vec<u8>> {
+        match path {
+            Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+            None => Ok(builtin.to_vec()),
+        }
+    };
+    let placement_bytes = read(&args.placement_wasm, builtin::ZONE_SPREAD)?;
+    let translator_bytes = read(&args.translator_wasm, builtin::TRANSLATOR_DEFAULT)?;
     let t = Instant::now();
-    let placement = load(&warm, builtin::ZONE_SPREAD, PluginKind::Placement)?;
+    let placement = load(&warm, &placement_bytes, PluginKind::Placement)?;
     let load_placement = t.elapsed();
     let t = Instant::now();
-    let translator = load(&warm, builtin::TRANSLATOR_DEFAULT, PluginKind::Translator)?;
+    let translator = load(&warm, &translator_bytes, PluginKind::Translator)?;
     let load_translator = t.elapsed();
     let inputs = DaemonInputs::new()?;
     let corpus_dir = args.corpus.clone().unwrap_or_else(default_corpus_dir);
@@ -424,9 +443,9 @@ fn bench(args: Args) -> Result<()> {
     );
     println!(
         "load (compile + link + init + smoke decision, no cache): zone-spread {} KB in {:.1} ms, translator-default {} KB in {:.1} ms",
-        builtin::ZONE_SPREAD.len() / 1024,
+        placement_bytes.len() / 1024,
         load_placement.as_secs_f64() * 1e3,
-        builtin::TRANSLATOR_DEFAULT.len() / 1024,
+        translator_bytes.len() / 1024,
         load_translator.as_secs_f64() * 1e3
     );
     println!();
@@ -575,8 +594,8 @@ fn bench(args: Args) -> Result<()> {
     {
         row(name, &stats(steps.iter().map(|s| s[i]).collect()), "");
     }
-    let placement_cold = load(&cold, builtin::ZONE_SPREAD, PluginKind::Placement)?;
-    let translator_cold = load(&cold, builtin::TRANSLATOR_DEFAULT, PluginKind::Translator)?;
+    let placement_cold = load(&cold, &placement_bytes, PluginKind::Placement)?;
+    let translator_cold = load(&cold, &translator_bytes, PluginKind::Translator)?;
     row(
         "place + translate, instantiate inline (no warm pool)",
         &stats(time_n(n, None, || {
@@ -674,6 +693,7 @@ fn profile(
 ) -> Result<()> {
     let (pod, ctx) = samples::placement_sample();
     let input = samples::translate_sample();
+    let mut perf_control = PerfControl::from_env()?;
     let started = Instant::now();
     let mut rounds = 0usize;
     while started.elapsed() < duration {
@@ -712,11 +732,18 @@ fn profile(
                 rounds += 100;
             }
             "prepared-place" => {
-                placement.measure_prepared_calls(64, Some((&pod, &ctx)), None)?;
+                placement.measure_prepared_calls_around(
+                    64,
+                    Some((&pod, &ctx)),
+                    None,
+                    &mut |on| perf_control.switch(on),
+                )?;
                 rounds += 64;
             }
             "prepared-translate" => {
-                translator.measure_prepared_calls(64, None, Some(&input))?;
+                translator.measure_prepared_calls_around(64, None, Some(&input), &mut |on| {
+                    perf_control.switch(on)
+                })?;
                 rounds += 64;
             }
             other => anyhow::bail!("unknown --profile phase {other:?}"),
@@ -727,6 +754,42 @@ fn profile(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `perf record --control fifo:CTL,ACK -D -1` support for the `prepared-*` profile phases:
+/// with `VNODE_PERF_CONTROL=CTL,ACK` the profiler records only while the decision calls run,
+/// not the instantiations that prepare them or the frees after them.
+struct PerfControl(Option<(std::fs::File, std::io::BufReader<std::fs::File>)>);
+
+impl PerfControl {
+    fn from_env() -> Result<PerfControl> {
+        let Some(spec) = std::env::var_os("VNODE_PERF_CONTROL") else {
+            return Ok(PerfControl(None));
+        };
+        let spec = spec.to_string_lossy().into_owned();
+        let (ctl, ack) = spec
+            .split_once(',')
+            .context("VNODE_PERF_CONTROL must be CTL_FIFO,ACK_FIFO")?;
+        let ctl = std::fs::OpenOptions::new()
+            .write(true)
+            .open(ctl)
+            .with_context(|| format!("opening {ctl}"))?;
+        let ack = std::fs::File::open(ack).with_context(|| format!("opening {ack}"))?;
+        Ok(PerfControl(Some((ctl, std::io::BufReader::new(ack)))))
+    }
+
+    /// Enables or disables the profiler's events and waits for its acknowledgement.
+    fn switch(&mut self, on: bool) {
+        use std::io::{BufRead, Write};
+        let Some((ctl, ack)) = &mut self.0 else {
+            return;
+        };
+        let command: &[u8] = if on { b"enable\n" } else { b"disable\n" };
+        if ctl.write_all(command).is_ok() {
+            let mut line = String::new();
+            let _ = ack.read_line(&mut line);
+        }
+    }
 }
 
 /// Latencies of the daemon's per-pod work.
