@@ -15,7 +15,7 @@ use crate::state::HostState;
 /// Limits and sizing of the plugin runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Deadline of one call (instantiation excluded) for plugins whose spec sets none
+    /// CPU-time limit of one call (instantiation excluded) for plugins whose spec sets none
     /// ([`crate::PluginSpec::call_timeout_ms`]). Default 50 ms.
     pub call_timeout: Duration,
     /// Linear memory a plugin may use per call, for plugins whose spec sets none

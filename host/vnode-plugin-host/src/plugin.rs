@@ -84,7 +84,8 @@ pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
 /// running on a runtime worker. Wall-clock time would also count the time the thread was
 /// descheduled, and on a loaded machine one preempted call of a 50 µs plugin would send every
 /// later call of that version down the slower blocking path. A call that hits its deadline has
-/// spent that deadline on the CPU, so hostile versions still leave the worker.
+/// spent that deadline on the CPU (see [`deadline_verdict`]), so hostile versions still leave
+/// the worker.
 struct CallClock(Duration);
 
 impl CallClock {
@@ -492,9 +493,55 @@ fn note_dropped_logs(store: &Store<HostState>, identity: &PluginIdentity) {
     }
 }
 
-/// Sets the per-call deadline, relative to now (never to when the store was made).
+/// A call may run this many times its CPU-time limit in wall-clock time before it is ended
+/// anyway (see [`deadline_verdict`]).
+const WALL_CLOCK_BACKSTOP_FACTOR: u32 = 10;
+
+/// What the epoch callback does when a call reaches its epoch deadline.
+#[derive(Debug, PartialEq, Eq)]
+enum DeadlineVerdict {
+    /// The call used its limit: end it with a timeout.
+    Expired,
+    /// The call has this much of its limit left (it was waiting for a CPU, not running).
+    Extend(Duration),
+}
+
+/// The per-call limit is CPU time of the calling thread, not wall-clock time: on a loaded
+/// machine a thread can wait tens of milliseconds for a CPU, and a wall-clock deadline then
+/// failed a normal 100 µs decision (seen at load 8-10 on 2 cores, in `bench plugins`). The
+/// epoch deadline only says *when to look*; a call that has not yet used `limit` of CPU gets
+/// the rest. A Wasm call cannot block (its only import is bounded logging), so a call that
+/// makes no progress is one that is descheduled; the wall-clock backstop still ends any call
+/// after [`WALL_CLOCK_BACKSTOP_FACTOR`] × `limit`, so no call outlives that.
+fn deadline_verdict(
+    cpu_used: Duration,
+    wall_elapsed: Duration,
+    limit: Duration,
+) -> DeadlineVerdict {
+    if cpu_used >= limit || wall_elapsed >= limit.saturating_mul(WALL_CLOCK_BACKSTOP_FACTOR) {
+        DeadlineVerdict::Expired
+    } else {
+        DeadlineVerdict::Extend(limit - cpu_used)
+    }
+}
+
+/// Arms the per-call deadline, relative to now (never to when the store was made), on the
+/// thread that makes the call: `limits.call_timeout` of this thread's CPU time (see
+/// [`deadline_verdict`]).
 fn arm_deadline(store: &mut Store<HostState>, engine: &PluginEngine, limits: &PluginLimits) {
-    store.set_epoch_deadline(engine.config.deadline_ticks(limits.call_timeout));
+    let limit = limits.call_timeout;
+    let config = engine.config.clone();
+    store.set_epoch_deadline(config.deadline_ticks(limit));
+    let cpu = CallClock::start();
+    let wall = std::time::Instant::now();
+    store.epoch_deadline_callback(move |_| {
+        match deadline_verdict(cpu.used(), wall.elapsed(), limit) {
+            DeadlineVerdict::Expired => Err(wasmtime::Trap::Interrupt.into()),
+            DeadlineVerdict::Extend(left) => Ok(wasmtime::UpdateDeadline::Continue(
+                config.deadline_ticks(left),
+            )),
+        }
+    });
 }
 
 /// Creates a store and instantiates the component in it; with `warm_up`, also makes the
@@ -727,6 +774,30 @@ mod tests {
     use super::*;
     use crate::{PluginLoader, RuntimeConfig, builtin};
     use std::time::Instant;
+
+    #[test]
+    fn the_deadline_counts_cpu_time_with_a_wall_clock_backstop() {
+        let ms = Duration::from_millis;
+        // Descheduled: 60 ms of wall-clock time, 0.2 ms on the CPU: the call goes on.
+        assert_eq!(
+            deadline_verdict(Duration::from_micros(200), ms(60), ms(50)),
+            DeadlineVerdict::Extend(Duration::from_micros(49_800))
+        );
+        // Busy: the limit used on the CPU ends it.
+        assert_eq!(
+            deadline_verdict(ms(50), ms(51), ms(50)),
+            DeadlineVerdict::Expired
+        );
+        // Starved for ten times the limit: ended anyway.
+        assert_eq!(
+            deadline_verdict(ms(1), ms(500), ms(50)),
+            DeadlineVerdict::Expired
+        );
+        assert_eq!(
+            deadline_verdict(ms(1), ms(499), ms(50)),
+            DeadlineVerdict::Extend(ms(49))
+        );
+    }
 
     /// The warm worker keeps trying after failed preparations, backing off 10 ms, 20 ms,
     /// 40 ms …, and fills the pool once preparing works again. Without the retry the pool

@@ -18,7 +18,8 @@ use crate::plugin::LoadedPlugin;
 /// The limits one plugin version's calls run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Wall-clock deadline of one call (instantiation excluded), enforced in epoch ticks.
+    /// The most CPU time one call may use (instantiation excluded), checked at epoch ticks;
+    /// ten times as much wall-clock time ends a call anyway.
     pub call_timeout: Duration,
     /// Linear memory one call may grow to, in bytes.
     pub memory_limit_bytes: u64,
