@@ -421,6 +421,15 @@ mod tests {
         )
     }
 
+    /// A sink with its own queue capacity and drop counter.
+    fn bounded_sink(fake: &FakeApi, capacity: usize, dropped: &Counter) -> EventSink {
+        let reporter = Reporter {
+            controller: "vnode".into(),
+            instance: "r-1".into(),
+        };
+        EventSink::spawn_bounded(fake.client(), reporter, capacity, dropped.clone())
+    }
+
     async fn flush(sink: &EventSink) {
         tokio::time::timeout(Duration::from_secs(10), sink.flushed())
             .await
@@ -466,15 +475,7 @@ mod tests {
         // A current-thread runtime: the writer task cannot run until this test awaits, so
         // the queue fills deterministically.
         let dropped = Counter::default();
-        let sink = EventSink::spawn_bounded(
-            fake.client(),
-            Reporter {
-                controller: "vnode".into(),
-                instance: "r-1".into(),
-            },
-            4,
-            dropped.clone(),
-        );
+        let sink = bounded_sink(&fake, 4, &dropped);
         for i in 0..10 {
             sink.publish(
                 &pod(),
@@ -501,15 +502,7 @@ mod tests {
     async fn mirrored_normal_events_leave_the_last_quarter_to_decisions_and_warnings() {
         let fake = FakeApi::new();
         let dropped = Counter::default();
-        let sink = EventSink::spawn_bounded(
-            fake.client(),
-            Reporter {
-                controller: "vnode".into(),
-                instance: "r-1".into(),
-            },
-            8,
-            dropped.clone(),
-        );
+        let sink = bounded_sink(&fake, 8, &dropped);
         let mirror = |note: &str| {
             sink.publish_once(
                 &pod(),
