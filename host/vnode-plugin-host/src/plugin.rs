@@ -86,6 +86,7 @@ pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
 /// later call of that version down the slower blocking path. A call that hits its deadline has
 /// spent that deadline on the CPU (see [`deadline_verdict`]), so hostile versions still leave
 /// the worker.
+#[derive(Clone, Copy)]
 struct CallClock(Duration);
 
 impl CallClock {
@@ -428,8 +429,7 @@ impl LoadedPlugin {
                 "placement call on a translator".into(),
             )));
         };
-        arm_deadline(&mut store, &self.engine, &self.limits);
-        let started = CallClock::start();
+        let started = arm_deadline(&mut store, &self.engine, &self.limits);
         let decision = bindings
             .call_place(&mut store, pod, &context)
             .map_err(|e| classify(e, &store, &self.limits));
@@ -459,8 +459,7 @@ impl LoadedPlugin {
                 "translator call on a placement plugin".into(),
             )));
         };
-        arm_deadline(&mut store, &self.engine, &self.limits);
-        let started = CallClock::start();
+        let started = arm_deadline(&mut store, &self.engine, &self.limits);
         let result = bindings
             .call_translate(&mut store, &input)
             .map_err(|e| classify(e, &store, &self.limits));
@@ -527,8 +526,13 @@ fn deadline_verdict(
 
 /// Arms the per-call deadline, relative to now (never to when the store was made), on the
 /// thread that makes the call: `limits.call_timeout` of this thread's CPU time (see
-/// [`deadline_verdict`]).
-fn arm_deadline(store: &mut Store<HostState>, engine: &PluginEngine, limits: &PluginLimits) {
+/// [`deadline_verdict`]). Returns the call's CPU clock (reading it is a system call, so the
+/// caller's inline-budget check shares it).
+fn arm_deadline(
+    store: &mut Store<HostState>,
+    engine: &PluginEngine,
+    limits: &PluginLimits,
+) -> CallClock {
     let limit = limits.call_timeout;
     let config = engine.config.clone();
     store.set_epoch_deadline(config.deadline_ticks(limit));
@@ -542,6 +546,7 @@ fn arm_deadline(store: &mut Store<HostState>, engine: &PluginEngine, limits: &Pl
             )),
         }
     });
+    cpu
 }
 
 /// Creates a store and instantiates the component in it; with `warm_up`, also makes the
