@@ -7,7 +7,7 @@ use vnode_plugin_sdk::translator::{
     SecurityContext,
 };
 
-use crate::errors::{Result, invalid, unsupported};
+use crate::errors::{At, Result, invalid, unsupported};
 use crate::resources::Size;
 
 /// ECI takes at most this many `Arg.N` per container.
@@ -27,27 +27,27 @@ fn eci_field_path(path: &str) -> Option<&'static str> {
 /// Maps one container; `at` is its field path (`spec.containers[2]`).
 pub fn map_container(
     c: &Container,
-    at: &str,
+    at: At<'_>,
     size: Size,
     pod_sc: Option<&PodSecurityContext>,
     init: bool,
 ) -> Result<EciContainer> {
     if c.image.trim().is_empty() {
-        return Err(invalid(format!("{at}.image"), "the image is empty"));
+        return Err(invalid(at.field("image"), "the image is empty"));
     }
     let (command, args) = command_and_args(c, at)?;
     let env = c
         .env
         .iter()
         .enumerate()
-        .map(|(j, e)| map_env(&e.name, &e.value, &format!("{at}.env[{j}]")))
+        .map(|(j, e)| map_env(&e.name, &e.value, at.field("env").index(j)))
         .collect::<Result<Vec<_>>>()?;
     let mut ports = Vec::with_capacity(c.ports.len());
     for (j, p) in c.ports.iter().enumerate() {
         let protocol = p.protocol.as_deref().unwrap_or("TCP");
         if protocol != "TCP" && protocol != "UDP" {
             return Err(unsupported(
-                format!("{at}.ports[{j}].protocol"),
+                at.field("ports").index(j).field("protocol"),
                 format!("protocol {protocol:?} is not available on ECI (TCP or UDP)"),
             ));
         }
@@ -67,9 +67,9 @@ pub fn map_container(
             mount_propagation: m.mount_propagation.clone(),
         })
         .collect();
-    let probe = |p: &Option<Probe>, name: &str| -> Result<Option<EciProbe>> {
+    let probe = |p: &Option<Probe>, name: &'static str| -> Result<Option<EciProbe>> {
         p.as_ref()
-            .map(|p| map_probe(p, c, &format!("{at}.{name}")))
+            .map(|p| map_probe(p, c, at.field(name)))
             .transpose()
     };
     let (mut liveness_probe, readiness_probe) = if init {
@@ -95,12 +95,12 @@ pub fn map_container(
         post_start = l
             .post_start
             .as_ref()
-            .map(|h| map_handler(h, c, &format!("{at}.lifecycle.postStart")))
+            .map(|h| map_handler(h, c, at.field("lifecycle").field("postStart")))
             .transpose()?;
         pre_stop = l
             .pre_stop
             .as_ref()
-            .map(|h| map_handler(h, c, &format!("{at}.lifecycle.preStop")))
+            .map(|h| map_handler(h, c, at.field("lifecycle").field("preStop")))
             .transpose()?;
     }
     Ok(EciContainer {
@@ -133,13 +133,13 @@ pub fn map_container(
 /// Command and args stay separate (`Command.N`, `Arg.N`). ECI takes at most 10 args; with more,
 /// and an explicit command, `command ++ args` as the command is exactly what Kubernetes runs,
 /// so that is sent. Without a command the image's entrypoint is unknown here: refused.
-fn command_and_args(c: &Container, at: &str) -> Result<(Vec<String>, Vec<String>)> {
+fn command_and_args(c: &Container, at: At<'_>) -> Result<(Vec<String>, Vec<String>)> {
     if c.args.len() <= MAX_ARGS {
         return Ok((c.command.clone(), c.args.clone()));
     }
     if c.command.is_empty() {
         return Err(invalid(
-            format!("{at}.args"),
+            at.field("args"),
             format!(
                 "{} args given; ECI takes at most {MAX_ARGS}. Set `command` too (then vnode passes command and args \
                  together as the command, which is what Kubernetes runs)",
@@ -161,10 +161,10 @@ fn valid_env_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn map_env(name: &str, value: &EnvValue, at: &str) -> Result<EciEnv> {
+fn map_env(name: &str, value: &EnvValue, at: At<'_>) -> Result<EciEnv> {
     if !valid_env_name(name) {
         return Err(invalid(
-            format!("{at}.name"),
+            at.field("name"),
             format!(
                 "environment variable name {name:?} is not accepted by ECI (1-128 of A-Z a-z 0-9 _, not starting with a digit)"
             ),
@@ -183,7 +183,7 @@ fn map_env(name: &str, value: &EnvValue, at: &str) -> Result<EciEnv> {
                 field_path: Some(p.to_string()),
             }),
             None => Err(unsupported(
-                format!("{at}.valueFrom.fieldRef"),
+                at.field("valueFrom").field("fieldRef"),
                 format!(
                     "field {path:?} is only known at run time and ECI can only provide status.podIP"
                 ),
@@ -193,7 +193,7 @@ fn map_env(name: &str, value: &EnvValue, at: &str) -> Result<EciEnv> {
 }
 
 /// A named port (`http`) → its number from the container's ports.
-fn port_number(port: &IntOrString, c: &Container, at: &str) -> Result<i32> {
+fn port_number(port: &IntOrString, c: &Container, at: At<'_>) -> Result<i32> {
     let n = match port {
         IntOrString::Int(n) => *n,
         IntOrString::Str(name) => match name.parse::<i32>() {
@@ -205,7 +205,7 @@ fn port_number(port: &IntOrString, c: &Container, at: &str) -> Result<i32> {
                 .map(|p| p.container_port)
                 .ok_or_else(|| {
                     invalid(
-                        format!("{at}.port"),
+                        at.field("port"),
                         format!("no port named {name:?} in container {:?}", c.name),
                     )
                 })?,
@@ -213,19 +213,19 @@ fn port_number(port: &IntOrString, c: &Container, at: &str) -> Result<i32> {
     };
     if !(1..=65535).contains(&n) {
         return Err(invalid(
-            format!("{at}.port"),
+            at.field("port"),
             format!("port {n} is not between 1 and 65535"),
         ));
     }
     Ok(n)
 }
 
-fn map_handler(h: &Handler, c: &Container, at: &str) -> Result<EciHandler> {
+fn map_handler(h: &Handler, c: &Container, at: At<'_>) -> Result<EciHandler> {
     Ok(match h {
         Handler::Exec(cmd) => {
             if cmd.is_empty() {
                 return Err(invalid(
-                    format!("{at}.exec.command"),
+                    at.field("exec").field("command"),
                     "the command is empty",
                 ));
             }
@@ -233,7 +233,7 @@ fn map_handler(h: &Handler, c: &Container, at: &str) -> Result<EciHandler> {
         }
         Handler::HttpGet(g) => EciHandler::HttpGet(EciHttpGet {
             path: g.path.clone(),
-            port: port_number(&g.port, c, &format!("{at}.httpGet"))?,
+            port: port_number(&g.port, c, at.field("httpGet"))?,
             scheme: g.scheme.clone(),
             host: g.host.clone().filter(|h| !h.is_empty()),
             headers: g
@@ -246,12 +246,12 @@ fn map_handler(h: &Handler, c: &Container, at: &str) -> Result<EciHandler> {
                 .collect(),
         }),
         Handler::TcpSocket(t) => EciHandler::TcpSocket(EciTcpSocket {
-            port: port_number(&t.port, c, &format!("{at}.tcpSocket"))?,
+            port: port_number(&t.port, c, at.field("tcpSocket"))?,
             host: t.host.clone().filter(|h| !h.is_empty()),
         }),
         Handler::Grpc(_) => {
             return Err(unsupported(
-                format!("{at}.grpc"),
+                at.field("grpc"),
                 "ECI has no gRPC probe; use an exec probe (e.g. grpc_health_probe) or tcpSocket",
             ));
         }
@@ -261,7 +261,7 @@ fn map_handler(h: &Handler, c: &Container, at: &str) -> Result<EciHandler> {
     })
 }
 
-fn map_probe(p: &Probe, c: &Container, at: &str) -> Result<EciProbe> {
+fn map_probe(p: &Probe, c: &Container, at: At<'_>) -> Result<EciProbe> {
     if matches!(p.handler, Handler::Sleep(_)) {
         return Err(invalid(at, "a probe cannot be a sleep action"));
     }
@@ -290,11 +290,11 @@ fn map_probe(p: &Probe, c: &Container, at: &str) -> Result<EciProbe> {
 fn security_context(
     sc: Option<&SecurityContext>,
     pod: Option<&PodSecurityContext>,
-    at: &str,
+    at: At<'_>,
 ) -> Result<Option<EciSecurityContext>> {
     if let Some(true) = sc.and_then(|s| s.privileged) {
         return Err(unsupported(
-            format!("{at}.securityContext.privileged"),
+            at.field("securityContext").field("privileged"),
             "privileged containers cannot run on ECI",
         ));
     }

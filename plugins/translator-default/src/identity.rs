@@ -86,20 +86,19 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 /// Checks one tag against ECI's rules; `field` names where it came from.
 pub fn validate_tag(tag: &KeyValue, field: &str) -> Result<()> {
     let key = tag.key.as_str();
-    let lower = key.to_ascii_lowercase();
     if key.is_empty() || key.len() > MAX_TAG_KEY {
         return Err(invalid(
             field,
             format!("tag key {key:?} must be 1-{MAX_TAG_KEY} characters"),
         ));
     }
-    if lower.starts_with("acs:") || lower.starts_with("aliyun") {
+    if starts_with_ignore_case(key, "acs:") || starts_with_ignore_case(key, "aliyun") {
         return Err(invalid(
             field,
             format!("tag key {key:?} may not start with \"acs:\" or \"aliyun\""),
         ));
     }
-    if lower.contains("http://") || lower.contains("https://") {
+    if contains_ignore_case(key, "http://") || contains_ignore_case(key, "https://") {
         return Err(invalid(
             field,
             format!("tag key {key:?} may not contain http:// or https://"),
@@ -115,6 +114,20 @@ pub fn validate_tag(tag: &KeyValue, field: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// ASCII case-insensitive `starts_with` (no lowercased copy of every tag key per translation).
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// ASCII case-insensitive `contains`.
+fn contains_ignore_case(text: &str, needle: &str) -> bool {
+    text.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The identity tags. The pod-name value is cut to ECI's 128 characters (pod names may have
@@ -209,6 +222,10 @@ mod tests {
         assert!(validate_tag(&kv("acs:x", "a"), "f").is_err());
         assert!(validate_tag(&kv("Aliyun-x", "a"), "f").is_err());
         assert!(validate_tag(&kv("see https://x", "a"), "f").is_err());
+        assert!(validate_tag(&kv("see HTTP://x", "a"), "f").is_err());
+        assert!(validate_tag(&kv("ACS:x", "a"), "f").is_err());
+        assert!(validate_tag(&kv("acs", "a"), "f").is_ok());
+        assert!(validate_tag(&kv("https", "a"), "f").is_ok());
         assert!(validate_tag(&kv(&"k".repeat(65), "a"), "f").is_err());
         assert!(validate_tag(&kv("k", &"v".repeat(129)), "f").is_err());
     }

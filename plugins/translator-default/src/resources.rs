@@ -4,6 +4,8 @@
 //! memory in thousandths of a GiB ("milli-GiB", rounded **up** from bytes), so sums and
 //! comparisons are integer math and a container never gets less than it asked for.
 
+use core::fmt;
+
 use vnode_plugin_sdk::translator::Container;
 use vnode_plugin_sdk::{InstanceSpec, ResourceList};
 
@@ -130,7 +132,7 @@ pub fn round_up_to_spec(cpu_millis: u64, mem_milli_gib: u64) -> Option<InstanceS
 }
 
 /// Refuses a pod (or container, by `field`) that no ECI instance can hold.
-pub fn check_fits(size: Size, field: &str, what: &str) -> Result<()> {
+pub fn check_fits(size: Size, field: impl fmt::Display, what: impl fmt::Display) -> Result<()> {
     if size.cpu_millis > MAX_CPU_MILLIS {
         return Err(invalid(
             field,

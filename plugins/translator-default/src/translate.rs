@@ -7,7 +7,7 @@ use vnode_plugin_sdk::{KeyValue, Sizing, SpotStrategy};
 
 use crate::annotations::{self as ann, Annotations};
 use crate::containers::map_container;
-use crate::errors::{Result, invalid, unsupported};
+use crate::errors::{At, Result, invalid, unsupported};
 use crate::identity;
 use crate::resources::{self, Size, check_fits, round_up_to_spec};
 use crate::volumes::map_volumes;
@@ -19,6 +19,8 @@ pub const MAX_CONTAINERS: usize = 20;
 /// ECI's included temporary storage; more is bought with `EphemeralStorage`.
 const INCLUDED_EPHEMERAL_GIB: u64 = 30;
 const GIB: u64 = 1 << 30;
+const CONTAINERS: At<'static> = At::root("spec.containers");
+const INIT_CONTAINERS: At<'static> = At::root("spec.initContainers");
 
 /// Sysctls ECI sets in the pod sandbox (`SecurityContext.Sysctl`); the other namespaced ones go
 /// to the instance (`HostSecurityContext.Sysctl`).
@@ -79,32 +81,29 @@ pub fn translate(input: &TranslateInput) -> Result<ContainerGroupRequest> {
         .enumerate()
         .map(|(i, c)| (i, c, false));
     for (i, c, side) in sidecar_iter.chain(app_iter) {
-        let at = if side {
-            format!("spec.initContainers[{i}]")
-        } else {
-            format!("spec.containers[{i}]")
-        };
+        let list = if side { INIT_CONTAINERS } else { CONTAINERS };
+        let at = list.index(i);
         let size = resources::container_size(c);
         check_fits(
             size,
-            &format!("{at}.resources"),
-            &format!("container {:?}", c.name),
+            at.field("resources"),
+            format_args!("container {:?}", c.name),
         )?;
         running = running.plus(size);
-        containers.push(map_container(c, &at, size, pod_sc, false)?);
+        containers.push(map_container(c, at, size, pod_sc, false)?);
     }
     let mut init_peak = Size::default();
     let mut init_containers = Vec::with_capacity(inits.len());
     for (i, c) in &inits {
-        let at = format!("spec.initContainers[{i}]");
+        let at = INIT_CONTAINERS.index(*i);
         let size = resources::container_size(c);
         check_fits(
             size,
-            &format!("{at}.resources"),
-            &format!("init container {:?}", c.name),
+            at.field("resources"),
+            format_args!("init container {:?}", c.name),
         )?;
         init_peak = init_peak.max(size);
-        init_containers.push(map_container(c, &at, size, pod_sc, true)?);
+        init_containers.push(map_container(c, at, size, pod_sc, true)?);
     }
     // What the instance must hold: every running container at once, or the biggest init
     // container (they run one at a time, before the app containers).

@@ -7,7 +7,7 @@ use vnode_plugin_sdk::translator::{
     Volume, VolumeSource,
 };
 
-use crate::errors::{Result, invalid, unsupported};
+use crate::errors::{At, Result, invalid, unsupported};
 
 /// ECI's per-instance volume limit.
 pub const MAX_VOLUMES: usize = 20;
@@ -33,7 +33,9 @@ pub fn map_volumes(volumes: &[Volume]) -> Result<Vec<EciVolume>> {
 }
 
 fn map_volume(v: &Volume, i: usize) -> Result<EciVolume> {
-    let at = |kind: &str| format!("spec.volumes[{i}].{kind}");
+    const VOLUMES: At<'static> = At::root("spec.volumes");
+    let volume = VOLUMES.index(i);
+    let at = |kind: &'static str| volume.field(kind);
     let kind = match &v.source {
         VolumeSource::EmptyDir(e) => {
             let medium = match e.medium.as_deref() {
@@ -41,7 +43,7 @@ fn map_volume(v: &Volume, i: usize) -> Result<EciVolume> {
                 Some("Memory") => Some("Memory".to_string()),
                 Some(other) => {
                     return Err(unsupported(
-                        at("emptyDir.medium"),
+                        at("emptyDir").field("medium"),
                         format!(
                             "emptyDir medium {other:?} is not available on ECI (only node storage or Memory)"
                         ),
@@ -53,10 +55,10 @@ fn map_volume(v: &Volume, i: usize) -> Result<EciVolume> {
                 size_limit: e.size_limit.clone(),
             })
         }
-        VolumeSource::ConfigMap(fs) => config_files(fs, &at("configMap"))?,
-        VolumeSource::Secret(fs) => config_files(fs, &at("secret"))?,
-        VolumeSource::Projected(fs) => config_files(fs, &at("projected"))?,
-        VolumeSource::DownwardApi(fs) => config_files(fs, &at("downwardAPI"))?,
+        VolumeSource::ConfigMap(fs) => config_files(fs, at("configMap"))?,
+        VolumeSource::Secret(fs) => config_files(fs, at("secret"))?,
+        VolumeSource::Projected(fs) => config_files(fs, at("projected"))?,
+        VolumeSource::DownwardApi(fs) => config_files(fs, at("downwardAPI"))?,
         VolumeSource::Nfs(n) => EciVolumeKind::Nfs(EciNfs {
             server: n.server.clone(),
             path: n.path.clone(),
@@ -84,7 +86,7 @@ fn map_volume(v: &Volume, i: usize) -> Result<EciVolume> {
         }
         VolumeSource::Other(kind) => {
             return Err(unsupported(
-                at(kind),
+                format_args!("{volume}.{kind}"),
                 format!("{kind} volumes are not available on ECI"),
             ));
         }
@@ -99,7 +101,7 @@ fn map_volume(v: &Volume, i: usize) -> Result<EciVolume> {
 /// base64 contents and modes. An empty set (an `optional` source that does not exist, or one
 /// without data) becomes an empty `emptyDir`: exactly what the kubelet mounts then, and ECI
 /// does not take a config-file volume without files.
-fn config_files(fs: &FileSet, field: &str) -> Result<EciVolumeKind> {
+fn config_files(fs: &FileSet, field: At<'_>) -> Result<EciVolumeKind> {
     if fs.files.is_empty() {
         return Ok(EciVolumeKind::EmptyDir(EciEmptyDir {
             medium: None,
@@ -146,7 +148,7 @@ fn config_files(fs: &FileSet, field: &str) -> Result<EciVolumeKind> {
     }))
 }
 
-fn check_mode(mode: u32, field: &str) -> Result<()> {
+fn check_mode(mode: u32, field: At<'_>) -> Result<()> {
     if mode > 0o777 {
         return Err(invalid(
             field,
