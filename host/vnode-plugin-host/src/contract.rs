@@ -6,21 +6,31 @@
 
 //!
 //! Versions: `wit/v0.1.0` is frozen; `wit/v0.2.0` adds `pod-view.topology-spread` (the pod's
-//! `topologySpreadConstraints`, which only placement can honour on a virtual node). A component
-//! built against 0.1.0 keeps loading: [`adapt`] converts the latest input down to its version
-//! and its answer back up (the types are otherwise identical), so the rest of vnode sees only
-//! the latest types. A component of a version this host does not know is refused, naming both.
+//! `topologySpreadConstraints`, which only placement can honour on a virtual node);
+//! `wit/v0.3.0` keeps 0.2.0's types and passes each decision's input and answer as one byte
+//! buffer in the postcard wire format ([`wire`]).
+//!
+//! The re-exported types are the ones generated from 0.2.0. 0.3.0 declares the very same
+//! records and variants, and its decisions cross the boundary as bytes, so the host encodes and
+//! decodes these types directly for a 0.3.0 component (postcard carries no names, only the
+//! shape, which is identical; `wire`'s tests decode the host's bytes with 0.3.0's own generated
+//! types to prove it), and a 0.2.0 component takes them as typed arguments with no conversion.
+//! A component built against 0.1.0 keeps loading: [`adapt`] converts the input down to its
+//! version and its answer back up. A component of a version this host does not know is
+//! refused, naming both.
 
 mod adapt;
+pub(crate) mod wire;
 
 pub(crate) use adapt::{PlacementInstance, PlacementPre, TranslatorInstance, TranslatorPre};
 
 /// Contract versions this host loads, newest first. A plugin built against another version is
 /// refused with [`crate::PluginError::UnsupportedContractVersion`].
-pub const SUPPORTED_VERSIONS: &[&str] = &[v0_2_0::VERSION, v0_1_0::VERSION];
+pub const SUPPORTED_VERSIONS: &[&str] = &[v0_3_0::VERSION, v0_2_0::VERSION, v0_1_0::VERSION];
 
-/// The newest contract version (the one [`crate::contract`]'s re-exports belong to).
-pub const LATEST_VERSION: &str = v0_2_0::VERSION;
+/// The newest contract version. [`crate::contract`]'s re-exports are its types (generated from
+/// the identical 0.2.0 declarations, see the module docs).
+pub const LATEST_VERSION: &str = v0_3_0::VERSION;
 
 /// The WIT package name shared by every version.
 pub const PACKAGE: &str = "vnode:plugin";
@@ -54,7 +64,8 @@ pub mod v0_1_0 {
     }
 }
 
-/// `vnode:plugin@0.2.0` (`wit/v0.2.0`): the latest version.
+/// `vnode:plugin@0.2.0` (`wit/v0.2.0`, frozen): typed arguments. Its types are also the
+/// latest version's (0.3.0 declares them unchanged), so they are what the crate re-exports.
 pub mod v0_2_0 {
     /// This module's contract version.
     pub const VERSION: &str = "0.2.0";
@@ -82,6 +93,37 @@ pub mod v0_2_0 {
     }
 }
 
+/// `vnode:plugin@0.3.0` (`wit/v0.3.0`): the latest version. `place` and `translate` take and
+/// return one postcard-encoded buffer ([`wire`]); the records these bindings generate are used
+/// only by tests (the host encodes the identical 0.2.0-generated types).
+pub mod v0_3_0 {
+    /// This module's contract version.
+    pub const VERSION: &str = "0.3.0";
+
+    /// The `placement-plugin` world (also owns the shared `types` and `host` interfaces).
+    pub mod placement {
+        wasmtime::component::bindgen!({
+            path: "../../wit/v0.3.0",
+            world: "vnode:plugin/placement-plugin@0.3.0",
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+        });
+    }
+
+    /// The `translator-plugin` world; shares `types` and `host` with [`placement`].
+    pub mod translator {
+        wasmtime::component::bindgen!({
+            path: "../../wit/v0.3.0",
+            world: "vnode:plugin/translator-plugin@0.3.0",
+            additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+            with: {
+                "vnode:plugin/types": super::placement::vnode::plugin::types,
+                "vnode:plugin/host": super::placement::vnode::plugin::host,
+            },
+        });
+    }
+}
+
+// The latest version's types, generated from 0.2.0's identical declarations (module docs).
 use v0_2_0 as latest;
 
 // Shared types (`interface types`, `interface host`).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::contract::{v0_1_0, v0_2_0};
+use crate::contract::{v0_1_0, v0_2_0, v0_3_0};
 use crate::error::PluginError;
 use crate::spec::{MEMORY_LIMIT_MIB_RANGE, PluginLimits};
 use crate::state::HostState;
@@ -235,6 +235,11 @@ fn placement_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
         |s| s,
     )
     .map_err(linker_error)?;
+    v0_3_0::placement::PlacementPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(linker_error)?;
     Ok(linker)
 }
 
@@ -247,6 +252,11 @@ fn translator_linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> 
     )
     .map_err(linker_error)?;
     v0_2_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(linker_error)?;
+    v0_3_0::translator::TranslatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
         &mut linker,
         |s| s,
     )

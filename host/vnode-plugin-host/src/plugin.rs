@@ -600,6 +600,10 @@ pub(crate) fn classify(
             limit_bytes: store.data().limiter.memory_limit_bytes,
         };
     }
+    // A 0.3.0 answer that does not decode: the plugin ran fine but broke the contract.
+    if let Some(malformed) = err.downcast_ref::<crate::contract::wire::MalformedOutput>() {
+        return PluginError::InvalidOutput(malformed.to_string());
+    }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
             return PluginError::Timeout {

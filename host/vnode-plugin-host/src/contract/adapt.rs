@@ -1,16 +1,19 @@
 //! One call surface over every supported contract version. The host codes against the latest
-//! types; a component built against an older version gets its input converted down and its
-//! answer converted up. Versions differ only by additions, so the conversion is a serde
-//! round-trip through the shared field names: fields an older version lacks are dropped on
-//! the way down, and nothing new can come up. It costs a few microseconds per call, and only
-//! components of older versions pay it.
+//! types. A 0.3.0 component gets them encoded as one buffer ([`super::wire`]) and answers one;
+//! a 0.2.0 component takes the very same generated types as typed arguments (0.3.0 did not
+//! change a type), with no conversion. A 0.1.0 component gets its input converted down and
+//! its answer converted up: versions differ only by additions, so the conversion is a serde
+//! round-trip through the shared field names (fields 0.1.0 lacks are dropped on the way down,
+//! nothing new can come up). It costs a few microseconds per call, paid only by 0.1.0
+//! components.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::{v0_1_0, v0_2_0};
+use super::wire::{self, PlacementInputRef};
+use super::{v0_1_0, v0_2_0, v0_3_0};
 use crate::contract::{
     ContainerGroupRequest, Decision, PlacementContext, PluginInfo, PodView, TranslateError,
     TranslateInput,
@@ -30,12 +33,14 @@ fn convert<A: Serialize, B: DeserializeOwned>(value: &A, what: &str) -> wasmtime
 pub(crate) enum PlacementPre {
     V0_1(v0_1_0::placement::PlacementPluginPre<HostState>),
     V0_2(v0_2_0::placement::PlacementPluginPre<HostState>),
+    V0_3(v0_3_0::placement::PlacementPluginPre<HostState>),
 }
 
 /// An instantiated placement component of one contract version.
 pub(crate) enum PlacementInstance {
     V0_1(v0_1_0::placement::PlacementPlugin),
     V0_2(v0_2_0::placement::PlacementPlugin),
+    V0_3(v0_3_0::placement::PlacementPlugin),
 }
 
 /// A pre-linked translator component of one contract version.
@@ -43,12 +48,14 @@ pub(crate) enum PlacementInstance {
 pub(crate) enum TranslatorPre {
     V0_1(v0_1_0::translator::TranslatorPluginPre<HostState>),
     V0_2(v0_2_0::translator::TranslatorPluginPre<HostState>),
+    V0_3(v0_3_0::translator::TranslatorPluginPre<HostState>),
 }
 
 /// An instantiated translator component of one contract version.
 pub(crate) enum TranslatorInstance {
     V0_1(v0_1_0::translator::TranslatorPlugin),
     V0_2(v0_2_0::translator::TranslatorPlugin),
+    V0_3(v0_3_0::translator::TranslatorPlugin),
 }
 
 fn unknown(version: &str) -> wasmtime::Error {
@@ -59,6 +66,7 @@ impl PlacementPre {
     /// Resolves the world's exports for `version` (one of [`super::SUPPORTED_VERSIONS`]).
     pub(crate) fn new(version: &str, pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
         Ok(match version {
+            v0_3_0::VERSION => Self::V0_3(v0_3_0::placement::PlacementPluginPre::new(pre)?),
             v0_2_0::VERSION => Self::V0_2(v0_2_0::placement::PlacementPluginPre::new(pre)?),
             v0_1_0::VERSION => Self::V0_1(v0_1_0::placement::PlacementPluginPre::new(pre)?),
             other => return Err(unknown(other)),
@@ -72,6 +80,7 @@ impl PlacementPre {
         Ok(match self {
             Self::V0_1(p) => PlacementInstance::V0_1(p.instantiate(store)?),
             Self::V0_2(p) => PlacementInstance::V0_2(p.instantiate(store)?),
+            Self::V0_3(p) => PlacementInstance::V0_3(p.instantiate(store)?),
         })
     }
 }
@@ -79,6 +88,7 @@ impl PlacementPre {
 impl PlacementInstance {
     pub(crate) fn call_info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
         match self {
+            Self::V0_3(b) => Ok(info_from_v0_3(b.vnode_plugin_plugin().call_info(store)?)),
             Self::V0_2(b) => b.vnode_plugin_plugin().call_info(store),
             Self::V0_1(b) => convert(&b.vnode_plugin_plugin().call_info(store)?, "plugin info"),
         }
@@ -90,6 +100,7 @@ impl PlacementInstance {
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
         match self {
+            Self::V0_3(b) => b.vnode_plugin_plugin().call_init(store, config),
             Self::V0_2(b) => b.vnode_plugin_plugin().call_init(store, config),
             Self::V0_1(b) => b.vnode_plugin_plugin().call_init(store, config),
         }
@@ -102,6 +113,13 @@ impl PlacementInstance {
         context: &PlacementContext,
     ) -> wasmtime::Result<Decision> {
         match self {
+            Self::V0_3(b) => {
+                let input = PlacementInputRef { pod, context };
+                let answer = wire::with_encoded(&input, "the placement input", |bytes| {
+                    b.vnode_plugin_placement().call_place(&mut *store, bytes)
+                })?;
+                Ok(wire::decode_decision(&answer)?)
+            }
             Self::V0_2(b) => b.vnode_plugin_placement().call_place(store, pod, context),
             Self::V0_1(b) => {
                 let pod: v0_1_0::placement::exports::vnode::plugin::placement::PodView =
@@ -121,6 +139,7 @@ impl TranslatorPre {
     /// Resolves the world's exports for `version` (one of [`super::SUPPORTED_VERSIONS`]).
     pub(crate) fn new(version: &str, pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
         Ok(match version {
+            v0_3_0::VERSION => Self::V0_3(v0_3_0::translator::TranslatorPluginPre::new(pre)?),
             v0_2_0::VERSION => Self::V0_2(v0_2_0::translator::TranslatorPluginPre::new(pre)?),
             v0_1_0::VERSION => Self::V0_1(v0_1_0::translator::TranslatorPluginPre::new(pre)?),
             other => return Err(unknown(other)),
@@ -134,6 +153,7 @@ impl TranslatorPre {
         Ok(match self {
             Self::V0_1(p) => TranslatorInstance::V0_1(p.instantiate(store)?),
             Self::V0_2(p) => TranslatorInstance::V0_2(p.instantiate(store)?),
+            Self::V0_3(p) => TranslatorInstance::V0_3(p.instantiate(store)?),
         })
     }
 }
@@ -141,6 +161,7 @@ impl TranslatorPre {
 impl TranslatorInstance {
     pub(crate) fn call_info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
         match self {
+            Self::V0_3(b) => Ok(info_from_v0_3(b.vnode_plugin_plugin().call_info(store)?)),
             Self::V0_2(b) => b.vnode_plugin_plugin().call_info(store),
             Self::V0_1(b) => convert(&b.vnode_plugin_plugin().call_info(store)?, "plugin info"),
         }
@@ -152,6 +173,7 @@ impl TranslatorInstance {
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
         match self {
+            Self::V0_3(b) => b.vnode_plugin_plugin().call_init(store, config),
             Self::V0_2(b) => b.vnode_plugin_plugin().call_init(store, config),
             Self::V0_1(b) => b.vnode_plugin_plugin().call_init(store, config),
         }
@@ -163,6 +185,13 @@ impl TranslatorInstance {
         input: &TranslateInput,
     ) -> wasmtime::Result<Result<ContainerGroupRequest, TranslateError>> {
         match self {
+            Self::V0_3(b) => {
+                let answer = wire::with_encoded(input, "the translator input", |bytes| {
+                    b.vnode_plugin_translator()
+                        .call_translate(&mut *store, bytes)
+                })?;
+                Ok(wire::decode_translate_result(&answer)?)
+            }
             Self::V0_2(b) => b.vnode_plugin_translator().call_translate(store, input),
             Self::V0_1(b) => {
                 let input: v0_1_0::translator::exports::vnode::plugin::translator::TranslateInput =
@@ -174,7 +203,36 @@ impl TranslatorInstance {
     }
 }
 
-// The latest version's host imports, implemented by delegating to the 0.1.0 implementation in
+/// 0.3.0's `plugin-info` as the re-exported (0.2.0-generated, identical) record.
+fn info_from_v0_3(info: v0_3_0::placement::vnode::plugin::types::PluginInfo) -> PluginInfo {
+    PluginInfo {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+    }
+}
+
+// 0.3.0's host imports, delegating to 0.2.0's (the `host` interface is unchanged).
+impl v0_3_0::placement::vnode::plugin::host::Host for HostState {
+    fn log(&mut self, level: v0_3_0::placement::vnode::plugin::host::LogLevel, message: String) {
+        use v0_2_0::placement::vnode::plugin::host::{Host, LogLevel as Old};
+        use v0_3_0::placement::vnode::plugin::host::LogLevel as New;
+        let level = match level {
+            New::Trace => Old::Trace,
+            New::Debug => Old::Debug,
+            New::Info => Old::Info,
+            New::Warn => Old::Warn,
+            New::Error => Old::Error,
+        };
+        Host::log(self, level, message);
+    }
+}
+
+impl v0_3_0::placement::vnode::plugin::types::Host for HostState {}
+impl v0_3_0::translator::vnode::plugin::pod::Host for HostState {}
+impl v0_3_0::translator::vnode::plugin::request::Host for HostState {}
+
+// The 0.2.0 host imports, implemented by delegating to the 0.1.0 implementation in
 // `state.rs` (the `host` interface is unchanged between the two).
 impl v0_2_0::placement::vnode::plugin::host::Host for HostState {
     fn log(&mut self, level: v0_2_0::placement::vnode::plugin::host::LogLevel, message: String) {
