@@ -244,6 +244,14 @@ fn needs_work(record: Option<&PodRecord>, stored: &store::StoredPod) -> bool {
     !idle
 }
 
+/// Whether a pod that needs work still waits for its container group: no record yet, or
+/// a record without a group (or of an earlier pod by that name), and no deletion
+/// requested. Its work is the create path, the latency-critical kind.
+fn awaits_group(record: Option<&PodRecord>, stored: &store::StoredPod) -> bool {
+    !stored.deleting()
+        && record.is_none_or(|r| r.group.is_none() || stored.uid() != Some(r.uid.as_str()))
+}
+
 fn key_of(pod: &Pod) -> String {
     format!(
         "{}/{}",
@@ -327,7 +335,11 @@ pub async fn run<P: PodPath>(
                         writer.apply_watcher_event(&event);
                         let known = || ctl.records.lock().keys().cloned().collect::<Vec<_>>();
                         for key in listing.keys_to_work(&event, known) {
-                            queue.enqueue(&key);
+                            // Echoes of our own writes are dropped here, before they take
+                            // a worker slot (and a task) only to find nothing to do.
+                            if let Some(lane) = ctl.lane_for(&key) {
+                                queue.enqueue_in(&key, lane);
+                            }
                         }
                     }
                     Some(Err(e)) => {
@@ -359,6 +371,28 @@ impl<P: PodPath> PodController<P> {
     /// The pod store (for readiness: `store().wait_until_ready()`).
     pub fn store(&self) -> &PodStore {
         &self.store
+    }
+
+    /// The queue lane for a watch event of pod `key`, or `None` when the event cannot
+    /// change anything ([`needs_work`] is false: the worker would return at once). A pod
+    /// missing from the store is worked on (it vanished: its group is deleted).
+    fn lane_for(&self, key: &str) -> Option<queue::Lane> {
+        let Some((namespace, name)) = key.split_once('/') else {
+            return Some(queue::Lane::Normal);
+        };
+        let Some(stored) = self.store.get(namespace, name) else {
+            return Some(queue::Lane::Normal);
+        };
+        let records = self.records.lock();
+        let record = records.get(key);
+        if !needs_work(record, &stored) {
+            return None;
+        }
+        Some(if awaits_group(record, &stored) {
+            queue::Lane::Create
+        } else {
+            queue::Lane::Normal
+        })
     }
 
     async fn finish_deletion(&self, pod: &Pod) {
@@ -857,6 +891,53 @@ mod tests {
             r.state = state;
             assert!(needs_work(Some(&r), &live), "{state:?}");
         }
+    }
+
+    #[test]
+    fn a_pod_without_a_group_is_create_work_unless_it_is_being_deleted() {
+        let live = store::StoredPod::new(&pod(false));
+        let deleting = store::StoredPod::new(&pod(true));
+        assert!(awaits_group(None, &live), "never worked on");
+        assert!(!awaits_group(None, &deleting), "deleted before its create");
+        let pending = PodRecord::new("u-1".into());
+        assert!(awaits_group(Some(&pending), &live), "create being retried");
+        let mut created = PodRecord::new("u-1".into());
+        created.group = Some(GroupRef {
+            id: "eci-1".into(),
+            zone: None,
+        });
+        assert!(!awaits_group(Some(&created), &live), "has its group");
+        created.uid = "u-0".into();
+        assert!(awaits_group(Some(&created), &live), "same name, new pod");
+    }
+
+    #[tokio::test]
+    async fn watch_events_are_queued_in_the_right_lane_and_echoes_not_at_all() {
+        let fake = FakeApi::new();
+        let path = Arc::new(ScriptedPath::default());
+        let (ctl, mut writer) = controller(
+            fake.client(),
+            "vk".into(),
+            "test".into(),
+            path,
+            Arc::new(Metrics::new()),
+        );
+        let key = "default/nginx";
+        assert_eq!(ctl.lane_for(key), Some(queue::Lane::Normal), "vanished");
+        put_in_store(&mut writer, pod(false));
+        assert_eq!(ctl.lane_for(key), Some(queue::Lane::Create), "new pod");
+        let running = PodRecord {
+            state: PodState::Running,
+            group: Some(GroupRef {
+                id: "eci-1".into(),
+                zone: None,
+            }),
+            ..PodRecord::new("u-1".into())
+        };
+        ctl.records.lock().insert(key.into(), running);
+        assert_eq!(ctl.lane_for(key), None, "an echo of our own write");
+        put_in_store(&mut writer, pod(true));
+        assert_eq!(ctl.lane_for(key), Some(queue::Lane::Normal), "deletion");
     }
 
     fn put_in_store(writer: &mut PodStoreWriter, p: Pod) {
