@@ -64,9 +64,19 @@ const EVENT_NAME_NAMESPACE: uuid::Uuid =
 /// by [`crate::metrics::Metrics`] as `vnode_events_dropped_total`).
 static DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
 
+/// Of [`DROPPED`], the events of the daemon's own decisions ([`EventSink::publish`]), so
+/// a report can tell whether anything but mirrored ECI events was lost (registered as
+/// `vnode_decision_events_dropped_total`).
+static DECISIONS_DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
+
 /// The process-wide count of dropped events (see [`QUEUE_CAPACITY`]).
 pub fn dropped_total() -> Counter {
     DROPPED.clone()
+}
+
+/// The process-wide count of dropped decision events ([`EventSink::publish`]'s).
+pub fn decisions_dropped_total() -> Counter {
+    DECISIONS_DROPPED.clone()
 }
 
 /// Normal or Warning.
@@ -110,6 +120,8 @@ pub struct EventSink {
     seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
     dropped: Counter,
+    /// Of `dropped`, those published with [`EventSink::publish`].
+    decisions_dropped: Counter,
     /// Queue length from which mirrored Normal events are dropped (see the module docs).
     mirror_limit: usize,
 }
@@ -187,6 +199,13 @@ impl EventSink {
     /// queue is drained.
     pub fn spawn(client: Client, reporter: Reporter) -> Self {
         Self::spawn_bounded(client, reporter, QUEUE_CAPACITY, dropped_total())
+            .counting_decisions_in(decisions_dropped_total())
+    }
+
+    /// The same sink, counting its dropped [`EventSink::publish`] events in `counter` too.
+    pub fn counting_decisions_in(mut self, counter: Counter) -> Self {
+        self.decisions_dropped = counter;
+        self
     }
 
     /// Like [`EventSink::spawn`], with its own queue capacity and drop counter.
@@ -206,6 +225,7 @@ impl EventSink {
             seq: Arc::new(AtomicU64::new(0)),
             backlog,
             dropped,
+            decisions_dropped: Counter::default(),
             mirror_limit: capacity - capacity / 4,
         }
     }
@@ -237,7 +257,9 @@ impl EventSink {
             pod.metadata.name.as_deref(),
             &format!("{:x}{:x}", now.as_nanosecond(), seq & 0xfff),
         );
-        self.queue(pod, &name, now, kind, reason, note, action);
+        if !self.queue(pod, &name, now, kind, reason, note, action) {
+            self.decisions_dropped.inc();
+        }
     }
 
     /// Like [`EventSink::publish`], but written at most once per pod UID, `kind`, `reason`
@@ -259,6 +281,7 @@ impl EventSink {
         self.queue(pod, &name, now, kind, reason, note, action);
     }
 
+    /// Queues the event; false when it was dropped because the queue was full.
     #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
     fn queue(
         &self,
@@ -269,14 +292,14 @@ impl EventSink {
         reason: &str,
         note: &str,
         action: &str,
-    ) {
+    ) -> bool {
         let namespace = pod.metadata.namespace.as_deref();
         let body = match serde_json::to_vec(&self.body(pod, name, now, kind, reason, note, action))
         {
             Ok(body) => body,
             Err(e) => {
                 tracing::warn!(namespace = ?namespace, %reason, error = %e, "encoding an event failed");
-                return;
+                return true;
             }
         };
         let queued = Queued {
@@ -285,14 +308,18 @@ impl EventSink {
         };
         self.backlog.pending.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(queued) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.backlog.done();
                 self.dropped.inc();
                 tracing::debug!(namespace = ?namespace, pod = ?pod.metadata.name, %reason, "event queue full; event dropped");
+                false
             }
             // The receiver lives until every sender is gone: this means shutdown.
-            Err(mpsc::error::TrySendError::Closed(_)) => self.backlog.done(),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.backlog.done();
+                true
+            }
         }
     }
 
@@ -502,7 +529,9 @@ mod tests {
     async fn mirrored_normal_events_leave_the_last_quarter_to_decisions_and_warnings() {
         let fake = FakeApi::new();
         let dropped = Counter::default();
-        let sink = bounded_sink(&fake, 8, &dropped);
+        let decisions_dropped = Counter::default();
+        let sink =
+            bounded_sink(&fake, 8, &dropped).counting_decisions_in(decisions_dropped.clone());
         let mirror = |note: &str| {
             sink.publish_once(
                 &pod(),
@@ -535,8 +564,22 @@ mod tests {
             (8, 1),
             "warning and decision queued"
         );
+        assert_eq!(decisions_dropped.get(), 0, "only a mirrored event was shed");
         sink.publish(&pod(), EventKind::Normal, "Created", "eci-1", "creating");
         assert_eq!(dropped.get(), 2, "a full queue drops anything");
+        assert_eq!(decisions_dropped.get(), 1, "the decision is counted as one");
+        sink.publish_once(
+            &pod(),
+            EventKind::Warning,
+            "BackOff",
+            "restarting again",
+            "ContainerGroupEvent",
+        );
+        assert_eq!(
+            (dropped.get(), decisions_dropped.get()),
+            (3, 1),
+            "a mirrored warning dropped is not a decision"
+        );
         flush(&sink).await;
         assert_eq!(fake.count(&http::Method::POST, EVENTS), 8);
     }

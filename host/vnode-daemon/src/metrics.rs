@@ -167,6 +167,8 @@ pub struct Metrics {
     pub eci_events_mirrored: Counter,
     /// Events dropped because an event queue was full (`events::dropped_total`).
     pub events_dropped: Counter,
+    /// Of those, the daemon's own decisions (`events::decisions_dropped_total`).
+    pub decision_events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -203,6 +205,7 @@ impl Metrics {
             groups_known: Gauge::default(),
             eci_events_mirrored: Counter::default(),
             events_dropped: crate::events::dropped_total(),
+            decision_events_dropped: crate::events::decisions_dropped_total(),
         };
         registry.register(
             "node_registrations",
@@ -303,6 +306,11 @@ impl Metrics {
             "events_dropped",
             "Pod events dropped because the event queue was full (the writer could not keep up)",
             m.events_dropped.clone(),
+        );
+        registry.register(
+            "decision_events_dropped",
+            "Of the dropped pod events, those of the daemon's own decisions (Placed, Created, refusals, failures); the rest were mirrored from ECI",
+            m.decision_events_dropped.clone(),
         );
         registry.register(
             "plugin_shadow_decisions",

@@ -383,6 +383,28 @@ fn parse_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
     Some((name, map, value))
 }
 
+/// Pod events the daemon dropped (its event queues were full), from its `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+struct EventsDropped {
+    /// Every dropped event (`vnode_events_dropped_total`).
+    all: u64,
+    /// Of those, the daemon's own decisions: Placed, Created, refusals, failures
+    /// (`vnode_decision_events_dropped_total`); the rest were mirrored from ECI.
+    decisions: u64,
+}
+
+fn events_dropped(metrics: &str) -> EventsDropped {
+    let mut dropped = EventsDropped::default();
+    for (name, _, value) in metrics.lines().filter_map(parse_sample) {
+        match name {
+            "vnode_events_dropped_total" => dropped.all = value as u64,
+            "vnode_decision_events_dropped_total" => dropped.decisions = value as u64,
+            _ => {}
+        }
+    }
+    dropped
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct HistogramSummary {
     count: f64,
@@ -593,6 +615,7 @@ struct Report {
     eci_calls: BTreeMap<String, BTreeMap<String, u64>>,
     eci_calls_per_pod: BTreeMap<String, f64>,
     eci_throttled: u64,
+    events_dropped: EventsDropped,
     status_polling_per_minute_while_running: BTreeMap<String, f64>,
     plugin_decision_latency: BTreeMap<String, HistogramSummary>,
     targets: Vec<Target>,
@@ -1560,6 +1583,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         eci_calls,
         eci_calls_per_pod: eci_per_pod,
         eci_throttled: throttled,
+        events_dropped: events_dropped(&final_metrics),
         status_polling_per_minute_while_running: polling,
         plugin_decision_latency: plugins,
         targets: Vec::new(),
@@ -1797,6 +1821,10 @@ fn print_summary(r: &Report) {
         row(&format!("  ECI {k} /pod"), format!("{v:.2}"));
     }
     row("ECI throttling errors", r.eci_throttled.to_string());
+    row(
+        "pod events dropped: all / daemon decisions",
+        format!("{}/{}", r.events_dropped.all, r.events_dropped.decisions),
+    );
     for (k, v) in &r.status_polling_per_minute_while_running {
         row(&format!("  {k} /min while Running"), format!("{v:.0}"));
     }
@@ -1845,6 +1873,22 @@ mod tests {
         assert_eq!(p.p99_ms, 99.0);
         assert_eq!(p.max_ms, 100.0);
         assert!(percentiles(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn dropped_events_from_metrics_text() {
+        let text = "# HELP vnode_events_dropped Pod events dropped\n\
+            vnode_events_dropped_total 120\n\
+            vnode_decision_events_dropped_total 3\n\
+            vnode_eci_events_mirrored_total 9000\n";
+        assert_eq!(
+            events_dropped(text),
+            EventsDropped {
+                all: 120,
+                decisions: 3
+            }
+        );
+        assert_eq!(events_dropped(""), EventsDropped::default());
     }
 
     #[test]
