@@ -1,6 +1,6 @@
 //! Write vnode plugins in Rust.
 //!
-//! The contract (`wit/v0.2.0`, package `vnode:plugin@0.2.0`) is generated here once for both
+//! The contract (`wit/v0.3.0`, package `vnode:plugin@0.3.0`) is generated here once for both
 //! worlds. A placement policy is one function plus one macro call:
 //!
 //! ```text
@@ -31,13 +31,19 @@
 //! fitting spec), [`eci`] (the `k8s.aliyun.com/eci-*` annotations), [`decide`] (answers),
 //! [`util`] (config parsing) and [`testing`] (builders for native unit tests).
 //!
+//! In 0.3.0 a decision's input and answer cross the component boundary as one encoded buffer
+//! each way (`wit/README.md`, "The encoding of 0.3.0"); the export glue ([`codec`]) decodes
+//! the input into the same typed records 0.2.0 passed as arguments and encodes the answer, so
+//! a plugin's code never sees the bytes. Input that does not decode is answered, never guessed
+//! at: a placement plugin refuses the pod naming the problem, a translator answers `internal`.
+//!
 //! Build with `cargo build --release --target wasm32-wasip2`; the output `.wasm` is a component.
 //! The crate also compiles for the host target, so a plugin's logic can be unit-tested natively
 //! (`cargo test`); only calling [`host::log`] outside Wasm panics, so keep logging at the edges
 //! or use [`log`], which is a no-op natively.
 
 /// The contract version this SDK builds against (the `vnode:plugin` package version).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 // The generated code names this crate by its public path (so that plugin crates expanding the
 // export macros resolve it); make that path valid inside the crate too.
@@ -46,19 +52,22 @@ extern crate self as vnode_plugin_sdk;
 #[doc(hidden)]
 pub mod placement_bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
-        world: "vnode:plugin/placement-plugin@0.2.0",
+        path: "../../wit/v0.3.0",
+        world: "vnode:plugin/placement-plugin@0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_placement_world",
         default_bindings_module: "vnode_plugin_sdk::placement_bindings",
         // The shared interfaces are generated once (with the translator world), so a
         // `KeyValue` or `Attempt` is the same Rust type in both worlds.
         with: {
-            "vnode:plugin/types@0.2.0": vnode_plugin_sdk_translator::vnode::plugin::types,
-            "vnode:plugin/host@0.2.0": vnode_plugin_sdk_translator::vnode::plugin::host,
+            "vnode:plugin/types@0.3.0": vnode_plugin_sdk_translator::vnode::plugin::types,
+            "vnode:plugin/host@0.3.0": vnode_plugin_sdk_translator::vnode::plugin::host,
         },
-        additional_derives: [PartialEq],
+        // serde: the 0.3.0 encoding is postcard over these derives (see `codec`).
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         generate_all,
+        // 0.3.0's functions take bytes, so no function names the records: generate them anyway.
+        generate_unused_types: true,
     });
 }
 
@@ -85,14 +94,14 @@ pub mod host {
 pub mod placement {
     pub use crate::placement_bindings::exports::vnode::plugin::placement::{
         Accepted, ContainerView, Decision, Deferral, LabelSelectorRequirement, PlacementContext,
-        PodView, Stockout, TopologySpreadConstraint, ZoneUsage,
+        PlacementInput, PodView, Stockout, TopologySpreadConstraint, ZoneUsage,
     };
 }
 
 /// The translator world's types (`interfaces pod`, `request` and `translator`).
 pub mod translator {
     pub use crate::translator_bindings::exports::vnode::plugin::translator::{
-        FieldError, NodeDefaults, TranslateError, TranslateInput,
+        FieldError, NodeDefaults, TranslateError, TranslateInput, TranslateResult,
     };
     pub use crate::translator_bindings::vnode::plugin::pod::{
         ClaimSource, Container, ContainerPort, DnsConfig, DnsOption, EmptyDirSource, EnvValue,
@@ -161,11 +170,8 @@ pub mod __adapt {
     impl<T: super::PlacementPlugin>
         crate::placement_bindings::exports::vnode::plugin::placement::Guest for Placement<T>
     {
-        fn place(
-            pod: super::placement::PodView,
-            context: super::placement::PlacementContext,
-        ) -> super::placement::Decision {
-            T::place(pod, context)
+        fn place(input: Vec<u8>) -> Vec<u8> {
+            crate::codec::place::<T>(&input)
         }
     }
     impl<T: super::TranslatorPlugin>
@@ -181,11 +187,8 @@ pub mod __adapt {
     impl<T: super::TranslatorPlugin>
         crate::translator_bindings::exports::vnode::plugin::translator::Guest for Translator<T>
     {
-        fn translate(
-            input: super::translator::TranslateInput,
-        ) -> Result<super::translator::ContainerGroupRequest, super::translator::TranslateError>
-        {
-            T::translate(input)
+        fn translate(input: Vec<u8>) -> Vec<u8> {
+            crate::codec::translate::<T>(&input)
         }
     }
 }
@@ -225,6 +228,7 @@ macro_rules! export_translator_plugin {
 }
 
 pub mod allocator;
+pub mod codec;
 pub mod decide;
 pub mod eci;
 

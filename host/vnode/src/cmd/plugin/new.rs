@@ -42,6 +42,10 @@ macro_rules! repo_file {
 const SDK_SOURCES: &[Vendored] = &[
     ("lib.rs", repo_file!("plugins/vnode-plugin-sdk/src/lib.rs")),
     (
+        "codec.rs",
+        repo_file!("plugins/vnode-plugin-sdk/src/codec.rs"),
+    ),
+    (
         "allocator.rs",
         repo_file!("plugins/vnode-plugin-sdk/src/allocator.rs"),
     ),
@@ -80,14 +84,14 @@ const SDK_TRANSLATOR_SOURCES: &[Vendored] = &[(
 
 /// The contract versions the SDK's bindings are generated from (`wit/v<version>/`).
 const WIT: &[Vendored] = &[
-    ("v0.2.0/types.wit", repo_file!("wit/v0.2.0/types.wit")),
+    ("v0.3.0/types.wit", repo_file!("wit/v0.3.0/types.wit")),
     (
-        "v0.2.0/placement.wit",
-        repo_file!("wit/v0.2.0/placement.wit"),
+        "v0.3.0/placement.wit",
+        repo_file!("wit/v0.3.0/placement.wit"),
     ),
     (
-        "v0.2.0/translator.wit",
-        repo_file!("wit/v0.2.0/translator.wit"),
+        "v0.3.0/translator.wit",
+        repo_file!("wit/v0.3.0/translator.wit"),
     ),
 ];
 
@@ -97,6 +101,14 @@ const LOCKFILE: &str = repo_file!("plugins/Cargo.lock");
 /// `wit-bindgen` as the repository's plugins depend on it (checked by a unit test against
 /// `plugins/Cargo.toml`).
 const WIT_BINDGEN_DEP: &str = r#"wit-bindgen = { version = "0.61", default-features = false, features = ["macros", "realloc", "std"] }"#;
+
+/// `serde` as the repository's plugins depend on it: the generated contract types derive it.
+const SERDE_DEP: &str =
+    r#"serde = { version = "1", default-features = false, features = ["derive", "std"] }"#;
+
+/// `postcard` as the repository's plugins depend on it: the 0.3.0 encoding (the SDK's `codec`).
+const POSTCARD_DEP: &str =
+    r#"postcard = { version = "1", default-features = false, features = ["alloc"] }"#;
 
 const TOOLCHAIN: &str = repo_file!("rust-toolchain.toml");
 
@@ -261,6 +273,8 @@ publish = false
 
 [dependencies]
 {WIT_BINDGEN_DEP}
+{SERDE_DEP}
+{POSTCARD_DEP}
 vnode-plugin-sdk-translator = {{ path = "../vnode-plugin-sdk-translator" }}
 "#
     )
@@ -278,6 +292,7 @@ publish = false
 
 [dependencies]
 {WIT_BINDGEN_DEP}
+{SERDE_DEP}
 "#
     )
 }
@@ -684,10 +699,16 @@ mod tests {
     #[test]
     fn wit_bindgen_matches_the_plugins_workspace() {
         let manifest = std::fs::read_to_string(repo("plugins/Cargo.toml")).expect("manifest");
-        assert!(
-            manifest.lines().any(|l| l.trim() == WIT_BINDGEN_DEP),
-            "plugins/Cargo.toml's wit-bindgen line changed; update WIT_BINDGEN_DEP"
-        );
+        for (dep, name) in [
+            (WIT_BINDGEN_DEP, "WIT_BINDGEN_DEP"),
+            (SERDE_DEP, "SERDE_DEP"),
+            (POSTCARD_DEP, "POSTCARD_DEP"),
+        ] {
+            assert!(
+                manifest.lines().any(|l| l.trim() == dep),
+                "plugins/Cargo.toml's line for {name} changed; update {name}"
+            );
+        }
     }
 
     #[test]
