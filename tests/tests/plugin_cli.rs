@@ -33,7 +33,7 @@ fn check_describes_a_good_plugin() {
     for want in [
         "zone-spread",
         "vnode:plugin/placement-plugin",
-        "contract:    vnode:plugin@0.2.0",
+        "contract:    vnode:plugin@0.3.0",
         "sha256:",
         "smoke test:  passed",
     ] {
@@ -341,13 +341,22 @@ fn simulate_against_compares_two_policies() {
 
 #[test]
 fn check_prints_the_contract_version_and_refuses_unknown_ones() {
-    let (code, stdout, stderr) =
-        run_vnode(&["plugin", "check", &component("contract_v0_1_0")]).expect("runs");
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("contract:    vnode:plugin@0.1.0"),
-        "{stdout}"
-    );
+    // Every supported version loads and says which it is.
+    for (fixture, version) in [
+        ("contract_v0_1_0", "0.1.0"),
+        ("contract_v0_2_0", "0.2.0"),
+        ("contract_v0_2_0_translator", "0.2.0"),
+        ("contract_v0_3_0", "0.3.0"),
+        ("contract_v0_3_0_translator", "0.3.0"),
+    ] {
+        let (code, stdout, stderr) =
+            run_vnode(&["plugin", "check", &component(fixture)]).expect("runs");
+        assert_eq!(code, 0, "{fixture}: {stderr}");
+        assert!(
+            stdout.contains(&format!("contract:    vnode:plugin@{version}")),
+            "{fixture}: {stdout}"
+        );
+    }
     let (code, stdout, stderr) = run_vnode(&[
         "plugin",
         "check",
@@ -364,7 +373,7 @@ fn check_prints_the_contract_version_and_refuses_unknown_ones() {
         run_vnode(&["plugin", "check", &component("contract_future")]).expect("runs");
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("vnode:plugin@0.9.0") && stderr.contains("0.2.0"),
+        stderr.contains("vnode:plugin@0.9.0") && stderr.contains("0.3.0, 0.2.0, 0.1.0"),
         "{stderr}"
     );
 }

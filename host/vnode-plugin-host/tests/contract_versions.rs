@@ -27,8 +27,11 @@ fn shipped_plugins_speak_the_latest_contract() {
         let plugin = loader
             .load_blocking(&common::source(&bytes(path)), Some(kind), "")
             .expect("loads");
-        // The shipped plugins move to 0.3.0 with the guest SDK (H5); until then 0.2.0.
-        assert_eq!(plugin.identity().contract_version, "0.2.0", "{path}");
+        assert_eq!(
+            plugin.identity().contract_version,
+            contract::LATEST_VERSION,
+            "{path}"
+        );
     }
 }
 
