@@ -865,7 +865,9 @@ impl DaemonPath {
             );
         };
         let (tail, rest): (Vec<_>, Vec<_>) = self.disturbances.iter().partition(|(d, _)| *d > p99);
-        println!("  tail attribution (thread counters read between pods):");
+        println!(
+            "  tail attribution (a second paced run that reads thread counters between pods, so its times run above the headline's):"
+        );
         summary("above the p99", &tail);
         summary("the rest", &rest);
         let quiet: Vec<Duration> = self
