@@ -29,6 +29,7 @@ fn main() {
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let crates = discover(&cargo, &plugins);
+    ensure_wasm_target();
 
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&plugins)
@@ -59,17 +60,20 @@ fn main() {
         cmd.env_remove(var);
     }
     let output = cmd.output().expect("running cargo to build the plugins");
-    let failed = !output.status.success();
-    if failed {
+    if !output.status.success() {
+        // Fatal: the host embeds the shipped plugins and its tests name every component, so
+        // going on would only bury this error under "cannot find value `ZONE_SPREAD`".
         let stderr = String::from_utf8_lossy(&output.stderr);
         let errors: Vec<&str> = stderr
             .lines()
             .filter(|l| l.starts_with("error"))
-            .take(20)
+            .take(40)
             .collect();
-        println!(
-            "cargo:warning=some plugins failed to build for wasm32-wasip2 (is the target installed? `rustup target add wasm32-wasip2`): {}",
-            errors.join(" | ")
+        panic!(
+            "building the plugins (plugins/, wasm32-wasip2) failed; rerun \
+             `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml` \
+             for the full output. Errors:\n{}",
+            errors.join("\n")
         );
     }
 
@@ -109,6 +113,57 @@ fn main() {
     }
     src.push_str("];\n");
     std::fs::write(out_dir.join("builtin.rs"), src).expect("writing builtin.rs");
+}
+
+/// Makes sure the toolchain has the `wasm32-wasip2` standard library, installing it with
+/// rustup if it is missing. `rust-toolchain.toml` lists the target, but rustup adds listed
+/// targets only when it installs the toolchain itself: a machine that already had this
+/// toolchain (or runs with `RUSTUP_AUTO_INSTALL=0`) has none, and the first build failed with
+/// "can't find crate for `std`" in every plugin.
+fn ensure_wasm_target() {
+    const TARGET: &str = "wasm32-wasip2";
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else {
+        return; // Let the plugin build report whatever is wrong with this rustc.
+    };
+    let installed = || {
+        sysroot
+            .join("lib/rustlib")
+            .join(TARGET)
+            .join("lib")
+            .is_dir()
+    };
+    if installed() {
+        return;
+    }
+    // The rustup proxy that started this build names the toolchain it chose.
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    let outcome = match rustup.output() {
+        Ok(o) if o.status.success() => String::new(),
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => format!("could not run rustup: {e}"),
+    };
+    if installed() {
+        println!(
+            "cargo:warning=installed the {TARGET} target (`rustup target add {TARGET}`): the plugins are built for it"
+        );
+        return;
+    }
+    panic!(
+        "the plugins are built for {TARGET}, and this toolchain ({}) has no standard library \
+         for it. Install it with `rustup target add {TARGET}`. {outcome}",
+        sysroot.display()
+    );
 }
 
 /// Crate names of the plugins workspace that build a component (`cdylib`).
