@@ -5,17 +5,27 @@
 //! only queues; a background task writes `events.k8s.io/v1` Events with a bounded number in
 //! flight and retries transient failures.
 //!
-//! The queue is bounded ([`QUEUE_CAPACITY`] events per sink) and holds each event as the
-//! JSON body it will be sent as (~0.5 KiB) rather than as an `Event` object (several KiB of
-//! heap in many small allocations): a burst of 10,000 pods publishes ~70,000 events faster
-//! than one API server takes them, and the unbounded queue of `Event`s was ~54 MB of the
-//! daemon's heap. When the queue is full the event is dropped, counted in
-//! `vnode_events_dropped_total` and logged at debug; a publisher never waits. client-go's
-//! event broadcaster makes the same choice (it drops once 1,000 events are queued). What is
-//! dropped first: Normal events mirrored from ECI (image pulled, container started — what a
-//! kubelet would report) are not queued once the queue is three quarters full, so the last
-//! quarter is kept for the daemon's own decisions (`Placed`, `Created`, refusals, failures)
-//! and for warnings.
+//! Each sink has two bounded queues ("lanes"), and each holds an event as the JSON body it
+//! will be sent as (~0.5 KiB) rather than as an `Event` object (several KiB of heap in many
+//! small allocations): a burst of 10,000 pods publishes ~70,000 events faster than one API
+//! server takes them, and the unbounded queue of `Event`s was ~54 MB of the daemon's heap.
+//! - The decision lane ([`EventSink::publish`]: `Placed`, `Created`, refusals, failures),
+//!   [`DECISION_QUEUE_CAPACITY`] events: a whole 10,000-pod burst's decisions (two per pod)
+//!   fit in it even if none were written meanwhile. Mirrored events never take its room.
+//! - The mirrored lane ([`EventSink::publish_once`]: ECI's events, what a kubelet would
+//!   report), [`QUEUE_CAPACITY`] events; its Normal events are not queued once it is three
+//!   quarters full, so its warnings keep the last quarter.
+//!
+//! Decisions are written first, across sinks: a writer takes a decision whenever one is
+//! queued, and no sink sharing the process's [`DecisionsFirst`] starts writing a mirrored
+//! event while a decision waits for a writer anywhere (the pod controller and the status
+//! observer have a sink each, both writing to the same API server). Under a burst the API
+//! server's time goes to the decisions, and what sheds is mirrored Normal events.
+//!
+//! A full lane drops the event, counted in `vnode_events_dropped_total` (and decisions also
+//! in `vnode_decision_events_dropped_total`) and logged at debug; a publisher never waits.
+//! client-go's event broadcaster makes the same choice (it drops once 1,000 events are
+//! queued).
 //!
 //! Why not `kube::runtime::events::Recorder`: it keeps every event of the last hour in one
 //! map behind one lock and walks the whole map on *every* publish (its cache expiry), which
@@ -35,6 +45,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
 use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
@@ -44,11 +55,15 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::groups::status::truncate;
 
-/// How many event writes are in flight at once.
+/// How many event writes are in flight at once, per sink.
 const IN_FLIGHT: usize = 8;
-/// Events queued per sink before new ones are dropped: ~8 MiB of bodies at most, and more
-/// than a minute of events at the rate one pod worker pool produces them.
+/// Mirrored events queued per sink before new ones are dropped: ~8 MiB of bodies at most,
+/// and more than a minute of events at the rate one pod worker pool produces them.
 pub const QUEUE_CAPACITY: usize = 16_384;
+/// Decision events queued per sink before new ones are dropped: two per pod (`Placed`,
+/// `Created`) for a 10,000-pod burst with nothing written meanwhile, and room for
+/// refusals; ~16 MiB of bodies at most, and held only while the API server is behind.
+pub const DECISION_QUEUE_CAPACITY: usize = 32_768;
 /// Retries per event after the first attempt (transient failures only; a 4xx is final).
 const RETRIES: usize = 2;
 /// The first retry's delay; each further one doubles it.
@@ -115,15 +130,96 @@ struct Queued {
 /// The queueing half: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<Queued>,
+    /// The decision lane ([`EventSink::publish`]).
+    decisions: mpsc::Sender<Queued>,
+    /// The mirrored lane ([`EventSink::publish_once`]).
+    mirrored: mpsc::Sender<Queued>,
     reporter: Arc<Reporter>,
     seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
+    first: Arc<DecisionsFirst>,
     dropped: Counter,
     /// Of `dropped`, those published with [`EventSink::publish`].
     decisions_dropped: Counter,
-    /// Queue length from which mirrored Normal events are dropped (see the module docs).
+    /// Mirrored lane length from which mirrored Normal events are dropped (see the module
+    /// docs).
     mirror_limit: usize,
+}
+
+/// Which lane an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Decision,
+    Mirrored,
+}
+
+/// Decision events waiting for a writer (queued, not yet in flight) in every sink that
+/// shares this, and a wake-up for writers holding mirrored events back until there are none
+/// (see the module docs). The sinks of [`EventSink::spawn`] share the process's.
+#[derive(Debug, Default)]
+pub struct DecisionsFirst {
+    waiting: AtomicUsize,
+    none_waiting: Notify,
+}
+
+impl DecisionsFirst {
+    /// The one the sinks of [`EventSink::spawn`] share.
+    fn process() -> Arc<Self> {
+        static PROCESS: LazyLock<Arc<DecisionsFirst>> = LazyLock::new(Arc::default);
+        PROCESS.clone()
+    }
+
+    fn queued(&self) {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A queued decision was taken by a writer (or given up: dropped, never to be written).
+    fn taken(&self) {
+        if self.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.none_waiting.notify_waiters();
+        }
+    }
+
+    /// Returns once no decision is waiting for a writer.
+    async fn none_waiting(&self) {
+        loop {
+            let notified = self.none_waiting.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a `taken` in between is not missed.
+            notified.as_mut().enable();
+            if self.waiting.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The receiving end of a sink's decision lane. Decisions still queued when it is dropped
+/// (the runtime shutting down with the writer task) are no longer waiting, so they stop
+/// holding other sinks' mirrored events back.
+struct DecisionLane {
+    rx: mpsc::Receiver<Queued>,
+    first: Arc<DecisionsFirst>,
+}
+
+impl DecisionLane {
+    async fn recv(&mut self) -> Option<Queued> {
+        let event = self.rx.recv().await;
+        if event.is_some() {
+            self.first.taken();
+        }
+        event
+    }
+}
+
+impl Drop for DecisionLane {
+    fn drop(&mut self) {
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {
+            self.first.taken();
+        }
+    }
 }
 
 /// Events queued or being written, and a wake-up for [`EventSink::flushed`].
@@ -198,8 +294,14 @@ impl EventSink {
     /// [`QUEUE_CAPACITY`]. The task ends once every clone of the sink is dropped and the
     /// queue is drained.
     pub fn spawn(client: Client, reporter: Reporter) -> Self {
-        Self::spawn_bounded(client, reporter, QUEUE_CAPACITY, dropped_total())
-            .counting_decisions_in(decisions_dropped_total())
+        Self::spawn_with(
+            client,
+            reporter,
+            (DECISION_QUEUE_CAPACITY, QUEUE_CAPACITY),
+            dropped_total(),
+            DecisionsFirst::process(),
+        )
+        .counting_decisions_in(decisions_dropped_total())
     }
 
     /// The same sink, counting its dropped [`EventSink::publish`] events in `counter` too.
@@ -208,25 +310,44 @@ impl EventSink {
         self
     }
 
-    /// Like [`EventSink::spawn`], with its own queue capacity and drop counter.
+    /// Like [`EventSink::spawn`], with `capacity` events per lane, its own drop counter, and
+    /// decisions first only within this sink and those given `first`.
     pub fn spawn_bounded(
         client: Client,
         reporter: Reporter,
         capacity: usize,
         dropped: Counter,
+        first: Arc<DecisionsFirst>,
     ) -> Self {
-        let capacity = capacity.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
+        Self::spawn_with(client, reporter, (capacity, capacity), dropped, first)
+    }
+
+    fn spawn_with(
+        client: Client,
+        reporter: Reporter,
+        (decision_capacity, mirrored_capacity): (usize, usize),
+        dropped: Counter,
+        first: Arc<DecisionsFirst>,
+    ) -> Self {
+        let mirrored_capacity = mirrored_capacity.max(1);
+        let (decisions, decisions_rx) = mpsc::channel(decision_capacity.max(1));
+        let (mirrored, mirrored_rx) = mpsc::channel(mirrored_capacity);
         let backlog = Arc::new(Backlog::default());
-        tokio::spawn(write_all(client, rx, backlog.clone()));
+        let lane = DecisionLane {
+            rx: decisions_rx,
+            first: first.clone(),
+        };
+        tokio::spawn(write_all(client, lane, mirrored_rx, backlog.clone()));
         Self {
-            tx,
+            decisions,
+            mirrored,
             reporter: Arc::new(reporter),
             seq: Arc::new(AtomicU64::new(0)),
             backlog,
+            first,
             dropped,
             decisions_dropped: Counter::default(),
-            mirror_limit: capacity - capacity / 4,
+            mirror_limit: mirrored_capacity - mirrored_capacity / 4,
         }
     }
 
@@ -257,7 +378,8 @@ impl EventSink {
             pod.metadata.name.as_deref(),
             &format!("{:x}{:x}", now.as_nanosecond(), seq & 0xfff),
         );
-        if !self.queue(pod, &name, now, kind, reason, note, action) {
+        let event = self.body(pod, &name, now, kind, reason, note, action);
+        if !self.queue(Lane::Decision, pod, &event) {
             self.decisions_dropped.inc();
         }
     }
@@ -266,11 +388,11 @@ impl EventSink {
     /// and `note`, also across restarts and leader changes: the object name is derived from
     /// them, so the API server refuses a repeat with `409 AlreadyExists`, which counts as
     /// written. For events that are observed again and again (ECI's, on every status poll).
-    /// A Normal one is dropped (and counted) once the queue is three quarters full.
+    /// A Normal one is dropped (and counted) once the mirrored lane is three quarters full.
     pub fn publish_once(&self, pod: &Pod, kind: EventKind, reason: &str, note: &str, action: &str) {
-        if kind == EventKind::Normal && self.pending() >= self.mirror_limit {
+        if kind == EventKind::Normal && self.mirrored_queued() >= self.mirror_limit {
             self.dropped.inc();
-            tracing::debug!(namespace = ?pod.metadata.namespace, pod = ?pod.metadata.name, %reason, "event queue three quarters full; mirrored event dropped");
+            tracing::debug!(namespace = ?pod.metadata.namespace, pod = ?pod.metadata.name, %reason, "mirrored event lane three quarters full; mirrored event dropped");
             return;
         }
         let name = event_name(
@@ -278,27 +400,22 @@ impl EventSink {
             &identity_suffix(pod.metadata.uid.as_deref(), kind, reason, note),
         );
         let now = k8s_openapi::jiff::Timestamp::now();
-        self.queue(pod, &name, now, kind, reason, note, action);
+        let event = self.body(pod, &name, now, kind, reason, note, action);
+        self.queue(Lane::Mirrored, pod, &event);
     }
 
-    /// Queues the event; false when it was dropped because the queue was full.
-    #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
-    fn queue(
-        &self,
-        pod: &Pod,
-        name: &str,
-        now: k8s_openapi::jiff::Timestamp,
-        kind: EventKind,
-        reason: &str,
-        note: &str,
-        action: &str,
-    ) -> bool {
+    /// Mirrored events queued (not yet taken by the writer).
+    fn mirrored_queued(&self) -> usize {
+        self.mirrored.max_capacity() - self.mirrored.capacity()
+    }
+
+    /// Queues the event on `lane`; false when it was dropped because the lane was full.
+    fn queue(&self, lane: Lane, pod: &Pod, event: &EventBody<'_>) -> bool {
         let namespace = pod.metadata.namespace.as_deref();
-        let body = match serde_json::to_vec(&self.body(pod, name, now, kind, reason, note, action))
-        {
+        let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(e) => {
-                tracing::warn!(namespace = ?namespace, %reason, error = %e, "encoding an event failed");
+                tracing::warn!(namespace = ?namespace, reason = %event.reason, error = %e, "encoding an event failed");
                 return true;
             }
         };
@@ -307,12 +424,24 @@ impl EventSink {
             body: body.into_boxed_slice(),
         };
         self.backlog.pending.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(queued) {
+        let sent = match lane {
+            Lane::Decision => {
+                // Counted before it can be taken, so the count never goes below zero.
+                self.first.queued();
+                let sent = self.decisions.try_send(queued);
+                if sent.is_err() {
+                    self.first.taken();
+                }
+                sent
+            }
+            Lane::Mirrored => self.mirrored.try_send(queued),
+        };
+        match sent {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.backlog.done();
                 self.dropped.inc();
-                tracing::debug!(namespace = ?namespace, pod = ?pod.metadata.name, %reason, "event queue full; event dropped");
+                tracing::debug!(namespace = ?namespace, pod = ?pod.metadata.name, reason = %event.reason, ?lane, "event lane full; event dropped");
                 false
             }
             // The receiver lives until every sender is gone: this means shutdown.
@@ -374,23 +503,40 @@ fn identity_suffix(uid: Option<&str>, kind: EventKind, reason: &str, note: &str)
         .to_string()
 }
 
-async fn write_all(client: Client, rx: mpsc::Receiver<Queued>, backlog: Arc<Backlog>) {
-    tokio_stream_of(rx)
-        .for_each_concurrent(IN_FLIGHT, |event| {
-            let (client, backlog) = (client.clone(), backlog.clone());
-            async move {
-                write_one(client, event).await;
-                backlog.done();
-            }
-        })
-        .await;
+/// Writes a sink's events, [`IN_FLIGHT`] at a time: a queued decision whenever there is
+/// one, a mirrored event only while no decision waits in any sink sharing `decisions.first`.
+/// Ends once both lanes are closed (every sender dropped) and drained.
+async fn write_all(
+    client: Client,
+    mut decisions: DecisionLane,
+    mut mirrored: mpsc::Receiver<Queued>,
+    backlog: Arc<Backlog>,
+) {
+    let first = decisions.first.clone();
+    let mut in_flight = FuturesUnordered::new();
+    let (mut decisions_open, mut mirrored_open) = (true, true);
+    while decisions_open || mirrored_open || !in_flight.is_empty() {
+        let room = in_flight.len() < IN_FLIGHT;
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            event = decisions.recv(), if room && decisions_open => match event {
+                Some(event) => in_flight.push(write_one(client.clone(), event, backlog.clone())),
+                None => decisions_open = false,
+            },
+            // Both steps are cancel-safe: a decision arriving meanwhile wins the next turn.
+            event = async {
+                first.none_waiting().await;
+                mirrored.recv().await
+            }, if room && mirrored_open => match event {
+                Some(event) => in_flight.push(write_one(client.clone(), event, backlog.clone())),
+                None => mirrored_open = false,
+            },
+        }
+    }
 }
 
-fn tokio_stream_of(mut rx: mpsc::Receiver<Queued>) -> impl futures::Stream<Item = Queued> + Send {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-async fn write_one(client: Client, event: Queued) {
+async fn write_one(client: Client, event: Queued, backlog: Arc<Backlog>) {
     let Queued { namespace, body } = event;
     let backoff = ExponentialBuilder::default()
         .with_min_delay(FIRST_RETRY_DELAY)
@@ -410,6 +556,7 @@ async fn write_one(client: Client, event: Queued) {
             tracing::warn!(namespace = %namespace, event = %String::from_utf8_lossy(&body), error = %e, "publishing an event failed");
         }
     }
+    backlog.done();
 }
 
 /// Whether retrying a failed create may help: anything but a 4xx answer other than 429.
@@ -454,7 +601,13 @@ mod tests {
             controller: "vnode".into(),
             instance: "r-1".into(),
         };
-        EventSink::spawn_bounded(fake.client(), reporter, capacity, dropped.clone())
+        EventSink::spawn_bounded(
+            fake.client(),
+            reporter,
+            capacity,
+            dropped.clone(),
+            Arc::default(),
+        )
     }
 
     async fn flush(sink: &EventSink) {
@@ -522,66 +675,276 @@ mod tests {
         assert_eq!(dropped.get(), 6);
     }
 
-    /// Under a burst, mirrored Normal events give way first: once the queue is three
-    /// quarters full they are dropped, while the daemon's own decisions and mirrored warnings
-    /// still take the last quarter.
+    /// The decision lane is the daemon's own: with the mirrored lane full (its Normal events
+    /// shed from three quarters, its warnings taking the last quarter), every decision up to
+    /// the decision lane's capacity is still queued.
     #[tokio::test]
-    async fn mirrored_normal_events_leave_the_last_quarter_to_decisions_and_warnings() {
+    async fn mirrored_events_never_take_the_room_of_decisions() {
         let fake = FakeApi::new();
         let dropped = Counter::default();
         let decisions_dropped = Counter::default();
+        // A current-thread runtime: the writer takes nothing until this test awaits.
         let sink =
             bounded_sink(&fake, 8, &dropped).counting_decisions_in(decisions_dropped.clone());
-        let mirror = |note: &str| {
+        let mirror = |kind, note: &str| {
+            sink.publish_once(&pod(), kind, "Pulled", note, "ContainerGroupEvent");
+        };
+        for i in 0..10 {
+            mirror(EventKind::Normal, &format!("pulled {i}"));
+        }
+        assert_eq!(
+            (sink.pending(), dropped.get()),
+            (6, 4),
+            "mirrored Normal events stop at 6 of 8"
+        );
+        mirror(EventKind::Warning, "back-off 1");
+        mirror(EventKind::Warning, "back-off 2");
+        assert_eq!(
+            (sink.pending(), dropped.get()),
+            (8, 4),
+            "mirrored warnings take the last quarter"
+        );
+        mirror(EventKind::Warning, "back-off 3");
+        assert_eq!(dropped.get(), 5, "a full mirrored lane drops warnings too");
+        for i in 0..8 {
+            sink.publish(
+                &pod(),
+                EventKind::Normal,
+                "Placed",
+                &format!("zone {i}"),
+                "placing",
+            );
+        }
+        assert_eq!(
+            (sink.pending(), dropped.get(), decisions_dropped.get()),
+            (16, 5, 0),
+            "every decision is queued beside the full mirrored lane"
+        );
+        sink.publish(&pod(), EventKind::Normal, "Created", "eci-1", "creating");
+        assert_eq!(
+            (dropped.get(), decisions_dropped.get()),
+            (6, 1),
+            "a full decision lane drops decisions, counted as such"
+        );
+        flush(&sink).await;
+        assert_eq!(fake.count(&http::Method::POST, EVENTS), 16);
+    }
+
+    /// An API server that answers an event write only with a permit from
+    /// [`GatedApi::answer`] (none at first), and records each write's `reason` as it
+    /// arrives, so a test sees which events the writer took, in order.
+    #[derive(Clone)]
+    struct GatedApi {
+        arrived: Arc<parking_lot::Mutex<Vec<String>>>,
+        permits: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl GatedApi {
+        fn new() -> Self {
+            Self {
+                arrived: Arc::default(),
+                permits: Arc::new(tokio::sync::Semaphore::new(0)),
+            }
+        }
+
+        fn client(&self) -> Client {
+            let api = self.clone();
+            let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+                let api = api.clone();
+                async move {
+                    let body = req.into_body().collect_bytes().await.unwrap_or_default();
+                    let event: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    let reason = event["reason"].as_str().unwrap_or("").to_string();
+                    api.arrived.lock().push(reason);
+                    if let Ok(permit) = api.permits.acquire().await {
+                        permit.forget();
+                    }
+                    let resp = http::Response::builder()
+                        .status(201)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body.to_vec()))
+                        .expect("valid response");
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            Client::new(svc, "default")
+        }
+
+        /// Lets `n` more writes be answered.
+        fn answer(&self, n: usize) {
+            self.permits.add_permits(n);
+        }
+
+        /// Answers every write from now on.
+        fn open(&self) {
+            self.answer(1 << 20);
+        }
+
+        fn arrived(&self) -> Vec<String> {
+            self.arrived.lock().clone()
+        }
+    }
+
+    /// Runs every other task until all of them wait (the runtime's clock is paused, so this
+    /// sleep ends only once nothing else can run: no timing involved).
+    async fn settle() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    fn reporter() -> Reporter {
+        Reporter {
+            controller: "vnode".into(),
+            instance: "r-1".into(),
+        }
+    }
+
+    /// An API server that does not answer (a burst it is far behind on): the writer's
+    /// in-flight writes are decisions even though mirrored events were queued first, later
+    /// decisions keep being queued while mirrored events are shed, and as it answers one
+    /// write at a time, the writer takes every decision before any mirrored event.
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_writer_keeps_every_decision_and_sheds_mirrored_events() {
+        let api = GatedApi::new();
+        let dropped = Counter::default();
+        let decisions_dropped = Counter::default();
+        let sink = EventSink::spawn_bounded(
+            api.client(),
+            reporter(),
+            16,
+            dropped.clone(),
+            Arc::default(),
+        )
+        .counting_decisions_in(decisions_dropped.clone());
+        let mirror = |i: usize| {
             sink.publish_once(
                 &pod(),
                 EventKind::Normal,
                 "Pulled",
-                note,
+                &format!("pulled {i}"),
                 "ContainerGroupEvent",
-            )
+            );
         };
-        for i in 0..6 {
-            mirror(&format!("pulled {i}"));
+        let decide = |i: usize| {
+            sink.publish(
+                &pod(),
+                EventKind::Normal,
+                "Placed",
+                &format!("zone {i}"),
+                "placing",
+            );
+        };
+        (0..40).for_each(mirror);
+        (0..16).for_each(decide);
+        assert_eq!((dropped.get(), decisions_dropped.get()), (28, 0));
+        settle().await;
+        assert_eq!(
+            api.arrived(),
+            vec!["Placed"; IN_FLIGHT],
+            "the writes in flight are decisions"
+        );
+        // Still no answer: the decision lane has room again, the mirrored lane does not.
+        (16..24).for_each(decide);
+        (40..50).for_each(mirror);
+        settle().await;
+        assert_eq!((dropped.get(), decisions_dropped.get()), (38, 0));
+        assert_eq!(api.arrived().len(), IN_FLIGHT, "nothing more taken");
+        // One answer frees one slot, and the writer takes one event into it: the arrivals
+        // are the order in which it takes them.
+        for taken in IN_FLIGHT + 1..=36 {
+            api.answer(1);
+            settle().await;
+            assert_eq!(api.arrived().len(), taken);
         }
-        assert_eq!(
-            (sink.pending(), dropped.get()),
-            (6, 0),
-            "6 of 8: all queued"
-        );
-        mirror("pulled 6");
-        assert_eq!((sink.pending(), dropped.get()), (6, 1), "the 7th is shed");
-        sink.publish_once(
-            &pod(),
-            EventKind::Warning,
-            "BackOff",
-            "restarting",
-            "ContainerGroupEvent",
-        );
-        sink.publish(&pod(), EventKind::Normal, "Placed", "zone j", "placing");
-        assert_eq!(
-            (sink.pending(), dropped.get()),
-            (8, 1),
-            "warning and decision queued"
-        );
-        assert_eq!(decisions_dropped.get(), 0, "only a mirrored event was shed");
-        sink.publish(&pod(), EventKind::Normal, "Created", "eci-1", "creating");
-        assert_eq!(dropped.get(), 2, "a full queue drops anything");
-        assert_eq!(decisions_dropped.get(), 1, "the decision is counted as one");
-        sink.publish_once(
-            &pod(),
-            EventKind::Warning,
-            "BackOff",
-            "restarting again",
-            "ContainerGroupEvent",
-        );
-        assert_eq!(
-            (dropped.get(), decisions_dropped.get()),
-            (3, 1),
-            "a mirrored warning dropped is not a decision"
-        );
+        api.open();
         flush(&sink).await;
-        assert_eq!(fake.count(&http::Method::POST, EVENTS), 8);
+        let mut expected = vec!["Placed"; 24];
+        expected.extend(["Pulled"; 12]);
+        assert_eq!(
+            api.arrived(),
+            expected,
+            "every decision, then the mirrored events kept"
+        );
+    }
+
+    /// Decisions first across sinks (the pod controller's and the status observer's): while
+    /// one sink has a decision waiting for a writer, another sharing its [`DecisionsFirst`]
+    /// starts no mirrored write.
+    #[tokio::test(start_paused = true)]
+    async fn mirrored_events_wait_while_another_sink_has_decisions_waiting() {
+        let first = Arc::new(DecisionsFirst::default());
+        let api = GatedApi::new();
+        let decisions = EventSink::spawn_bounded(
+            api.client(),
+            reporter(),
+            16,
+            Counter::default(),
+            first.clone(),
+        );
+        let fake = FakeApi::new();
+        let observer = EventSink::spawn_bounded(
+            fake.client(),
+            reporter(),
+            16,
+            Counter::default(),
+            first.clone(),
+        );
+        for i in 0..=IN_FLIGHT {
+            decisions.publish(
+                &pod(),
+                EventKind::Normal,
+                "Placed",
+                &format!("zone {i}"),
+                "placing",
+            );
+        }
+        for i in 0..5 {
+            observer.publish_once(
+                &pod(),
+                EventKind::Normal,
+                "Pulled",
+                &format!("pulled {i}"),
+                "ContainerGroupEvent",
+            );
+        }
+        settle().await;
+        assert_eq!(api.arrived().len(), IN_FLIGHT, "one decision still waits");
+        assert_eq!(
+            fake.count(&http::Method::POST, EVENTS),
+            0,
+            "no mirrored write while it waits"
+        );
+        api.open();
+        flush(&decisions).await;
+        flush(&observer).await;
+        assert_eq!(fake.count(&http::Method::POST, EVENTS), 5);
+        assert_eq!(first.waiting.load(Ordering::Acquire), 0);
+    }
+
+    /// A sink whose runtime ends with decisions still queued stops holding other sinks'
+    /// mirrored events back.
+    #[test]
+    fn decisions_left_behind_by_a_dropped_writer_no_longer_wait() {
+        let first = Arc::new(DecisionsFirst::default());
+        {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _guard = rt.enter();
+            let sink = EventSink::spawn_bounded(
+                GatedApi::new().client(),
+                reporter(),
+                16,
+                Counter::default(),
+                first.clone(),
+            );
+            for i in 0..3 {
+                sink.publish(&pod(), EventKind::Normal, "Placed", &format!("{i}"), "p");
+            }
+            assert_eq!(first.waiting.load(Ordering::Acquire), 3);
+        }
+        assert_eq!(first.waiting.load(Ordering::Acquire), 0);
     }
 
     /// ECI's events, mirrored by one daemon and then again by its successor (a restart or a
