@@ -966,7 +966,14 @@ async fn start(args: &Args, out: &Path) -> anyhow::Result<Env> {
             ("DEFAULT_NODE_NAME", NODE_NAME.into()),
             ("VKUBELET_POD_IP", "127.0.0.1".into()),
             ("ECI_REGION", "cn-hangzhou".into()),
-            ("ECI_VSWITCH", "vsw-bench-h,vsw-bench-i,vsw-bench-k".into()),
+            // Each vSwitch named with its zone, as an operator configures a node: placement
+            // then chooses the zone and the create path records it, so no pod needs the
+            // observer's zone-annotation repair (one more pod write each when ECI picks).
+            (
+                "ECI_VSWITCH",
+                "cn-hangzhou-h=vsw-bench-h,cn-hangzhou-i=vsw-bench-i,cn-hangzhou-k=vsw-bench-k"
+                    .into(),
+            ),
             ("ECI_SECURITY_GROUP", "sg-bench".into()),
             (
                 "ECI_ACCESS_KEY",
