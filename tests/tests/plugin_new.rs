@@ -67,6 +67,7 @@ fn scaffold(name: &str, kind: &str, dir: &Path) -> String {
     for file in [
         "Cargo.toml",
         "Cargo.lock",
+        ".cargo/config.toml",
         "src/lib.rs",
         "src/tests.rs",
         "sdk/vnode-plugin-sdk/src/lib.rs",

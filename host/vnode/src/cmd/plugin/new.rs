@@ -112,6 +112,10 @@ const POSTCARD_DEP: &str =
 
 const TOOLCHAIN: &str = repo_file!("rust-toolchain.toml");
 
+/// The repository plugins' link settings (an initial linear memory that holds the SDK
+/// allocator's arena, so instances never grow their memory).
+const CARGO_CONFIG: &str = repo_file!("plugins/.cargo/config.toml");
+
 pub async fn run(args: NewArgs) -> Result<()> {
     let dir = args
         .dir
@@ -165,6 +169,7 @@ pub fn scaffold(name: &str, kind: KindArg, dir: &Path) -> Result<PathBuf> {
     add("Cargo.toml", manifest(name));
     add("Cargo.lock", LOCKFILE.to_string());
     add("rust-toolchain.toml", TOOLCHAIN.to_string());
+    add(".cargo/config.toml", CARGO_CONFIG.to_string());
     add(".gitignore", "/target\n".to_string());
     add("README.md", readme(name, kind));
     let (lib, test) = match kind {
