@@ -694,6 +694,7 @@ fn profile(
     let (pod, ctx) = samples::placement_sample();
     let input = samples::translate_sample();
     let mut perf_control = PerfControl::from_env()?;
+    let cpu_before = ThreadCpu::read();
     let started = Instant::now();
     let mut rounds = 0usize;
     while started.elapsed() < duration {
@@ -749,11 +750,89 @@ fn profile(
             other => anyhow::bail!("unknown --profile phase {other:?}"),
         }
     }
+    let elapsed = started.elapsed();
+    let cpu = ThreadCpu::read().since(&cpu_before);
     println!(
-        "{phase}: {rounds} rounds in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "{phase}: {rounds} rounds in {:.1} s ({:.1} µs per round)",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / rounds.max(1) as f64
     );
+    cpu.print_per_round(rounds);
     Ok(())
+}
+
+/// CPU time of this process's threads, by what they are (from `/proc/self/task/*/stat`): the
+/// `--profile` phases report CPU per round this way, which is steadier than wall time on a
+/// loaded machine and shows what the warm-instance threads add.
+#[derive(Default)]
+struct ThreadCpu(std::collections::BTreeMap<&'static str, Duration>);
+
+impl ThreadCpu {
+    /// Linux reports thread times in USER_HZ ticks, 100 per second on every architecture
+    /// the kernel ABI defines for user space.
+    const TICK: Duration = Duration::from_millis(10);
+
+    fn read() -> ThreadCpu {
+        let mut by_kind = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return ThreadCpu(by_kind);
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ...`: utime and stime are fields 14 and 15, i.e. the 12th
+            // and 13th after the command name (which may hold spaces).
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let name = head.split_once('(').map_or("", |(_, n)| n);
+            let mut fields = rest.split_whitespace().skip(11);
+            let ticks: u64 = fields
+                .by_ref()
+                .take(2)
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum();
+            let kind = if name.starts_with("vnode-plugin-wa") {
+                "warm-instance threads"
+            } else if name.starts_with("vnode-plugin-ep") {
+                "epoch ticker"
+            } else if name.starts_with("tokio-") {
+                "runtime threads (the calls)"
+            } else {
+                "other threads"
+            };
+            *by_kind.entry(kind).or_insert(Duration::ZERO) += Self::TICK * ticks as u32;
+        }
+        ThreadCpu(by_kind)
+    }
+
+    /// CPU used since `before` (threads that ended meanwhile are not counted).
+    fn since(&self, before: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu(
+            self.0
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        v.saturating_sub(before.0.get(k).copied().unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn print_per_round(&self, rounds: usize) {
+        let per_round = |d: Duration| d.as_secs_f64() * 1e6 / rounds.max(1) as f64;
+        let total: Duration = self.0.values().sum();
+        println!(
+            "CPU per round: {:.1} µs in all threads (10 ms ticks from /proc/self/task)",
+            per_round(total)
+        );
+        for (kind, cpu) in &self.0 {
+            println!("  {kind}: {:.1} µs", per_round(*cpu));
+        }
+    }
 }
 
 /// `perf record --control fifo:CTL,ACK -D -1` support for the `prepared-*` profile phases:
@@ -983,7 +1062,10 @@ fn daemon_path_with(
                 }
             }
             let done = Instant::now();
-            if let (Some(a), Some(b), true) = (before, thread_counters(), i >= 200) {
+            // Only the attribution run reads the counters (two `/proc` files per pod).
+            if let (Some(a), true) = (before, i >= 200)
+                && let Some(b) = thread_counters()
+            {
                 disturbances.push((done - converted, Disturbance::between(a, b)));
             }
             if i >= 200 {
