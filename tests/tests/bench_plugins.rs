@@ -1,0 +1,141 @@
+//! `vnode bench plugins` end to end at a small size: the report must have every row, each with
+//! four plausible latencies (min ≤ p50 ≤ p95 ≤ p99, above zero, under a second), the corpus
+//! must reach the plugins and the hot reload must serve. Nothing here judges the figures
+//! against the targets: a loaded machine may miss them, a broken bench may not.
+
+use anyhow::{Context, Result};
+use vnode_tests::run_vnode;
+
+/// The rows the report prints, in order (the label up to where the figures start).
+const ROWS: &[&str] = &[
+    "CORPUS, DAEMON PATH: convert + place + translate (paced)",
+    "  of which Pod → contract types (host, vnode-mapping)",
+    "  of which place + translate (THE PLUGIN DECISIONS)",
+    "  of which PluginSlot::place",
+    "  of which PluginSlot::translate",
+    "corpus, daemon path back-to-back (no pause)",
+    "  of which place + translate",
+    "sample pod (2 containers + init), daemon path (paced)",
+    "  of which Pod → contract types",
+    "  of which place + translate",
+    "placement alone: PluginSlot::place (paced)",
+    "translation alone: PluginSlot::translate (paced)",
+    "instantiate placement (store + instance, no call)",
+    "instantiate translator (store + instance, no call)",
+    "placement call on a prepared instance",
+    "translation call on a prepared instance",
+    "placement steps inline: new store (host state + WASI)",
+    "placement steps inline: instantiate",
+    "placement steps inline: call (lower + run + lift)",
+    "placement steps inline: drop store (free + slot reset)",
+    "place + translate, instantiate inline (no warm pool)",
+    "placement logic compiled natively (zone-spread)",
+];
+
+/// The four figures (µs) of a row line: `label   1.0 µs   2.0 µs   3.0 µs   4.0 µs  note`.
+fn figures(line: &str, label: &str) -> Result<[f64; 4]> {
+    let rest = line
+        .strip_prefix(label)
+        .with_context(|| format!("{line:?} does not start with {label:?}"))?;
+    let values: Vec<f64> = rest
+        .split("µs")
+        .take(4)
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("row {label:?}: four figures in µs expected: {rest:?}"))?;
+    values
+        .try_into()
+        .map_err(|v| anyhow::anyhow!("row {label:?}: four figures expected, got {v:?}"))
+}
+
+#[test]
+fn bench_plugins_small_run_reports_every_row() -> Result<()> {
+    let (code, stdout, stderr) = run_vnode(&[
+        "bench",
+        "plugins",
+        "--iterations",
+        "100",
+        "--pace-us",
+        "100",
+        "--reload-rounds",
+        "1",
+    ])?;
+    assert_eq!(code, 0, "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+
+    // Rows appear in order, each exactly where the previous one left off.
+    let mut lines = stdout.lines();
+    for label in ROWS {
+        let line = lines
+            .by_ref()
+            .find(|l| l.starts_with(label))
+            .with_context(|| format!("row {label:?} missing (or out of order):\n{stdout}"))?;
+        let [min, p50, p95, p99] = figures(line, label)?;
+        assert!(
+            min >= 0.0 && p50 > 0.0 && min <= p50 && p50 <= p95 && p95 <= p99 && p99 < 1_000_000.0,
+            "row {label:?}: implausible figures {min} / {p50} / {p95} / {p99} µs:\n{stdout}"
+        );
+    }
+
+    // The corpus reached the plugins (the golden corpus has 40-odd pods).
+    let corpus = stdout
+        .lines()
+        .find(|l| l.starts_with("golden corpus "))
+        .context("corpus line missing")?;
+    let reached: usize = corpus
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no pod count in {corpus:?}"))?;
+    assert!(reached >= 30, "{corpus}");
+
+    // The verdicts are printed (met or not: timings are not asserted).
+    assert!(
+        stdout.matches("target ≤ 50.0 µs p99: ").count() >= 3,
+        "verdicts missing:\n{stdout}"
+    );
+    // The warm pool's diagnostics print.
+    assert!(
+        stdout.contains("warm pool misses so far"),
+        "warm-pool line missing:\n{stdout}"
+    );
+    // The hot reload served the new version.
+    let reload = stdout
+        .lines()
+        .find(|l| l.starts_with("file write → new version serving (1 rounds"))
+        .with_context(|| format!("reload line missing:\n{stdout}"))?;
+    assert!(reload.contains("p50 "), "{reload}");
+    assert!(stdout.contains("load average at end: "), "{stdout}");
+    Ok(())
+}
+
+/// A profile phase loops, counts its rounds and reports CPU per round; an unknown phase is an
+/// error, not an empty report.
+#[test]
+fn bench_plugins_profile_phases_run_and_unknown_ones_fail() -> Result<()> {
+    let (code, stdout, stderr) = run_vnode(&[
+        "bench",
+        "plugins",
+        "--profile",
+        "prepared-translate",
+        "--profile-seconds",
+        "1",
+    ])?;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("prepared-translate: "))
+        .with_context(|| format!("no rounds line:\n{stdout}"))?;
+    let rounds: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no round count in {line:?}"))?;
+    assert!(rounds >= 64, "{line}");
+    assert!(stdout.contains("CPU per round: "), "{stdout}");
+
+    let (code, _, stderr) = run_vnode(&["bench", "plugins", "--profile", "no-such-phase"])?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("unknown --profile phase"), "{stderr}");
+    Ok(())
+}
