@@ -60,7 +60,10 @@ fn bench_plugins_small_run_reports_every_row() -> Result<()> {
         "--reload-rounds",
         "1",
     ])?;
-    assert_eq!(code, 0, "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        code, 0,
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
 
     // Rows appear in order, each exactly where the previous one left off.
     let mut lines = stdout.lines();
