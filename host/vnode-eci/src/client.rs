@@ -259,6 +259,24 @@ impl std::fmt::Debug for EciClient {
     }
 }
 
+/// The pacing for a quota of `per_minute` calls: at most `per_minute` calls in any 60 s.
+///
+/// governor's `Quota::per_minute(n)` is a bucket of n that refills at n per minute, so a
+/// client starting full may send n at once and n more within the minute: up to 2n in one
+/// 60 s window (a 10,000-group sweep's 500 pages went out at once and the describes of
+/// changed groups kept going at the full rate), which a quota counted per minute throttles.
+/// Here the bucket holds a twentieth of the quota (3 s worth, at least 1) and refills at the
+/// rest, so a burst plus a minute of refill is the quota.
+fn window_quota(per_minute: NonZeroU32) -> Quota {
+    let n = per_minute.get();
+    let burst = (n / 20).max(1);
+    let refill = (n - burst).max(1);
+    let period = Duration::from_secs(60) / refill;
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
+
 /// The ClientToken for creating the container group of a pod: deterministic in the pod UID
 /// (and a re-creation `attempt`, 0 for the first), ≤64 ASCII characters. A retried create
 /// after a timeout carries the same token, so ECI returns the group it already made instead
@@ -327,7 +345,7 @@ impl EciClient {
             .into_iter()
             .filter_map(|a| {
                 let n = NonZeroU32::new(config.rate_limits.get(a)?)?;
-                Some((a, RateLimiter::direct(Quota::per_minute(n))))
+                Some((a, RateLimiter::direct(window_quota(n))))
             })
             .collect();
         Ok(Self {
@@ -718,6 +736,67 @@ mod tests {
         let odd = "x".repeat(200);
         assert!(client_token_for_pod(&odd, 0).len() <= 64);
         assert!(client_token_for_pod(&odd, 0).is_ascii());
+    }
+
+    /// Takes every call the pacing allows, 1 ms at a time over `seconds` of a fake clock;
+    /// returns the milliseconds at which calls went out.
+    fn paced_calls(per_minute: u32, seconds: u64) -> Vec<u64> {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let per_minute = NonZeroU32::new(per_minute).expect("positive");
+        let limiter = RateLimiter::direct_with_clock(window_quota(per_minute), clock.clone());
+        let mut sent = Vec::new();
+        for ms in 0..seconds * 1000 {
+            while limiter.check().is_ok() {
+                sent.push(ms);
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        sent
+    }
+
+    /// The most calls in any 60 s window (`[t, t + 60 s)`).
+    fn busiest_minute(sent: &[u64]) -> usize {
+        let mut most = 0;
+        let mut start = 0;
+        for end in 0..sent.len() {
+            while sent[end] - sent[start] >= 60_000 {
+                start += 1;
+            }
+            most = most.max(end - start + 1);
+        }
+        most
+    }
+
+    #[test]
+    fn pacing_keeps_every_minute_within_the_quota_and_uses_most_of_it() {
+        for quota in [1u32, 7, 500, 1000, 2000] {
+            let sent = paced_calls(quota, 240);
+            let busiest = busiest_minute(&sent);
+            assert!(
+                busiest <= quota as usize,
+                "{quota}/min: {busiest} in one minute"
+            );
+            // Flat out for four minutes: at least 90 % of the quota on average.
+            let per_minute = sent.len() as f64 / 4.0;
+            assert!(
+                per_minute >= 0.9 * f64::from(quota) - 1.0,
+                "{quota}/min: only {per_minute}/min"
+            );
+        }
+        // What governor's per-minute quota alone allows: twice the quota in the first minute.
+        let clock = governor::clock::FakeRelativeClock::default();
+        let lenient = RateLimiter::direct_with_clock(
+            Quota::per_minute(NonZeroU32::new(2000).expect("2000")),
+            clock.clone(),
+        );
+        let mut first_minute = 0;
+        for _ in 0..60_000 {
+            while lenient.check().is_ok() {
+                first_minute += 1;
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        assert!(first_minute > 2000 + 1900, "{first_minute}");
     }
 
     #[test]
