@@ -1873,22 +1873,31 @@ fn targets(args: &Args, r: &Report) -> Vec<Target> {
             (a.clone(), *per_min, quota)
         })
         .max_by(|x, y| (x.1 / x.2 as f64).total_cmp(&(y.1 / y.2 as f64)));
+    // A quota counted per minute is judged over a minute at least: a shorter hold's count is
+    // scaled up, so a burst inside it (a sweep lists every group: 500 pages at 10,000, once
+    // per 5 minutes or when the poller misses a group) reads as if it repeated all minute.
+    let hold_secs = r.timings_s.get("hold").copied().unwrap_or(0.0);
+    let minute_window = hold_secs >= 59.5;
     if let Some((action, per_min, quota)) = worst_poll {
         v.push(Target {
             name: format!("status polling with {n} pods Running"),
             target: "within the documented per-minute quota".into(),
             measured: format!("{action}: {per_min:.0}/min of {quota}/min"),
-            pass: if full {
+            pass: if !minute_window {
+                None
+            } else if full {
                 Some(per_min <= quota as f64)
             } else if per_min > quota as f64 {
                 Some(false)
             } else {
                 None
             },
-            note: if full {
-                String::new()
-            } else {
-                "target is stated at 10,000 pods".into()
+            note: match (full, minute_window) {
+                (true, true) => String::new(),
+                (true, false) => format!(
+                    "needs --hold-secs 60: a per-minute quota is judged over a minute, this window was {hold_secs:.0} s"
+                ),
+                (false, _) => "target is stated at 10,000 pods".into(),
             },
         });
     }
