@@ -1728,13 +1728,19 @@ fn tag_value<'a>(g: &'a Group, suffixes: &[&str]) -> Option<&'a str> {
     g.spec
         .tags
         .iter()
-        .find(|t| {
-            let k = t.key.to_ascii_lowercase();
-            suffixes
-                .iter()
-                .any(|s| k == *s || k.ends_with(&format!("/{s}")) || k.ends_with(&format!(".{s}")))
-        })
+        .find(|t| suffixes.iter().any(|s| key_names(&t.key, s)))
         .map(|t| t.value.as_str())
+}
+
+/// Whether a tag `key` is `name` or ends in `/name` or `.name`, ignoring ASCII case
+/// (compared in place: this runs for every group a describe renders).
+fn key_names(key: &str, name: &str) -> bool {
+    let (key, name) = (key.as_bytes(), name.as_bytes());
+    if key.len() < name.len() {
+        return false;
+    }
+    let (head, tail) = key.split_at(key.len() - name.len());
+    tail.eq_ignore_ascii_case(name) && matches!(head.last(), None | Some(b'/' | b'.'))
 }
 
 fn pod_state(v: &ContainerView) -> PodContainerState {
@@ -2108,4 +2114,21 @@ fn build_group(req: CreateContainerGroupRequest, profile: &Profile) -> Result<Gr
         events: Vec::new(),
         spec: req,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_names;
+
+    #[test]
+    fn tag_keys_name_a_field_alone_or_after_a_slash_or_dot_in_any_case() {
+        for key in ["uid", "UID", "vnode.io/uid", "k8s.Pod.UID", "x/Uid"] {
+            assert!(key_names(key, "uid"), "{key}");
+        }
+        for key in ["", "id", "poduid-x", "xuid", "vnode.io_uid", "uid/x", "u"] {
+            assert!(!key_names(key, "uid"), "{key}");
+        }
+        assert!(key_names("vnode.io/pod-uid", "pod-uid"));
+        assert!(!key_names("vnode.io/pod-uid", "poduid"));
+    }
 }
