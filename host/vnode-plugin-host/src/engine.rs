@@ -61,12 +61,12 @@ impl RuntimeConfig {
             memory_limit_bytes: self.memory_limit_bytes,
         }
     }
+}
 
-    /// Epoch ticks for a call deadline (at least 1).
-    pub(crate) fn deadline_ticks(&self, call_timeout: Duration) -> u64 {
-        let tick = self.epoch_tick.as_nanos().max(1);
-        (call_timeout.as_nanos().div_ceil(tick) as u64).max(1)
-    }
+/// Epoch ticks of `tick` for a call deadline of `call_timeout` (at least 1).
+pub(crate) fn deadline_ticks(tick: Duration, call_timeout: Duration) -> u64 {
+    let tick = tick.as_nanos().max(1);
+    (call_timeout.as_nanos().div_ceil(tick) as u64).max(1)
 }
 
 /// The shared engine: compile, link and run every plugin of the process.
@@ -288,9 +288,9 @@ mod tests {
     #[test]
     fn deadline_ticks_round_up() {
         let c = RuntimeConfig::default();
-        assert_eq!(c.deadline_ticks(c.call_timeout), 10);
-        assert_eq!(c.deadline_ticks(Duration::from_millis(51)), 11);
-        assert_eq!(c.deadline_ticks(Duration::ZERO), 1);
+        assert_eq!(deadline_ticks(c.epoch_tick, c.call_timeout), 10);
+        assert_eq!(deadline_ticks(c.epoch_tick, Duration::from_millis(51)), 11);
+        assert_eq!(deadline_ticks(c.epoch_tick, Duration::ZERO), 1);
     }
 
     #[test]

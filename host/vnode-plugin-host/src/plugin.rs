@@ -24,7 +24,7 @@ use crate::contract::{
     ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError, TranslateInput,
 };
 use crate::contract::{PlacementInstance, PlacementPre, TranslatorInstance, TranslatorPre};
-use crate::engine::PluginEngine;
+use crate::engine::{PluginEngine, deadline_ticks};
 use crate::error::{CallError, PluginError};
 use crate::identity::{PluginIdentity, PluginKind};
 use crate::spec::PluginLimits;
@@ -86,16 +86,32 @@ pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
 /// later call of that version down the slower blocking path. A call that hits its deadline has
 /// spent that deadline on the CPU (see [`deadline_verdict`]), so hostile versions still leave
 /// the worker.
+///
+/// Reading a thread's CPU clock is a system call (the vDSO serves only wall clocks), so the
+/// end of a call reads it only when it must: a call that took at most the budget in
+/// wall-clock time cannot have used more of the CPU ([`CallClock::exceeded`]).
 #[derive(Clone, Copy)]
-struct CallClock(Duration);
+struct CallClock {
+    cpu: Duration,
+    wall: std::time::Instant,
+}
 
 impl CallClock {
     fn start() -> CallClock {
-        CallClock(thread_cpu_time())
+        CallClock {
+            cpu: thread_cpu_time(),
+            wall: std::time::Instant::now(),
+        }
     }
 
+    /// CPU time this thread used since the start.
     fn used(&self) -> Duration {
-        thread_cpu_time().saturating_sub(self.0)
+        thread_cpu_time().saturating_sub(self.cpu)
+    }
+
+    /// Whether this thread used more than `budget` of CPU since the start.
+    fn exceeded(&self, budget: Duration) -> bool {
+        self.wall.elapsed() > budget && self.used() > budget
     }
 }
 
@@ -190,7 +206,7 @@ impl LoadedPlugin {
     /// Records how long a call took (see [`LoadedPlugin::runs_fast`]).
     fn note_call_time<T>(&self, started: CallClock, outcome: &Result<T, PluginError>) {
         let timed_out = matches!(outcome, Err(PluginError::Timeout { .. }));
-        if (timed_out || started.used() > INLINE_CALL_BUDGET)
+        if (timed_out || started.exceeded(INLINE_CALL_BUDGET))
             && !self.slow.swap(true, Ordering::Relaxed)
         {
             tracing::debug!(plugin = %self.identity, "plugin call exceeded the inline budget; later async calls run on a blocking thread");
@@ -534,19 +550,19 @@ fn arm_deadline(
     limits: &PluginLimits,
 ) -> CallClock {
     let limit = limits.call_timeout;
-    let config = engine.config.clone();
-    store.set_epoch_deadline(config.deadline_ticks(limit));
-    let cpu = CallClock::start();
-    let wall = std::time::Instant::now();
+    // The callback keeps only the epoch tick (not the whole engine configuration).
+    let tick = engine.config.epoch_tick;
+    store.set_epoch_deadline(deadline_ticks(tick, limit));
+    let clock = CallClock::start();
     store.epoch_deadline_callback(move |_| {
-        match deadline_verdict(cpu.used(), wall.elapsed(), limit) {
+        match deadline_verdict(clock.used(), clock.wall.elapsed(), limit) {
             DeadlineVerdict::Expired => Err(wasmtime::Trap::Interrupt.into()),
             DeadlineVerdict::Extend(left) => Ok(wasmtime::UpdateDeadline::Continue(
-                config.deadline_ticks(left),
+                deadline_ticks(tick, left),
             )),
         }
     });
-    cpu
+    clock
 }
 
 /// Creates a store and instantiates the component in it; with `warm_up`, also makes the

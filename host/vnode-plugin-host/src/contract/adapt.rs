@@ -212,19 +212,34 @@ fn info_from_v0_3(info: v0_3_0::placement::vnode::plugin::types::PluginInfo) -> 
     }
 }
 
-// 0.3.0's host imports, delegating to 0.2.0's (the `host` interface is unchanged).
+/// `From` between two versions' `host.log-level` (the enum is the same in every version).
+macro_rules! log_level_from {
+    ($new:path => $old:path) => {
+        impl From<$new> for $old {
+            fn from(level: $new) -> $old {
+                use $new as New;
+                use $old as Old;
+                match level {
+                    New::Trace => Old::Trace,
+                    New::Debug => Old::Debug,
+                    New::Info => Old::Info,
+                    New::Warn => Old::Warn,
+                    New::Error => Old::Error,
+                }
+            }
+        }
+    };
+}
+
+log_level_from!(v0_3_0::placement::vnode::plugin::host::LogLevel => v0_2_0::placement::vnode::plugin::host::LogLevel);
+log_level_from!(v0_2_0::placement::vnode::plugin::host::LogLevel => v0_1_0::placement::vnode::plugin::host::LogLevel);
+
+// The host imports of 0.3.0 and 0.2.0 delegate to the 0.1.0 implementation in `state.rs`
+// (the `host` interface is unchanged between the versions).
 impl v0_3_0::placement::vnode::plugin::host::Host for HostState {
     fn log(&mut self, level: v0_3_0::placement::vnode::plugin::host::LogLevel, message: String) {
-        use v0_2_0::placement::vnode::plugin::host::{Host, LogLevel as Old};
-        use v0_3_0::placement::vnode::plugin::host::LogLevel as New;
-        let level = match level {
-            New::Trace => Old::Trace,
-            New::Debug => Old::Debug,
-            New::Info => Old::Info,
-            New::Warn => Old::Warn,
-            New::Error => Old::Error,
-        };
-        Host::log(self, level, message);
+        let level = v0_2_0::placement::vnode::plugin::host::LogLevel::from(level);
+        v0_2_0::placement::vnode::plugin::host::Host::log(self, level, message);
     }
 }
 
@@ -232,20 +247,9 @@ impl v0_3_0::placement::vnode::plugin::types::Host for HostState {}
 impl v0_3_0::translator::vnode::plugin::pod::Host for HostState {}
 impl v0_3_0::translator::vnode::plugin::request::Host for HostState {}
 
-// The 0.2.0 host imports, implemented by delegating to the 0.1.0 implementation in
-// `state.rs` (the `host` interface is unchanged between the two).
 impl v0_2_0::placement::vnode::plugin::host::Host for HostState {
     fn log(&mut self, level: v0_2_0::placement::vnode::plugin::host::LogLevel, message: String) {
-        use v0_1_0::placement::vnode::plugin::host::{Host, LogLevel as Old};
-        use v0_2_0::placement::vnode::plugin::host::LogLevel as New;
-        let level = match level {
-            New::Trace => Old::Trace,
-            New::Debug => Old::Debug,
-            New::Info => Old::Info,
-            New::Warn => Old::Warn,
-            New::Error => Old::Error,
-        };
-        Host::log(self, level, message);
+        v0_1_0::placement::vnode::plugin::host::Host::log(self, level.into(), message);
     }
 }
 
@@ -258,6 +262,17 @@ impl v0_2_0::translator::vnode::plugin::request::Host for HostState {}
 mod tests {
     use super::*;
     use crate::samples;
+
+    #[test]
+    fn log_levels_convert_to_the_same_level_of_older_versions() {
+        use v0_3_0::placement::vnode::plugin::host::LogLevel as V3;
+        for level in [V3::Trace, V3::Debug, V3::Info, V3::Warn, V3::Error] {
+            let v2 = v0_2_0::placement::vnode::plugin::host::LogLevel::from(level);
+            let v1 = v0_1_0::placement::vnode::plugin::host::LogLevel::from(v2);
+            assert_eq!(format!("{level:?}"), format!("{v2:?}"));
+            assert_eq!(format!("{level:?}"), format!("{v1:?}"));
+        }
+    }
 
     #[test]
     fn latest_input_converts_down_and_drops_new_fields() {
