@@ -87,7 +87,7 @@ pub fn place<T: PlacementPlugin>(input: &[u8]) -> Vec<u8> {
             crate::CONTRACT_VERSION
         )),
     };
-    encode_or(&decision, |e| {
+    encode_or(decision, |e| {
         Decision::Refuse(format!(
             "{}: cannot encode its decision ({e})",
             T::info().name
@@ -107,7 +107,7 @@ pub fn translate<T: TranslatorPlugin>(input: &[u8]) -> Vec<u8> {
             crate::CONTRACT_VERSION
         ))),
     };
-    encode_or(&result, |e| {
+    encode_or(result, |e| {
         Err(TranslateError::Internal(format!(
             "{}: cannot encode its answer ({e})",
             T::info().name
@@ -117,8 +117,13 @@ pub fn translate<T: TranslatorPlugin>(input: &[u8]) -> Vec<u8> {
 
 /// `value` encoded; if that fails, `fallback(error)` encoded; if that fails too, no bytes
 /// (which the host reports as malformed output).
-fn encode_or<T: Serialize>(value: &T, fallback: impl FnOnce(postcard::Error) -> T) -> Vec<u8> {
-    match encode(value) {
+///
+/// The answer is not dropped: the instance answers exactly one decision and the host then
+/// throws its whole memory away, so walking a translation's hundreds of strings and lists to
+/// free them (mostly no-ops in the SDK's bump allocator) would be wasted work.
+fn encode_or<T: Serialize>(value: T, fallback: impl FnOnce(postcard::Error) -> T) -> Vec<u8> {
+    let value = core::mem::ManuallyDrop::new(value);
+    match encode(&*value) {
         Ok(bytes) => bytes,
         Err(e) => encode(&fallback(e)).unwrap_or_default(),
     }
