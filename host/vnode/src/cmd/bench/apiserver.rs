@@ -36,9 +36,7 @@ pub struct Args {
 /// CPU seconds (user + system) and resident memory (KiB) of a process, from `/proc`.
 fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state(3) … utime(14) stime(15).
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let ticks = super::ProcStat::parse(&stat)?.cpu_ticks as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
         .lines()

@@ -27,3 +27,45 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pods(a) => pods::run(a).await,
     }
 }
+
+/// What the benchmarks read of a `/proc/<pid>/stat` (or a thread's) line.
+pub(crate) struct ProcStat<'a> {
+    /// The command (thread) name.
+    pub name: &'a str,
+    /// Minor page faults.
+    pub minor_faults: u64,
+    /// User + system CPU time, in clock ticks (USER_HZ).
+    pub cpu_ticks: u64,
+}
+
+impl ProcStat<'_> {
+    /// Parses `pid (comm) state ppid …`. The command name may hold spaces and parentheses,
+    /// so fields are counted after its last `)`: minflt is field 10, utime and stime 14 and 15.
+    pub(crate) fn parse(stat: &str) -> Option<ProcStat<'_>> {
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        Some(ProcStat {
+            name,
+            minor_faults: field(7)?,
+            cpu_ticks: field(11)? + field(12)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProcStat;
+
+    #[test]
+    fn proc_stat_counts_fields_after_the_last_parenthesis() {
+        let line = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 917 0 3 0 150 25 0 0 20 0 9 0";
+        let stat = ProcStat::parse(line).expect("parses");
+        assert_eq!(stat.name, "tokio (rt) x");
+        assert_eq!(stat.minor_faults, 917);
+        assert_eq!(stat.cpu_ticks, 175);
+        assert!(ProcStat::parse("4242 (short) S 1").is_none());
+        assert!(ProcStat::parse("no parenthesis").is_none());
+    }
+}

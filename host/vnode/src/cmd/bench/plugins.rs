@@ -781,18 +781,14 @@ impl ThreadCpu {
             let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
                 continue;
             };
-            // `pid (comm) state ...`: utime and stime are fields 14 and 15, i.e. the 12th
-            // and 13th after the command name (which may hold spaces).
-            let Some((head, rest)) = stat.rsplit_once(')') else {
+            let Some(super::ProcStat {
+                name,
+                cpu_ticks: ticks,
+                ..
+            }) = super::ProcStat::parse(&stat)
+            else {
                 continue;
             };
-            let name = head.split_once('(').map_or("", |(_, n)| n);
-            let mut fields = rest.split_whitespace().skip(11);
-            let ticks: u64 = fields
-                .by_ref()
-                .take(2)
-                .filter_map(|f| f.parse::<u64>().ok())
-                .sum();
             let kind = if name.starts_with("vnode-plugin-wa") {
                 "warm-instance threads"
             } else if name.starts_with("vnode-plugin-ep") {
@@ -903,9 +899,7 @@ fn thread_counters() -> Option<(u64, u64, u64)> {
         .map(|v| v.parse::<u64>().ok());
     let (delay, slices) = (it.next()??, it.next()??);
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the command name (which may hold spaces): state is field 3, minflt 10.
-    let rest = stat.rsplit_once(')')?.1;
-    let minflt = rest.split_whitespace().nth(7)?.parse().ok()?;
+    let minflt = super::ProcStat::parse(&stat)?.minor_faults;
     Some((delay, slices, minflt))
 }
 

@@ -211,12 +211,7 @@ fn clock_ticks_per_second() -> f64 {
 
 fn sample_proc(pid: u32, ticks: f64) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name (which may contain spaces):
-    // state(3) … utime(14) stime(15).
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let cpu_ticks = super::ProcStat::parse(&stat)?.cpu_ticks as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = |key: &str| -> Option<f64> {
         status
@@ -226,7 +221,7 @@ fn sample_proc(pid: u32, ticks: f64) -> Option<ProcSample> {
             .and_then(|v| v.parse::<f64>().ok())
     };
     Some(ProcSample {
-        cpu_seconds: (utime + stime) / ticks,
+        cpu_seconds: cpu_ticks / ticks,
         rss_mib: kib("VmRSS:")? / 1024.0,
         peak_rss_mib: kib("VmHWM:")? / 1024.0,
     })
