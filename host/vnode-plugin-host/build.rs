@@ -154,9 +154,9 @@ fn ensure_wasm_target() {
         Err(e) => format!("could not run rustup: {e}"),
     };
     if installed() {
-        println!(
-            "cargo:warning=installed the {TARGET} target (`rustup target add {TARGET}`): the plugins are built for it"
-        );
+        // Not a `cargo:warning`: cargo replays those on every later build, which would keep
+        // announcing a one-time install. This shows with `cargo build -vv`.
+        eprintln!("installed the {TARGET} target (`rustup target add {TARGET}`)");
         return;
     }
     panic!(
