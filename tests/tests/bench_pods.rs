@@ -93,6 +93,26 @@ fn bench_pods_small_run_reports_a_clean_lifecycle() -> Result<()> {
         report["plugin_decision_latency"]
     );
     assert!(report["targets"].as_array().is_some_and(|t| t.len() >= 6));
+    // The create phase as windows: every pod with an overhead is in exactly one window, the
+    // CPU of all four processes is attributed, and the summary names the slowest window.
+    let windows = report["create_phase_windows"]["windows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("create_phase_windows missing: {report:#}"));
+    assert!(!windows.is_empty() && windows.len() <= 600);
+    let bound: f64 = windows
+        .iter()
+        .map(|w| w["pods_bound"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(bound, 20.0, "every pod in one window");
+    let cpu: f64 = windows
+        .iter()
+        .map(|w| w["cpu_ms"]["daemon"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(cpu > 0.0, "the daemon's CPU is attributed to windows");
+    assert!(
+        stdout.contains("the slowest, and the median window"),
+        "slowest windows missing:\n{stdout}"
+    );
     Ok(())
 }
 

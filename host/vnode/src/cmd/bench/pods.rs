@@ -43,6 +43,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
 
+mod windows;
+
 /// User name (client-certificate CN) of this tool's own Kubernetes requests.
 const BENCH_USER: &str = "vnode-bench";
 /// Name of the virtual node the daemon registers.
@@ -691,6 +693,34 @@ async fn audit_barrier(env: &Env, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
+/// Every request in the audit log within `[from_us, to_us)`, with its kind for the
+/// create-phase windows.
+fn audit_request_points(path: &Path, from_us: i64, to_us: i64) -> Vec<(i64, windows::RequestKind)> {
+    use windows::RequestKind;
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<AuditLine>(line).ok())
+        .filter_map(|a| {
+            let t = a.ts.parse::<jiff::Timestamp>().ok()?.as_microsecond();
+            if t < from_us || t >= to_us {
+                return None;
+            }
+            let kind = if a.user.as_deref() == Some(BENCH_USER) {
+                RequestKind::Bench
+            } else if a.verb == "patch" && a.resource == "pods" && a.subresource == "status" {
+                RequestKind::DaemonStatusWrite
+            } else if a.verb == "create" && a.resource == "events" {
+                RequestKind::DaemonEventWrite
+            } else {
+                RequestKind::DaemonOther
+            };
+            Some((t, kind))
+        })
+        .collect()
+}
+
 fn audit_ts(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
@@ -766,7 +796,18 @@ struct Report {
     events_dropped: EventsDropped,
     status_polling_per_minute_while_running: BTreeMap<String, f64>,
     plugin_decision_latency: BTreeMap<String, HistogramSummary>,
+    /// The create phase in windows (see `windows`): where the slow pods fall and what else
+    /// ran then.
+    create_phase_windows: CreateWindows,
     targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+struct CreateWindows {
+    width_ms: f64,
+    /// Whose CPU and run-queue wait each window lists.
+    processes: Vec<&'static str>,
+    windows: Vec<windows::Window>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1201,6 +1242,28 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
     };
     let load_start = load_average();
 
+    // Scheduler counters of all four processes every 100 ms, for the create-phase windows.
+    let sched_names: Vec<&'static str> = std::iter::once("daemon")
+        .chain(others.iter().map(|(name, _)| *name))
+        .collect();
+    let sched = Arc::new(Mutex::new(windows::SchedSampler::new(
+        std::iter::once(daemon_pid)
+            .chain(others.iter().map(|(_, pid)| *pid))
+            .collect(),
+        ticks,
+    )));
+    let sched_task = tokio::spawn({
+        let sched = Arc::clone(&sched);
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                sched.lock().sample(now_us());
+            }
+        }
+    });
+
     // This tool's watch on its pods.
     let watch_task = tokio::spawn({
         let api = api.clone();
@@ -1297,6 +1360,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
     .await;
     creator.await.context("creator task")?;
     let running_done_us = now_us();
+    sched_task.abort();
     let proc_running = proc_now();
     let others_running = others_now();
     eprintln!(
@@ -1475,6 +1539,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         audit_bound_times(&env.audit_log, &t.pods)
     };
     let mut bench_ack_lag = Vec::new();
+    let mut pod_points = Vec::new();
     for (uid, gs) in &groups_per_pod {
         let Some((name, p)) = by_uid.get(uid) else {
             continue;
@@ -1497,7 +1562,12 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         }
         // With --backlog the pods waited for the daemon to start: no per-pod overhead.
         if let Some(b) = bound.filter(|_| !args.backlog) {
-            overhead.push((first.created_us - b) as f64 / 1000.0);
+            let overhead_ms = (first.created_us - b) as f64 / 1000.0;
+            overhead.push(overhead_ms);
+            pod_points.push(windows::PodPoint {
+                bound_us: b,
+                overhead_ms,
+            });
         }
         if let Some(r) = p.running_us {
             status_lag.push((r - first.running_us) as f64 / 1000.0);
@@ -1716,6 +1786,26 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         .map(|c| c.count)
         .sum();
     let plugins = plugin_latency(&final_metrics);
+    let windows_end_us = pod_points
+        .iter()
+        .map(|p| p.bound_us + 1)
+        .max()
+        .unwrap_or(create_start_us)
+        .max(last_group_us);
+    let width_us = windows::window_width_us(windows_end_us - create_start_us);
+    let create_phase_windows = CreateWindows {
+        width_ms: width_us as f64 / 1000.0,
+        windows: windows::build_windows(
+            create_start_us,
+            windows_end_us,
+            width_us,
+            &pod_points,
+            &audit_request_points(&env.audit_log, create_start_us, windows_end_us),
+            &sched_names,
+            &sched.lock().samples,
+        ),
+        processes: sched_names,
+    };
 
     let report_wo_targets = Report {
         setup: serde_json::json!({
@@ -1760,6 +1850,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         events_dropped: events_dropped(&final_metrics),
         status_polling_per_minute_while_running: polling,
         plugin_decision_latency: plugins,
+        create_phase_windows,
         targets: Vec::new(),
     };
     if !t.create_errors.is_empty() {
@@ -2020,6 +2111,25 @@ fn print_summary(r: &Report) {
     }
     for (k, v) in &r.correctness {
         row(k, v.to_string());
+    }
+    let w = &r.create_phase_windows;
+    let slow = windows::slowest(&w.windows, 5);
+    if !slow.is_empty() {
+        println!();
+        println!(
+            "create phase in {} ms windows ({} with pods): the slowest, and the median window",
+            w.width_ms,
+            w.windows.iter().filter(|w| w.pods_bound > 0).count()
+        );
+        for s in slow {
+            println!(
+                "{}",
+                windows::describe(&format!("+{:.1}s", s.start_ms / 1000.0), s)
+            );
+        }
+        if let Some(m) = windows::median_window(&w.windows) {
+            println!("{}", windows::describe("median", &m));
+        }
     }
     println!();
     println!(
