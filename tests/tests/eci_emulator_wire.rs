@@ -15,16 +15,20 @@ struct Emu {
 }
 
 async fn start() -> Emu {
+    start_with(EmulatorConfig {
+        profile: Profile::instant(),
+        ..EmulatorConfig::default()
+    })
+    .await
+}
+
+async fn start_with(config: EmulatorConfig) -> Emu {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = EmulatorConfig {
-        profile: Profile::instant(),
-        ..EmulatorConfig::default()
-    };
     tokio::spawn(vnode_eci_emulator::serve(listener, config, async move {
         let _ = rx.await;
     }));
@@ -148,6 +152,66 @@ async fn get_and_form_transports_work() {
         g["Volumes"].is_array() && g["Events"].is_array(),
         "lists are always arrays: {g}"
     );
+}
+
+/// With `record_calls`, every call's arrival and answer are served at `CALLS_PATH`, in
+/// answer order, with the action and outcome; without it the path is 404.
+#[tokio::test]
+async fn recorded_calls_carry_their_timing() {
+    let emu = start_with(EmulatorConfig {
+        profile: Profile::instant(),
+        record_calls: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let before = jiff::Timestamp::now().as_microsecond();
+    let describe = p(&[("RegionId", "cn-hangzhou")]);
+    let (status, body) = v1_get(&emu, "DescribeContainerGroups", &describe).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = v1_get(&emu, "NoSuchAction", &describe).await;
+    assert_eq!(status, 404, "{body}");
+    let after = jiff::Timestamp::now().as_microsecond();
+    let timings: vnode_eci_emulator::CallTimings = http()
+        .get(format!("{}{}", emu.base, vnode_eci_emulator::CALLS_PATH))
+        .send()
+        .await
+        .expect("send")
+        .error_for_status()
+        .expect("recording is on")
+        .json()
+        .await
+        .expect("JSON");
+    let seen: Vec<(&str, &str)> = timings
+        .calls
+        .iter()
+        .map(|c| (c.action.as_str(), c.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("DescribeContainerGroups", "ok"),
+            ("unknown", "InvalidAction.NotFound")
+        ]
+    );
+    for c in &timings.calls {
+        assert!(before <= c.received_us, "{c:?}");
+        assert!(c.received_us <= c.answered_us, "{c:?}");
+        assert!(c.answered_us <= after, "{c:?}");
+    }
+    assert!(timings.calls[0].answered_us <= timings.calls[1].received_us);
+
+    let unrecorded = start().await;
+    let status = http()
+        .get(format!(
+            "{}{}",
+            unrecorded.base,
+            vnode_eci_emulator::CALLS_PATH
+        ))
+        .send()
+        .await
+        .expect("send")
+        .status();
+    assert_eq!(status.as_u16(), 404);
 }
 
 /// One request the emulator must refuse: the action, its parameters (signed by `v1_get`), and

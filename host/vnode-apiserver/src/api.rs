@@ -316,6 +316,7 @@ fn forbidden(user: &User, a: &Attributes) -> ApiError {
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let received = jiff::Timestamp::now();
     let audit = state.audit.clone();
     // Path, query, route and attributes are worked out once for authorisation, serving
     // and the audit record.
@@ -327,7 +328,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (user, attrs, resp) =
         handle_authenticated(state, req, method, path, query, route, attrs).await;
     if let Some(log) = audit {
-        log.record(user.as_ref(), &attrs, resp.status().as_u16());
+        log.record(user.as_ref(), &attrs, resp.status().as_u16(), received);
     }
     resp
 }

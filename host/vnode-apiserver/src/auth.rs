@@ -13,7 +13,9 @@
 //!   and version (`system:discovery`, `system:public-info-viewer`) and self reviews
 //!   (`system:basic-user`). No aggregation rules, no escalation checks on RBAC writes.
 //! * **Audit**: with [`crate::ApiServerConfig::audit_log`], one JSON line per request:
-//!   user, groups, verb, API group, resource, subresource, namespace, name, response code.
+//!   user, groups, verb, API group, resource, subresource, namespace, name, response code,
+//!   and when the request was received and answered (upstream's `requestReceivedTimestamp`
+//!   and `stageTimestamp`), so the server's own handling time of each request is known.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -407,7 +409,15 @@ impl std::fmt::Debug for AuditLog {
 /// policy-less minimum plus the path).
 #[derive(serde::Serialize)]
 struct AuditRecord<'a> {
+    /// When the record was taken, after the response was built (the line order's key).
     ts: &'a str,
+    /// When the request reached the handler (upstream's name), before its body was read.
+    #[serde(rename = "requestReceivedTimestamp")]
+    received: &'a str,
+    /// When the response was built (upstream's name; for a watch, when its stream
+    /// started): the same moment as `ts`.
+    #[serde(rename = "stageTimestamp")]
+    stage: &'a str,
     user: Option<&'a str>,
     groups: Option<&'a [String]>,
     verb: &'a str,
@@ -451,11 +461,21 @@ impl AuditLog {
     /// timestamp order: once a reader sees a record, every record with an earlier timestamp
     /// is in the file too (a flush barrier: `vnode bench pods` counts requests up to a
     /// point in time exactly by waiting for a request of its own made after that point).
-    pub fn record(&self, user: Option<&User>, attrs: &Attributes, code: u16) {
+    /// `received` is when the request reached the server's handler.
+    pub fn record(
+        &self,
+        user: Option<&User>,
+        attrs: &Attributes,
+        code: u16,
+        received: jiff::Timestamp,
+    ) {
+        let received = crate::store::micro_time(received);
         let mut pending = self.shared.pending.lock();
         let ts = crate::store::now_micro();
         let record = AuditRecord {
             ts: &ts,
+            received: &received,
+            stage: &ts,
             user: user.map(|u| u.name.as_str()),
             groups: user.map(|u| u.groups.as_slice()),
             verb: &attrs.verb,
@@ -662,7 +682,7 @@ mod tests {
         for i in 0..500 {
             let mut a = attrs("create", "", "pods", "", "ns");
             a.name = format!("p{i}");
-            log.record(Some(&user), &a, 201);
+            log.record(Some(&user), &a, 201, jiff::Timestamp::now());
         }
         log.flush();
         let lines = read(&path);
@@ -674,9 +694,18 @@ mod tests {
             assert_eq!(rec["apiGroup"], "");
             assert_eq!(rec["code"], 201);
             assert_eq!(rec["ts"].as_str().map(str::len), Some(27), "{rec}");
+            assert_eq!(rec["stageTimestamp"], rec["ts"]);
+            let received = rec["requestReceivedTimestamp"].as_str().expect("received");
+            assert_eq!(received.len(), 27, "{rec}");
+            assert!(received <= rec["ts"].as_str().expect("ts"), "{rec}");
         }
         // Records queued after the last flush are written when the log is dropped.
-        log.record(None, &attrs("get", "", "nodes", "", ""), 401);
+        log.record(
+            None,
+            &attrs("get", "", "nodes", "", ""),
+            401,
+            jiff::Timestamp::now(),
+        );
         drop(log);
         let lines = read(&path);
         assert_eq!(lines.len(), 501);
@@ -684,7 +713,12 @@ mod tests {
         assert_eq!(lines[500]["user"], Value::Null);
         // Reopening appends.
         let log = AuditLog::open(&path).expect("reopen");
-        log.record(None, &attrs("list", "", "pods", "", ""), 200);
+        log.record(
+            None,
+            &attrs("list", "", "pods", "", ""),
+            200,
+            jiff::Timestamp::now(),
+        );
         drop(log);
         assert_eq!(read(&path).len(), 502);
     }

@@ -398,9 +398,12 @@ pub fn now_rfc3339() -> String {
 
 /// Timestamp with microseconds, for `metav1.MicroTime` fields (`eventTime`).
 pub fn now_micro() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-        .to_string()
+    micro_time(jiff::Timestamp::now())
+}
+
+/// `t` as a Kubernetes `MicroTime` (UTC, microseconds, fixed width).
+pub fn micro_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
 /// A random (version 4) UUID for `metadata.uid`, from the thread-local generator rather

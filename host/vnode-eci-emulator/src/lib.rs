@@ -58,7 +58,9 @@ use vnode_eci::wire;
 
 pub use api::ApiError;
 pub use profile::{Behaviour, FaultKind, FaultRule, Profile, Stock, Timing, WorkloadRule};
-pub use record::{CallCount, CallStats, GroupRecord, STATS_PATH};
+pub use record::{
+    CALLS_PATH, CallCount, CallStats, CallTiming, CallTimings, GroupRecord, STATS_PATH,
+};
 
 use crate::auth::{Authenticator, Incoming};
 use crate::world::{Ctx, World};
@@ -98,8 +100,9 @@ pub struct EmulatorConfig {
     pub profile: Profile,
     /// Persist state here (loaded at start, written on changes and at shutdown).
     pub state_file: Option<PathBuf>,
-    /// Record calls by action/outcome and each group's life, served at [`STATS_PATH`]
-    /// (benchmarks; off by default so a long session does not grow a log).
+    /// Record calls by action/outcome and each group's life, served at [`STATS_PATH`],
+    /// and each call's timing, served at [`CALLS_PATH`] (benchmarks; off by default so a
+    /// long session does not grow a log).
     pub record_calls: bool,
 }
 
@@ -211,6 +214,7 @@ pub async fn serve(
         .route("/", axum::routing::any(rpc))
         .route("/exec/", axum::routing::get(exec_ws))
         .route(STATS_PATH, axum::routing::get(stats))
+        .route(CALLS_PATH, axum::routing::get(call_timings))
         .with_state(Arc::clone(&emulator));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let persister = config.state_file.clone().map(|path| {
@@ -263,6 +267,7 @@ async fn rpc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received = jiff::Timestamp::now();
     let request_id = api::request_id();
     let host = headers
         .get("host")
@@ -280,14 +285,12 @@ async fn rpc(
         &mut action,
     )
     .await;
+    let name = action.map_or("unknown", Action::as_str);
+    let error = result.as_ref().err().map(|(err, _)| err.code.clone());
     if let Some(recorder) = &emulator.recorder {
-        let name = action.map_or("unknown", Action::as_str);
-        match &result {
-            Ok(_) => recorder.count(name, record::OUTCOME_OK),
-            Err((err, _)) => recorder.count(name, &err.code),
-        }
+        recorder.count(name, error.as_deref().unwrap_or(record::OUTCOME_OK));
     }
-    match result {
+    let response = match result {
         Ok(reply) => api::ok_json(&request_id, reply.into_body(&request_id)),
         Err((err, delay)) => {
             if let Some(d) = delay {
@@ -296,7 +299,11 @@ async fn rpc(
             tracing::debug!(code = %err.code, status = err.status, "ECI emulator error");
             api::error_response(&err, &request_id, &host)
         }
+    };
+    if let Some(recorder) = &emulator.recorder {
+        recorder.timed(name, error.as_deref(), received, jiff::Timestamp::now());
     }
+    response
 }
 
 type Failure = (ApiError, Option<Duration>);
@@ -305,6 +312,18 @@ type Failure = (ApiError, Option<Duration>);
 async fn stats(State(emulator): State<Arc<Emulator>>) -> Response {
     match &emulator.recorder {
         Some(recorder) => axum::Json(recorder.snapshot()).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "call recording is off (--record-calls)",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET` [`CALLS_PATH`]: every call's timing as JSON, 404 when recording is off.
+async fn call_timings(State(emulator): State<Arc<Emulator>>) -> Response {
+    match &emulator.recorder {
+        Some(recorder) => axum::Json(recorder.timings()).into_response(),
         None => (
             axum::http::StatusCode::NOT_FOUND,
             "call recording is off (--record-calls)",
