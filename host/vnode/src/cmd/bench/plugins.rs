@@ -56,10 +56,14 @@ pub struct Args {
     /// How long `--profile` loops.
     #[arg(long, hide = true, default_value_t = 10)]
     pub profile_seconds: u64,
-    /// Instances each plugin version keeps prepared (the daemon's default: 4); for sizing
+    /// Instances each plugin version keeps prepared (the daemon's default: 8); for sizing
     /// experiments.
     #[arg(long)]
     pub warm_instances: Option<usize>,
+    /// Print only the corpus rows (paced, its tail attribution, back-to-back) and stop: a
+    /// quicker run for interleaved A/B comparisons.
+    #[arg(long, hide = true)]
+    pub corpus_only: bool,
     /// Benchmark this placement component instead of the built-in zone-spread (e.g. a build
     /// with a name section, so `perf report` names its functions).
     #[arg(long, hide = true)]
@@ -522,6 +526,10 @@ fn bench(args: Args) -> Result<()> {
         &unpaced.plugins,
         &verdict(&unpaced.plugins),
     );
+    if args.corpus_only {
+        println!("load average at end: {}", load_average());
+        return Ok(());
+    }
     let sample = daemon_path(
         PluginSlot::new(placement.clone()),
         PluginSlot::new(translator.clone()),
