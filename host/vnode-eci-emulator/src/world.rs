@@ -53,7 +53,28 @@ pub struct World {
     next_ip: u32,
     #[serde(skip)]
     last_sweep: Option<Timestamp>,
+    /// Bumped by every change to the groups (insertion, removal, any [`World::get_mut`]),
+    /// so a kept `TotalCount` knows whether it still holds.
+    #[serde(skip)]
+    generation: u64,
+    /// `TotalCount`s of listings whose filter does not depend on the time, by filter (see
+    /// [`World::listing`]).
+    #[serde(skip)]
+    total_counts: HashMap<String, KeptCount>,
 }
+
+/// A listing's `TotalCount` as counted at `generation`; it holds until the groups change
+/// or `valid_until`, the first moment one of the counted groups is gone.
+#[derive(Debug)]
+struct KeptCount {
+    generation: u64,
+    valid_until: Option<Timestamp>,
+    total: usize,
+}
+
+/// At most this many filters keep a count (a client cycling through filters must not grow
+/// the emulator's memory); when full, all are dropped.
+const KEPT_COUNTS: usize = 64;
 
 /// The business parameters of a request, sorted, for fingerprints.
 fn fingerprint(params: &[(String, String)]) -> String {
@@ -467,6 +488,7 @@ impl World {
             .map(|(s, _)| *s)
             .collect();
         for seq in gone {
+            self.generation += 1;
             if let Some(g) = self.groups.remove(&seq) {
                 self.by_id.remove(&g.id);
             }
@@ -487,6 +509,8 @@ impl World {
     }
 
     fn get_mut(&mut self, id: &str, now: Timestamp) -> Result<&mut Group, ApiError> {
+        // The caller may change anything a listing filters on.
+        self.generation += 1;
         let seq = *self
             .by_id
             .get(id)
@@ -563,6 +587,7 @@ impl World {
         self.remember_token("CreateContainerGroup", &token, fp, &id);
         self.by_id.insert(id.clone(), seq);
         self.groups.insert(seq, group);
+        self.generation += 1;
         Ok(serde_json::json!({ "ContainerGroupId": id }))
     }
     fn filtered<'a>(
@@ -603,6 +628,67 @@ impl World {
                 })
                 && pred(g)
         })
+    }
+
+    /// One page of a listing and its `TotalCount` (every group matching the filter, not
+    /// only those from `start_after` on): the sequence numbers of up to `limit` + 1
+    /// matching groups from `start_after` on (one more than a page, to know whether a next
+    /// page exists) and the total.
+    ///
+    /// Counting scans every group, and a paged listing asks on every page (N²/20 group
+    /// checks to list N groups 20 at a time). So when the filter does not depend on the
+    /// time (`count_key` is `Some`: no status or `SinceSecond` filter, no ids), the count
+    /// is kept for the next pages until a group changes or a counted group's deletion
+    /// completes. Otherwise the count and the page come from one scan.
+    #[allow(clippy::too_many_arguments)]
+    fn listing(
+        &mut self,
+        now: Timestamp,
+        ids: &[String],
+        tags: &[Tag],
+        pred: impl Fn(&Group) -> bool,
+        start_after: Option<u64>,
+        limit: usize,
+        count_key: Option<String>,
+    ) -> (usize, Vec<u64>) {
+        let kept = count_key
+            .as_ref()
+            .and_then(|k| self.total_counts.get(k))
+            .filter(|c| c.generation == self.generation && c.valid_until.is_none_or(|t| now < t))
+            .map(|c| c.total);
+        if let Some(total) = kept {
+            let page = self
+                .filtered(now, ids, tags, &pred, start_after)
+                .take(limit + 1)
+                .map(|g| g.seq)
+                .collect();
+            return (total, page);
+        }
+        let mut total = 0;
+        let mut valid_until: Option<Timestamp> = None;
+        let mut page = Vec::new();
+        for g in self.filtered(now, ids, tags, &pred, None) {
+            total += 1;
+            // Not gone yet, so its deletion (if any) completes after `now`.
+            if let Some(t) = g.delete_at {
+                valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
+            }
+            if page.len() <= limit && start_after.is_none_or(|a| g.seq >= a) {
+                page.push(g.seq);
+            }
+        }
+        if let Some(key) = count_key {
+            if self.total_counts.len() >= KEPT_COUNTS {
+                self.total_counts.clear();
+            }
+            let count = KeptCount {
+                generation: self.generation,
+                valid_until,
+                total,
+            };
+            self.total_counts.insert(key, count);
+        }
+        (total, page)
     }
 
     /// `DescribeContainerGroups`.
@@ -646,20 +732,35 @@ impl World {
                     .as_ref()
                     .is_none_or(|s| g.view(now, timing).status.as_str() == s)
         };
-        let total = self
-            .filtered(now, &req.container_group_ids, &req.tags, pred, None)
-            .count();
-        let mut page: Vec<&Group> = self
-            .filtered(now, &req.container_group_ids, &req.tags, pred, start)
-            .take(limit as usize + 1)
-            .collect();
+        let count_key =
+            (req.container_group_ids.is_empty() && status_filter.is_none()).then(|| {
+                format!(
+                    "DescribeContainerGroups {:?}",
+                    (
+                        &req.tags,
+                        &req.container_group_name,
+                        &req.zone_id,
+                        &req.vswitch_id,
+                        &req.security_group_id,
+                        &req.resource_group_id
+                    )
+                )
+            });
+        let (total, mut page) = self.listing(
+            now,
+            &req.container_group_ids,
+            &req.tags,
+            pred,
+            start,
+            limit as usize,
+            count_key,
+        );
         let next_token = if page.len() > limit as usize {
-            page.pop()
-                .map(|g| format!("{:x}", g.seq))
-                .unwrap_or_default()
+            page.pop().map(|s| format!("{s:x}")).unwrap_or_default()
         } else {
             String::new()
         };
+        let page: Vec<&Group> = page.iter().filter_map(|s| self.groups.get(s)).collect();
         let with_event = req.with_event.unwrap_or(true);
         let groups: Vec<ContainerGroup> = page
             .iter()
@@ -708,20 +809,32 @@ impl World {
                     .is_none_or(|r| g.spec.resource_group_id.as_ref() == Some(r))
                 && since.is_none_or(|s| g.view(now, timing).changed_at >= s)
         };
-        let total = self
-            .filtered(now, &req.container_group_ids, &req.tags, pred, None)
-            .count();
-        let mut page: Vec<&Group> = self
-            .filtered(now, &req.container_group_ids, &req.tags, pred, start)
-            .take(limit as usize + 1)
-            .collect();
+        let count_key = (req.container_group_ids.is_empty() && since.is_none()).then(|| {
+            format!(
+                "DescribeContainerGroupStatus {:?}",
+                (
+                    &req.tags,
+                    &req.zone_id,
+                    &req.vswitch_id,
+                    &req.resource_group_id
+                )
+            )
+        });
+        let (total, mut page) = self.listing(
+            now,
+            &req.container_group_ids,
+            &req.tags,
+            pred,
+            start,
+            limit as usize,
+            count_key,
+        );
         let next_token = if page.len() > limit as usize {
-            page.pop()
-                .map(|g| format!("{:x}", g.seq))
-                .unwrap_or_default()
+            page.pop().map(|s| format!("{s:x}")).unwrap_or_default()
         } else {
             String::new()
         };
+        let page: Vec<&Group> = page.iter().filter_map(|s| self.groups.get(s)).collect();
         let data: Vec<ContainerGroupStatusInfo> =
             page.iter().map(|g| status_info(g, now, profile)).collect();
         Ok(DescribeContainerGroupStatusResponse {
@@ -2118,7 +2231,111 @@ fn build_group(req: CreateContainerGroupRequest, profile: &Profile) -> Result<Gr
 
 #[cfg(test)]
 mod tests {
-    use super::key_names;
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn create(world: &mut World, profile: &Profile, name: &str, node: &str) -> String {
+        let p = params(&[
+            ("RegionId", "cn-hangzhou"),
+            ("ContainerGroupName", name),
+            ("Container.1.Name", "app"),
+            ("Container.1.Image", "nginx:1.25"),
+            ("Tag.1.Key", "node"),
+            ("Tag.1.Value", node),
+        ]);
+        let ctx = Ctx {
+            params: &p,
+            host: "localhost",
+            scheme: "http",
+        };
+        let prepared = prepare_create(&ctx, profile).expect("valid create");
+        let reply = world.commit_create(prepared, profile).expect("created");
+        reply["ContainerGroupId"].as_str().expect("id").to_string()
+    }
+
+    /// Lists every page by the `node` tag, 20 at a time: the totals each page reported and
+    /// the ids listed.
+    fn list_all(world: &mut World, profile: &Profile, node: &str) -> (Vec<i64>, Vec<String>) {
+        let (mut totals, mut ids, mut token) = (Vec::new(), Vec::new(), String::new());
+        loop {
+            let p = params(&[
+                ("RegionId", "cn-hangzhou"),
+                ("Tag.1.Key", "node"),
+                ("Tag.1.Value", node),
+                ("NextToken", &token),
+            ]);
+            let ctx = Ctx {
+                params: &p,
+                host: "localhost",
+                scheme: "http",
+            };
+            let page = world.describe(&ctx, profile).expect("describe");
+            totals.push(page.total_count);
+            ids.extend(
+                page.container_groups
+                    .into_iter()
+                    .map(|g| g.container_group_id),
+            );
+            if page.next_token.is_empty() {
+                return (totals, ids);
+            }
+            token = page.next_token;
+        }
+    }
+
+    #[test]
+    fn kept_total_counts_follow_every_change() {
+        let profile = Profile::instant();
+        let mut world = World::default();
+        let mut mine: Vec<String> = (0..45)
+            .map(|i| create(&mut world, &profile, &format!("g{i}"), "a"))
+            .collect();
+        for i in 0..7 {
+            create(&mut world, &profile, &format!("other{i}"), "b");
+        }
+        let (totals, ids) = list_all(&mut world, &profile, "a");
+        assert_eq!(totals, [45, 45, 45]);
+        assert_eq!(ids, mine);
+        assert_eq!(list_all(&mut world, &profile, "b").0, [7]);
+        // A new group: the kept count no longer holds.
+        mine.push(create(&mut world, &profile, "late", "a"));
+        let (totals, ids) = list_all(&mut world, &profile, "a");
+        assert_eq!(totals, [46, 46, 46]);
+        assert_eq!(ids, mine);
+
+        // A group whose deletion completes later (a preStop hook): counted until then,
+        // with nothing else changing in between.
+        let now = Timestamp::now();
+        let until = now + SignedDuration::from_secs(30);
+        world.get_mut(&mine[3], now).expect("exists").delete_at = Some(until);
+        let filter = |_: &Group| true;
+        let tags = [Tag::new("node", "a")];
+        let key = || Some("by node a".to_string());
+        let (total, page) = world.listing(now, &[], &tags, filter, None, 20, key());
+        assert_eq!((total, page.len()), (46, 21));
+        let generation = world.generation;
+        let later = until - SignedDuration::from_millis(1);
+        assert_eq!(
+            world.listing(later, &[], &tags, filter, None, 20, key()).0,
+            46
+        );
+        let (total, page) = world.listing(until, &[], &tags, filter, None, 20, key());
+        assert_eq!(total, 45);
+        assert!(!page.contains(&world.by_id[&mine[3]]));
+        assert_eq!(world.generation, generation, "counted again by time alone");
+        // Pages after the first see the same total and only groups from their start.
+        let start = world.by_id[&mine[40]];
+        let (total, page) = world.listing(until, &[], &tags, filter, Some(start), 20, key());
+        assert_eq!(total, 45);
+        let expected: Vec<u64> = mine[40..].iter().map(|id| world.by_id[id]).collect();
+        assert_eq!(page, expected);
+    }
 
     #[test]
     fn tag_keys_name_a_field_alone_or_after_a_slash_or_dot_in_any_case() {
