@@ -389,11 +389,24 @@ impl ParsedCache {
     }
 }
 
+// Timestamps are written on every write and audit record. jiff's RFC 3339 printer with a
+// fixed precision writes the same text as `strftime("%Y-%m-%dT%H:%M:%S[.%6f]Z")` without
+// interpreting a format string each time.
+const SECONDS_PRINTER: jiff::fmt::temporal::DateTimePrinter =
+    jiff::fmt::temporal::DateTimePrinter::new().precision(Some(0));
+const MICROS_PRINTER: jiff::fmt::temporal::DateTimePrinter =
+    jiff::fmt::temporal::DateTimePrinter::new().precision(Some(6));
+
+fn print_timestamp(printer: &jiff::fmt::temporal::DateTimePrinter, t: jiff::Timestamp) -> String {
+    let mut out = String::with_capacity(32);
+    // Printing into a `String` cannot fail.
+    let _ = printer.print_timestamp(&t, &mut out);
+    out
+}
+
 /// Timestamp in the RFC 3339 second precision Kubernetes uses for `metav1.Time`.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    print_timestamp(&SECONDS_PRINTER, jiff::Timestamp::now())
 }
 
 /// Timestamp with microseconds, for `metav1.MicroTime` fields (`eventTime`).
@@ -403,7 +416,7 @@ pub fn now_micro() -> String {
 
 /// `t` as a Kubernetes `MicroTime` (UTC, microseconds, fixed width).
 pub fn micro_time(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+    print_timestamp(&MICROS_PRINTER, t)
 }
 
 /// A random (version 4) UUID for `metadata.uid`, from the thread-local generator rather
@@ -1121,5 +1134,33 @@ mod tests {
             1
         );
         assert_eq!(s.list(ids::CONFIGMAPS, None, |_| true).0.len(), 2);
+    }
+
+    #[test]
+    fn timestamps_print_as_kubernetes_times() {
+        for us in [
+            0_i64,
+            1,
+            999_999,
+            1_000_000,
+            1_795_737_600_000_000,
+            1_795_737_600_123_456,
+            1_795_737_659_999_999,
+            4_102_444_799_999_999,
+        ] {
+            let t = jiff::Timestamp::from_microsecond(us).expect("in range");
+            assert_eq!(
+                micro_time(t),
+                t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+                "{us}"
+            );
+            assert_eq!(
+                print_timestamp(&SECONDS_PRINTER, t),
+                t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "{us}"
+            );
+        }
+        assert_eq!(now_micro().len(), 27);
+        assert_eq!(now_rfc3339().len(), 20);
     }
 }
