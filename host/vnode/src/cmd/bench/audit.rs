@@ -51,7 +51,7 @@ impl LatencySummary {
                 (
                     format!("{prefix} {k}, ms p50/p99/max (n)"),
                     format!(
-                        "{:.2}/{:.2}/{:.1} ({})",
+                        "{:.2}/{:.2}/{:.2} ({})",
                         l.p50_ms, l.p99_ms, l.max_ms, l.count
                     ),
                 )
@@ -240,7 +240,7 @@ mod tests {
             summary.rows("apiserver")[2],
             (
                 "apiserver patch pods/status, ms p50/p99/max (n)".to_string(),
-                "0.25/0.25/0.2 (1)".to_string()
+                "0.25/0.25/0.25 (1)".to_string()
             )
         );
 
