@@ -136,7 +136,7 @@ fn thread_cpu_time() -> Duration {
 /// the worker looks every [`ACTIVE_POLL`] while calls keep coming and every [`IDLE_POLL`]
 /// once they stop, and works in batches (see `start_warm_pool_with`). Measured with `vnode
 /// bench plugins --profile daemon` (paced corpus, 2 vCPUs): one instance per poll cost the
-/// worker ≈ 125–150 µs of CPU per pod, half-pool batches ≈ 70 µs.
+/// worker ≈ 130–140 µs of CPU per pod, half-pool batches ≈ 100 µs.
 struct WarmPool {
     ready: Mutex<Receiver<Ready>>,
     /// Instances in `ready` (the worker tops up to `warm_instances`).
