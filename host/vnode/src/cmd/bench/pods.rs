@@ -1251,6 +1251,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
             .chain(others.iter().map(|(_, pid)| *pid))
             .collect(),
         ticks,
+        now_us(),
     )));
     let sched_task = tokio::spawn({
         let sched = Arc::clone(&sched);
@@ -1361,6 +1362,8 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
     creator.await.context("creator task")?;
     let running_done_us = now_us();
     sched_task.abort();
+    // The last interval, up to now: a short create phase may end before the next tick.
+    sched.lock().sample(running_done_us);
     let proc_running = proc_now();
     let others_running = others_now();
     eprintln!(

@@ -81,9 +81,11 @@ pub(super) struct SchedDelta {
     pub wait_ns: u64,
 }
 
-/// What every watched process did between the previous sample and `t_us`.
+/// What every watched process did between the previous sample (`from_us`) and `t_us`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct SchedSample {
+    /// Wall-clock microseconds of the previous sample (of the sampler's start, for the first).
+    pub from_us: i64,
     /// Wall-clock microseconds of this sample.
     pub t_us: i64,
     /// One per process, in the sampler's order.
@@ -110,18 +112,20 @@ pub(super) struct SchedSampler {
     pids: Vec<u32>,
     prev: Vec<HashMap<u32, (u64, u64)>>,
     prev_machine_ticks: u64,
+    prev_us: i64,
     ms_per_tick: f64,
     pub samples: Vec<SchedSample>,
 }
 
 impl SchedSampler {
     /// Takes the first reading (the baseline of the first sample).
-    pub(super) fn new(pids: Vec<u32>, ticks_per_second: f64) -> Self {
+    pub(super) fn new(pids: Vec<u32>, ticks_per_second: f64, now_us: i64) -> Self {
         let prev = pids.iter().map(|p| read_threads(*p)).collect();
         Self {
             pids,
             prev,
             prev_machine_ticks: read_machine_busy_ticks(),
+            prev_us: now_us,
             ms_per_tick: 1000.0 / ticks_per_second,
             samples: Vec::new(),
         }
@@ -139,6 +143,7 @@ impl SchedSampler {
             machine.saturating_sub(self.prev_machine_ticks) as f64 * self.ms_per_tick;
         self.prev_machine_ticks = machine;
         self.samples.push(SchedSample {
+            from_us: std::mem::replace(&mut self.prev_us, t_us),
             t_us,
             procs,
             machine_busy_ms,
@@ -181,8 +186,8 @@ pub(super) struct Window {
     pub daemon_event_writes: u32,
     pub daemon_other_requests: u32,
     pub bench_requests: u32,
-    /// CPU milliseconds per process (sample intervals are credited to the window their end
-    /// falls in).
+    /// CPU milliseconds per process (a sample interval is shared among the windows it
+    /// overlaps, in proportion to the overlap).
     pub cpu_ms: BTreeMap<String, f64>,
     /// Milliseconds that process's threads waited on a run queue (ready, not running).
     pub run_delay_ms: BTreeMap<String, f64>,
@@ -242,16 +247,29 @@ pub(super) fn build_windows(
         }
     }
     for s in sched {
-        let Some(w) = index(s.t_us).map(|i| &mut windows[i]) else {
-            continue;
-        };
-        let mut ours_ms = 0.0;
-        for (name, d) in process_names.iter().zip(&s.procs) {
-            *w.cpu_ms.entry((*name).to_string()).or_default() += d.run_ns as f64 / 1e6;
-            *w.run_delay_ms.entry((*name).to_string()).or_default() += d.wait_ns as f64 / 1e6;
-            ours_ms += d.run_ns as f64 / 1e6;
+        let span = (s.t_us - s.from_us).max(1);
+        let first = s.from_us.max(start_us);
+        let last = s.t_us.min(end_us);
+        let mut t = first;
+        while t < last {
+            let Some(i) = index(t) else {
+                break;
+            };
+            let window_end = start_us + (i as i64 + 1) * width_us;
+            let piece_end = window_end.min(last);
+            let share = (piece_end - t) as f64 / span as f64;
+            let w = &mut windows[i];
+            let mut ours_ms = 0.0;
+            for (name, d) in process_names.iter().zip(&s.procs) {
+                let run_ms = d.run_ns as f64 / 1e6 * share;
+                *w.cpu_ms.entry((*name).to_string()).or_default() += run_ms;
+                *w.run_delay_ms.entry((*name).to_string()).or_default() +=
+                    d.wait_ns as f64 / 1e6 * share;
+                ours_ms += run_ms;
+            }
+            w.other_cpu_ms += s.machine_busy_ms * share - ours_ms;
+            t = piece_end;
         }
-        w.other_cpu_ms += s.machine_busy_ms - ours_ms;
     }
     for (w, mut v) in windows.iter_mut().zip(overheads) {
         if v.is_empty() {
@@ -432,6 +450,7 @@ mod tests {
         ];
         let sched = [
             SchedSample {
+                from_us: start,
                 t_us: start + 50_000,
                 procs: vec![
                     SchedDelta {
@@ -446,6 +465,7 @@ mod tests {
                 machine_busy_ms: 10.0,
             },
             SchedSample {
+                from_us: start + 50_000,
                 t_us: start + 90_000,
                 procs: vec![
                     SchedDelta {
@@ -456,8 +476,10 @@ mod tests {
                 ],
                 machine_busy_ms: 0.0,
             },
+            // Spans windows 1 and 2: credited 40 % / 60 %.
             SchedSample {
-                t_us: start + 210_000,
+                from_us: start + 160_000,
+                t_us: start + 260_000,
                 procs: vec![
                     SchedDelta::default(),
                     SchedDelta {
@@ -494,12 +516,14 @@ mod tests {
         assert_eq!(w[0].cpu_ms["daemon"], 4.0);
         assert_eq!(w[0].run_delay_ms["daemon"], 1.0);
         assert_eq!(w[0].cpu_ms["apiserver"], 0.5);
-        assert_eq!(w[1].cpu_ms["apiserver"], 0.0);
-        assert_eq!(w[2].cpu_ms["apiserver"], 2.0);
-        assert_eq!(w[2].run_delay_ms["apiserver"], 4.0);
-        // Machine busy 10 ms against 4.5 ms of ours; a tick-granular undercount is not negative.
+        assert_eq!(w[1].cpu_ms["apiserver"], 0.8);
+        assert_eq!(w[2].cpu_ms["apiserver"], 1.2);
+        assert_eq!(w[1].run_delay_ms["apiserver"], 1.6);
+        assert_eq!(w[2].run_delay_ms["apiserver"], 2.4);
+        // Machine busy 10 ms against 4.5 ms of ours.
         assert_eq!(w[0].other_cpu_ms, 6.0);
-        assert_eq!(w[2].other_cpu_ms, 18.0);
+        assert_eq!(w[1].other_cpu_ms, 7.0);
+        assert_eq!(w[2].other_cpu_ms, 11.0);
 
         let slow = slowest(&w, 5);
         assert_eq!(slow.len(), 2, "windows without pods are not ranked");
