@@ -265,7 +265,8 @@ pub async fn run(
                 controller: "vnode".into(),
                 instance: Some(config.leader_election.identity.clone()),
             },
-        );
+        )
+        .yielding_to_creates(pod_ctl.create_activity());
         tracker.spawn(observer.run(acting.clone()));
         tracker.spawn(pods::run(
             pod_ctl,

@@ -72,6 +72,12 @@ const SINCE_SLACK: Duration = Duration::from_secs(3);
 /// Chunks of changed groups described and applied at once (so at most
 /// `CHUNKS_IN_FLIGHT × IDS_PER_CALL` status writes in flight).
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Chunks in flight while pods are being created (a pod was queued for its group within
+/// [`CREATING_WINDOW`]): the status writes then take turns with the create path instead of
+/// queueing 80 writes and 4 describes in front of it (see `pods::activity`).
+const CHUNKS_IN_FLIGHT_WHILE_CREATING: usize = 1;
+/// How recently a pod must have been queued for its group to count as "being created".
+const CREATING_WINDOW: Duration = Duration::from_secs(1);
 /// How many times a group's status is re-read by ID after a failed describe or write
 /// before it waits for the next full resync.
 const MAX_RETRIES: u32 = 5;
@@ -109,6 +115,8 @@ pub struct Observer {
     seen_events: Mutex<HashMap<String, HashSet<u64>>>,
     /// When this process first listed each group (age fallback when ECI gives no time).
     first_seen: Mutex<HashMap<String, Instant>>,
+    /// The pod controller's create activity, when it shares this process.
+    create_activity: Option<crate::pods::activity::CreateActivity>,
 }
 
 /// What applying one described group to its pod did.
@@ -161,7 +169,21 @@ impl Observer {
             sweep_now: Notify::new(),
             seen_events: Mutex::new(HashMap::new()),
             first_seen: Mutex::new(HashMap::new()),
+            create_activity: None,
         }
+    }
+
+    /// Runs status writes [`CHUNKS_IN_FLIGHT_WHILE_CREATING`] chunks at a time while the
+    /// pod controller behind `activity` is creating pods.
+    #[must_use]
+    pub fn yielding_to_creates(mut self, activity: crate::pods::activity::CreateActivity) -> Self {
+        self.create_activity = Some(activity);
+        self
+    }
+
+    /// Chunks of changed groups to describe and apply at once, now.
+    fn chunks_in_flight(&self) -> usize {
+        chunks_in_flight(self.create_activity.as_ref())
     }
 
     /// Runs the listing/reconcile loop and the status poller until `token` is cancelled.
@@ -661,14 +683,25 @@ impl Observer {
         // its status. Per-group results are folded into `state` afterwards.
         let chunks: Vec<Vec<(String, u64)>> =
             changed.chunks(IDS_PER_CALL).map(<[_]>::to_vec).collect();
-        let work: Vec<_> = chunks
+        // How many run at once is decided as each chunk starts: fewer while pods are being
+        // created (`chunks_in_flight`).
+        let mut pending = chunks
             .into_iter()
-            .map(|chunk| self.describe_and_apply(chunk, &infos))
-            .collect();
-        let outcomes: Vec<ChunkOutcome> = futures::stream::iter(work)
-            .buffer_unordered(CHUNKS_IN_FLIGHT)
-            .collect()
-            .await;
+            .map(|chunk| self.describe_and_apply(chunk, &infos));
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut outcomes: Vec<ChunkOutcome> = Vec::new();
+        loop {
+            while running.len() < self.chunks_in_flight() {
+                match pending.next() {
+                    Some(chunk) => running.push(chunk),
+                    None => break,
+                }
+            }
+            match running.next().await {
+                Some(outcome) => outcomes.push(outcome),
+                None => break,
+            }
+        }
         for outcome in outcomes {
             match outcome {
                 ChunkOutcome::DescribeFailed(ids) => {
@@ -1026,6 +1059,16 @@ struct PollState {
 
 /// The entry's fingerprint when it is to be applied: it changed since it was last applied,
 /// or its group is to be re-read.
+/// [`CHUNKS_IN_FLIGHT_WHILE_CREATING`] while `activity` saw a pod queued for its group within
+/// [`CREATING_WINDOW`], else [`CHUNKS_IN_FLIGHT`].
+fn chunks_in_flight(activity: Option<&crate::pods::activity::CreateActivity>) -> usize {
+    if activity.is_some_and(|a| a.recent(CREATING_WINDOW)) {
+        CHUNKS_IN_FLIGHT_WHILE_CREATING
+    } else {
+        CHUNKS_IN_FLIGHT
+    }
+}
+
 fn changed_fingerprint(state: &PollState, info: &ContainerGroupStatusInfo) -> Option<u64> {
     let id = &info.container_group_id;
     let fp = fingerprint(info);
@@ -1200,6 +1243,26 @@ mod tests {
         kept.sort_unstable();
         assert_eq!(kept, vec!["moved", "new", "retry"]);
         assert_eq!(infos["new"].1, fingerprint(&info("new", "Running")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_chunks_run_one_at_a_time_only_while_pods_are_being_created() {
+        let activity = crate::pods::activity::CreateActivity::default();
+        assert_eq!(chunks_in_flight(None), CHUNKS_IN_FLIGHT);
+        assert_eq!(
+            chunks_in_flight(Some(&activity)),
+            CHUNKS_IN_FLIGHT,
+            "nothing created yet"
+        );
+        activity.mark();
+        assert_eq!(chunks_in_flight(Some(&activity)), 1);
+        tokio::time::advance(CREATING_WINDOW + Duration::from_millis(1)).await;
+        assert_eq!(
+            chunks_in_flight(Some(&activity)),
+            CHUNKS_IN_FLIGHT,
+            "creation stopped"
+        );
+        const { assert!(CHUNKS_IN_FLIGHT > CHUNKS_IN_FLIGHT_WHILE_CREATING) };
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! one annotation patch after a create, `Failed` status for `restartPolicy: Never` pods that
 //! are refused permanently, and finishing deletions. Running pods' status is the observer's.
 
+pub mod activity;
 pub mod eci_path;
 pub mod queue;
 pub mod resolve;
@@ -190,6 +191,8 @@ pub struct PodController<P> {
     references: Arc<resolve::ReferenceWaiter>,
     events: EventSink,
     metrics: Arc<Metrics>,
+    /// Marked whenever a pod is queued for its container group (the create lane).
+    create_activity: activity::CreateActivity,
 }
 
 /// Builds the controller and the writer half of its pod store (fed by [`run`]).
@@ -218,6 +221,7 @@ pub fn controller<P: PodPath>(
         references,
         events,
         metrics,
+        create_activity: activity::CreateActivity::default(),
     });
     (ctl, writer)
 }
@@ -338,6 +342,9 @@ pub async fn run<P: PodPath>(
                             // Echoes of our own writes are dropped here, before they take
                             // a worker slot (and a task) only to find nothing to do.
                             if let Some(lane) = ctl.lane_for(&key) {
+                                if lane == queue::Lane::Create {
+                                    ctl.create_activity.mark();
+                                }
                                 queue.enqueue_in(&key, lane);
                             }
                         }
@@ -371,6 +378,12 @@ impl<P: PodPath> PodController<P> {
     /// The pod store (for readiness: `store().wait_until_ready()`).
     pub fn store(&self) -> &PodStore {
         &self.store
+    }
+
+    /// When a pod was last queued for its container group (for the observer, which runs
+    /// its status writes one chunk at a time while pods are being created).
+    pub fn create_activity(&self) -> activity::CreateActivity {
+        self.create_activity.clone()
     }
 
     /// The queue lane for a watch event of pod `key`, or `None` when the event cannot
