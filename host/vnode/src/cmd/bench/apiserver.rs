@@ -9,15 +9,6 @@
 //! a node name so the built-in scheduler does not add binding writes and events to the
 //! measurement.
 
-// The servers' own latency from their records, for `bench pods`' report. Declared here,
-// in a file of this module's owner, until `bench/mod.rs` declares it (`pub mod audit;`).
-#[path = "audit.rs"]
-#[allow(
-    dead_code,
-    reason = "bench pods' report is to call it; wired by that file's owner"
-)]
-pub mod audit;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

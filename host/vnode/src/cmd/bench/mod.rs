@@ -2,6 +2,7 @@
 //! here, not in timed unit tests. One module per area.
 
 pub mod apiserver;
+pub mod audit;
 pub mod eci;
 pub mod plugins;
 pub mod pods;

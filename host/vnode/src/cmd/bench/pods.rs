@@ -796,6 +796,9 @@ struct Report {
     events_dropped: EventsDropped,
     status_polling_per_minute_while_running: BTreeMap<String, f64>,
     plugin_decision_latency: BTreeMap<String, HistogramSummary>,
+    /// The API server's and the emulator's own handling time per kind of request over the
+    /// run (audit log, `/_emulator/calls`).
+    server_latency: BTreeMap<String, super::audit::LatencySummary>,
     /// The create phase in windows (see `windows`): where the slow pods fall and what else
     /// ran then.
     create_phase_windows: CreateWindows,
@@ -1488,6 +1491,19 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
 
     // Every request up to `end_us` is in the audit log before the counts below read it.
     audit_barrier(env, phase_timeout(args)).await?;
+    // How fast the two servers answered over the run (their own records), so a server that
+    // limited the daemon shows as such.
+    let emulator_calls = super::audit::emulator_calls(&env.http, &env.emulator.url).await?;
+    let server_latency = BTreeMap::from([
+        (
+            "apiserver".to_string(),
+            super::audit::apiserver_latency(&env.audit_log, run_start_us, end_us + 1)?,
+        ),
+        (
+            "eci-emulator".to_string(),
+            super::audit::emulator_latency(&emulator_calls, run_start_us, end_us + 1),
+        ),
+    ]);
 
     // ---- analysis
     let t = tracker.lock();
@@ -1853,6 +1869,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         events_dropped: events_dropped(&final_metrics),
         status_polling_per_minute_while_running: polling,
         plugin_decision_latency: plugins,
+        server_latency,
         create_phase_windows,
         targets: Vec::new(),
     };
@@ -2114,6 +2131,11 @@ fn print_summary(r: &Report) {
     }
     for (k, v) in &r.correctness {
         row(k, v.to_string());
+    }
+    for (name, s) in &r.server_latency {
+        for (k, v) in s.rows(name) {
+            row(&k, v);
+        }
     }
     let w = &r.create_phase_windows;
     let slow = windows::slowest(&w.windows, 5);
