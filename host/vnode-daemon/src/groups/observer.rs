@@ -1057,8 +1057,6 @@ struct PollState {
     retry: HashMap<String, u32>,
 }
 
-/// The entry's fingerprint when it is to be applied: it changed since it was last applied,
-/// or its group is to be re-read.
 /// [`CHUNKS_IN_FLIGHT_WHILE_CREATING`] while `activity` saw a pod queued for its group within
 /// [`CREATING_WINDOW`], else [`CHUNKS_IN_FLIGHT`].
 fn chunks_in_flight(activity: Option<&crate::pods::activity::CreateActivity>) -> usize {
@@ -1069,6 +1067,8 @@ fn chunks_in_flight(activity: Option<&crate::pods::activity::CreateActivity>) ->
     }
 }
 
+/// The entry's fingerprint when it is to be applied: it changed since it was last applied,
+/// or its group is to be re-read.
 fn changed_fingerprint(state: &PollState, info: &ContainerGroupStatusInfo) -> Option<u64> {
     let id = &info.container_group_id;
     let fp = fingerprint(info);
