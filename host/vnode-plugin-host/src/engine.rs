@@ -24,7 +24,8 @@ pub struct RuntimeConfig {
     /// Calls running at once through the async API (more wait). Default 8.
     pub max_concurrent_calls: usize,
     /// Instances prepared ahead of need per loaded plugin version (0 = instantiate on the call
-    /// path). Each is used for exactly one decision. Default 8.
+    /// path). Each is used for exactly one decision. Default 4 (8 measured no faster, paced or
+    /// back-to-back, in `vnode bench plugins --warm-instances`).
     pub warm_instances: usize,
     /// Epoch tick: the deadline's granularity. Default 5 ms.
     pub epoch_tick: Duration,
@@ -44,7 +45,7 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_millis(50),
             memory_limit_bytes: 64 << 20,
             max_concurrent_calls: 8,
-            warm_instances: 8,
+            warm_instances: 4,
             epoch_tick: Duration::from_millis(5),
             pooling: true,
             max_placement_output_bytes: 64 << 10,
