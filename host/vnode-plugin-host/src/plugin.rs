@@ -866,19 +866,16 @@ mod tests {
         );
     }
 
-    /// The warm worker prepares at the lowest priority, and once calls stop it tops up a pool
-    /// they left more than half full (no batch threshold reached, no doorbell rung) and frees
-    /// their spent stores.
-    #[test]
-    fn the_warm_worker_runs_at_low_priority_and_tops_up_when_calls_stop() {
+    /// An engine that keeps no warm pools, and zone-spread loaded in it: the tests below start
+    /// a warm worker of their own with an injected preparation.
+    fn zone_spread_without_warm_pool() -> (Arc<PluginEngine>, Arc<LoadedPlugin>) {
         let engine = PluginEngine::new(RuntimeConfig {
             warm_instances: 0,
             call_timeout: Duration::from_secs(10),
             ..RuntimeConfig::default()
         })
         .expect("engine");
-        let loader = PluginLoader::new(engine.clone(), None);
-        let plugin = loader
+        let plugin = PluginLoader::new(engine.clone(), None)
             .load_blocking(
                 &crate::PluginSource {
                     bytes: builtin::ZONE_SPREAD.to_vec(),
@@ -888,6 +885,15 @@ mod tests {
                 "",
             )
             .expect("zone-spread loads");
+        (engine, plugin)
+    }
+
+    /// The warm worker prepares at the lowest priority, and once calls stop it tops up a pool
+    /// they left more than half full (no batch threshold reached, no doorbell rung) and frees
+    /// their spent stores.
+    #[test]
+    fn the_warm_worker_runs_at_low_priority_and_tops_up_when_calls_stop() {
+        let (engine, plugin) = zone_spread_without_warm_pool();
         const SIZE: usize = 8;
         let priorities: Arc<Mutex<Vec<i32>>> = Arc::default();
         let (pre, limits, identity) = (plugin.pre.clone(), plugin.limits, plugin.identity.clone());
@@ -934,23 +940,7 @@ mod tests {
     /// would stay empty after the first failure and this test would time out.
     #[test]
     fn the_warm_worker_retries_failed_preparations_with_backoff() {
-        let engine = PluginEngine::new(RuntimeConfig {
-            warm_instances: 0,
-            call_timeout: Duration::from_secs(10),
-            ..RuntimeConfig::default()
-        })
-        .expect("engine");
-        let loader = PluginLoader::new(engine.clone(), None);
-        let plugin = loader
-            .load_blocking(
-                &crate::PluginSource {
-                    bytes: builtin::ZONE_SPREAD.to_vec(),
-                    path: None,
-                },
-                Some(PluginKind::Placement),
-                "",
-            )
-            .expect("zone-spread loads");
+        let (engine, plugin) = zone_spread_without_warm_pool();
         const FAILURES: usize = 3;
         const SIZE: usize = 2;
         // Every attempt: when it started and whether it was made to fail.
