@@ -76,6 +76,16 @@ struct KeptCount {
 /// the emulator's memory); when full, all are dropped.
 const KEPT_COUNTS: usize = 64;
 
+/// A listing's `NextToken`: [`World::listing`] returns up to `limit` + 1 groups, and the one
+/// beyond the page (removed here) is where the next page starts. Empty on the last page.
+fn next_page_token(page: &mut Vec<u64>, limit: usize) -> String {
+    if page.len() > limit {
+        page.pop().map(|s| format!("{s:x}")).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// The business parameters of a request, sorted, for fingerprints.
 fn fingerprint(params: &[(String, String)]) -> String {
     let business: Vec<(String, String)> = params
@@ -755,11 +765,7 @@ impl World {
             limit as usize,
             count_key,
         );
-        let next_token = if page.len() > limit as usize {
-            page.pop().map(|s| format!("{s:x}")).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_token = next_page_token(&mut page, limit as usize);
         let page: Vec<&Group> = page.iter().filter_map(|s| self.groups.get(s)).collect();
         let with_event = req.with_event.unwrap_or(true);
         let groups: Vec<ContainerGroup> = page
@@ -829,11 +835,7 @@ impl World {
             limit as usize,
             count_key,
         );
-        let next_token = if page.len() > limit as usize {
-            page.pop().map(|s| format!("{s:x}")).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_token = next_page_token(&mut page, limit as usize);
         let page: Vec<&Group> = page.iter().filter_map(|s| self.groups.get(s)).collect();
         let data: Vec<ContainerGroupStatusInfo> =
             page.iter().map(|g| status_info(g, now, profile)).collect();
