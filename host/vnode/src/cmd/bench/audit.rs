@@ -73,6 +73,18 @@ struct AuditTiming {
     answered: jiff::Timestamp,
 }
 
+/// How the benchmarks name a kind of API-server request: `verb resource[/subresource]`, or
+/// `verb (non-resource)` for paths such as `/version`.
+pub fn request_kind(verb: &str, resource: &str, subresource: &str) -> String {
+    if resource.is_empty() {
+        format!("{verb} (non-resource)")
+    } else if subresource.is_empty() {
+        format!("{verb} {resource}")
+    } else {
+        format!("{verb} {resource}/{subresource}")
+    }
+}
+
 /// The API server's handling time per `verb resource[/subresource]`, over the requests
 /// answered within `[from_us, to_us)` (microseconds since the Unix epoch), every user's.
 pub fn apiserver_latency(
@@ -93,13 +105,7 @@ pub fn apiserver_latency(
         if answered_us < from_us || answered_us >= to_us {
             continue;
         }
-        let kind = if a.resource.is_empty() {
-            format!("{} (non-resource)", a.verb)
-        } else if a.subresource.is_empty() {
-            format!("{} {}", a.verb, a.resource)
-        } else {
-            format!("{} {}/{}", a.verb, a.resource, a.subresource)
-        };
+        let kind = request_kind(&a.verb, &a.resource, &a.subresource);
         samples.push((kind, answered_us - a.received.as_microsecond()));
     }
     Ok(LatencySummary {
@@ -158,10 +164,7 @@ fn summarise(samples: impl IntoIterator<Item = (String, i64)>) -> BTreeMap<Strin
         .into_iter()
         .map(|(kind, mut us)| {
             us.sort_unstable();
-            let rank = |q: f64| {
-                let i = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1;
-                us[i] as f64 / 1000.0
-            };
+            let rank = |q: f64| super::nearest_rank(&us, q) as f64 / 1000.0;
             let latency = ServerLatency {
                 count: us.len() as u64,
                 p50_ms: rank(0.50),

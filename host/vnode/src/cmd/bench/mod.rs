@@ -29,6 +29,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The nearest-rank `q` quantile (0 < q ≤ 1) of `sorted` (ascending, not empty): the
+/// smallest sample with at least a fraction `q` of the samples at or below it.
+pub(crate) fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> T {
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// What the benchmarks read of a `/proc/<pid>/stat` (or a thread's) line.
 pub(crate) struct ProcStat<'a> {
     /// The command (thread) name.

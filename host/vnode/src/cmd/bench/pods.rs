@@ -652,14 +652,8 @@ fn audit_counts(path: &Path, from: &str, to: &str) -> anyhow::Result<BTreeMap<St
         if a.user.as_deref() == Some(BENCH_USER) || a.ts.as_str() < from || a.ts.as_str() >= to {
             continue;
         }
-        let res = if a.resource.is_empty() {
-            "(non-resource)".to_string()
-        } else if a.subresource.is_empty() {
-            a.resource
-        } else {
-            format!("{}/{}", a.resource, a.subresource)
-        };
-        *m.entry(format!("{} {res}", a.verb)).or_default() += 1;
+        let kind = super::audit::request_kind(&a.verb, &a.resource, &a.subresource);
+        *m.entry(kind).or_default() += 1;
     }
     Ok(m)
 }
@@ -751,7 +745,7 @@ fn percentiles(mut v: Vec<f64>) -> Option<Percentiles> {
         return None;
     }
     v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    let at = |q: f64| super::nearest_rank(&v, q);
     Some(Percentiles {
         samples: v.len(),
         p50_ms: at(0.50),
