@@ -1,6 +1,6 @@
 //! kube-rs against `vnode apiserver`: watch resumption from a resourceVersion, 410 Gone
-//! and the watcher's relist, bookmarks, a connection dropped in the middle of a watch,
-//! optimistic concurrency and preconditions.
+//! and the watcher's relist, bookmarks, `timeoutSeconds`, a connection dropped in the middle
+//! of a watch, optimistic concurrency and preconditions.
 //!
 //! Connection drops are made by a small TCP relay in the test that sits between the
 //! client and the server and can cut every connection (and refuse new ones for a while).
@@ -163,6 +163,54 @@ async fn watch_resumes_from_a_resource_version() -> Result<()> {
     match tokio::time::timeout(Duration::from_secs(5), sel.try_next()).await?? {
         Some(WatchEvent::Added(o)) => ensure!(o.metadata.name.as_deref() == Some("z")),
         other => bail!("unexpected {other:?}"),
+    }
+    Ok(())
+}
+
+/// `timeoutSeconds` ends a watch cleanly after that time (the client then re-watches from its
+/// last version), and only that watch: one asking for longer stays open.
+#[tokio::test]
+async fn a_watch_ends_after_its_timeout_seconds() -> Result<()> {
+    let s = start(1000)?;
+    let api: Api<ConfigMap> = Api::default_namespaced(client(&s, None).await?);
+    let rv = api
+        .create(&PostParams::default(), &cm("t")?)
+        .await?
+        .metadata
+        .resource_version
+        .context("rv")?;
+    let mut long = api
+        .watch(&WatchParams::default().timeout(60), &rv)
+        .await?
+        .boxed();
+    let started = std::time::Instant::now();
+    let mut short = api
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await?
+        .boxed();
+    // Bookmarks may arrive; the stream must then end by itself.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), short.try_next()).await {
+            Err(_) => bail!("a watch with timeoutSeconds=1 was still open after 20 s"),
+            Ok(Err(e)) => bail!("the watch failed instead of ending: {e}"),
+            Ok(Ok(Some(WatchEvent::Bookmark(_)))) => {}
+            Ok(Ok(Some(other))) => bail!("unexpected {other:?}"),
+            Ok(Ok(None)) => break,
+        }
+    }
+    let lasted = started.elapsed();
+    ensure!(
+        lasted >= Duration::from_millis(900),
+        "ended after {lasted:?}, before its 1 s"
+    );
+    // The 60 s watch is still open: nothing but bookmarks, no end.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    loop {
+        match tokio::time::timeout_at(deadline, long.try_next()).await {
+            Err(_) => break,
+            Ok(Ok(Some(WatchEvent::Bookmark(_)))) => {}
+            Ok(other) => bail!("the 60 s watch did not stay open: {other:?}"),
+        }
     }
     Ok(())
 }
