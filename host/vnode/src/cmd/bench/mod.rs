@@ -61,9 +61,31 @@ impl ProcStat<'_> {
     }
 }
 
+/// What the benchmarks read of a thread's `schedstat` line (`/proc/<pid>/task/<tid>/schedstat`,
+/// `/proc/thread-self/schedstat`): `run_ns wait_ns timeslices`.
+pub(crate) struct SchedStat {
+    /// Time spent running, ns.
+    pub run_ns: u64,
+    /// Time spent runnable, waiting on a run queue, ns.
+    pub wait_ns: u64,
+    /// Timeslices run (absent from a truncated line).
+    pub timeslices: Option<u64>,
+}
+
+impl SchedStat {
+    pub(crate) fn parse(text: &str) -> Option<SchedStat> {
+        let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+        Some(SchedStat {
+            run_ns: it.next()??,
+            wait_ns: it.next()??,
+            timeslices: it.next().flatten(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ProcStat;
+    use super::{ProcStat, SchedStat};
 
     #[test]
     fn proc_stat_counts_fields_after_the_last_parenthesis() {
@@ -74,5 +96,15 @@ mod tests {
         assert_eq!(stat.cpu_ticks, 175);
         assert!(ProcStat::parse("4242 (short) S 1").is_none());
         assert!(ProcStat::parse("no parenthesis").is_none());
+    }
+
+    #[test]
+    fn sched_stat_reads_run_wait_and_timeslices() {
+        let s = SchedStat::parse("2936749834 6649717972 24299\n").expect("parses");
+        assert_eq!(
+            (s.run_ns, s.wait_ns, s.timeslices),
+            (2936749834, 6649717972, Some(24299))
+        );
+        assert!(SchedStat::parse("12").is_none());
     }
 }

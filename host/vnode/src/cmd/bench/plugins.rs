@@ -56,7 +56,7 @@ pub struct Args {
     /// How long `--profile` loops.
     #[arg(long, hide = true, default_value_t = 10)]
     pub profile_seconds: u64,
-    /// Instances each plugin version keeps prepared (the daemon's default: 8); for sizing
+    /// Instances each plugin version keeps prepared (the daemon's default: 4); for sizing
     /// experiments.
     #[arg(long)]
     pub warm_instances: Option<usize>,
@@ -901,11 +901,8 @@ struct Disturbance {
 /// (run_delay ns, timeslices, minor faults) of the calling thread, if `/proc` tells.
 fn thread_counters() -> Option<(u64, u64, u64)> {
     let sched = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let mut it = sched
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse::<u64>().ok());
-    let (delay, slices) = (it.next()??, it.next()??);
+    let sched = super::SchedStat::parse(&sched)?;
+    let (delay, slices) = (sched.wait_ns, sched.timeslices?);
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     let minflt = super::ProcStat::parse(&stat)?.minor_faults;
     Some((delay, slices, minflt))

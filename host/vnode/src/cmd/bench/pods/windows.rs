@@ -25,14 +25,6 @@ pub(super) fn window_width_us(span_us: i64) -> i64 {
     ((needed + MIN_WINDOW_US - 1) / MIN_WINDOW_US).max(1) * MIN_WINDOW_US
 }
 
-/// `run_ns wait_ns` of one thread's `schedstat` (its third field, timeslices, is ignored).
-fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
-    let mut it = text.split_whitespace();
-    let run = it.next()?.parse().ok()?;
-    let wait = it.next()?.parse().ok()?;
-    Some((run, wait))
-}
-
 /// Busy time of the whole machine (all cores) in clock ticks, from `/proc/stat`'s `cpu` line:
 /// user + nice + system + irq + softirq + steal (idle and iowait are not busy).
 fn parse_machine_busy_ticks(proc_stat: &str) -> Option<u64> {
@@ -66,9 +58,9 @@ fn read_threads(pid: u32) -> HashMap<u32, (u64, u64)> {
         if let Some(v) = std::fs::read_to_string(entry.path().join("schedstat"))
             .ok()
             .as_deref()
-            .and_then(parse_schedstat)
+            .and_then(super::super::SchedStat::parse)
         {
-            threads.insert(tid, v);
+            threads.insert(tid, (v.run_ns, v.wait_ns));
         }
     }
     threads
@@ -381,11 +373,13 @@ mod tests {
 
     #[test]
     fn schedstat_line_parses_and_thread_deltas_never_go_negative() {
+        let schedstat =
+            |text: &str| super::super::super::SchedStat::parse(text).map(|s| (s.run_ns, s.wait_ns));
         assert_eq!(
-            parse_schedstat("2936749834 6649717972 24299\n"),
+            schedstat("2936749834 6649717972 24299\n"),
             Some((2936749834, 6649717972))
         );
-        assert_eq!(parse_schedstat("12"), None);
+        assert_eq!(schedstat("12"), None);
         let prev = HashMap::from([(1, (100, 10)), (2, (50, 5))]);
         // Thread 2 exited, thread 3 is new, thread 1 ran 20 ns and waited 5 ns more.
         let now = HashMap::from([(1, (120, 15)), (3, (7, 1))]);
