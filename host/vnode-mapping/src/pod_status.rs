@@ -26,7 +26,8 @@
 //!
 //! `DescribeContainerGroupStatus` needs no mapping of its own: vnode uses it to find *which*
 //! groups changed (cheap, `SinceSecond`), describes those in full (the only call that returns
-//! init containers and events) and passes the status entry as `detail` for the image digests.
+//! init containers and events) and passes the status entry's [`ImageIds`] for the image
+//! digests.
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -53,13 +54,42 @@ pub fn phase(status: &S) -> &'static str {
     }
 }
 
+/// The image IDs (digests) of a group's containers, by container name: all that
+/// [`pod_status`] reads of a `DescribeContainerGroupStatus` entry. The status poller holds
+/// one per changed group until it has described and applied them all (10,000 after a
+/// burst), so it keeps these two strings per container instead of the whole decoded entry
+/// (~3 KiB each: conditions, container states).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageIds(Box<[(Box<str>, Box<str>)]>);
+
+impl ImageIds {
+    /// The image IDs of `status`'s containers.
+    pub fn of(status: &eci::PodStatus) -> Self {
+        Self(
+            status
+                .container_statuses
+                .iter()
+                .map(|c| (c.name.as_str().into(), c.image_id.as_str().into()))
+                .collect(),
+        )
+    }
+
+    /// The image ID of the container named `container`.
+    pub fn get(&self, container: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| &**name == container)
+            .map(|(_, id)| &**id)
+    }
+}
+
 /// Builds the pod's status from its container group.
 ///
-/// `detail` is the group's entry from `DescribeContainerGroupStatus`, if the caller has it: it
-/// supplies image IDs (digests), which `DescribeContainerGroups` lacks.
+/// `image_ids` come from the group's entry of `DescribeContainerGroupStatus`
+/// ([`ImageIds::of`]), if the caller has it: the digests `DescribeContainerGroups` lacks.
 pub fn pod_status(
     group: &eci::ContainerGroup,
-    detail: Option<&eci::PodStatus>,
+    image_ids: Option<&ImageIds>,
     pod: &Pod,
     now: jiff::Timestamp,
 ) -> PodStatus {
@@ -71,10 +101,10 @@ pub fn pod_status(
     // already on the pod is kept while the image is unchanged, so a status built from a
     // plain listing never flips a known digest back to empty.
     let image_id = |name: &str, image: &str| -> String {
-        detail
-            .and_then(|d| d.container_statuses.iter().find(|c| c.name == name))
-            .map(|c| c.image_id.clone())
+        image_ids
+            .and_then(|ids| ids.get(name))
             .filter(|id| !id.is_empty())
+            .map(str::to_string)
             .or_else(|| {
                 previous
                     .into_iter()

@@ -5,7 +5,7 @@ use vnode_eci::model::{
     ContainerGroup, ContainerGroupStatus as S, ContainerInfo, ContainerState, Event,
 };
 use vnode_mapping::pod_status::{
-    VANISHED_REASON, container_id, phase, pod_status, vanished_status,
+    ImageIds, VANISHED_REASON, container_id, phase, pod_status, vanished_status,
 };
 
 fn pod(yaml: &str) -> Pod {
@@ -386,7 +386,12 @@ fn image_ids_come_from_the_status_api() {
         }],
         ..Default::default()
     };
-    let s = pod_status(&running_group(S::Running), Some(&detail), &web_pod(), now());
+    let s = pod_status(
+        &running_group(S::Running),
+        Some(&ImageIds::of(&detail)),
+        &web_pod(),
+        now(),
+    );
     let cs = s.container_statuses.unwrap();
     assert_eq!(cs[0].image_id, "registry.example.com/app@sha256:abc");
     assert_eq!(cs[1].image_id, "");
@@ -405,7 +410,7 @@ fn a_known_image_id_survives_a_status_built_without_the_status_api() {
     let mut p = web_pod();
     p.status = Some(pod_status(
         &running_group(S::Running),
-        Some(&detail),
+        Some(&ImageIds::of(&detail)),
         &p,
         now(),
     ));

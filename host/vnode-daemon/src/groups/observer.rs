@@ -52,7 +52,7 @@ use vnode_eci::model::{
     self as eci, ContainerGroup, ContainerGroupStatusInfo, DeleteContainerGroupRequest,
     DescribeContainerGroupStatusRequest, DescribeContainerGroupsRequest, Tag,
 };
-use vnode_mapping::pod_status::{VANISHED_REASON, pod_status, vanished_status};
+use vnode_mapping::pod_status::{ImageIds, VANISHED_REASON, pod_status, vanished_status};
 
 use super::reconcile::{self, PodFacts, PodLookup, Verdict};
 use super::status::{event_identity, is_terminal_phase, needs_write, status_patch};
@@ -588,9 +588,10 @@ impl Observer {
                 .window_start
                 .is_none_or(|t| t.elapsed() >= self.settings.resync_interval);
         // Only the entries that changed since they were last applied (or are to be re-read)
-        // are kept, with their fingerprint: a full resync answers for every group, and at
-        // 10,000 groups holding every decoded entry until the poll ends cost ~25 MB.
-        let mut infos: HashMap<String, (ContainerGroupStatusInfo, u64)> = HashMap::new();
+        // are kept, with their fingerprint, and of each only its image IDs: a full resync
+        // answers for every group, and after a burst every group changed; at 10,000 groups
+        // holding every decoded entry until the poll ends cost ~25 MB.
+        let mut infos: Changed = HashMap::new();
         if full {
             let ids: Vec<String> = {
                 let mut ids: Vec<String> =
@@ -640,9 +641,7 @@ impl Observer {
             {
                 Ok(found) => {
                     state.window_start = Some(started);
-                    for (info, fp) in found {
-                        infos.insert(info.container_group_id.clone(), (info, fp));
-                    }
+                    infos.extend(found);
                 }
                 Err(e) => {
                     // The window stays open: the next poll covers this one's span too.
@@ -736,11 +735,7 @@ impl Observer {
 
     /// Describes one chunk of changed groups (with events) and applies each to its pod, all
     /// of the chunk's writes at once.
-    async fn describe_and_apply(
-        &self,
-        chunk: Vec<(String, u64)>,
-        infos: &HashMap<String, (ContainerGroupStatusInfo, u64)>,
-    ) -> ChunkOutcome {
+    async fn describe_and_apply(&self, chunk: Vec<(String, u64)>, infos: &Changed) -> ChunkOutcome {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
         let request = DescribeContainerGroupsRequest {
             container_group_ids: ids.clone(),
@@ -761,10 +756,10 @@ impl Observer {
             .collect();
         let applies = chunk.into_iter().map(|(id, fp)| {
             let group = by_id.get(id.as_str()).copied();
-            let detail = infos.get(&id).and_then(|(i, _)| i.pod_status.as_ref());
+            let image_ids = infos.get(&id).and_then(|(ids, _)| ids.as_ref());
             async move {
                 let applied = match group {
-                    Some(g) => Some(self.apply_group(g, detail).await),
+                    Some(g) => Some(self.apply_group(g, image_ids).await),
                     None => None,
                 };
                 (id, fp, applied)
@@ -818,12 +813,12 @@ impl Observer {
 
     /// Tag-filtered `DescribeContainerGroupStatus` of the groups that changed in the last
     /// `since_second` seconds, all pages; fails as a whole. Keeps the entries `keep` gives a
-    /// fingerprint for.
+    /// fingerprint for, as [`kept_entry`]s.
     async fn status_changed_since(
         &self,
         since_second: i64,
         keep: impl Fn(&ContainerGroupStatusInfo) -> Option<u64>,
-    ) -> Result<Vec<(ContainerGroupStatusInfo, u64)>, EciError> {
+    ) -> Result<Vec<(String, (Option<ImageIds>, u64))>, EciError> {
         let mut request = DescribeContainerGroupStatusRequest {
             tags: self.node_tags(),
             since_second: Some(since_second),
@@ -835,7 +830,7 @@ impl Observer {
             let resp = self.eci.describe_container_group_status(&request).await?;
             for info in resp.data {
                 if let Some(fp) = keep(&info) {
-                    kept.push((info, fp));
+                    kept.push(kept_entry(info, fp));
                 }
             }
             if resp.next_token.is_empty() {
@@ -850,7 +845,7 @@ impl Observer {
     // ---------------------------------------------------------------------------------
 
     /// Index status, events and pod status for one fully described group.
-    async fn apply_group(&self, g: &ContainerGroup, detail: Option<&eci::PodStatus>) -> Applied {
+    async fn apply_group(&self, g: &ContainerGroup, image_ids: Option<&ImageIds>) -> Applied {
         let Some(entry) = reconcile::entry_of(g) else {
             return Applied::NotOurs;
         };
@@ -887,7 +882,7 @@ impl Observer {
         if is_terminal_phase(current.and_then(|s| s.phase.as_deref())) {
             return Applied::Unchanged;
         }
-        let desired = pod_status(g, detail, &pod, jiff::Timestamp::now());
+        let desired = pod_status(g, image_ids, &pod, jiff::Timestamp::now());
         if !needs_write(&desired, current) {
             return Applied::Unchanged;
         }
@@ -1075,14 +1070,22 @@ fn changed_fingerprint(state: &PollState, info: &ContainerGroupStatusInfo) -> Op
     (state.fingerprints.get(id) != Some(&fp) || state.retry.contains_key(id)).then_some(fp)
 }
 
+/// The status entries of one poll that are to be applied, by group ID: what applying reads
+/// of each ([`kept_entry`]) and its fingerprint.
+type Changed = HashMap<String, (Option<ImageIds>, u64)>;
+
+/// Of a status entry to apply, its group ID, what applying it reads (its image IDs) and
+/// its fingerprint.
+fn kept_entry(info: ContainerGroupStatusInfo, fp: u64) -> (String, (Option<ImageIds>, u64)) {
+    let image_ids = info.pod_status.as_ref().map(ImageIds::of);
+    (info.container_group_id, (image_ids, fp))
+}
+
 /// Keeps `info` in `infos` when it is to be applied ([`changed_fingerprint`]).
-fn keep_changed(
-    state: &PollState,
-    infos: &mut HashMap<String, (ContainerGroupStatusInfo, u64)>,
-    info: ContainerGroupStatusInfo,
-) {
+fn keep_changed(state: &PollState, infos: &mut Changed, info: ContainerGroupStatusInfo) {
     if let Some(fp) = changed_fingerprint(state, &info) {
-        infos.insert(info.container_group_id.clone(), (info, fp));
+        let (id, kept) = kept_entry(info, fp);
+        infos.insert(id, kept);
     }
 }
 
@@ -1215,6 +1218,11 @@ mod tests {
             container_group_id: id.into(),
             pod_status: Some(eci::PodStatus {
                 phase: phase.into(),
+                container_statuses: vec![eci::PodContainerStatus {
+                    name: "app".into(),
+                    image_id: format!("app@sha256:{id}"),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             ..Default::default()
@@ -1243,6 +1251,10 @@ mod tests {
         kept.sort_unstable();
         assert_eq!(kept, vec!["moved", "new", "retry"]);
         assert_eq!(infos["new"].1, fingerprint(&info("new", "Running")));
+        // Of the entry, what applying it reads: the image IDs.
+        let image_ids = infos["new"].0.as_ref().expect("image IDs kept");
+        assert_eq!(image_ids.get("app"), Some("app@sha256:new"));
+        assert_eq!(image_ids.get("sidecar"), None);
     }
 
     #[tokio::test(start_paused = true)]
