@@ -193,11 +193,11 @@ pub fn decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Decisio
             } else {
                 ""
             };
-            (attempts, format!("spot: {why}{fallback}"))
+            (attempts, ["spot: ", why, fallback].concat())
         }
         Capacity::OnDemand(why) => (
             vec![attempt(SpotStrategy::OnDemand, "on-demand")],
-            format!("on-demand: {why}"),
+            ["on-demand: ", why].concat(),
         ),
     };
     accept(attempts, reason)

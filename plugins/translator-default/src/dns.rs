@@ -39,8 +39,8 @@ pub fn dns(
             let mut cfg = EciDnsConfig {
                 name_servers: node.cluster_dns.clone(),
                 searches: vec![
-                    format!("{ns}.svc.{domain}"),
-                    format!("svc.{domain}"),
+                    [ns, ".svc.", domain].concat(),
+                    ["svc.", domain].concat(),
                     domain.to_string(),
                 ],
                 options: vec![("ndots".to_string(), Some("5".to_string()))],

@@ -47,6 +47,8 @@ impl Plugin for DefaultTranslator {
 
 impl TranslatorPlugin for DefaultTranslator {
     fn translate(input: TranslateInput) -> Result<ContainerGroupRequest, TranslateError> {
+        // Not freed in Wasm: the instance is thrown away after this decision.
+        let input = vnode_plugin_sdk::codec::Discarded::new(input);
         translate::translate(&input)
     }
 }

@@ -239,7 +239,16 @@ fn hostname(pod: &ResolvedPod) -> String {
     if let Some(h) = pod.hostname.as_ref().filter(|h| !h.is_empty()) {
         return h.clone();
     }
-    let cut: String = pod.meta.name.chars().take(63).collect();
+    let name = pod.meta.name.as_str();
+    // The first 63 characters (a name of at most 63 bytes has no more).
+    let cut = if name.len() <= 63 {
+        name
+    } else {
+        match name.char_indices().nth(63) {
+            Some((end, _)) => &name[..end],
+            None => name,
+        }
+    };
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
@@ -1193,7 +1202,11 @@ mod tests {
         assert_eq!(r.share_process_namespace, Some(true));
         assert_eq!(r.restart_policy, "OnFailure");
         p.hostname = Some("db-0".into());
-        assert_eq!(ok(&input(p)).hostname.as_deref(), Some("db-0"));
+        assert_eq!(ok(&input(p.clone())).hostname.as_deref(), Some("db-0"));
+        // 63 characters, not bytes.
+        p.hostname = None;
+        p.meta.name = "é".repeat(64);
+        assert_eq!(ok(&input(p)).hostname, Some("é".repeat(63)));
     }
 
     #[test]

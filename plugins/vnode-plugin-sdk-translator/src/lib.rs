@@ -19,7 +19,60 @@ wit_bindgen::generate!({
     export_macro_name: "__export_translator_world",
     default_bindings_module: "vnode_plugin_sdk::translator_bindings",
     additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    // A file's content is read as one byte string instead of element by element (see `bytes`).
+    additional_member_attributes: {
+        "vnode:plugin/pod@0.3.0/file.content": [#[serde(with = "crate::bytes")]],
+    },
     generate_all,
     // 0.3.0's functions take bytes, so no function names the records: generate them anyway.
     generate_unused_types: true,
 });
+
+/// Serde for a `list<u8>` field as a byte string. The 0.3.0 encoding (postcard) writes a byte
+/// string exactly as a `list<u8>`, its length then the bytes, so the wire format is unchanged;
+/// but serde's `Vec<u8>` reads a sequence one element (one call chain per byte) at a time,
+/// while a byte string is one bounds check and one copy. Self-describing formats (JSON) that
+/// hand over a sequence of numbers instead are accepted too.
+#[doc(hidden)]
+pub mod bytes {
+    use core::fmt;
+
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    /// Writes `bytes` as a byte string.
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    /// Reads a byte string (or a sequence of bytes).
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}

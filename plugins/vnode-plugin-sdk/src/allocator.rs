@@ -75,36 +75,44 @@ impl PluginAllocator {
     }
 
     /// The arena's first free byte, taking the arena on first use; `None` when disabled.
+    #[inline(always)]
     fn next(&self) -> Option<usize> {
         match self.next.load(Ordering::Relaxed) {
             DISABLED => None,
-            UNINIT => {
-                // SAFETY: a valid, non-zero-sized layout.
-                let arena = unsafe {
-                    System.alloc(Layout::from_size_align_unchecked(ARENA_BYTES, ARENA_ALIGN))
-                };
-                // Address 0 is never handed out by the system allocator (it would read as
-                // UNINIT); null means there is no memory for the arena.
-                if arena.is_null() {
-                    self.next.store(DISABLED, Ordering::Relaxed);
-                    return None;
-                }
-                let start = arena as usize;
-                self.start.store(start, Ordering::Relaxed);
-                self.end.store(start + ARENA_BYTES, Ordering::Relaxed);
-                self.next.store(start, Ordering::Relaxed);
-                Some(start)
-            }
+            UNINIT => self.take_arena(),
             next => Some(next),
         }
     }
 
+    /// Takes the arena from the system allocator (once per instance: kept out of line, so
+    /// the bump that every allocation runs stays a few instructions).
+    #[cold]
+    #[inline(never)]
+    fn take_arena(&self) -> Option<usize> {
+        // SAFETY: a valid, non-zero-sized layout.
+        let arena =
+            unsafe { System.alloc(Layout::from_size_align_unchecked(ARENA_BYTES, ARENA_ALIGN)) };
+        // Address 0 is never handed out by the system allocator (it would read as UNINIT);
+        // null means there is no memory for the arena.
+        if arena.is_null() {
+            self.next.store(DISABLED, Ordering::Relaxed);
+            return None;
+        }
+        let start = arena as usize;
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(start + ARENA_BYTES, Ordering::Relaxed);
+        self.next.store(start, Ordering::Relaxed);
+        Some(start)
+    }
+
+    #[inline(always)]
     fn in_arena(&self, ptr: *mut u8) -> bool {
         let addr = ptr as usize;
         addr >= self.start.load(Ordering::Relaxed) && addr < self.end.load(Ordering::Relaxed)
     }
 
     /// A bump allocation of `layout` in the arena, if it fits.
+    #[inline(always)]
     fn bump(&self, layout: Layout) -> Option<*mut u8> {
         let next = self.next()?;
         let start = next.checked_add(layout.align() - 1)? & !(layout.align() - 1);
@@ -127,6 +135,7 @@ impl Default for PluginAllocator {
 // of the arena (which this allocator alone owns: it came from its own `memory.grow`) or the
 // system allocator's, and each is freed by whoever handed it out (decided by address).
 unsafe impl GlobalAlloc for PluginAllocator {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.bump(layout) {
             Some(ptr) => ptr,
@@ -135,6 +144,7 @@ unsafe impl GlobalAlloc for PluginAllocator {
         }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if self.in_arena(ptr) {
             // Only the most recent allocation can be given back.
@@ -147,6 +157,7 @@ unsafe impl GlobalAlloc for PluginAllocator {
         unsafe { System.dealloc(ptr, layout) }
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if !self.in_arena(ptr) {
             // SAFETY: the system allocator's pointer; same contract as ours.

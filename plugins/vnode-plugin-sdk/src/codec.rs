@@ -115,14 +115,40 @@ pub fn translate<T: TranslatorPlugin>(input: &[u8]) -> Vec<u8> {
     })
 }
 
+/// A value that a Wasm build never frees: the instance serves one decision and the host then
+/// throws its whole memory away, so walking a decision's input or answer (hundreds of strings
+/// and lists for a translation) to free it, mostly no-ops in the SDK's bump allocator, would
+/// be wasted work. Native builds (unit tests, benchmarks of the logic) free it as usual.
+pub struct Discarded<T>(core::mem::ManuallyDrop<T>);
+
+impl<T> Discarded<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Self {
+        Discarded(core::mem::ManuallyDrop::new(value))
+    }
+}
+
+impl<T> core::ops::Deref for Discarded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<T> Drop for Discarded<T> {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here; the value is not used afterwards.
+        unsafe { core::mem::ManuallyDrop::drop(&mut self.0) }
+    }
+}
+
 /// `value` encoded; if that fails, `fallback(error)` encoded; if that fails too, no bytes
 /// (which the host reports as malformed output).
 ///
-/// The answer is not dropped: the instance answers exactly one decision and the host then
-/// throws its whole memory away, so walking a translation's hundreds of strings and lists to
-/// free them (mostly no-ops in the SDK's bump allocator) would be wasted work.
+/// The answer is not freed ([`Discarded`]).
 fn encode_or<T: Serialize>(value: T, fallback: impl FnOnce(postcard::Error) -> T) -> Vec<u8> {
-    let value = core::mem::ManuallyDrop::new(value);
+    let value = Discarded::new(value);
     match encode(&*value) {
         Ok(bytes) => bytes,
         Err(e) => encode(&fallback(e)).unwrap_or_default(),
@@ -224,6 +250,30 @@ mod tests {
         // result: 1 = err; translate-error case 2 = internal(string).
         let err: TranslateResult = Err(TranslateError::Internal("e".into()));
         assert_eq!(encode(&err).expect("encodes"), [1, 2, 1, b'e']);
+    }
+
+    #[test]
+    fn file_content_is_a_list_of_u8_on_the_wire() {
+        // `File.content` is (de)serialized as a byte string: postcard writes it exactly as the
+        // `list<u8>` the contract documents (length, then the bytes), which is how the host
+        // and other guests encode it.
+        use crate::translator::File;
+        let content: Vec<u8> = (0..=255).collect();
+        let file = File {
+            path: "a".into(),
+            content: content.clone(),
+            mode: Some(0o644),
+        };
+        let mut want = vec![1, b'a'];
+        want.extend(postcard::to_allocvec(&content).expect("encodes"));
+        want.extend([1, 0xa4, 0x03]);
+        assert_eq!(encode(&file).expect("encodes"), want);
+        assert_eq!(decode::<File>(&want), Ok(file));
+        // Truncated content is refused, not read short.
+        assert!(matches!(
+            decode::<File>(&want[..want.len() - 10]),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -313,8 +313,16 @@ macro_rules! placement_plugin {
                 pod: $crate::placement::PodView,
                 context: $crate::placement::PlacementContext,
             ) -> $crate::placement::Decision {
+                // Not freed in Wasm: the instance is thrown away after this decision.
+                let (pod, context) = (
+                    $crate::codec::Discarded::new(pod),
+                    $crate::codec::Discarded::new(context),
+                );
                 match ($parse)(context.config.as_str()) {
-                    ::std::result::Result::Ok(config) => ($place)(&pod, &context, &config),
+                    ::std::result::Result::Ok(config) => {
+                        let config = $crate::codec::Discarded::new(config);
+                        ($place)(&*pod, &*context, &*config)
+                    }
                     // `init` accepted this string, so only a host bug gets here.
                     ::std::result::Result::Err(e) => $crate::placement::Decision::Refuse(
                         ::std::format!("{}: invalid configuration: {}", $name, e),
@@ -373,8 +381,13 @@ macro_rules! translator_plugin {
                 $crate::translator::ContainerGroupRequest,
                 $crate::translator::TranslateError,
             > {
+                // Not freed in Wasm: the instance is thrown away after this decision.
+                let input = $crate::codec::Discarded::new(input);
                 match ($parse)(input.config.as_str()) {
-                    ::std::result::Result::Ok(config) => ($translate)(&input, &config),
+                    ::std::result::Result::Ok(config) => {
+                        let config = $crate::codec::Discarded::new(config);
+                        ($translate)(&*input, &*config)
+                    }
                     ::std::result::Result::Err(e) => ::std::result::Result::Err(
                         $crate::translator::TranslateError::Internal(::std::format!(
                             "{}: invalid configuration: {}",

@@ -49,6 +49,28 @@ fn least_loaded_zone_first_ties_in_config_order() {
 }
 
 #[test]
+fn the_reason_names_the_zone_and_the_counts() {
+    let a = accepted(decide(
+        &pod("default", "web"),
+        &context(&[("z1", "v1", 12), ("z2", "v2", 3), ("z3", "v3", 0)], ""),
+        &Config::default(),
+    ));
+    assert_eq!(
+        a.reason,
+        "zone z3 has the fewest of this node's container groups (0 of 15 across 3 zones)"
+    );
+}
+
+#[test]
+fn decimals() {
+    for n in [0, 7, 10, 99, 100, 4_294_967_295, u64::MAX] {
+        let mut s = String::from("x");
+        push_decimal(&mut s, n);
+        assert_eq!(s, format!("x{n}"));
+    }
+}
+
+#[test]
 fn recent_stockout_moves_zone_last_until_it_expires() {
     let mut ctx = context(ZONES, "");
     ctx.recent_stockouts.push(Stockout {
