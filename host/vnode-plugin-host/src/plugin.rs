@@ -7,7 +7,8 @@
 //! call to the pure `info` export (which pays for the guest's allocator start-up and first page
 //! faults) and is then handed to exactly one decision. The same thread also frees the spent
 //! stores: freeing an instance resets its pooled memory slot (a `PAGEMAP_SCAN` and a copy of
-//! the dirtied pages, ~8 µs), which the decision need not wait for. A decision parks its spent
+//! the dirtied pages, ~8 µs), which the decision need not wait for; so are the inputs the
+//! async API was handed (a resolved pod is a few hundred allocations). A decision parks its spent
 //! store and wakes the thread only when a burst nearly empties the pool; otherwise the thread
 //! finds the work on its next poll (every 2 ms while calls arrive) and does it in batches, once
 //! half the pool is used (or the calls stop), so neither the wake-up nor the slot work lands
@@ -94,13 +95,13 @@ pub(crate) const INLINE_CALL_BUDGET: Duration = Duration::from_millis(1);
 /// end of a call reads it only when it must: a call that took at most the budget in
 /// wall-clock time cannot have used more of the CPU ([`CallClock::exceeded`]).
 #[derive(Clone, Copy)]
-struct CallClock {
+pub(crate) struct CallClock {
     cpu: Duration,
     wall: std::time::Instant,
 }
 
 impl CallClock {
-    fn start() -> CallClock {
+    pub(crate) fn start() -> CallClock {
         CallClock {
             cpu: thread_cpu_time(),
             wall: std::time::Instant::now(),
@@ -141,12 +142,34 @@ struct WarmPool {
     ready: Mutex<Receiver<Ready>>,
     /// Instances in `ready` (the worker tops up to `warm_instances`).
     available: Arc<AtomicUsize>,
-    /// Spent stores waiting to be freed by the worker.
-    spent: Arc<Mutex<Vec<Store<HostState>>>>,
+    /// Spent decisions waiting to be freed by the worker.
+    spent: Arc<Mutex<Vec<Spent>>>,
     /// Rung (never blocking) when the pool is nearly empty or spent stores pile up.
     doorbell: SyncSender<()>,
     /// `warm_instances`.
     size: usize,
+}
+
+/// What a decision leaves for the warm worker to free: its store (freeing resets the pooled
+/// memory slot) and the inputs the call owned. A resolved pod is a few hundred allocations;
+/// freeing them was 1–2.5 µs of a paced `PluginSlot::translate`, work the decision need not
+/// wait for any more than for the slot reset.
+struct Spent {
+    _store: Store<HostState>,
+    _inputs: SpentInputs,
+}
+
+/// The inputs a decision owned (see [`Spent`]); held only to be dropped by the worker.
+///
+/// Never read (dropping them is the point), and not boxed: a box would be one more
+/// allocation per decision, while the parked list keeps its capacity (see
+/// `start_warm_pool_with`), so a `Spent` is moved in once and never reallocated.
+#[allow(dead_code, clippy::large_enum_variant)]
+enum SpentInputs {
+    /// The caller kept them (the blocking API borrows the pod).
+    None,
+    Placement(Option<PodView>, PlacementContext),
+    Translation(TranslateInput),
 }
 
 /// How often the warm worker looks for work while calls are arriving.
@@ -218,15 +241,19 @@ impl LoadedPlugin {
         }
     }
 
-    /// Frees a spent store: on the background worker when there is one, else here.
-    fn retire(&self, store: Store<HostState>) {
+    /// Frees a spent store and the call's inputs: on the background worker when there is
+    /// one, else here.
+    fn retire(&self, store: Store<HostState>, inputs: SpentInputs) {
         let Some(warm) = &self.warm else { return };
         let parked = {
             let mut spent = warm.spent.lock();
             if spent.len() >= MAX_SPENT {
                 None
             } else {
-                spent.push(store);
+                spent.push(Spent {
+                    _store: store,
+                    _inputs: inputs,
+                });
                 Some(spent.len())
             }
         };
@@ -330,11 +357,7 @@ impl LoadedPlugin {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let t0 = std::time::Instant::now();
-            let mut store = Store::new(
-                &self.engine.engine,
-                HostState::new(Some(self.identity.clone()), self.limits.memory_limit_bytes),
-            );
-            store.limiter(|s| &mut s.limiter);
+            let mut store = new_store(&self.engine, Some(self.identity.clone()), &self.limits);
             arm_deadline(&mut store, &self.engine, &self.limits);
             let t1 = std::time::Instant::now();
             let bound = pre
@@ -441,6 +464,24 @@ impl LoadedPlugin {
     pub fn place_blocking(
         &self,
         pod: &PodView,
+        context: PlacementContext,
+    ) -> Result<Decided<Decision>, CallError> {
+        self.place_call(std::borrow::Cow::Borrowed(pod), context)
+    }
+
+    /// [`LoadedPlugin::place_blocking`] for a caller that hands the pod over: the warm
+    /// worker frees it with the spent store.
+    pub(crate) fn place_owned(
+        &self,
+        pod: PodView,
+        context: PlacementContext,
+    ) -> Result<Decided<Decision>, CallError> {
+        self.place_call(std::borrow::Cow::Owned(pod), context)
+    }
+
+    fn place_call(
+        &self,
+        pod: std::borrow::Cow<'_, PodView>,
         mut context: PlacementContext,
     ) -> Result<Decided<Decision>, CallError> {
         context.config.clone_from(&self.config);
@@ -452,11 +493,15 @@ impl LoadedPlugin {
         };
         let started = arm_deadline(&mut store, &self.engine, &self.limits);
         let decision = bindings
-            .call_place(&mut store, pod, &context)
+            .call_place(&mut store, &pod, &context)
             .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started, &decision);
         note_dropped_logs(&store, &self.identity);
-        self.retire(store);
+        let pod = match pod {
+            std::borrow::Cow::Owned(pod) => Some(pod),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        self.retire(store, SpentInputs::Placement(pod, context));
         let decision = decision
             .and_then(|d| check_decision(d, self.engine.config.max_placement_output_bytes))
             .map_err(|e| self.call_error(e))?;
@@ -486,7 +531,7 @@ impl LoadedPlugin {
             .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started, &result);
         note_dropped_logs(&store, &self.identity);
-        self.retire(store);
+        self.retire(store, SpentInputs::Translation(input));
         let result = result.map_err(|e| self.call_error(e))?;
         if let Ok(request) = &result {
             let size = crate::limits::request_size(request);
@@ -545,21 +590,25 @@ fn deadline_verdict(
     }
 }
 
-/// Arms the per-call deadline, relative to now (never to when the store was made), on the
-/// thread that makes the call: `limits.call_timeout` of this thread's CPU time (see
-/// [`deadline_verdict`]). Returns the call's CPU clock (reading it is a system call, so the
-/// caller's inline-budget check shares it).
-fn arm_deadline(
-    store: &mut Store<HostState>,
+/// A store for one instance of a version with `limits`: its host state, the memory limiter
+/// and the epoch-deadline callback. The callback is installed once, here (off the decision
+/// path, by the warm worker); each call only re-arms the deadline and restarts the clock the
+/// callback reads ([`arm_deadline`]).
+fn new_store(
     engine: &PluginEngine,
+    identity: Option<Arc<PluginIdentity>>,
     limits: &PluginLimits,
-) -> CallClock {
+) -> Store<HostState> {
+    let mut store = Store::new(
+        &engine.engine,
+        HostState::new(identity, limits.memory_limit_bytes),
+    );
+    store.limiter(|s| &mut s.limiter);
     let limit = limits.call_timeout;
     // The callback keeps only the epoch tick (not the whole engine configuration).
     let tick = engine.config.epoch_tick;
-    store.set_epoch_deadline(deadline_ticks(tick, limit));
-    let clock = CallClock::start();
-    store.epoch_deadline_callback(move |_| {
+    store.epoch_deadline_callback(move |store| {
+        let clock = store.data().call_clock;
         match deadline_verdict(clock.used(), clock.wall.elapsed(), limit) {
             DeadlineVerdict::Expired => Err(wasmtime::Trap::Interrupt.into()),
             DeadlineVerdict::Extend(left) => Ok(wasmtime::UpdateDeadline::Continue(
@@ -567,6 +616,25 @@ fn arm_deadline(
             )),
         }
     });
+    store
+}
+
+/// Arms the per-call deadline, relative to now (never to when the store was made), on the
+/// thread that makes the call: `limits.call_timeout` of this thread's CPU time (see
+/// [`deadline_verdict`]; the store's callback from [`new_store`] reads the clock started
+/// here). Returns the call's CPU clock (reading it is a system call, so the caller's
+/// inline-budget check shares it).
+fn arm_deadline(
+    store: &mut Store<HostState>,
+    engine: &PluginEngine,
+    limits: &PluginLimits,
+) -> CallClock {
+    store.set_epoch_deadline(deadline_ticks(
+        engine.config.epoch_tick,
+        limits.call_timeout,
+    ));
+    let clock = CallClock::start();
+    store.data_mut().call_clock = clock;
     clock
 }
 
@@ -579,11 +647,7 @@ pub(crate) fn instantiate(
     limits: &PluginLimits,
     warm_up: bool,
 ) -> Result<Ready, PluginError> {
-    let mut store = Store::new(
-        &engine.engine,
-        HostState::new(identity, limits.memory_limit_bytes),
-    );
-    store.limiter(|s| &mut s.limiter);
+    let mut store = new_store(engine, identity, limits);
     arm_deadline(&mut store, engine, limits);
     let bound = match pre {
         WorldPre::Placement(p) => {
@@ -735,7 +799,7 @@ fn start_warm_pool_with(
 ) -> Option<WarmPool> {
     let (ready_tx, ready_rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
     let (doorbell_tx, doorbell_rx) = sync_channel::<()>(1);
-    let spent: Arc<Mutex<Vec<Store<HostState>>>> = Arc::new(Mutex::new(Vec::new()));
+    let spent: Arc<Mutex<Vec<Spent>>> = Arc::new(Mutex::new(Vec::new()));
     let name = format!("vnode-plugin-warm-{}", identity.sha256_short());
     let available = Arc::new(AtomicUsize::new(0));
     let counter = available.clone();
@@ -749,14 +813,17 @@ fn start_warm_pool_with(
         let mut act = true;
         // (prepared, spent) as the last poll saw them: unchanged means the calls stopped.
         let mut last_seen = (usize::MAX, usize::MAX);
+        // Swapped with the parked list each round, so both keep their capacity and a
+        // decision's `push` never reallocates (a `Spent` holds its inputs by value).
+        let mut freeing: Vec<Spent> = Vec::new();
         loop {
             let mut failed = false;
             let mut worked = false;
             if act {
                 // Spent stores first: each frees a pooled slot the refill may need.
-                let freed = std::mem::take(&mut *parked.lock());
-                worked = !freed.is_empty();
-                drop(freed);
+                std::mem::swap(&mut freeing, &mut *parked.lock());
+                worked = !freeing.is_empty();
+                freeing.clear();
             }
             while act && counter.load(Ordering::Relaxed) < n {
                 let ready = match prepare() {
@@ -920,7 +987,10 @@ mod tests {
         for _ in 0..3 {
             let ready = pool.ready.lock().try_recv().expect("a ready instance");
             pool.available.fetch_sub(1, Ordering::Relaxed);
-            pool.spent.lock().push(ready.store);
+            pool.spent.lock().push(Spent {
+                _store: ready.store,
+                _inputs: SpentInputs::None,
+            });
         }
         filled(SIZE);
         assert!(

@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::contract::v0_1_0::placement::vnode::plugin::host::{self, LogLevel};
 use crate::identity::PluginIdentity;
+use crate::plugin::CallClock;
 
 /// Bytes of the guest's stderr kept per call (enough for a panic message).
 pub(crate) const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -26,6 +27,8 @@ pub(crate) struct HostState {
     pub(crate) limiter: CallLimiter,
     pub(crate) stderr: MemoryOutputPipe,
     log: LogSink,
+    /// When the current call started, for the epoch-deadline callback (re-armed per call).
+    pub(crate) call_clock: CallClock,
 }
 
 impl HostState {
@@ -61,6 +64,7 @@ impl HostState {
                 lines: 0,
                 dropped: 0,
             },
+            call_clock: CallClock::start(),
         }
     }
 
