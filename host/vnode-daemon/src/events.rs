@@ -5,10 +5,12 @@
 //! only queues; a background task writes `events.k8s.io/v1` Events with a bounded number in
 //! flight and retries transient failures.
 //!
-//! Each sink has two bounded queues ("lanes"), and each holds an event as the JSON body it
-//! will be sent as (~0.5 KiB) rather than as an `Event` object (several KiB of heap in many
-//! small allocations): a burst of 10,000 pods publishes ~70,000 events faster than one API
-//! server takes them, and the unbounded queue of `Event`s was ~54 MB of the daemon's heap.
+//! Each sink has two bounded queues ("lanes"), and each holds an event as its variable
+//! fields packed into one string (~0.25 KiB; the constant parts and the reporter are added
+//! when it is written) rather than as an `Event` object (several KiB of heap in many small
+//! allocations) or its JSON body (~0.65 KiB): a burst of 10,000 pods publishes ~70,000
+//! events faster than one API server takes them, ~25,000 wait at once, and the unbounded
+//! queue of `Event`s was ~54 MB of the daemon's heap.
 //! - The decision lane ([`EventSink::publish`]: `Placed`, `Created`, refusals, failures),
 //!   [`DECISION_QUEUE_CAPACITY`] events: a whole 10,000-pod burst's decisions (two per pod)
 //!   fit in it even if none were written meanwhile. Mirrored events never take its room.
@@ -57,12 +59,12 @@ use crate::groups::status::truncate;
 
 /// How many event writes are in flight at once, per sink.
 const IN_FLIGHT: usize = 8;
-/// Mirrored events queued per sink before new ones are dropped: ~8 MiB of bodies at most,
-/// and more than a minute of events at the rate one pod worker pool produces them.
+/// Mirrored events queued per sink before new ones are dropped: ~4 MiB at most, and more
+/// than a minute of events at the rate one pod worker pool produces them.
 pub const QUEUE_CAPACITY: usize = 16_384;
 /// Decision events queued per sink before new ones are dropped: two per pod (`Placed`,
 /// `Created`) for a 10,000-pod burst with nothing written meanwhile, and room for
-/// refusals; ~16 MiB of bodies at most, and held only while the API server is behind.
+/// refusals; ~8 MiB at most, and held only while the API server is behind.
 pub const DECISION_QUEUE_CAPACITY: usize = 32_768;
 /// Retries per event after the first attempt (transient failures only; a 4xx is final).
 const RETRIES: usize = 2;
@@ -121,10 +123,120 @@ pub struct Reporter {
     pub instance: String,
 }
 
-/// One queued event: where it goes and the body it is sent as.
+/// One queued event, compact: the fields that differ between events packed into one
+/// string (see the module docs); [`Queued::body`] is what is sent.
 struct Queued {
-    namespace: Box<str>,
-    body: Box<[u8]>,
+    /// The [`Field`]s, one after another.
+    text: Box<str>,
+    /// Where each [`Field`] ends in `text`.
+    ends: [u32; FIELDS],
+    /// Which of the optional [`Field`]s (the pod's own) were present, one bit each.
+    present: u8,
+    time: k8s_openapi::jiff::Timestamp,
+    kind: EventKind,
+}
+
+/// The packed fields of a [`Queued`] event, in order.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    /// The Event's name.
+    Name,
+    /// The pod's namespace (also the Event's).
+    Namespace,
+    /// The pod's name.
+    PodName,
+    /// The pod's UID.
+    PodUid,
+    Reason,
+    Note,
+    Action,
+}
+
+const FIELDS: usize = 7;
+
+impl Queued {
+    /// Packs an event on `pod` named `name` (`reason`, `note` and `action` cut as
+    /// [`EventSink::publish`] says). `None` only if the fields exceed 4 GiB together.
+    #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
+    fn new(
+        pod: &Pod,
+        name: &str,
+        time: k8s_openapi::jiff::Timestamp,
+        kind: EventKind,
+        reason: &str,
+        note: &str,
+        action: &str,
+    ) -> Option<Self> {
+        let meta = &pod.metadata;
+        let fields = [
+            Some(name),
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+            meta.uid.as_deref(),
+            Some(truncate(reason, 128)),
+            Some(truncate(note, 1024)),
+            Some(truncate(action, 128)),
+        ];
+        let mut text = String::with_capacity(fields.iter().flatten().map(|f| f.len()).sum());
+        let mut ends = [0u32; FIELDS];
+        let mut present = 0u8;
+        for (i, field) in fields.iter().enumerate() {
+            if let Some(field) = field {
+                text.push_str(field);
+                present |= 1 << i;
+            }
+            ends[i] = u32::try_from(text.len()).ok()?;
+        }
+        Some(Self {
+            text: text.into_boxed_str(),
+            ends,
+            present,
+            time,
+            kind,
+        })
+    }
+
+    fn get(&self, field: Field) -> &str {
+        let i = field as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    /// The field, if the pod had it.
+    fn opt(&self, field: Field) -> Option<&str> {
+        (self.present & (1 << field as usize) != 0).then(|| self.get(field))
+    }
+
+    /// The namespace the Event is created in.
+    fn namespace(&self) -> &str {
+        self.opt(Field::Namespace).unwrap_or("default")
+    }
+
+    /// The Event as sent.
+    fn body<'a>(&'a self, reporter: &'a Reporter) -> EventBody<'a> {
+        EventBody {
+            api_version: "events.k8s.io/v1",
+            kind: "Event",
+            metadata: EventMeta {
+                name: self.get(Field::Name),
+                namespace: self.opt(Field::Namespace),
+            },
+            event_time: MicroTime(self.time),
+            type_: self.kind.as_str(),
+            reason: self.get(Field::Reason),
+            note: self.get(Field::Note),
+            action: self.get(Field::Action),
+            reporting_controller: &reporter.controller,
+            reporting_instance: &reporter.instance,
+            regarding: Regarding {
+                api_version: "v1",
+                kind: "Pod",
+                name: self.opt(Field::PodName),
+                namespace: self.opt(Field::Namespace),
+                uid: self.opt(Field::PodUid),
+            },
+        }
+    }
 }
 
 /// The queueing half: cheap to clone, never blocks.
@@ -134,7 +246,6 @@ pub struct EventSink {
     decisions: mpsc::Sender<Queued>,
     /// The mirrored lane ([`EventSink::publish_once`]).
     mirrored: mpsc::Sender<Queued>,
-    reporter: Arc<Reporter>,
     seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
     first: Arc<DecisionsFirst>,
@@ -276,18 +387,6 @@ struct Regarding<'a> {
     uid: Option<&'a str>,
 }
 
-impl<'a> Regarding<'a> {
-    fn of(pod: &'a Pod) -> Self {
-        Self {
-            api_version: "v1",
-            kind: "Pod",
-            name: pod.metadata.name.as_deref(),
-            namespace: pod.metadata.namespace.as_deref(),
-            uid: pod.metadata.uid.as_deref(),
-        }
-    }
-}
-
 impl EventSink {
     /// A sink whose events are written through `client` by a background task (spawned on the
     /// current tokio runtime), dropping (and counting in [`dropped_total`]) events beyond
@@ -337,11 +436,17 @@ impl EventSink {
             rx: decisions_rx,
             first: first.clone(),
         };
-        tokio::spawn(write_all(client, lane, mirrored_rx, backlog.clone()));
+        let reporter = Arc::new(reporter);
+        tokio::spawn(write_all(
+            client,
+            reporter.clone(),
+            lane,
+            mirrored_rx,
+            backlog.clone(),
+        ));
         Self {
             decisions,
             mirrored,
-            reporter: Arc::new(reporter),
             seq: Arc::new(AtomicU64::new(0)),
             backlog,
             first,
@@ -378,8 +483,7 @@ impl EventSink {
             pod.metadata.name.as_deref(),
             &format!("{:x}{:x}", now.as_nanosecond(), seq & 0xfff),
         );
-        let event = self.body(pod, &name, now, kind, reason, note, action);
-        if !self.queue(Lane::Decision, pod, &event) {
+        if !self.queue(Lane::Decision, pod, &name, now, kind, reason, note, action) {
             self.decisions_dropped.inc();
         }
     }
@@ -400,8 +504,7 @@ impl EventSink {
             &identity_suffix(pod.metadata.uid.as_deref(), kind, reason, note),
         );
         let now = k8s_openapi::jiff::Timestamp::now();
-        let event = self.body(pod, &name, now, kind, reason, note, action);
-        self.queue(Lane::Mirrored, pod, &event);
+        self.queue(Lane::Mirrored, pod, &name, now, kind, reason, note, action);
     }
 
     /// Mirrored events queued (not yet taken by the writer).
@@ -410,18 +513,22 @@ impl EventSink {
     }
 
     /// Queues the event on `lane`; false when it was dropped because the lane was full.
-    fn queue(&self, lane: Lane, pod: &Pod, event: &EventBody<'_>) -> bool {
+    #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
+    fn queue(
+        &self,
+        lane: Lane,
+        pod: &Pod,
+        name: &str,
+        now: k8s_openapi::jiff::Timestamp,
+        kind: EventKind,
+        reason: &str,
+        note: &str,
+        action: &str,
+    ) -> bool {
         let namespace = pod.metadata.namespace.as_deref();
-        let body = match serde_json::to_vec(event) {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::warn!(namespace = ?namespace, reason = %event.reason, error = %e, "encoding an event failed");
-                return true;
-            }
-        };
-        let queued = Queued {
-            namespace: namespace.unwrap_or("default").into(),
-            body: body.into_boxed_slice(),
+        let Some(queued) = Queued::new(pod, name, now, kind, reason, note, action) else {
+            tracing::warn!(namespace = ?namespace, %reason, "an event's fields exceed 4 GiB; not published");
+            return true;
         };
         self.backlog.pending.fetch_add(1, Ordering::AcqRel);
         let sent = match lane {
@@ -441,7 +548,7 @@ impl EventSink {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.backlog.done();
                 self.dropped.inc();
-                tracing::debug!(namespace = ?namespace, pod = ?pod.metadata.name, reason = %event.reason, ?lane, "event lane full; event dropped");
+                tracing::debug!(namespace = ?namespace, pod = ?pod.metadata.name, %reason, ?lane, "event lane full; event dropped");
                 false
             }
             // The receiver lives until every sender is gone: this means shutdown.
@@ -449,35 +556,6 @@ impl EventSink {
                 self.backlog.done();
                 true
             }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)] // the Event's fields, each named at the call
-    fn body<'a>(
-        &'a self,
-        pod: &'a Pod,
-        name: &'a str,
-        now: k8s_openapi::jiff::Timestamp,
-        kind: EventKind,
-        reason: &'a str,
-        note: &'a str,
-        action: &'a str,
-    ) -> EventBody<'a> {
-        EventBody {
-            api_version: "events.k8s.io/v1",
-            kind: "Event",
-            metadata: EventMeta {
-                name,
-                namespace: pod.metadata.namespace.as_deref(),
-            },
-            event_time: MicroTime(now),
-            type_: kind.as_str(),
-            reason: truncate(reason, 128),
-            note: truncate(note, 1024),
-            action: truncate(action, 128),
-            reporting_controller: &self.reporter.controller,
-            reporting_instance: &self.reporter.instance,
-            regarding: Regarding::of(pod),
         }
     }
 }
@@ -508,6 +586,7 @@ fn identity_suffix(uid: Option<&str>, kind: EventKind, reason: &str, note: &str)
 /// Ends once both lanes are closed (every sender dropped) and drained.
 async fn write_all(
     client: Client,
+    reporter: Arc<Reporter>,
     mut decisions: DecisionLane,
     mut mirrored: mpsc::Receiver<Queued>,
     backlog: Arc<Backlog>,
@@ -521,7 +600,7 @@ async fn write_all(
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             event = decisions.recv(), if room && decisions_open => match event {
-                Some(event) => in_flight.push(write_one(client.clone(), event, backlog.clone())),
+                Some(event) => in_flight.push(write_one(client.clone(), reporter.clone(), event, backlog.clone())),
                 None => decisions_open = false,
             },
             // Both steps are cancel-safe: a decision arriving meanwhile wins the next turn.
@@ -529,20 +608,28 @@ async fn write_all(
                 first.none_waiting().await;
                 mirrored.recv().await
             }, if room && mirrored_open => match event {
-                Some(event) => in_flight.push(write_one(client.clone(), event, backlog.clone())),
+                Some(event) => in_flight.push(write_one(client.clone(), reporter.clone(), event, backlog.clone())),
                 None => mirrored_open = false,
             },
         }
     }
 }
 
-async fn write_one(client: Client, event: Queued, backlog: Arc<Backlog>) {
-    let Queued { namespace, body } = event;
+async fn write_one(client: Client, reporter: Arc<Reporter>, event: Queued, backlog: Arc<Backlog>) {
+    let namespace = event.namespace();
+    let body = match serde_json::to_vec(&event.body(&reporter)) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(%namespace, reason = %event.get(Field::Reason), error = %e, "encoding an event failed");
+            backlog.done();
+            return;
+        }
+    };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(FIRST_RETRY_DELAY)
         .with_max_times(RETRIES);
     // The stored Event the API server answers with is not read (see `kube_client::writes`).
-    let written = (|| crate::kube_client::writes::create_event(&client, &namespace, body.to_vec()))
+    let written = (|| crate::kube_client::writes::create_event(&client, namespace, body.clone()))
         .retry(backoff)
         .when(is_transient)
         .await;
@@ -1038,20 +1125,63 @@ mod tests {
         assert_eq!(fake.count(&http::Method::POST, EVENTS), 4);
     }
 
+    /// A queued event keeps each field as given, and a field the pod lacks stays absent
+    /// (not empty) in the body; such an Event goes to the `default` namespace.
+    #[test]
+    fn a_packed_event_gives_back_every_field_and_keeps_absent_ones_absent() {
+        let reporter = Reporter {
+            controller: "vnode".into(),
+            instance: "r-1".into(),
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let json = |q: &Queued| serde_json::to_value(q.body(&reporter)).expect("encodes");
+        let full =
+            Queued::new(&pod(), "p.1", now, EventKind::Normal, "R", "nöte", "act").expect("packs");
+        let body = json(&full);
+        assert_eq!(
+            body["metadata"],
+            serde_json::json!({"name": "p.1", "namespace": "ns"})
+        );
+        assert_eq!(
+            (
+                &body["reason"],
+                &body["note"],
+                &body["action"],
+                &body["type"]
+            ),
+            (&"R".into(), &"nöte".into(), &"act".into(), &"Normal".into())
+        );
+        assert_eq!(
+            body["regarding"],
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": "ns", "uid": "u-1"})
+        );
+        let mut bare = pod();
+        bare.metadata.namespace = None;
+        bare.metadata.uid = None;
+        let bare = Queued::new(&bare, "p.2", now, EventKind::Normal, "", "", "").expect("packs");
+        assert_eq!(bare.namespace(), "default");
+        let body = json(&bare);
+        assert_eq!(body["metadata"], serde_json::json!({"name": "p.2"}));
+        assert_eq!(
+            body["regarding"],
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "name": "p"})
+        );
+        assert_eq!(body["note"], "");
+    }
+
     #[test]
     fn events_carry_the_pod_reference_and_valid_unique_or_stable_names() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let _guard = rt.enter();
-        let sink = sink(&FakeApi::new(), "r-1");
         let now = k8s_openapi::jiff::Timestamp::now();
         let long = "é".repeat(800);
         let pod = pod();
-        let body =
-            serde_json::to_vec(&sink.body(&pod, "a", now, EventKind::Warning, "X", &long, "a"))
-                .expect("encodes");
+        let reporter = Reporter {
+            controller: "vnode".into(),
+            instance: "r-1".into(),
+        };
+        let queued =
+            Queued::new(&pod, "a", now, EventKind::Warning, "X", &long, "a").expect("packs");
+        assert_eq!(queued.namespace(), "ns");
+        let body = serde_json::to_vec(&queued.body(&reporter)).expect("encodes");
         // The body is a valid events.k8s.io/v1 Event.
         let a: Event = serde_json::from_slice(&body).expect("an Event");
         assert_eq!(a.metadata.name.as_deref(), Some("a"));
