@@ -187,6 +187,77 @@ struct ProcSample {
     peak_rss_mib: f64,
 }
 
+/// The daemon's resident memory at one moment, by kind (`/proc/<pid>/status`): `anon` is
+/// its heap and stacks, `file` the mapped executable and libraries, `shmem` shared memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+struct MemorySample {
+    /// Seconds since the first pod was created (negative: before).
+    t_s: f64,
+    rss_mib: f64,
+    anon_mib: f64,
+    file_mib: f64,
+    shmem_mib: f64,
+}
+
+impl MemorySample {
+    /// Parses `/proc/<pid>/status`'s `VmRSS`, `RssAnon`, `RssFile` and `RssShmem`.
+    fn parse(status: &str, t_s: f64) -> Option<Self> {
+        let mib = |key: &str| -> Option<f64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|kib| kib / 1024.0)
+        };
+        Some(Self {
+            t_s,
+            rss_mib: mib("VmRSS:")?,
+            anon_mib: mib("RssAnon:")?,
+            file_mib: mib("RssFile:")?,
+            shmem_mib: mib("RssShmem:")?,
+        })
+    }
+}
+
+/// When the daemon's resident memory peaked, what it was made of, and its course over the
+/// run: memory that grows with a backlog (work queued while another stage is behind) shows
+/// as a peak in one phase, memory per pod as the level held through the hold.
+#[derive(Debug, Default, Serialize)]
+struct DaemonMemory {
+    /// The sample with the largest RSS (sampled every 250 ms, so `VmHWM` may be a little
+    /// higher).
+    peak: MemorySample,
+    /// The phase the peak fell in: `create` (until every pod is Running), `hold` or `delete`.
+    peak_phase: &'static str,
+    /// Every sample of the run.
+    timeline: Vec<MemorySample>,
+}
+
+impl DaemonMemory {
+    /// From the samples of the run and the ends (seconds since the first create) of the
+    /// create phase and the hold.
+    fn new(timeline: Vec<MemorySample>, create_end_s: f64, hold_end_s: f64) -> Self {
+        let peak = timeline
+            .iter()
+            .copied()
+            .max_by(|a, b| a.rss_mib.total_cmp(&b.rss_mib))
+            .unwrap_or_default();
+        let peak_phase = if peak.t_s <= create_end_s {
+            "create"
+        } else if peak.t_s <= hold_end_s {
+            "hold"
+        } else {
+            "delete"
+        };
+        Self {
+            peak,
+            peak_phase,
+            timeline,
+        }
+    }
+}
+
 /// `/proc/loadavg`'s 1, 5 and 15 minute figures.
 fn load_average() -> Vec<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -778,6 +849,8 @@ struct Report {
     latency_ms: BTreeMap<String, Option<Percentiles>>,
     correctness: BTreeMap<String, serde_json::Value>,
     daemon: BTreeMap<String, ProcSample>,
+    /// The daemon's resident memory over the run: when it peaked and of what.
+    daemon_memory: DaemonMemory,
     /// The API server, the emulator and this tool: CPU-seconds during the create phase and
     /// the whole run (the machine's cores are shared, so their load bounds the daemon's).
     other_processes: BTreeMap<String, BTreeMap<String, ProcSample>>,
@@ -1207,14 +1280,21 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
     let api: Api<BenchPod> = Api::namespaced(env.client.clone(), "default");
     let tracker = Arc::new(Mutex::new(Tracker::default()));
 
-    // Peak/latest /proc sample of the daemon, every 250 ms.
+    // Peak/latest /proc sample of the daemon and its memory by kind, every 250 ms (the
+    // memory samples are stamped in µs and made relative to the first create later).
     let samples = Arc::new(Mutex::new(Vec::<ProcSample>::new()));
+    let memory = Arc::new(Mutex::new(Vec::<(i64, MemorySample)>::new()));
     let sampler = tokio::spawn({
         let samples = Arc::clone(&samples);
+        let memory = Arc::clone(&memory);
         async move {
             loop {
                 if let Some(s) = sample_proc(daemon_pid, ticks) {
                     samples.lock().push(s);
+                }
+                let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status"));
+                if let Some(m) = status.ok().and_then(|s| MemorySample::parse(&s, 0.0)) {
+                    memory.lock().push((now_us(), m));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -1463,6 +1543,19 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
     let load_end = load_average();
     let end_us = now_us();
     sampler.abort();
+    let since_start_s = |us: i64| (us - run_start_us) as f64 / 1e6;
+    let daemon_memory = DaemonMemory::new(
+        memory
+            .lock()
+            .iter()
+            .map(|&(us, m)| MemorySample {
+                t_s: since_start_s(us),
+                ..m
+            })
+            .collect(),
+        since_start_s(running_done_us),
+        since_start_s(hold_end_us),
+    );
     watch_task.abort();
     let final_metrics = env
         .http
@@ -1865,6 +1958,7 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         plugin_decision_latency: plugins,
         server_latency,
         create_phase_windows,
+        daemon_memory,
         targets: Vec::new(),
     };
     if !t.create_errors.is_empty() {
@@ -2076,6 +2170,14 @@ fn print_summary(r: &Report) {
         );
         row("daemon peak RSS, MiB", format!("{:.1}", s.peak_rss_mib));
     }
+    let m = &r.daemon_memory.peak;
+    row(
+        "daemon RSS peak sampled: at s (phase), anon/file/shmem MiB",
+        format!(
+            "{:.1} ({}), {:.1}/{:.1}/{:.1}",
+            m.t_s, r.daemon_memory.peak_phase, m.anon_mib, m.file_mib, m.shmem_mib
+        ),
+    );
     if let Some(s) = r.daemon.get("create_phase") {
         row(
             "daemon CPU-seconds, create phase",
@@ -2296,5 +2398,45 @@ mod tests {
     fn proc_stat_parses_own_process() {
         let s = sample_proc(std::process::id(), 100.0).expect("own /proc");
         assert!(s.rss_mib > 0.0 && s.peak_rss_mib >= s.rss_mib);
+        let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+        let m = MemorySample::parse(&status, 1.5).expect("own memory by kind");
+        assert!(m.rss_mib > 0.0 && m.anon_mib > 0.0 && m.file_mib > 0.0);
+        // RSS is the sum of the three kinds (read together, in KiB).
+        assert!((m.anon_mib + m.file_mib + m.shmem_mib - m.rss_mib).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_memory_peak_is_placed_in_its_phase() {
+        let at = |t_s: f64, rss_mib: f64| MemorySample {
+            t_s,
+            rss_mib,
+            ..MemorySample::default()
+        };
+        let status =
+            "VmRSS:\t  2048 kB\nRssAnon:\t 1024 kB\nRssFile:\t 768 kB\nRssShmem:\t 256 kB\n";
+        assert_eq!(
+            MemorySample::parse(status, 2.0),
+            Some(MemorySample {
+                t_s: 2.0,
+                rss_mib: 2.0,
+                anon_mib: 1.0,
+                file_mib: 0.75,
+                shmem_mib: 0.25,
+            })
+        );
+        assert_eq!(MemorySample::parse("VmRSS:\t 1 kB\n", 0.0), None);
+        let timeline = vec![
+            at(-0.2, 40.0),
+            at(1.0, 90.0),
+            at(9.0, 150.0),
+            at(20.0, 120.0),
+        ];
+        let m = DaemonMemory::new(timeline.clone(), 10.0, 70.0);
+        assert_eq!((m.peak, m.peak_phase), (at(9.0, 150.0), "create"));
+        let m = DaemonMemory::new(timeline.clone(), 5.0, 70.0);
+        assert_eq!(m.peak_phase, "hold");
+        let m = DaemonMemory::new(timeline, 5.0, 8.0);
+        assert_eq!(m.peak_phase, "delete");
+        assert_eq!(m.timeline.len(), 4);
     }
 }
