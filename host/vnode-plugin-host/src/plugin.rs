@@ -7,8 +7,7 @@
 //! call to the pure `info` export (which pays for the guest's allocator start-up and first page
 //! faults) and is then handed to exactly one decision. The same thread also frees the spent
 //! stores: freeing an instance resets its pooled memory slot (a `PAGEMAP_SCAN` and a copy of
-//! the dirtied pages, ~8 µs), which the decision need not wait for; so are the inputs the
-//! async API was handed (a resolved pod is a few hundred allocations). A decision parks its spent
+//! the dirtied pages, ~8 µs), which the decision need not wait for. A decision parks its spent
 //! store and wakes the thread only when a burst nearly empties the pool; otherwise the thread
 //! finds the work on its next poll (every 2 ms while calls arrive) and does it in batches, once
 //! half the pool is used (or the calls stop), so neither the wake-up nor the slot work lands
@@ -142,34 +141,12 @@ struct WarmPool {
     ready: Mutex<Receiver<Ready>>,
     /// Instances in `ready` (the worker tops up to `warm_instances`).
     available: Arc<AtomicUsize>,
-    /// Spent decisions waiting to be freed by the worker.
-    spent: Arc<Mutex<Vec<Spent>>>,
+    /// Spent stores waiting to be freed by the worker.
+    spent: Arc<Mutex<Vec<Store<HostState>>>>,
     /// Rung (never blocking) when the pool is nearly empty or spent stores pile up.
     doorbell: SyncSender<()>,
     /// `warm_instances`.
     size: usize,
-}
-
-/// What a decision leaves for the warm worker to free: its store (freeing resets the pooled
-/// memory slot) and the inputs the call owned. A resolved pod is a few hundred allocations;
-/// freeing them was 1–2.5 µs of a paced `PluginSlot::translate`, work the decision need not
-/// wait for any more than for the slot reset.
-struct Spent {
-    _store: Store<HostState>,
-    _inputs: SpentInputs,
-}
-
-/// The inputs a decision owned (see [`Spent`]); held only to be dropped by the worker.
-///
-/// Never read (dropping them is the point), and not boxed: a box would be one more
-/// allocation per decision, while the parked list keeps its capacity (see
-/// `start_warm_pool_with`), so a `Spent` is moved in once and never reallocated.
-#[allow(dead_code, clippy::large_enum_variant)]
-enum SpentInputs {
-    /// The caller kept them (the blocking API borrows the pod).
-    None,
-    Placement(Option<PodView>, PlacementContext),
-    Translation(TranslateInput),
 }
 
 /// How often the warm worker looks for work while calls are arriving.
@@ -241,19 +218,15 @@ impl LoadedPlugin {
         }
     }
 
-    /// Frees a spent store and the call's inputs: on the background worker when there is
-    /// one, else here.
-    fn retire(&self, store: Store<HostState>, inputs: SpentInputs) {
+    /// Frees a spent store: on the background worker when there is one, else here.
+    fn retire(&self, store: Store<HostState>) {
         let Some(warm) = &self.warm else { return };
         let parked = {
             let mut spent = warm.spent.lock();
             if spent.len() >= MAX_SPENT {
                 None
             } else {
-                spent.push(Spent {
-                    _store: store,
-                    _inputs: inputs,
-                });
+                spent.push(store);
                 Some(spent.len())
             }
         };
@@ -464,24 +437,6 @@ impl LoadedPlugin {
     pub fn place_blocking(
         &self,
         pod: &PodView,
-        context: PlacementContext,
-    ) -> Result<Decided<Decision>, CallError> {
-        self.place_call(std::borrow::Cow::Borrowed(pod), context)
-    }
-
-    /// [`LoadedPlugin::place_blocking`] for a caller that hands the pod over: the warm
-    /// worker frees it with the spent store.
-    pub(crate) fn place_owned(
-        &self,
-        pod: PodView,
-        context: PlacementContext,
-    ) -> Result<Decided<Decision>, CallError> {
-        self.place_call(std::borrow::Cow::Owned(pod), context)
-    }
-
-    fn place_call(
-        &self,
-        pod: std::borrow::Cow<'_, PodView>,
         mut context: PlacementContext,
     ) -> Result<Decided<Decision>, CallError> {
         context.config.clone_from(&self.config);
@@ -493,15 +448,11 @@ impl LoadedPlugin {
         };
         let started = arm_deadline(&mut store, &self.engine, &self.limits);
         let decision = bindings
-            .call_place(&mut store, &pod, &context)
+            .call_place(&mut store, pod, &context)
             .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started, &decision);
         note_dropped_logs(&store, &self.identity);
-        let pod = match pod {
-            std::borrow::Cow::Owned(pod) => Some(pod),
-            std::borrow::Cow::Borrowed(_) => None,
-        };
-        self.retire(store, SpentInputs::Placement(pod, context));
+        self.retire(store);
         let decision = decision
             .and_then(|d| check_decision(d, self.engine.config.max_placement_output_bytes))
             .map_err(|e| self.call_error(e))?;
@@ -531,7 +482,7 @@ impl LoadedPlugin {
             .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started, &result);
         note_dropped_logs(&store, &self.identity);
-        self.retire(store, SpentInputs::Translation(input));
+        self.retire(store);
         let result = result.map_err(|e| self.call_error(e))?;
         if let Ok(request) = &result {
             let size = crate::limits::request_size(request);
@@ -799,7 +750,7 @@ fn start_warm_pool_with(
 ) -> Option<WarmPool> {
     let (ready_tx, ready_rx): (SyncSender<Ready>, Receiver<Ready>) = sync_channel(n);
     let (doorbell_tx, doorbell_rx) = sync_channel::<()>(1);
-    let spent: Arc<Mutex<Vec<Spent>>> = Arc::new(Mutex::new(Vec::new()));
+    let spent: Arc<Mutex<Vec<Store<HostState>>>> = Arc::new(Mutex::new(Vec::new()));
     let name = format!("vnode-plugin-warm-{}", identity.sha256_short());
     let available = Arc::new(AtomicUsize::new(0));
     let counter = available.clone();
@@ -814,8 +765,8 @@ fn start_warm_pool_with(
         // (prepared, spent) as the last poll saw them: unchanged means the calls stopped.
         let mut last_seen = (usize::MAX, usize::MAX);
         // Swapped with the parked list each round, so both keep their capacity and a
-        // decision's `push` never reallocates (a `Spent` holds its inputs by value).
-        let mut freeing: Vec<Spent> = Vec::new();
+        // decision's `push` does not allocate.
+        let mut freeing: Vec<Store<HostState>> = Vec::new();
         loop {
             let mut failed = false;
             let mut worked = false;
@@ -987,10 +938,7 @@ mod tests {
         for _ in 0..3 {
             let ready = pool.ready.lock().try_recv().expect("a ready instance");
             pool.available.fetch_sub(1, Ordering::Relaxed);
-            pool.spent.lock().push(Spent {
-                _store: ready.store,
-                _inputs: SpentInputs::None,
-            });
+            pool.spent.lock().push(ready.store);
         }
         filled(SIZE);
         assert!(

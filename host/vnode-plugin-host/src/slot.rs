@@ -142,7 +142,7 @@ impl PluginSlot {
         let permit = acquire(&plugin).await?;
         run_blocking(plugin, move |plugin| {
             let _permit = permit;
-            plugin.place_owned(pod, context)
+            plugin.place_blocking(&pod, context)
         })
         .await
     }
