@@ -202,22 +202,24 @@ struct MemorySample {
 impl MemorySample {
     /// Parses `/proc/<pid>/status`'s `VmRSS`, `RssAnon`, `RssFile` and `RssShmem`.
     fn parse(status: &str, t_s: f64) -> Option<Self> {
-        let mib = |key: &str| -> Option<f64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|l| l.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|kib| kib / 1024.0)
-        };
         Some(Self {
             t_s,
-            rss_mib: mib("VmRSS:")?,
-            anon_mib: mib("RssAnon:")?,
-            file_mib: mib("RssFile:")?,
-            shmem_mib: mib("RssShmem:")?,
+            rss_mib: status_mib(status, "VmRSS:")?,
+            anon_mib: status_mib(status, "RssAnon:")?,
+            file_mib: status_mib(status, "RssFile:")?,
+            shmem_mib: status_mib(status, "RssShmem:")?,
         })
     }
+}
+
+/// A `/proc/<pid>/status` figure given in kB (`key` with its colon, e.g. `VmRSS:`), in MiB.
+fn status_mib(status: &str, key: &str) -> Option<f64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
 }
 
 /// When the daemon's resident memory peaked, what it was made of, and its course over the
@@ -283,21 +285,21 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 fn sample_proc(pid: u32, ticks: f64) -> Option<ProcSample> {
+    sample_proc_and_status(pid, ticks).map(|(sample, _)| sample)
+}
+
+/// [`sample_proc`], and the `/proc/<pid>/status` text it read, for a caller that reads
+/// more of it (the daemon's memory by kind) without reading the file twice.
+fn sample_proc_and_status(pid: u32, ticks: f64) -> Option<(ProcSample, String)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let cpu_ticks = super::ProcStat::parse(&stat)?.cpu_ticks as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| -> Option<f64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    Some(ProcSample {
+    let sample = ProcSample {
         cpu_seconds: cpu_ticks / ticks,
-        rss_mib: kib("VmRSS:")? / 1024.0,
-        peak_rss_mib: kib("VmHWM:")? / 1024.0,
-    })
+        rss_mib: status_mib(&status, "VmRSS:")?,
+        peak_rss_mib: status_mib(&status, "VmHWM:")?,
+    };
+    Some((sample, status))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1289,12 +1291,11 @@ async fn measure(args: &Args, out: &Path, env: &Env) -> anyhow::Result<Report> {
         let memory = Arc::clone(&memory);
         async move {
             loop {
-                if let Some(s) = sample_proc(daemon_pid, ticks) {
+                if let Some((s, status)) = sample_proc_and_status(daemon_pid, ticks) {
                     samples.lock().push(s);
-                }
-                let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status"));
-                if let Some(m) = status.ok().and_then(|s| MemorySample::parse(&s, 0.0)) {
-                    memory.lock().push((now_us(), m));
+                    if let Some(m) = MemorySample::parse(&status, 0.0) {
+                        memory.lock().push((now_us(), m));
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
