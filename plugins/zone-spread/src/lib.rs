@@ -12,7 +12,7 @@ pub use vnode_plugin_sdk::eci::{
 };
 use vnode_plugin_sdk::placement::{Accepted, Decision, PlacementContext, PodView};
 use vnode_plugin_sdk::prelude::*;
-use vnode_plugin_sdk::spec::{self, parse_use_specs};
+use vnode_plugin_sdk::spec::{SpecLabel, parse_use_specs};
 use vnode_plugin_sdk::util::{annotation, parse_key_values};
 
 /// Never return more attempts than this (the host tries them one by one on stock-outs).
@@ -179,70 +179,62 @@ fn try_decide(pod: &PodView, ctx: &PlacementContext, config: &Config) -> Result<
     let first = &ctx.zones[order[0]];
     // "zone Z has the fewest of this node's container groups (N of TOTAL across K zones)",
     // written piece by piece: `format!` costs the Wasm decision several times as much.
+    let mut numbers = itoa::Buffer::new();
     let mut reason = String::with_capacity(128);
     reason.push_str("zone ");
     reason.push_str(&first.zone_id);
     reason.push_str(" has the fewest of this node's container groups (");
-    push_decimal(&mut reason, u64::from(ctx.usage(&first.zone_id)));
+    reason.push_str(numbers.format(ctx.usage(&first.zone_id)));
     reason.push_str(" of ");
-    push_decimal(
-        &mut reason,
-        ctx.usage
-            .iter()
-            .map(|u| u64::from(u.container_groups))
-            .sum::<u64>(),
-    );
+    let total: u64 = ctx
+        .usage
+        .iter()
+        .map(|u| u64::from(u.container_groups))
+        .sum();
+    reason.push_str(numbers.format(total));
     reason.push_str(" across ");
-    push_decimal(&mut reason, ctx.zones.len() as u64);
+    reason.push_str(numbers.format(ctx.zones.len()));
     reason.push_str(" zones)");
     if let Some(skew) = max_skew {
-        reason.push_str(&format!(
-            "; topology spread maxSkew {skew} allows {} of {} zones",
-            order.len(),
-            ctx.zones.len()
-        ));
+        reason.push_str("; topology spread maxSkew ");
+        reason.push_str(numbers.format(skew));
+        reason.push_str(" allows ");
+        reason.push_str(numbers.format(order.len()));
+        reason.push_str(" of ");
+        reason.push_str(numbers.format(ctx.zones.len()));
+        reason.push_str(" zones");
     }
     Ok(Accepted { attempts, reason })
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
 }
 
 /// Zone indexes, best first: zones without a recent stock-out before those with one, then by
 /// current container-group count, then in configuration order (a stable, replayable choice).
 fn spread_order(ctx: &PlacementContext, config: &Config, sizings: &[Sizing]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..ctx.zones.len()).collect();
-    order.sort_by_key(|&i| {
-        let zone = &ctx.zones[i].zone_id;
-        let recently_out = ctx.recent_stockouts.iter().any(|s| {
-            &s.zone_id == zone
-                && s.seconds_ago < config.stockout_avoid_seconds
-                && stockout_matches(&s.spec, sizings)
-        });
-        (recently_out, ctx.usage(zone), i)
-    });
-    order
+    // Each zone's key once, not in the sort's comparisons: a stock-out check compares spec
+    // labels, and the sort would redo it for every comparison.
+    let mut keyed: Vec<(bool, u32, usize)> = ctx
+        .zones
+        .iter()
+        .enumerate()
+        .map(|(i, zone)| {
+            let recently_out = ctx.recent_stockouts.iter().any(|s| {
+                s.zone_id == zone.zone_id
+                    && s.seconds_ago < config.stockout_avoid_seconds
+                    && stockout_matches(&s.spec, sizings)
+            });
+            (recently_out, ctx.usage(&zone.zone_id), i)
+        })
+        .collect();
+    // The keys are distinct (the index is part of each), so an unstable sort gives the one order.
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// Whether a stock-out of `spec` concerns one of the pod's sizings (auto sizing: any spec).
 fn stockout_matches(spec: &str, sizings: &[Sizing]) -> bool {
     sizings.iter().any(|s| match s {
         Sizing::Auto => true,
-        Sizing::Spec(is) => spec == spec::label(is),
+        Sizing::Spec(is) => SpecLabel::of(is) == *spec,
         Sizing::InstanceTypes(types) => types.iter().any(|t| t == spec),
     })
 }
