@@ -111,13 +111,17 @@ pub fn field(key: &str) -> String {
 
 /// `"true"` / `"false"` (any case), refusing anything else.
 pub fn parse_bool(value: &str, key: &str) -> Result<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(invalid(
+    // Compared in place, not through a lowercased copy.
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(invalid(
             field(key),
             format!("{value:?} is not \"true\" or \"false\""),
-        )),
+        ))
     }
 }
 
@@ -175,11 +179,18 @@ pub fn parse_quantity(value: &str, key: &str) -> Result<u64> {
     if int.is_empty() && frac.is_empty() {
         return Err(bad());
     }
-    let digits: String = format!("{int}{frac}");
-    if digits.len() > 24 {
+    // The digits of `int` and `frac` as one integer (at most 24 digits, so the products below
+    // fit in a u128); a second `.` in `frac` is not a digit and refuses the value.
+    if int.len() + frac.len() > 24 {
         return Err(bad());
     }
-    let n: u128 = digits.parse().map_err(|_| bad())?;
+    let mut n: u128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return Err(bad());
+        }
+        n = n * 10 + u128::from(b - b'0');
+    }
     let div = 10u128.pow(frac.len() as u32);
     let total = (n * mult).div_ceil(div);
     u64::try_from(total).map_err(|_| bad())
@@ -316,6 +327,54 @@ mod tests {
         assert!(parse_quantity("ten", "k").is_err());
         assert!(parse_quantity("5Qi", "k").is_err());
         assert!(parse_quantity("", "k").is_err());
+        // Fractions round up; a second `.`, a bare `.` and more than 24 digits are refused.
+        assert_eq!(parse_quantity("1.", "k").unwrap(), 1);
+        assert_eq!(parse_quantity(".5Ki", "k").unwrap(), 512);
+        assert_eq!(parse_quantity("0.0001k", "k").unwrap(), 1);
+        assert_eq!(parse_quantity(" 1.5Gi ", "k").unwrap(), 3 << 29);
+        assert_eq!(
+            parse_quantity("000000000000000000000001", "k").unwrap(),
+            1,
+            "24 digits"
+        );
+        for bad in [
+            ".",
+            "..",
+            "1.2.3",
+            "1..2",
+            "0000000000000000000000001",
+            "99999999999T",
+        ] {
+            assert!(parse_quantity(bad, "k").is_err(), "{bad:?} accepted");
+        }
+        let err = parse_quantity("1.2.3Gi", "k8s.aliyun.com/x").unwrap_err();
+        assert_eq!(
+            format!("{err:?}"),
+            format!(
+                "{:?}",
+                invalid(
+                    "metadata.annotations[k8s.aliyun.com/x]",
+                    "\"1.2.3Gi\" is not a quantity such as 50Gi or 10M"
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn bools_ignore_case_and_name_the_annotation() {
+        assert!(parse_bool(" TRUE ", "k").unwrap());
+        assert!(!parse_bool("False", "k").unwrap());
+        let err = parse_bool("yes", "k8s.aliyun.com/x").unwrap_err();
+        assert_eq!(
+            format!("{err:?}"),
+            format!(
+                "{:?}",
+                invalid(
+                    "metadata.annotations[k8s.aliyun.com/x]",
+                    "\"yes\" is not \"true\" or \"false\""
+                )
+            )
+        );
     }
 
     #[test]

@@ -257,7 +257,10 @@ fn map_handler(h: &Handler, c: &Container, at: At<'_>) -> Result<EciHandler> {
         }
         // ECI has no sleep action; `sleep N` in the container is the same pause, provided the
         // image has a `sleep` binary (if not, the hook fails and termination simply goes on).
-        Handler::Sleep(secs) => EciHandler::Exec(vec!["sleep".to_string(), secs.to_string()]),
+        Handler::Sleep(secs) => EciHandler::Exec(vec![
+            "sleep".to_string(),
+            itoa::Buffer::new().format(*secs).to_string(),
+        ]),
     })
 }
 

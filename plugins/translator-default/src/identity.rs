@@ -85,17 +85,25 @@ fn sanitised_name(namespace: &str, name: &str, uid: &str) -> String {
     if !changed && trimmed.len() == out.len() && (2..=MAX_NAME).contains(&out.len()) {
         return out;
     }
-    let suffix = format!("{:08x}", fnv1a32(uid.as_bytes()));
+    let suffix = hex8(fnv1a32(uid.as_bytes()));
+    // `out` holds only ASCII, so a byte count is a character count.
     let keep = MAX_NAME - 1 - suffix.len();
-    let mut base: String = trimmed.chars().take(keep).collect();
-    while base.ends_with('-') {
-        base.pop();
+    let base = trimmed[..trimmed.len().min(keep)].trim_end_matches('-');
+    let mut named = String::with_capacity(MAX_NAME);
+    named.push_str(if base.is_empty() { "pod" } else { base });
+    named.push('-');
+    named.extend(suffix.iter().map(|&b| char::from(b)));
+    named
+}
+
+/// `v` as 8 lowercase hex digits (`{:08x}`, without `core::fmt`).
+fn hex8(v: u32) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 8];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = HEX[((v >> (28 - 4 * i)) & 15) as usize];
     }
-    if base.is_empty() {
-        format!("pod-{suffix}")
-    } else {
-        format!("{base}-{suffix}")
-    }
+    out
 }
 
 /// 32-bit FNV-1a: tiny, stable across versions and platforms (a name must never change for the
@@ -179,12 +187,20 @@ pub fn identity_tags(
             ));
         }
     }
-    let short_name: String = pod_name.chars().take(MAX_TAG_VALUE).collect();
+    // The first 128 characters (a name of at most 128 bytes has no more).
+    let short_name = if pod_name.len() <= MAX_TAG_VALUE {
+        pod_name
+    } else {
+        match pod_name.char_indices().nth(MAX_TAG_VALUE) {
+            Some((end, _)) => &pod_name[..end],
+            None => pod_name,
+        }
+    };
     Ok(vec![
         tag(TAG_CLUSTER, cluster),
         tag(TAG_NODE, node),
         tag(TAG_NAMESPACE, namespace),
-        tag(TAG_POD_NAME, &short_name),
+        tag(TAG_POD_NAME, short_name),
         tag(TAG_POD_UID, uid),
     ])
 }
@@ -259,6 +275,17 @@ mod tests {
     }
 
     #[test]
+    fn hex8_is_08x() {
+        for v in [0, 1, 0xa, 0xdead_beef, 0x0123_4567, u32::MAX] {
+            assert_eq!(hex8(v).as_slice(), format!("{v:08x}").as_bytes());
+        }
+        assert_eq!(
+            sanitised_name("", "", "uid"),
+            format!("pod-{:08x}", fnv1a32(b"uid"))
+        );
+    }
+
+    #[test]
     fn fnv_is_the_reference_fnv1a() {
         assert_eq!(fnv1a32(b""), 0x811c_9dc5);
         assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
@@ -287,6 +314,12 @@ mod tests {
     fn identity_tags_cut_long_pod_names() {
         let tags = identity_tags("c", "n", "ns", &"p".repeat(200), "uid").unwrap();
         assert_eq!(tags[3].value.len(), 128);
+        // 128 characters, not bytes: 100 two-byte ones fit, the 129th character is cut.
+        let wide = format!("{}{}", "é".repeat(100), "p".repeat(40));
+        let tags = identity_tags("c", "n", "ns", &wide, "uid").unwrap();
+        assert_eq!(tags[3].value, wide.chars().take(128).collect::<String>());
+        let tags = identity_tags("c", "n", "ns", &"é".repeat(100), "uid").unwrap();
+        assert_eq!(tags[3].value, "é".repeat(100));
         assert_eq!(tags[4].key, TAG_POD_UID);
         assert!(identity_tags("c", &"n".repeat(129), "ns", "p", "u").is_err());
     }

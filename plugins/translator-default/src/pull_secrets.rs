@@ -4,7 +4,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use vnode_plugin_sdk::translator::{PullSecret, RegistryCredential};
 
-use crate::errors::{Result, invalid};
+use crate::errors::{At, Result, invalid};
+
+const PULL_SECRETS: At<'static> = At::root("spec.imagePullSecrets");
 
 const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
@@ -16,7 +18,8 @@ const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
 pub fn credentials(secrets: &[PullSecret]) -> Result<Vec<RegistryCredential>> {
     let mut out: Vec<RegistryCredential> = Vec::new();
     for (i, s) in secrets.iter().enumerate() {
-        let field = format!("spec.imagePullSecrets[{i}]");
+        // Written out only if this secret is refused.
+        let field = PULL_SECRETS.index(i);
         let (data_key, nested) = match s.type_.as_str() {
             DOCKER_CONFIG_JSON => (".dockerconfigjson", true),
             DOCKER_CFG => (".dockercfg", false),
@@ -33,14 +36,14 @@ pub fn credentials(secrets: &[PullSecret]) -> Result<Vec<RegistryCredential>> {
         };
         let doc: serde_json::Value = serde_json::from_slice(raw).map_err(|e| {
             invalid(
-                &field,
+                field,
                 format!("{data_key} of secret {:?} is not valid JSON: {e}", s.name),
             )
         })?;
         let auths = if nested { doc.get("auths") } else { Some(&doc) };
         let Some(auths) = auths.and_then(|a| a.as_object()) else {
             return Err(invalid(
-                &field,
+                field,
                 format!("{data_key} of secret {:?} has no registry map", s.name),
             ));
         };
@@ -64,7 +67,7 @@ pub fn credentials(secrets: &[PullSecret]) -> Result<Vec<RegistryCredential>> {
                 }
                 let decoded = STANDARD.decode(auth.trim()).map_err(|_| {
                     invalid(
-                        &field,
+                        field,
                         format!(
                             "auth of registry {registry:?} in secret {:?} is not base64",
                             s.name
@@ -73,7 +76,7 @@ pub fn credentials(secrets: &[PullSecret]) -> Result<Vec<RegistryCredential>> {
                 })?;
                 let decoded = String::from_utf8(decoded).map_err(|_| {
                     invalid(
-                        &field,
+                        field,
                         format!(
                             "auth of registry {registry:?} in secret {:?} is not UTF-8",
                             s.name
@@ -82,7 +85,7 @@ pub fn credentials(secrets: &[PullSecret]) -> Result<Vec<RegistryCredential>> {
                 })?;
                 let Some((u, p)) = decoded.split_once(':') else {
                     return Err(invalid(
-                        &field,
+                        field,
                         format!(
                             "auth of registry {registry:?} in secret {:?} is not user:password",
                             s.name

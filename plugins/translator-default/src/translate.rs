@@ -365,7 +365,11 @@ fn tags(req: &mut ContainerGroupRequest, input: &TranslateInput, a: &Annotations
     if let Some(v) = a.custom_tags {
         let key = "k8s.aliyun.com/eci-custom-tags";
         for t in ann::custom_tags(v, key)? {
-            add(t, &ann::field(key), true)?;
+            add(
+                t,
+                "metadata.annotations[k8s.aliyun.com/eci-custom-tags]",
+                true,
+            )?;
         }
     }
     for t in &input.attempt.extra_tags {
@@ -422,8 +426,12 @@ fn instance_annotations(
     a: &Annotations,
     total: Size,
 ) -> Result<()> {
-    const P: &str = "k8s.aliyun.com/";
-    let key = |k: &str| format!("{P}{k}");
+    // The full annotation key, for refusals (a literal: no `format!` on the success path).
+    macro_rules! key {
+        ($short:literal) => {
+            concat!("k8s.aliyun.com/", $short)
+        };
+    }
     let extra = |req: &mut ContainerGroupRequest, k: &str, v: String| {
         req.extra_params.push(KeyValue {
             key: k.to_string(),
@@ -438,18 +446,18 @@ fn instance_annotations(
     }
     if let Some(v) = a.auto_imc.or(a.image_cache) {
         let k = if a.auto_imc.is_some() {
-            "eci-auto-imc"
+            key!("eci-auto-imc")
         } else {
-            "eci-image-cache"
+            key!("eci-image-cache")
         };
-        req.auto_match_image_cache = Some(ann::parse_bool(v, &key(k))?);
+        req.auto_match_image_cache = Some(ann::parse_bool(v, k)?);
     }
     req.image_snapshot_id = a.imc_id.map(str::to_string);
 
     // Temporary storage: the annotation decides; otherwise ephemeral-storage limits above the
     // included 30 GiB buy the difference, so the pod gets what it declared.
     if let Some(v) = a.extra_ephemeral_storage {
-        let bytes = ann::parse_quantity(v, &key("eci-extra-ephemeral-storage"))?;
+        let bytes = ann::parse_quantity(v, key!("eci-extra-ephemeral-storage"))?;
         req.ephemeral_storage_gib = Some(u32::try_from(bytes.div_ceil(GIB)).unwrap_or(u32::MAX));
     } else if total.ephemeral_bytes > INCLUDED_EPHEMERAL_GIB * GIB {
         let extra_gib = (total.ephemeral_bytes - INCLUDED_EPHEMERAL_GIB * GIB).div_ceil(GIB);
@@ -458,12 +466,12 @@ fn instance_annotations(
 
     // Elastic IP.
     let with_eip = match a.with_eip {
-        Some(v) => ann::parse_bool(v, &key("eci-with-eip"))?,
+        Some(v) => ann::parse_bool(v, key!("eci-with-eip"))?,
         None => false,
     };
     if with_eip || a.eip_instance_id.is_some() {
         let bandwidth = match a.eip_bandwidth {
-            Some(v) => Some(ann::parse_int(v, &key("eip-bandwidth"), 1..=10_000)? as u32),
+            Some(v) => Some(ann::parse_int(v, key!("eip-bandwidth"), 1..=10_000)? as u32),
             None => None,
         };
         req.eip = Some(EciEip {
@@ -489,7 +497,7 @@ fn instance_annotations(
         extra(req, "ResourceGroupId", v.to_string());
     }
     if let Some(v) = a.enable_ipv6
-        && ann::parse_bool(v, &key("eci-enable-ipv6"))?
+        && ann::parse_bool(v, key!("eci-enable-ipv6"))?
     {
         extra(req, "Ipv6AddressCount", "1".to_string());
     }
@@ -497,21 +505,21 @@ fn instance_annotations(
         extra(req, "PrivateIpAddress", v.trim().to_string());
     }
     if let Some(v) = a.fixed_ip
-        && ann::parse_bool(v, &key("eci-fixed-ip"))?
+        && ann::parse_bool(v, key!("eci-fixed-ip"))?
     {
         extra(req, "FixedIp", "true".to_string());
         if let Some(h) = a.fixed_ip_retain_hour {
-            let h = ann::parse_int(h, &key("eci-fixed-ip-retain-hour"), 1..=8760)?;
-            extra(req, "FixedIpRetainHour", h.to_string());
+            let h = ann::parse_int(h, key!("eci-fixed-ip-retain-hour"), 1..=8760)?;
+            extra(req, "FixedIpRetainHour", decimal(h));
         }
     }
     if let Some(v) = a.ingress_bandwidth {
         let bps = ann::parse_quantity(v, "kubernetes.io/ingress-bandwidth")?;
-        extra(req, "IngressBandwidth", bps.to_string());
+        extra(req, "IngressBandwidth", decimal(bps));
     }
     if let Some(v) = a.egress_bandwidth {
         let bps = ann::parse_quantity(v, "kubernetes.io/egress-bandwidth")?;
-        extra(req, "EgressBandwidth", bps.to_string());
+        extra(req, "EgressBandwidth", decimal(bps));
     }
     if let Some(v) = a.gpu_driver_version {
         extra(req, "GpuDriverVersion", v.trim().to_string());
@@ -548,8 +556,8 @@ fn instance_annotations(
         }
     }
     if let Some(v) = a.max_pending_minute {
-        let m = ann::parse_int(v, &key("eci-max-pending-minute"), 10..=1440)?;
-        extra(req, "MaxPendingMinute", m.to_string());
+        let m = ann::parse_int(v, key!("eci-max-pending-minute"), 10..=1440)?;
+        extra(req, "MaxPendingMinute", decimal(m));
     }
     if let Some(v) = a.data_cache_bucket {
         extra(req, "DataCacheBucket", v.trim().to_string());
@@ -557,15 +565,24 @@ fn instance_annotations(
             extra(req, "DataCachePL", pl.trim().to_string());
         }
         if let Some(iops) = a.data_cache_iops {
-            let n = ann::parse_int(iops, &key("eci-data-cache-provisionedIops"), 0..=1_000_000)?;
-            extra(req, "DataCacheProvisionedIops", n.to_string());
+            let n = ann::parse_int(iops, key!("eci-data-cache-provisionedIops"), 0..=1_000_000)?;
+            extra(req, "DataCacheProvisionedIops", decimal(n));
         }
         if let Some(b) = a.data_cache_bursting {
-            let on = ann::parse_bool(b, &key("eci-data-cache-burstingEnabled"))?;
-            extra(req, "DataCacheBurstingEnabled", on.to_string());
+            let on = ann::parse_bool(b, key!("eci-data-cache-burstingEnabled"))?;
+            extra(
+                req,
+                "DataCacheBurstingEnabled",
+                if on { "true" } else { "false" }.to_string(),
+            );
         }
     }
     Ok(())
+}
+
+/// `n` in decimal (`itoa`, without `core::fmt`).
+fn decimal(n: u64) -> String {
+    itoa::Buffer::new().format(n).to_string()
 }
 
 #[cfg(test)]
