@@ -1,7 +1,9 @@
 //! `vnode bench plugins` end to end at a small size: the report must have every row, each with
-//! four plausible latencies (min ≤ p50 ≤ p95 ≤ p99, above zero, under a second), the corpus
-//! must reach the plugins and the hot reload must serve. Nothing here judges the figures
-//! against the targets: a loaded machine may miss them, a broken bench may not.
+//! four plausible latencies (min ≤ p50 ≤ p95 ≤ p99, above zero, under a second), the paced
+//! rows must say the pause they got (never shorter than asked), `--steps` must split the
+//! calls into the host's steps, the corpus must reach the plugins and the hot reload must
+//! serve. Nothing here judges the figures against the targets: a loaded machine may miss
+//! them, a broken bench may not.
 
 use anyhow::{Context, Result};
 use vnode_tests::run_vnode;
@@ -59,6 +61,7 @@ fn bench_plugins_small_run_reports_every_row() -> Result<()> {
         "100",
         "--reload-rounds",
         "1",
+        "--steps",
     ])?;
     assert_eq!(
         code, 0,
@@ -76,6 +79,65 @@ fn bench_plugins_small_run_reports_every_row() -> Result<()> {
         assert!(
             min >= 0.0 && p50 > 0.0 && min <= p50 && p50 <= p95 && p95 <= p99 && p99 < 1_000_000.0,
             "row {label:?}: implausible figures {min} / {p50} / {p95} / {p99} µs:\n{stdout}"
+        );
+    }
+
+    // Every paced row says the pause it was measured with, and a sleep is never shorter than
+    // the 100 µs asked for.
+    for label in ROWS.iter().filter(|l| l.contains("(paced)")) {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .with_context(|| format!("row {label:?} missing"))?;
+        let pause: f64 = line
+            .split_once("pause between calls: p50 ")
+            .and_then(|(_, rest)| rest.split(" µs").next())
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no measured pause in {line:?}"))?;
+        assert!(
+            (100.0..1_000_000.0).contains(&pause),
+            "{label}: pause p50 {pause} µs"
+        );
+    }
+
+    // `--steps` splits the paced corpus's calls: every step has a line, the steps every
+    // 0.3.0 call goes through have figures for both kinds, p50 ≤ p99.
+    let steps_at = stdout
+        .find("  host steps (--steps")
+        .with_context(|| format!("no step table:\n{stdout}"))?;
+    let table = &stdout[steps_at..];
+    for label in [
+        "enter (version, permit, inline or not)",
+        "take a prepared instance",
+        "arm the deadline (call clock)",
+        "encode the input (host)",
+        "Wasm call (lower + run + lift)",
+        "decode the answer (host)",
+        "note call time and dropped logs",
+        "retire the spent store",
+        "check the answer's limits",
+        "return (free the inputs, permit)",
+        "all steps (one call)",
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .with_context(|| format!("step {label:?} missing:\n{table}"))?;
+        let values: Vec<f64> = line[line.find(label).unwrap_or(0) + label.len()..]
+            .split("µs")
+            .take(4)
+            .map(|v| v.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("step {label:?}: four figures expected: {line:?}"))?;
+        assert!(
+            values.len() == 4
+                && values[0] >= 0.0
+                && values[0] <= values[1]
+                && values[2] >= 0.0
+                && values[2] <= values[3]
+                && values[1] < 1_000_000.0
+                && values[3] < 1_000_000.0,
+            "step {label:?}: implausible {values:?}"
         );
     }
 

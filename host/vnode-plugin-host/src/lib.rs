@@ -24,6 +24,7 @@ pub mod samples;
 mod slot;
 mod spec;
 mod state;
+pub mod steps;
 mod watch;
 
 pub use engine::{PluginEngine, RuntimeConfig};

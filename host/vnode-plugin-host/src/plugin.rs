@@ -32,6 +32,7 @@ use crate::error::{CallError, PluginError};
 use crate::identity::{PluginIdentity, PluginKind};
 use crate::spec::PluginLimits;
 use crate::state::HostState;
+use crate::steps::{NoSteps, Step, StepObserver};
 
 /// The pre-linked component of one world.
 #[derive(Clone)]
@@ -338,7 +339,7 @@ impl LoadedPlugin {
                 .map_err(|e| classify(e, &store, &self.limits))?;
             let t2 = std::time::Instant::now();
             let d = bound
-                .call_place(&mut store, pod, context)
+                .call_place(&mut store, pod, context, &mut NoSteps)
                 .map_err(|e| classify(e, &store, &self.limits))?;
             std::hint::black_box(check_decision(
                 d,
@@ -399,13 +400,13 @@ impl LoadedPlugin {
                 match (&bound, placement, translation) {
                     (Bound::Placement(b), Some((pod, ctx)), _) => {
                         let d = b
-                            .call_place(&mut store, pod, ctx)
+                            .call_place(&mut store, pod, ctx, &mut NoSteps)
                             .map_err(|e| classify(e, &store, &self.limits))?;
                         check_decision(d, self.engine.config.max_placement_output_bytes)?;
                     }
                     (Bound::Translator(b), _, Some(input)) => {
                         let r = b
-                            .call_translate(&mut store, input)
+                            .call_translate(&mut store, input, &mut NoSteps)
                             .map_err(|e| classify(e, &store, &self.limits))?;
                         if let Ok(request) = &r {
                             std::hint::black_box(crate::limits::request_size(request));
@@ -437,7 +438,18 @@ impl LoadedPlugin {
     pub fn place_blocking(
         &self,
         pod: &PodView,
+        context: PlacementContext,
+    ) -> Result<Decided<Decision>, CallError> {
+        self.place_observed(pod, context, &mut NoSteps)
+    }
+
+    /// [`LoadedPlugin::place_blocking`], telling `steps` where each step ends (see
+    /// [`crate::steps`]; production passes [`NoSteps`]).
+    pub(crate) fn place_observed(
+        &self,
+        pod: &PodView,
         mut context: PlacementContext,
+        steps: &mut impl StepObserver,
     ) -> Result<Decided<Decision>, CallError> {
         context.config.clone_from(&self.config);
         let Ready { mut store, bound } = self.take_ready().map_err(|e| self.call_error(e))?;
@@ -446,16 +458,21 @@ impl LoadedPlugin {
                 "placement call on a translator".into(),
             )));
         };
+        steps.mark(Step::Taken);
         let started = arm_deadline(&mut store, &self.engine, &self.limits);
+        steps.mark(Step::Armed);
         let decision = bindings
-            .call_place(&mut store, pod, &context)
+            .call_place(&mut store, pod, &context, steps)
             .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started, &decision);
         note_dropped_logs(&store, &self.identity);
+        steps.mark(Step::Noted);
         self.retire(store);
+        steps.mark(Step::Retired);
         let decision = decision
             .and_then(|d| check_decision(d, self.engine.config.max_placement_output_bytes))
             .map_err(|e| self.call_error(e))?;
+        steps.mark(Step::Checked);
         Ok(Decided {
             value: decision,
             plugin: self.identity.clone(),
@@ -467,7 +484,16 @@ impl LoadedPlugin {
     /// version's configuration. The inner `Result` is the plugin's own verdict on the pod.
     pub fn translate_blocking(
         &self,
+        input: TranslateInput,
+    ) -> Result<Decided<Result<ContainerGroupRequest, TranslateError>>, CallError> {
+        self.translate_observed(input, &mut NoSteps)
+    }
+
+    /// [`LoadedPlugin::translate_blocking`], telling `steps` where each step ends.
+    pub(crate) fn translate_observed(
+        &self,
         mut input: TranslateInput,
+        steps: &mut impl StepObserver,
     ) -> Result<Decided<Result<ContainerGroupRequest, TranslateError>>, CallError> {
         input.config.clone_from(&self.config);
         let Ready { mut store, bound } = self.take_ready().map_err(|e| self.call_error(e))?;
@@ -476,13 +502,17 @@ impl LoadedPlugin {
                 "translator call on a placement plugin".into(),
             )));
         };
+        steps.mark(Step::Taken);
         let started = arm_deadline(&mut store, &self.engine, &self.limits);
+        steps.mark(Step::Armed);
         let result = bindings
-            .call_translate(&mut store, &input)
+            .call_translate(&mut store, &input, steps)
             .map_err(|e| classify(e, &store, &self.limits));
         self.note_call_time(started, &result);
         note_dropped_logs(&store, &self.identity);
+        steps.mark(Step::Noted);
         self.retire(store);
+        steps.mark(Step::Retired);
         let result = result.map_err(|e| self.call_error(e))?;
         if let Ok(request) = &result {
             let size = crate::limits::request_size(request);
@@ -495,6 +525,7 @@ impl LoadedPlugin {
                 }));
             }
         }
+        steps.mark(Step::Checked);
         Ok(Decided {
             value: result,
             plugin: self.identity.clone(),
@@ -1009,7 +1040,7 @@ mod tests {
         let (pod, ctx) = crate::samples::placement_sample();
         store.set_epoch_deadline(u64::MAX / 2);
         let decision = bindings
-            .call_place(&mut store, &pod, &ctx)
+            .call_place(&mut store, &pod, &ctx, &mut NoSteps)
             .expect("decides");
         assert!(matches!(decision, Decision::Accept(_)), "{decision:?}");
     }

@@ -13,6 +13,7 @@ use crate::contract::{
 use crate::error::{CallError, PluginError};
 use crate::identity::{PluginIdentity, PluginKind};
 use crate::plugin::{Decided, LoadedPlugin};
+use crate::steps::{NoSteps, Step, StepObserver, StepTimes};
 
 /// A reload candidate that failed validation; the previous version kept serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,11 +139,35 @@ impl PluginSlot {
         pod: PodView,
         context: PlacementContext,
     ) -> Result<Decided<Decision>, CallError> {
+        let (decided, NoSteps) = self.place_observed(pod, context, NoSteps).await?;
+        Ok(decided)
+    }
+
+    /// [`PluginSlot::place`] with a timestamp at the end of each step (benchmark support:
+    /// `vnode bench plugins --steps`; see [`crate::steps`]).
+    pub async fn place_with_steps(
+        &self,
+        pod: PodView,
+        context: PlacementContext,
+    ) -> Result<(Decided<Decision>, StepTimes), CallError> {
+        self.place_observed(pod, context, StepTimes::start()).await
+    }
+
+    async fn place_observed<O: StepObserver + Send + 'static>(
+        &self,
+        pod: PodView,
+        context: PlacementContext,
+        mut steps: O,
+    ) -> Result<(Decided<Decision>, O), CallError> {
         let plugin = self.current();
         let permit = acquire(&plugin).await?;
         run_blocking(plugin, move |plugin| {
-            let _permit = permit;
-            plugin.place_blocking(&pod, context)
+            steps.mark(Step::Entered);
+            let decided = plugin.place_observed(&pod, context, &mut steps);
+            drop(pod);
+            drop(permit);
+            steps.mark(Step::Returned);
+            decided.map(|d| (d, steps))
         })
         .await
     }
@@ -153,11 +178,39 @@ impl PluginSlot {
         &self,
         input: TranslateInput,
     ) -> Result<Decided<Result<ContainerGroupRequest, TranslateError>>, CallError> {
+        let (decided, NoSteps) = self.translate_observed(input, NoSteps).await?;
+        Ok(decided)
+    }
+
+    /// [`PluginSlot::translate`] with a timestamp at the end of each step (benchmark
+    /// support, like [`PluginSlot::place_with_steps`]).
+    pub async fn translate_with_steps(
+        &self,
+        input: TranslateInput,
+    ) -> Result<
+        (
+            Decided<Result<ContainerGroupRequest, TranslateError>>,
+            StepTimes,
+        ),
+        CallError,
+    > {
+        self.translate_observed(input, StepTimes::start()).await
+    }
+
+    async fn translate_observed<O: StepObserver + Send + 'static>(
+        &self,
+        input: TranslateInput,
+        mut steps: O,
+    ) -> Result<(Decided<Result<ContainerGroupRequest, TranslateError>>, O), CallError> {
         let plugin = self.current();
         let permit = acquire(&plugin).await?;
         run_blocking(plugin, move |plugin| {
-            let _permit = permit;
-            plugin.translate_blocking(input)
+            steps.mark(Step::Entered);
+            // The input is dropped inside (the translator's input is moved in).
+            let decided = plugin.translate_observed(input, &mut steps);
+            drop(permit);
+            steps.mark(Step::Returned);
+            decided.map(|d| (d, steps))
         })
         .await
     }

@@ -19,6 +19,7 @@ use crate::contract::{
     TranslateInput,
 };
 use crate::state::HostState;
+use crate::steps::{Step, StepObserver};
 
 /// Converts between two versions of the same type by field names.
 fn convert<A: Serialize, B: DeserializeOwned>(value: &A, what: &str) -> wasmtime::Result<B> {
@@ -106,19 +107,26 @@ impl PlacementInstance {
         }
     }
 
+    /// `steps` hears the end of the encode, call and decode steps (0.3.0; older versions
+    /// mark only the call, which includes their lowering and lifting).
     pub(crate) fn call_place(
         &self,
         store: &mut Store<HostState>,
         pod: &PodView,
         context: &PlacementContext,
+        steps: &mut impl StepObserver,
     ) -> wasmtime::Result<Decision> {
-        match self {
+        let decision = match self {
             Self::V0_3(b) => {
                 let input = PlacementInputRef { pod, context };
                 let answer = wire::with_encoded(&input, "the placement input", |bytes| {
+                    steps.mark(Step::Encoded);
                     b.vnode_plugin_placement().call_place(&mut *store, bytes)
                 })?;
-                Ok(wire::decode_decision(&answer)?)
+                steps.mark(Step::Called);
+                let decision = wire::decode_decision(&answer)?;
+                steps.mark(Step::Decoded);
+                return Ok(decision);
             }
             Self::V0_2(b) => b.vnode_plugin_placement().call_place(store, pod, context),
             Self::V0_1(b) => {
@@ -131,7 +139,9 @@ impl PlacementInstance {
                     .call_place(store, &pod, &context)?;
                 convert(&decision, "the decision")
             }
-        }
+        };
+        steps.mark(Step::Called);
+        decision
     }
 }
 
@@ -179,18 +189,25 @@ impl TranslatorInstance {
         }
     }
 
+    /// `steps` hears the end of the encode, call and decode steps, as in
+    /// [`PlacementInstance::call_place`].
     pub(crate) fn call_translate(
         &self,
         store: &mut Store<HostState>,
         input: &TranslateInput,
+        steps: &mut impl StepObserver,
     ) -> wasmtime::Result<Result<ContainerGroupRequest, TranslateError>> {
-        match self {
+        let result = match self {
             Self::V0_3(b) => {
                 let answer = wire::with_encoded(input, "the translator input", |bytes| {
+                    steps.mark(Step::Encoded);
                     b.vnode_plugin_translator()
                         .call_translate(&mut *store, bytes)
                 })?;
-                Ok(wire::decode_translate_result(&answer)?)
+                steps.mark(Step::Called);
+                let result = wire::decode_translate_result(&answer)?;
+                steps.mark(Step::Decoded);
+                return Ok(result);
             }
             Self::V0_2(b) => b.vnode_plugin_translator().call_translate(store, input),
             Self::V0_1(b) => {
@@ -199,7 +216,9 @@ impl TranslatorInstance {
                 let result = b.vnode_plugin_translator().call_translate(store, &input)?;
                 convert(&result, "the translation")
             }
-        }
+        };
+        steps.mark(Step::Called);
+        result
     }
 }
 

@@ -10,7 +10,13 @@
 //! the same placement logic compiled natively, and the time from a file write to the new
 //! version serving (target ≤ 1 s). Every row prints min/p50/p95/p99 and the load average is
 //! printed before and after, because on a shared 2-vCPU machine the tail is mostly other
-//! processes' scheduling.
+//! processes' scheduling. Paced rows sleep `--pace-us` between pods (a thread sleep, see
+//! [`pause`]) and print the pause they measured.
+//!
+//! `--steps` adds a further paced corpus run through `PluginSlot::place_with_steps` and
+//! `translate_with_steps`: p50/p99 of each host step of a call (take an instance, arm the
+//! deadline, encode, Wasm call, decode, retire, return; `vnode_plugin_host::steps`). The
+//! other runs use the production calls, which make no timing calls.
 //!
 //! `--profile PHASE --profile-seconds S` loops one phase and nothing else (for `perf record`;
 //! set `VNODE_PLUGIN_PERFMAP=1` so perf can name the plugins' compiled code, and pass a build
@@ -26,6 +32,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1 as k;
 use vnode_mapping::{placement_input, translator_input};
 use vnode_plugin_host::contract::{PlacementContext, TranslateInput};
+use vnode_plugin_host::steps::{STEPS, Step};
 use vnode_plugin_host::{
     LoadedPlugin, PluginEngine, PluginKind, PluginLoader, PluginSlot, PluginSource, PluginWatcher,
     RuntimeConfig, WatchOptions, WatchTarget, builtin, samples, sha256_hex,
@@ -37,8 +44,9 @@ pub struct Args {
     #[arg(long, default_value_t = 5000)]
     pub iterations: usize,
     /// Pause between pods in the "paced" runs (a busy node places far fewer than 1000
-    /// pods/s; the pause lets the background worker keep instances ready).
-    #[arg(long, default_value_t = 300)]
+    /// pods/s; the pause lets the background worker keep instances ready). The report prints
+    /// the pause measured (a sleep is never shorter; the kernel's timer slack adds ~50 µs).
+    #[arg(long, default_value_t = 1000)]
     pub pace_us: u64,
     /// Hot-reload rounds.
     #[arg(long, default_value_t = 5)]
@@ -64,6 +72,12 @@ pub struct Args {
     /// quicker run for interleaved A/B comparisons.
     #[arg(long, hide = true)]
     pub corpus_only: bool,
+    /// Also split the paced corpus's place and translate into the host's steps (take an
+    /// instance, arm the deadline, encode, Wasm call, decode, retire, return …): a further
+    /// paced run with a timestamp between steps. Off by default; the other rows never time
+    /// steps.
+    #[arg(long)]
+    pub steps: bool,
     /// Benchmark this placement component instead of the built-in zone-spread (e.g. a build
     /// with a name section, so `perf report` names its functions).
     #[arg(long, hide = true)]
@@ -138,6 +152,27 @@ fn time_n(
         out.push(t.elapsed());
     }
     Ok(out)
+}
+
+/// Pauses the calling task for `pace` and returns the pause it got. A plain sleep of the
+/// thread (inside `block_in_place`, which lets the runtime move its other work away), not
+/// `tokio::time::sleep`: tokio's timer has a 1 ms granularity and rounds up, so a 300 µs
+/// sleep paused 1.09–1.11 ms at p50 and 2.1 ms at p95, and a 1000 µs one 2.1 ms at p50.
+/// The bench's default of 1000 µs keeps the pause the figures of sessions up to 11 were
+/// measured with (≈ 1.1 ms at p50).
+fn pause(pace: Duration) -> Duration {
+    let started = Instant::now();
+    tokio::task::block_in_place(|| std::thread::sleep(pace));
+    started.elapsed()
+}
+
+/// The note printed next to a paced row: the pause it was measured with.
+fn pause_note(pauses: &[Duration]) -> String {
+    if pauses.is_empty() {
+        return String::new();
+    }
+    let s = stats(pauses.to_vec());
+    format!("pause between calls: p50 {}, p99 {}", us(s.p50), us(s.p99))
 }
 
 fn load(loader: &PluginLoader, bytes: &[u8], kind: PluginKind) -> Result<Arc<LoadedPlugin>> {
@@ -480,7 +515,7 @@ fn bench(args: Args) -> Result<()> {
     row(
         "CORPUS, DAEMON PATH: convert + place + translate (paced)",
         &headline.total,
-        "",
+        &pause_note(&headline.pauses),
     );
     row(
         "  of which Pod → contract types (host, vnode-mapping)",
@@ -501,9 +536,20 @@ fn bench(args: Args) -> Result<()> {
         &corpus,
         n,
         Some(pace),
-        true,
+        Observe::ThreadCounters,
     )?
     .print_disturbances();
+    if args.steps {
+        daemon_path_with(
+            PluginSlot::new(placement.clone()),
+            PluginSlot::new(translator.clone()),
+            &corpus,
+            n,
+            Some(pace),
+            Observe::Steps,
+        )?
+        .print_steps();
+    }
     println!(
         "  warm pool misses so far (decisions that instantiated inline): placement {}, translator {}",
         placement.inline_instantiations(),
@@ -540,7 +586,7 @@ fn bench(args: Args) -> Result<()> {
     row(
         "sample pod (2 containers + init), daemon path (paced)",
         &sample.total,
-        "",
+        &pause_note(&sample.pauses),
     );
     row("  of which Pod → contract types", &sample.convert, "");
     row(
@@ -550,25 +596,17 @@ fn bench(args: Args) -> Result<()> {
     );
     println!();
     println!("diagnostics:");
+    let (calls, pauses) = slot_calls(PluginSlot::new(placement.clone()), None, n, pace)?;
     row(
         "placement alone: PluginSlot::place (paced)",
-        &stats(slot_calls(
-            PluginSlot::new(placement.clone()),
-            None,
-            n,
-            pace,
-        )?),
-        "",
+        &stats(calls),
+        &pause_note(&pauses),
     );
+    let (calls, pauses) = slot_calls(PluginSlot::new(translator.clone()), Some(()), n, pace)?;
     row(
         "translation alone: PluginSlot::translate (paced)",
-        &stats(slot_calls(
-            PluginSlot::new(translator.clone()),
-            Some(()),
-            n,
-            pace,
-        )?),
-        "",
+        &stats(calls),
+        &pause_note(&pauses),
     );
     row(
         "instantiate placement (store + instance, no call)",
@@ -887,6 +925,21 @@ struct DaemonPath {
     /// place + translate of each sample with what the thread went through meanwhile (only
     /// when asked for: reading `/proc` between pods perturbs the caches a little).
     disturbances: Vec<(Duration, Disturbance)>,
+    /// Each placement's and each translation's step durations (only when asked for).
+    place_steps: Vec<[Option<Duration>; STEPS]>,
+    translate_steps: Vec<[Option<Duration>; STEPS]>,
+    /// The pause measured before each recorded pod (paced runs).
+    pauses: Vec<Duration>,
+}
+
+/// What a corpus run records besides the latencies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Observe {
+    Nothing,
+    /// Each sample's [`Disturbance`].
+    ThreadCounters,
+    /// Each call's host steps ([`StepTimes`]).
+    Steps,
 }
 
 /// What happened to the measuring thread during one sample, from `/proc/thread-self`:
@@ -919,6 +972,53 @@ impl Disturbance {
 }
 
 impl DaemonPath {
+    /// The host's steps of a paced placement and translation (`--steps`), p50 and p99 of
+    /// each over the corpus.
+    fn print_steps(&self) {
+        println!(
+            "  host steps (--steps: a further paced run with a timestamp between steps; {} placements, {} translations):",
+            self.place_steps.len(),
+            self.translate_steps.len()
+        );
+        println!(
+            "    {:<44} {:>10} {:>10} {:>14} {:>14}",
+            "step", "place p50", "place p99", "translate p50", "translate p99"
+        );
+        let column = |samples: &[[Option<Duration>; STEPS]], i: usize| -> (String, String) {
+            let v: Vec<Duration> = samples.iter().filter_map(|s| s[i]).collect();
+            if v.is_empty() {
+                return ("-".into(), "-".into());
+            }
+            let s = stats(v);
+            (us(s.p50), us(s.p99))
+        };
+        for (i, step) in Step::ALL.into_iter().enumerate() {
+            let (p50, p99) = column(&self.place_steps, i);
+            let (t50, t99) = column(&self.translate_steps, i);
+            println!(
+                "    {:<44} {p50:>10} {p99:>10} {t50:>14} {t99:>14}",
+                step.label()
+            );
+        }
+        let total = |samples: &[[Option<Duration>; STEPS]]| {
+            stats(
+                samples
+                    .iter()
+                    .map(|s| s.iter().flatten().sum::<Duration>())
+                    .collect(),
+            )
+        };
+        let (p, t) = (total(&self.place_steps), total(&self.translate_steps));
+        println!(
+            "    {:<44} {:>10} {:>10} {:>14} {:>14}",
+            "all steps (one call)",
+            us(p.p50),
+            us(p.p99),
+            us(t.p50),
+            us(t.p99)
+        );
+    }
+
     /// Where the tail of place + translate comes from: the costliest cases by their own
     /// p50, and how many of the samples above the overall p99 each case contributed.
     /// The samples above the p99 against the rest: were they descheduled (another process,
@@ -1009,17 +1109,17 @@ fn daemon_path(
     n: usize,
     pace: Option<Duration>,
 ) -> Result<DaemonPath> {
-    daemon_path_with(placement, translator, pods, n, pace, false)
+    daemon_path_with(placement, translator, pods, n, pace, Observe::Nothing)
 }
 
-/// [`daemon_path`], optionally recording each sample's [`Disturbance`].
+/// [`daemon_path`], optionally recording each sample's [`Disturbance`] or each call's steps.
 fn daemon_path_with(
     placement: PluginSlot,
     translator: PluginSlot,
     pods: &[DaemonInputs],
     n: usize,
     pace: Option<Duration>,
-    attribute: bool,
+    observe: Observe,
 ) -> Result<DaemonPath> {
     let pods = pods.to_vec();
     // One pod: it must be placed and translated. A corpus also holds pods the plugins refuse
@@ -1031,18 +1131,40 @@ fn daemon_path_with(
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut by_case: Vec<Vec<Duration>> = vec![Vec::new(); pods.len()];
         let mut disturbances = Vec::new();
+        let (mut place_steps, mut translate_steps, mut pauses) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let steps = observe == Observe::Steps;
         for (i, inputs) in pods.iter().cycle().take(n + 200).enumerate() {
+            let recorded = i >= 200;
             if let Some(pace) = pace {
-                tokio::time::sleep(pace).await;
+                let paused = pause(pace);
+                if recorded {
+                    pauses.push(paused);
+                }
             }
-            let before = if attribute { thread_counters() } else { None };
+            let before = if observe == Observe::ThreadCounters {
+                thread_counters()
+            } else {
+                None
+            };
             let started = Instant::now();
             let (view, context, resolved) = inputs.convert()?;
             let converted = Instant::now();
-            let decided = placement
-                .place(view, context)
-                .await
-                .context("placement via PluginSlot::place")?;
+            let decided = if steps {
+                let (decided, times) = placement
+                    .place_with_steps(view, context)
+                    .await
+                    .context("placement via PluginSlot::place_with_steps")?;
+                if recorded {
+                    place_steps.push(times.durations());
+                }
+                decided
+            } else {
+                placement
+                    .place(view, context)
+                    .await
+                    .context("placement via PluginSlot::place")?
+            };
             let placed = Instant::now();
             let attempt = match decided.value {
                 vnode_plugin_host::contract::Decision::Accept(mut a) if !a.attempts.is_empty() => {
@@ -1052,22 +1174,34 @@ fn daemon_path_with(
                 _ => None,
             };
             if let Some(attempt) = attempt {
-                let request = translator
-                    .translate(inputs.translate_input(resolved, attempt))
-                    .await
-                    .context("translation via PluginSlot::translate")?;
+                let input = inputs.translate_input(resolved, attempt);
+                let request = if steps {
+                    let (request, times) = translator
+                        .translate_with_steps(input)
+                        .await
+                        .context("translation via PluginSlot::translate_with_steps")?;
+                    if recorded {
+                        translate_steps.push(times.durations());
+                    }
+                    request
+                } else {
+                    translator
+                        .translate(input)
+                        .await
+                        .context("translation via PluginSlot::translate")?
+                };
                 if let (Err(e), true) = (request.value, strict) {
                     anyhow::bail!("the sample pod was not translated: {e:?}");
                 }
             }
             let done = Instant::now();
             // Only the attribution run reads the counters (two `/proc` files per pod).
-            if let (Some(a), true) = (before, i >= 200)
+            if let (Some(a), true) = (before, recorded)
                 && let Some(b) = thread_counters()
             {
                 disturbances.push((done - converted, Disturbance::between(a, b)));
             }
-            if i >= 200 {
+            if recorded {
                 convert.push(converted - started);
                 place.push(placed - converted);
                 translate.push(done - placed);
@@ -1089,27 +1223,32 @@ fn daemon_path_with(
             total: stats(total),
             by_case,
             disturbances,
+            place_steps,
+            translate_steps,
+            pauses,
         })
     });
     handle.block_on(task)?
 }
 
 /// `n` calls (after 200 unrecorded ones) of one slot's async API, one every `pace`: placement
-/// when `translate` is `None`, translation otherwise.
+/// when `translate` is `None`, translation otherwise. Returns the calls' latencies and the
+/// pauses before them.
 fn slot_calls(
     slot: PluginSlot,
     translate: Option<()>,
     n: usize,
     pace: Duration,
-) -> Result<Vec<Duration>> {
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
     let handle = tokio::runtime::Handle::current();
     let task = handle.spawn(async move {
         let (pod, ctx) = samples::placement_sample();
         let input = samples::translate_sample();
         let mut out = Vec::with_capacity(n);
+        let mut pauses = Vec::with_capacity(n);
         for i in 0..n + 200 {
             let (pod, ctx, input) = (pod.clone(), ctx.clone(), input.clone());
-            tokio::time::sleep(pace).await;
+            let paused = pause(pace);
             let started = Instant::now();
             match translate {
                 None => {
@@ -1123,9 +1262,10 @@ fn slot_calls(
             }
             if i >= 200 {
                 out.push(started.elapsed());
+                pauses.push(paused);
             }
         }
-        anyhow::Ok(out)
+        anyhow::Ok((out, pauses))
     });
     handle.block_on(task)?
 }
