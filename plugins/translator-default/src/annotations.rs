@@ -7,6 +7,7 @@
 //! annotations that carry JSON, and only when present.
 
 use vnode_plugin_sdk::KeyValue;
+use vnode_plugin_sdk::eci::list_entries;
 use vnode_plugin_sdk::translator::{EciDnsConfig, EciHostAlias};
 
 use crate::errors::{Result, invalid};
@@ -50,6 +51,10 @@ pub struct Annotations<'a> {
     pub data_cache_pl: Option<&'a str>,
     pub data_cache_iops: Option<&'a str>,
     pub data_cache_bursting: Option<&'a str>,
+    /// Whether any annotation that shapes the instance (everything above but the security
+    /// group and the custom hosts, tags and DNS) is set: most pods have none, and the
+    /// translation then skips those checks.
+    pub instance_level: bool,
 }
 
 impl<'a> Annotations<'a> {
@@ -61,8 +66,9 @@ impl<'a> Annotations<'a> {
                 match kv.key.as_str() {
                     "kubernetes.io/ingress-bandwidth" => a.ingress_bandwidth = v,
                     "kubernetes.io/egress-bandwidth" => a.egress_bandwidth = v,
-                    _ => {}
+                    _ => continue,
                 }
+                a.instance_level = true;
                 continue;
             };
             match short {
@@ -97,7 +103,16 @@ impl<'a> Annotations<'a> {
                 "eci-data-cache-pl" => a.data_cache_pl = v,
                 "eci-data-cache-provisionedIops" => a.data_cache_iops = v,
                 "eci-data-cache-burstingEnabled" => a.data_cache_bursting = v,
-                _ => {}
+                _ => continue,
+            }
+            if !matches!(
+                short,
+                "eci-security-group"
+                    | "eci-custom-hosts"
+                    | "eci-custom-tags"
+                    | "eci-custom-dnsconfig"
+            ) {
+                a.instance_level = true;
             }
         }
         a
@@ -196,20 +211,13 @@ pub fn parse_quantity(value: &str, key: &str) -> Result<u64> {
     u64::try_from(total).map_err(|_| bad())
 }
 
-/// A comma list, trimmed, empties dropped.
-pub fn comma_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
+/// A comma list, trimmed, empties dropped (the SDK's, shared with placement).
+pub use vnode_plugin_sdk::eci::split_list as comma_list;
 
 /// `eci-custom-tags`: `k1:v1,k2:v2` (at most 3).
 pub fn custom_tags(value: &str, key: &str) -> Result<Vec<KeyValue>> {
     let mut out = Vec::new();
-    for item in comma_list(value) {
+    for item in list_entries(value) {
         let (k, v) = item.split_once(':').ok_or_else(|| {
             invalid(
                 field(key),
@@ -409,6 +417,37 @@ mod tests {
     }
 
     #[test]
+    fn instance_level_is_set_by_the_instance_annotations_only() {
+        let kv = |k: &str| KeyValue {
+            key: k.into(),
+            value: "x".into(),
+        };
+        let request_level = [
+            kv("k8s.aliyun.com/eci-security-group"),
+            kv("k8s.aliyun.com/eci-custom-hosts"),
+            kv("k8s.aliyun.com/eci-custom-tags"),
+            kv("k8s.aliyun.com/eci-custom-dnsconfig"),
+            kv("k8s.aliyun.com/eci-use-specs"),
+            kv("k8s.aliyun.com/eci-unknown"),
+            kv("kubernetes.io/other"),
+            kv("app"),
+        ];
+        assert!(!Annotations::read(&request_level).instance_level);
+        for key in [
+            "k8s.aliyun.com/eci-ram-role-name",
+            "k8s.aliyun.com/eci-image-snapshot-id",
+            "k8s.aliyun.com/eip-bandwidth",
+            "k8s.aliyun.com/eci-data-cache-burstingEnabled",
+            "kubernetes.io/ingress-bandwidth",
+            "kubernetes.io/egress-bandwidth",
+        ] {
+            let mut all = request_level.to_vec();
+            all.push(kv(key));
+            assert!(Annotations::read(&all).instance_level, "{key}");
+        }
+    }
+
+    #[test]
     fn read_picks_known_keys_only() {
         let kv = |k: &str, v: &str| KeyValue {
             key: k.into(),
@@ -422,6 +461,7 @@ mod tests {
             kv("k8s.aliyun.com/eci-imc-id", "imc-new"),
         ];
         let a = Annotations::read(&all);
+        assert!(a.instance_level);
         assert_eq!(a.ram_role, Some("role"));
         assert_eq!(a.egress_bandwidth, Some("10M"));
         assert_eq!(

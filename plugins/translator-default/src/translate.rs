@@ -432,6 +432,11 @@ fn instance_annotations(
             concat!("k8s.aliyun.com/", $short)
         };
     }
+    if !a.instance_level {
+        // The common pod: none of the annotations below, only ephemeral-storage limits.
+        req.ephemeral_storage_gib = ephemeral_beyond_included(total);
+        return Ok(());
+    }
     let extra = |req: &mut ContainerGroupRequest, k: &str, v: String| {
         req.extra_params.push(KeyValue {
             key: k.to_string(),
@@ -459,9 +464,8 @@ fn instance_annotations(
     if let Some(v) = a.extra_ephemeral_storage {
         let bytes = ann::parse_quantity(v, key!("eci-extra-ephemeral-storage"))?;
         req.ephemeral_storage_gib = Some(u32::try_from(bytes.div_ceil(GIB)).unwrap_or(u32::MAX));
-    } else if total.ephemeral_bytes > INCLUDED_EPHEMERAL_GIB * GIB {
-        let extra_gib = (total.ephemeral_bytes - INCLUDED_EPHEMERAL_GIB * GIB).div_ceil(GIB);
-        req.ephemeral_storage_gib = Some(u32::try_from(extra_gib).unwrap_or(u32::MAX));
+    } else {
+        req.ephemeral_storage_gib = ephemeral_beyond_included(total);
     }
 
     // Elastic IP.
@@ -578,6 +582,16 @@ fn instance_annotations(
         }
     }
     Ok(())
+}
+
+/// The GiB of temporary storage to buy beyond ECI's included 30 for the containers'
+/// ephemeral-storage limits, if they ask for more.
+fn ephemeral_beyond_included(total: Size) -> Option<u32> {
+    let included = INCLUDED_EPHEMERAL_GIB * GIB;
+    (total.ephemeral_bytes > included).then(|| {
+        let extra_gib = (total.ephemeral_bytes - included).div_ceil(GIB);
+        u32::try_from(extra_gib).unwrap_or(u32::MAX)
+    })
 }
 
 /// `n` in decimal (`itoa`, without `core::fmt`).

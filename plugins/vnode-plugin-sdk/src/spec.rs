@@ -1,7 +1,7 @@
 //! ECI instance specs: the `2-4Gi` notation, `eci-use-specs` parsing, and picking the smallest
 //! candidate spec that fits a pod.
 
-use crate::eci::{ANN_USE_SPECS, split_list};
+use crate::eci::{ANN_USE_SPECS, list_entries};
 use crate::quantity::Resources;
 use crate::{InstanceSpec, Sizing};
 
@@ -138,8 +138,8 @@ pub fn parse(entry: &str) -> Result<UseSpec, String> {
 pub fn parse_use_specs(value: &str) -> Result<Vec<Sizing>, String> {
     let mut sizings = Vec::new();
     let mut ecs_slot: Option<usize> = None;
-    for entry in split_list(value) {
-        match parse(&entry).map_err(|e| format!("{ANN_USE_SPECS}: {e}"))? {
+    for entry in list_entries(value) {
+        match parse(entry).map_err(|e| format!("{ANN_USE_SPECS}: {e}"))? {
             UseSpec::Spec(spec) => sizings.push(Sizing::Spec(spec)),
             UseSpec::EcsType(ty) => match ecs_slot {
                 Some(slot) => {
