@@ -19,9 +19,11 @@ wit_bindgen::generate!({
     export_macro_name: "__export_translator_world",
     default_bindings_module: "vnode_plugin_sdk::translator_bindings",
     additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
-    // A file's content is read as one byte string instead of element by element (see `bytes`).
+    // A file's content and a pull secret's values are read as one byte string each instead
+    // of element by element (see `bytes` and `byte_pairs`).
     additional_member_attributes: {
         "vnode:plugin/pod@0.3.0/file.content": [#[serde(with = "crate::bytes")]],
+        "vnode:plugin/pod@0.3.0/pull-secret.data": [#[serde(with = "crate::byte_pairs")]],
     },
     generate_all,
     // 0.3.0's functions take bytes, so no function names the records: generate them anyway.
@@ -71,6 +73,78 @@ pub mod bytes {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
             while let Some(b) = seq.next_element::<u8>()? {
                 out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Serde for a `list<tuple<string, list<u8>>>` field (a pull secret's data) whose byte lists
+/// are byte strings (see [`bytes`]): the same wire bytes as the plain derive, but each value
+/// is read with one bounds check and one copy instead of one serde call per byte.
+#[doc(hidden)]
+pub mod byte_pairs {
+    use core::fmt;
+
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::{SerializeSeq, SerializeTuple, Serializer};
+    use serde::{Deserialize, Serialize};
+
+    /// Writes the pairs as a list of `(string, byte string)` tuples.
+    pub fn serialize<S: Serializer>(
+        pairs: &[(String, Vec<u8>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut list = serializer.serialize_seq(Some(pairs.len()))?;
+        for (key, value) in pairs {
+            list.serialize_element(&PairRef(key, value))?;
+        }
+        list.end()
+    }
+
+    /// Reads a list of `(string, byte string)` tuples.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        deserializer.deserialize_seq(PairsVisitor)
+    }
+
+    struct PairRef<'a>(&'a str, &'a [u8]);
+
+    impl Serialize for PairRef<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut tuple = serializer.serialize_tuple(2)?;
+            tuple.serialize_element(self.0)?;
+            tuple.serialize_element(&Bytes(self.1))?;
+            tuple.end()
+        }
+    }
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            crate::bytes::serialize(self.0, serializer)
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Pair(String, #[serde(with = "crate::bytes")] Vec<u8>);
+
+    struct PairsVisitor;
+
+    impl<'de> Visitor<'de> for PairsVisitor {
+        type Value = Vec<(String, Vec<u8>)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of (string, bytes) pairs")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            // As serde's own `Vec`: the hint reserves, but never more than a sane amount.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 12));
+            while let Some(Pair(key, value)) = seq.next_element()? {
+                out.push((key, value));
             }
             Ok(out)
         }

@@ -125,6 +125,30 @@ impl PluginAllocator {
     }
 }
 
+/// A copy of `text` in the global allocator's memory: the decoder's strings (a translation
+/// decodes a few hundred). In a Wasm build the bump is inlined here, where `text.to_owned()`
+/// costs two calls (`__rust_alloc` and the allocator behind it) plus its checks per string;
+/// a string that does not fit in the arena, and every native build, take `to_owned()`.
+#[inline(always)]
+pub(crate) fn copy_str(text: &str) -> String {
+    #[cfg(target_arch = "wasm32")]
+    if !text.is_empty() {
+        // SAFETY: a slice's length is at most `isize::MAX`, and alignment 1 is a power of two.
+        let layout = unsafe { Layout::from_size_align_unchecked(text.len(), 1) };
+        if let Some(ptr) = crate::ALLOCATOR.bump(layout) {
+            // SAFETY: `ptr` is a fresh allocation of `text.len()` bytes with alignment 1 from
+            // the global allocator (`ALLOCATOR` is the `#[global_allocator]` of every Wasm
+            // build), so it may become a `String` of that capacity, which frees it through
+            // the same allocator; the bytes copied are UTF-8 (they come from a `str`).
+            unsafe {
+                core::ptr::copy_nonoverlapping(text.as_ptr(), ptr, text.len());
+                return String::from_raw_parts(ptr, text.len(), text.len());
+            }
+        }
+    }
+    text.to_owned()
+}
+
 impl Default for PluginAllocator {
     fn default() -> Self {
         Self::new()
