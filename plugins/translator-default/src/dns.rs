@@ -29,7 +29,7 @@ pub fn dns(
     let policy = pod.dns_policy.as_deref().unwrap_or("ClusterFirst");
     match policy {
         "ClusterFirst" | "ClusterFirstWithHostNet" if !node.cluster_dns.is_empty() => {
-            let domain = node.cluster_domain.trim_matches('.');
+            let domain = trim_dots(&node.cluster_domain);
             let domain = if domain.is_empty() {
                 "cluster.local"
             } else {
@@ -67,6 +67,20 @@ pub fn dns(
     }
 }
 
+/// `domain` without leading and trailing dots (`str::trim_matches('.')`, as a byte scan: `.` is
+/// ASCII, and the generic char searcher is far more code for every ClusterFirst pod).
+fn trim_dots(domain: &str) -> &str {
+    let start = domain
+        .bytes()
+        .position(|b| b != b'.')
+        .unwrap_or(domain.len());
+    let end = domain
+        .bytes()
+        .rposition(|b| b != b'.')
+        .map_or(start, |last| last + 1);
+    &domain[start..end]
+}
+
 /// Appends `extra` to `base` the way the kubelet merges a pod's `dnsConfig`: servers and
 /// searches appended without duplicates, options replaced by name or appended.
 pub fn merge(base: &mut EciDnsConfig, extra: EciDnsConfig) {
@@ -84,6 +98,27 @@ pub fn merge(base: &mut EciDnsConfig, extra: EciDnsConfig) {
         match base.options.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => base.options.push((name, value)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trim_dots;
+
+    #[test]
+    fn trim_dots_is_trim_matches_dot() {
+        for d in [
+            "",
+            ".",
+            "...",
+            "cluster.local",
+            ".cluster.local.",
+            "..a..b..",
+            "é.",
+            ".é",
+        ] {
+            assert_eq!(trim_dots(d), d.trim_matches('.'), "{d:?}");
         }
     }
 }

@@ -249,7 +249,13 @@ fn hostname(pod: &ResolvedPod) -> String {
             None => name,
         }
     };
-    cut.trim_end_matches(['-', '.']).to_string()
+    // `trim_end_matches(['-', '.'])` as a byte scan (both are ASCII; the char-array searcher is
+    // far more code, run for every pod without `spec.hostname`).
+    let end = cut
+        .bytes()
+        .rposition(|b| b != b'-' && b != b'.')
+        .map_or(0, |last| last + 1);
+    cut[..end].to_string()
 }
 
 /// Instance size from the attempt's sizing; GPUs need an ECS GPU instance type.
@@ -1237,7 +1243,24 @@ mod tests {
         // 63 characters, not bytes.
         p.hostname = None;
         p.meta.name = "é".repeat(64);
-        assert_eq!(ok(&input(p)).hostname, Some("é".repeat(63)));
+        assert_eq!(ok(&input(p.clone())).hostname, Some("é".repeat(63)));
+        // Trailing `-` and `.` go, as many as there are (after the cut).
+        for (name, want) in [
+            ("web-0", "web-0"),
+            ("web.-.-", "web"),
+            ("a.b-", "a.b"),
+            ("-.", ""),
+            ("é-", "é"),
+        ] {
+            p.meta.name = name.into();
+            assert_eq!(
+                ok(&input(p.clone())).hostname.as_deref(),
+                Some(want),
+                "{name}"
+            );
+        }
+        p.meta.name = format!("{}.-x", "y".repeat(61));
+        assert_eq!(ok(&input(p)).hostname, Some("y".repeat(61)));
     }
 
     #[test]
