@@ -24,8 +24,12 @@ pub struct RuntimeConfig {
     /// Calls running at once through the async API (more wait). Default 8.
     pub max_concurrent_calls: usize,
     /// Instances prepared ahead of need per loaded plugin version (0 = instantiate on the call
-    /// path). Each is used for exactly one decision. Default 4 (8 measured no faster, paced or
-    /// back-to-back, in `vnode bench plugins --warm-instances`).
+    /// path). Each is used for exactly one decision. Default 8. With 4, a pod every ~1.1 ms
+    /// (`vnode bench plugins`, paced) often took the pool down to one instance between two
+    /// polls of the warm worker (every 2 ms), so the decision rang its doorbell: a futex wake
+    /// of the other vCPU costing ~20 µs (`--steps`: "retire" p99 22-24 µs with 4, 0.3-0.4 µs
+    /// with 8), and the worker refilled in smaller, costlier rounds (its CPU per pod 101-103
+    /// µs with 4, 86-88 with 8; process RSS the same within 1 MB).
     pub warm_instances: usize,
     /// Epoch tick: the deadline's granularity. Default 5 ms.
     pub epoch_tick: Duration,
@@ -45,7 +49,7 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_millis(50),
             memory_limit_bytes: 64 << 20,
             max_concurrent_calls: 8,
-            warm_instances: 4,
+            warm_instances: 8,
             epoch_tick: Duration::from_millis(5),
             pooling: true,
             max_placement_output_bytes: 64 << 10,

@@ -64,7 +64,7 @@ pub struct Args {
     /// How long `--profile` loops.
     #[arg(long, hide = true, default_value_t = 10)]
     pub profile_seconds: u64,
-    /// Instances each plugin version keeps prepared (the daemon's default: 4); for sizing
+    /// Instances each plugin version keeps prepared (the daemon's default: 8); for sizing
     /// experiments.
     #[arg(long)]
     pub warm_instances: Option<usize>,
