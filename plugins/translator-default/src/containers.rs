@@ -32,16 +32,17 @@ pub fn map_container(
     pod_sc: Option<&PodSecurityContext>,
     init: bool,
 ) -> Result<EciContainer> {
-    if c.image.trim().is_empty() {
+    // `trim().is_empty()` without the generic two-ended trim.
+    if c.image.chars().all(char::is_whitespace) {
         return Err(invalid(at.field("image"), "the image is empty"));
     }
     let (command, args) = command_and_args(c, at)?;
-    let env = c
-        .env
-        .iter()
-        .enumerate()
-        .map(|(j, e)| map_env(&e.name, &e.value, at.field("env").index(j)))
-        .collect::<Result<Vec<_>>>()?;
+    // A plain loop, not `collect::<Result<Vec<_>>>()`: the adapter behind that is generic code
+    // of its own on every translation.
+    let mut env = Vec::with_capacity(c.env.len());
+    for (j, e) in c.env.iter().enumerate() {
+        env.push(map_env(&e.name, &e.value, at.field("env").index(j))?);
+    }
     let mut ports = Vec::with_capacity(c.ports.len());
     for (j, p) in c.ports.iter().enumerate() {
         let protocol = p.protocol.as_deref().unwrap_or("TCP");

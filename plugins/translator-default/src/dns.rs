@@ -39,8 +39,8 @@ pub fn dns(
             let mut cfg = EciDnsConfig {
                 name_servers: node.cluster_dns.clone(),
                 searches: vec![
-                    [ns, ".svc.", domain].concat(),
-                    ["svc.", domain].concat(),
+                    joined(&[ns.as_str(), ".svc.", domain]),
+                    joined(&["svc.", domain]),
                     domain.to_string(),
                 ],
                 options: vec![("ndots".to_string(), Some("5".to_string()))],
@@ -65,6 +65,15 @@ pub fn dns(
             format!("unknown DNS policy {other:?}"),
         )),
     }
+}
+
+/// The parts one after another (`[..].concat()` without its generic slice-join code).
+fn joined(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
+    out
 }
 
 /// `domain` without leading and trailing dots (`str::trim_matches('.')`, as a byte scan: `.` is

@@ -1220,6 +1220,22 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_or_blank_image_is_refused() {
+        for image in ["", " ", "\t\n", "\u{3000}"] {
+            let mut p = pod();
+            p.containers[0].image = image.into();
+            assert_eq!(
+                refusal(translate(&input(p))).0,
+                "spec.containers[0].image",
+                "{image:?}"
+            );
+        }
+        let mut p = pod();
+        p.containers[0].image = " nginx ".into();
+        assert!(translate(&input(p)).is_ok());
+    }
+
+    #[test]
     fn pod_level_fields() {
         let mut p = pod();
         p.meta.name = format!("{}-", "x".repeat(70));

@@ -25,11 +25,11 @@ pub fn map_volumes(volumes: &[Volume]) -> Result<Vec<EciVolume>> {
             ),
         ));
     }
-    volumes
-        .iter()
-        .enumerate()
-        .map(|(i, v)| map_volume(v, i))
-        .collect()
+    let mut mapped = Vec::with_capacity(volumes.len());
+    for (i, v) in volumes.iter().enumerate() {
+        mapped.push(map_volume(v, i)?);
+    }
+    Ok(mapped)
 }
 
 fn map_volume(v: &Volume, i: usize) -> Result<EciVolume> {

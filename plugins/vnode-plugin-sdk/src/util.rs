@@ -34,6 +34,10 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
 /// error naming the line. Cheap enough to run on every decision (no serde in the guest).
 pub fn parse_key_values(config: &str) -> Result<Vec<(&str, &str)>, String> {
     let mut out = Vec::new();
+    if config.is_empty() {
+        // The usual configuration, parsed on every decision: not even a line iterator.
+        return Ok(out);
+    }
     for (index, raw) in config.lines().enumerate() {
         let line = match raw.find('#') {
             Some(hash) => &raw[..hash],
@@ -88,6 +92,8 @@ mod tests {
     fn parses_key_values_with_comments() {
         let parsed = parse_key_values("# c\n a = 1 \n\nb= x y # trailing\n").expect("valid");
         assert_eq!(parsed, vec![("a", "1"), ("b", "x y")]);
+        assert_eq!(parse_key_values(""), Ok(Vec::new()));
+        assert_eq!(parse_key_values("\n # only a comment\n"), Ok(Vec::new()));
     }
 
     #[test]
