@@ -356,16 +356,16 @@ mod tests {
             assert!(parse_quantity(bad, "k").is_err(), "{bad:?} accepted");
         }
         let err = parse_quantity("1.2.3Gi", "k8s.aliyun.com/x").unwrap_err();
-        assert_eq!(
-            format!("{err:?}"),
-            format!(
-                "{:?}",
-                invalid(
-                    "metadata.annotations[k8s.aliyun.com/x]",
-                    "\"1.2.3Gi\" is not a quantity such as 50Gi or 10M"
-                )
-            )
+        assert_refused_as(
+            err,
+            "metadata.annotations[k8s.aliyun.com/x]",
+            "\"1.2.3Gi\" is not a quantity such as 50Gi or 10M",
         );
+    }
+
+    /// `err` is the refusal `invalid(field, message)` would build.
+    fn assert_refused_as<E: core::fmt::Debug>(err: E, field: &str, message: &str) {
+        assert_eq!(format!("{err:?}"), format!("{:?}", invalid(field, message)));
     }
 
     #[test]
@@ -373,15 +373,10 @@ mod tests {
         assert!(parse_bool(" TRUE ", "k").unwrap());
         assert!(!parse_bool("False", "k").unwrap());
         let err = parse_bool("yes", "k8s.aliyun.com/x").unwrap_err();
-        assert_eq!(
-            format!("{err:?}"),
-            format!(
-                "{:?}",
-                invalid(
-                    "metadata.annotations[k8s.aliyun.com/x]",
-                    "\"yes\" is not \"true\" or \"false\""
-                )
-            )
+        assert_refused_as(
+            err,
+            "metadata.annotations[k8s.aliyun.com/x]",
+            "\"yes\" is not \"true\" or \"false\"",
         );
     }
 

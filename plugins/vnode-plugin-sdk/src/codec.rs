@@ -207,11 +207,23 @@ mod tests {
     use crate::{Plugin, PluginInfo};
 
     fn sample_placement_input() -> PlacementInput {
-        let pod = annotate(
-            pod("shop", "web-7d9f"),
-            "k8s.aliyun.com/eci-spot-strategy",
-            "x",
-        );
+        placement_input_with(
+            "web-7d9f",
+            ("k8s.aliyun.com/eci-spot-strategy", "x"),
+            0,
+            "k = v",
+        )
+    }
+
+    /// A placement input with most of the pod view set: `name`, one `annotation`,
+    /// `zone_i_count` groups in the second zone, the plugin `config`.
+    pub(super) fn placement_input_with(
+        name: &str,
+        annotation: (&str, &str),
+        zone_i_count: u32,
+        config: &str,
+    ) -> PlacementInput {
+        let pod = annotate(pod("shop", name), annotation.0, annotation.1);
         let pod = label(pod, "app", "web");
         let pod = tolerate(pod, "team", "shop");
         let pod = with_container(pod, "app", 1500, 2048);
@@ -221,8 +233,11 @@ mod tests {
         PlacementInput {
             pod,
             context: context(
-                &[("cn-hangzhou-h", "vsw-h", 3), ("cn-hangzhou-i", "vsw-i", 0)],
-                "k = v",
+                &[
+                    ("cn-hangzhou-h", "vsw-h", 3),
+                    ("cn-hangzhou-i", "vsw-i", zone_i_count),
+                ],
+                config,
             ),
         }
     }
@@ -932,10 +947,7 @@ mod de {
 
         use super::*;
         use crate::placement::{Decision, PlacementInput};
-        use crate::testing::{
-            annotate, context, label, pod, resolved_pod, spread_over_zones, tolerate,
-            translate_input, with_container,
-        };
+        use crate::testing::{context, resolved_pod, translate_input};
         use crate::translator::{
             Container, EnvValue, EnvVar, File, FileSet, Handler, HttpGetAction, IntOrString,
             PodSecurityContext, Probe, PullSecret, TranslateInput, TranslateResult, Volume,
@@ -972,28 +984,14 @@ mod de {
             }
         }
 
+        /// Non-ASCII text and multi-byte varints next to the usual fields.
         fn placement_input() -> PlacementInput {
-            let pod = annotate(
-                pod("shop", "wéb-7d9f"),
-                "k8s.aliyun.com/eci-use-specs",
-                "2-4Gi",
-            );
-            let pod = label(pod, "app", "web");
-            let pod = tolerate(pod, "team", "shop");
-            let pod = with_container(pod, "app", 1500, 2048);
-            let mut pod = spread_over_zones(pod, 1, "DoNotSchedule");
-            pod.priority = Some(-5);
-            pod.meta.owner_kind = Some("ReplicaSet".into());
-            PlacementInput {
-                pod,
-                context: context(
-                    &[
-                        ("cn-hangzhou-h", "vsw-h", 3),
-                        ("cn-hangzhou-i", "vsw-i", 300),
-                    ],
-                    "zones = all",
-                ),
-            }
+            crate::codec::tests::placement_input_with(
+                "wéb-7d9f",
+                ("k8s.aliyun.com/eci-use-specs", "2-4Gi"),
+                300,
+                "zones = all",
+            )
         }
 
         /// A translator input that uses most of the contract: probes, env, files with binary
