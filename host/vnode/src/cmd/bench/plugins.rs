@@ -1146,6 +1146,12 @@ fn daemon_path_with(
                 if recorded {
                     pauses.push(paused);
                 }
+            } else {
+                // Back to back, each pod still starts in a fresh poll, as in the daemon, where
+                // a pod's work awaits the API servers between decisions. Without it the task's
+                // cooperative budget ran out every 64th pod and that pod's permit acquire was
+                // made to yield inside the timed region (~1.6 % of samples, at the p99).
+                tokio::task::yield_now().await;
             }
             let before = if observe == Observe::ThreadCounters {
                 thread_counters()
