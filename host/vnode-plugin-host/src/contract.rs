@@ -22,6 +22,10 @@
 mod adapt;
 pub(crate) mod wire;
 
+pub use wire::{
+    decision_bytes, placement_input_bytes, translate_input_bytes, translate_result_bytes,
+};
+
 pub(crate) use adapt::{PlacementInstance, PlacementPre, TranslatorInstance, TranslatorPre};
 
 /// Contract versions this host loads, newest first. A plugin built against another version is

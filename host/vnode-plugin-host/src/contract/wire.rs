@@ -16,7 +16,9 @@ use std::cell::Cell;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::contract::{ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError};
+use crate::contract::{
+    ContainerGroupRequest, Decision, PlacementContext, PodView, TranslateError, TranslateInput,
+};
 
 /// `vnode:plugin/placement-plugin@0.3.0`, for messages.
 pub(crate) const PLACEMENT_WORLD: &str = "vnode:plugin/placement-plugin@0.3.0";
@@ -32,7 +34,7 @@ pub(crate) struct PlacementInputRef<'a> {
 }
 
 /// `translate-result`: what `translate` answers.
-pub(crate) type TranslateResult = Result<ContainerGroupRequest, TranslateError>;
+pub type TranslateResult = Result<ContainerGroupRequest, TranslateError>;
 
 /// A 0.3.0 answer whose bytes are not exactly one value of the expected type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,33 @@ pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
         BUFFER.set(buffer);
     }
     result
+}
+
+/// The bytes a contract-0.3.0 placement plugin receives for `pod` in `context`: what
+/// [`crate::LoadedPlugin::place_blocking`] passes to `place` (after setting `context.config`
+/// to the version's configuration). For tools that run a plugin's code outside the host, e.g.
+/// `vnode bench plugins`' native rows.
+pub fn placement_input_bytes(pod: &PodView, context: &PlacementContext) -> Vec<u8> {
+    // Encoding the host's own records cannot fail (no maps with non-string keys, no
+    // sequences of unknown length); an empty buffer would be refused by any plugin.
+    postcard::to_allocvec(&PlacementInputRef { pod, context }).unwrap_or_default()
+}
+
+/// The bytes a contract-0.3.0 translator receives for `input` (see
+/// [`placement_input_bytes`]).
+pub fn translate_input_bytes(input: &TranslateInput) -> Vec<u8> {
+    postcard::to_allocvec(input).unwrap_or_default()
+}
+
+/// The bytes a contract-0.3.0 placement plugin answers `decision` with (for tools that
+/// compare a plugin's answer outside the host with the host's decoded one).
+pub fn decision_bytes(decision: &Decision) -> Vec<u8> {
+    postcard::to_allocvec(decision).unwrap_or_default()
+}
+
+/// The bytes a contract-0.3.0 translator answers `result` with (see [`decision_bytes`]).
+pub fn translate_result_bytes(result: &TranslateResult) -> Vec<u8> {
+    postcard::to_allocvec(result).unwrap_or_default()
 }
 
 /// Decodes exactly one `T` from a plugin's answer: `world` and `what` (the WIT type) name it
@@ -176,6 +205,29 @@ mod tests {
             })),
             Err(TranslateError::Internal("bug".into())),
         ]
+    }
+
+    /// The public encoders give exactly the bytes a call passes to the plugin.
+    #[test]
+    fn public_input_bytes_are_the_calls_bytes() {
+        let (pod, context) = samples::placement_sample();
+        assert_eq!(
+            placement_input_bytes(&pod, &context),
+            encode(&PlacementInputRef {
+                pod: &pod,
+                context: &context,
+            })
+        );
+        let input = samples::translate_sample();
+        assert_eq!(translate_input_bytes(&input), encode(&input));
+        assert!(!translate_input_bytes(&input).is_empty());
+        for decision in decisions() {
+            assert_eq!(decision_bytes(&decision), encode(&decision));
+            assert_eq!(decode_decision(&decision_bytes(&decision)), Ok(decision));
+        }
+        for result in translate_results() {
+            assert_eq!(translate_result_bytes(&result), encode(&result));
+        }
     }
 
     /// Every sample goes through the host's encoder, is decoded by 0.3.0's own generated types
