@@ -171,6 +171,14 @@ async fn pause(pace: Duration) -> Duration {
     started.elapsed()
 }
 
+/// `note`, then the pause a paced row was measured with (nothing more for a back-to-back row).
+fn with_pause(note: &str, pauses: &[Duration]) -> String {
+    match pause_note(pauses) {
+        pause if pause.is_empty() => note.to_owned(),
+        pause => format!("{pause}; {note}"),
+    }
+}
+
 /// The note printed next to a paced row: the pause it was measured with.
 fn pause_note(pauses: &[Duration]) -> String {
     if pauses.is_empty() {
@@ -577,6 +585,60 @@ fn bench(args: Args) -> Result<()> {
         &unpaced.plugins,
         &verdict(&unpaced.plugins),
     );
+    // What the target is up against: the same corpus through the same path with plugins that
+    // do nothing, and the shipped plugins' own code without Wasm and without the host.
+    println!(
+        "what no plugin can go below, and the plugins' code without Wasm (same corpus and pause):"
+    );
+    match floor_plugins(&warm)? {
+        Some((floor_placement, floor_translator)) => {
+            for (label, pace) in [
+                (
+                    "floor: do-nothing plugins, place + translate (paced)",
+                    Some(pace),
+                ),
+                ("floor: do-nothing plugins, back-to-back", None),
+            ] {
+                let floor = daemon_path(
+                    PluginSlot::new(floor_placement.clone()),
+                    PluginSlot::new(floor_translator.clone()),
+                    &corpus,
+                    n,
+                    pace,
+                )?;
+                row(
+                    label,
+                    &floor.plugins,
+                    &with_pause(
+                        "host steps + Wasm calls; the plugins answer a constant, never reading the input",
+                        &floor.pauses,
+                    ),
+                );
+            }
+        }
+        None => println!(
+            "  (floor rows skipped: the floor fixtures are not at {} and {}; they exist in the build tree)",
+            builtin::FLOOR_PLACEMENT_PATH,
+            builtin::FLOOR_TRANSLATOR_PATH
+        ),
+    }
+    let shipped = args.placement_wasm.is_none() && args.translator_wasm.is_none();
+    let native_cases = native_corpus(&placement, &translator, &corpus, shipped)?;
+    let native_note = if shipped {
+        "zone-spread + translator-default via the SDK, same input bytes and answers; no Wasm, no host"
+    } else {
+        "zone-spread + translator-default natively (not the --*-wasm plugins); no Wasm, no host"
+    };
+    for (label, pace) in [
+        (
+            "plugins' code natively: decode + decide + encode (paced)",
+            Some(pace),
+        ),
+        ("plugins' code natively, back-to-back", None),
+    ] {
+        let (native, pauses) = native_path(&native_cases, n, pace)?;
+        row(label, &native, &with_pause(native_note, &pauses));
+    }
     if args.corpus_only {
         println!("load average at end: {}", load_average());
         return Ok(());
@@ -1102,6 +1164,128 @@ impl DaemonPath {
             cases.len().saturating_sub(5)
         );
     }
+}
+
+/// The do-nothing fixtures (`plugins/fixtures/floor-*`), loaded like any plugin; `None` when
+/// the binary runs away from its build tree (they are not compiled into it).
+fn floor_plugins(loader: &PluginLoader) -> Result<Option<(Arc<LoadedPlugin>, Arc<LoadedPlugin>)>> {
+    let (Ok(placement), Ok(translator)) = (
+        std::fs::read(builtin::FLOOR_PLACEMENT_PATH),
+        std::fs::read(builtin::FLOOR_TRANSLATOR_PATH),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        load(loader, &placement, PluginKind::Placement)?,
+        load(loader, &translator, PluginKind::Translator)?,
+    )))
+}
+
+/// One corpus pod as the plugins receive it: the encoded placement input, and the encoded
+/// translate input when the placement plugin accepts the pod (with its first attempt).
+#[derive(Clone)]
+struct NativeCase {
+    place: Vec<u8>,
+    translate: Option<Vec<u8>>,
+}
+
+/// The exact input bytes of each corpus pod's calls (each version's configuration set, as
+/// the slot does); the attempt comes from the loaded placement plugin, so the translator sees
+/// what it sees in the daemon-path rows. When the loaded plugins are the shipped ones
+/// (`same_code`), each native answer must be byte-for-byte the component's: the native rows
+/// then time the very work the components do.
+fn native_corpus(
+    placement: &LoadedPlugin,
+    translator: &LoadedPlugin,
+    corpus: &[DaemonInputs],
+    same_code: bool,
+) -> Result<Vec<NativeCase>> {
+    use vnode_plugin_host::contract::{
+        Decision, decision_bytes, placement_input_bytes, translate_input_bytes,
+        translate_result_bytes,
+    };
+    use vnode_plugin_sdk::codec;
+    corpus
+        .iter()
+        .map(|inputs| {
+            let (view, mut context, resolved) = inputs.convert()?;
+            context.config = placement.config().to_owned();
+            let place = placement_input_bytes(&view, &context);
+            let decided = placement
+                .place_blocking(&view, context)
+                .with_context(|| format!("placing corpus case {}", inputs.name))?;
+            anyhow::ensure!(
+                !same_code
+                    || codec::place::<zone_spread::ZoneSpread>(&place)
+                        == decision_bytes(&decided.value),
+                "corpus case {}: zone-spread compiled natively decides differently from its component",
+                inputs.name
+            );
+            let translate = match decided.value {
+                Decision::Accept(mut accepted) if !accepted.attempts.is_empty() => {
+                    let mut input =
+                        inputs.translate_input(resolved, accepted.attempts.swap_remove(0));
+                    input.config = translator.config().to_owned();
+                    let bytes = translate_input_bytes(&input);
+                    if same_code {
+                        let answer = translator
+                            .translate_blocking(input)
+                            .with_context(|| format!("translating corpus case {}", inputs.name))?;
+                        anyhow::ensure!(
+                            codec::translate::<translator_default::DefaultTranslator>(&bytes)
+                                == translate_result_bytes(&answer.value),
+                            "corpus case {}: translator-default compiled natively answers differently from its component",
+                            inputs.name
+                        );
+                    }
+                    Some(bytes)
+                }
+                _ => None,
+            };
+            Ok(NativeCase { place, translate })
+        })
+        .collect()
+}
+
+/// The shipped plugins' code compiled into this binary (the SDK's decoder, the decision, the
+/// SDK's encoder: what the components' exports run), over `cases` like [`daemon_path`]: `n`
+/// pods after 200 unrecorded ones, from a task on the command's runtime, one every `pace`.
+fn native_path(
+    cases: &[NativeCase],
+    n: usize,
+    pace: Option<Duration>,
+) -> Result<(Stats, Vec<Duration>)> {
+    use std::hint::black_box;
+    use vnode_plugin_sdk::codec;
+    let cases = cases.to_vec();
+    let handle = tokio::runtime::Handle::current();
+    let task = handle.spawn(async move {
+        let (mut samples, mut pauses) = (Vec::with_capacity(n), Vec::new());
+        for (i, case) in cases.iter().cycle().take(n + 200).enumerate() {
+            match pace {
+                Some(pace) => {
+                    let paused = pause(pace).await;
+                    if i >= 200 {
+                        pauses.push(paused);
+                    }
+                }
+                None => tokio::task::yield_now().await,
+            }
+            let started = Instant::now();
+            let decision = codec::place::<zone_spread::ZoneSpread>(black_box(&case.place));
+            black_box(decision);
+            if let Some(input) = &case.translate {
+                let request =
+                    codec::translate::<translator_default::DefaultTranslator>(black_box(input));
+                black_box(request);
+            }
+            if i >= 200 {
+                samples.push(started.elapsed());
+            }
+        }
+        (stats(samples), pauses)
+    });
+    Ok(handle.block_on(task)?)
 }
 
 /// Runs `n` pods (after 200 unrecorded ones), cycling through `pods`, the way `EciPodPath`
