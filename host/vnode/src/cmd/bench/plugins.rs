@@ -6,7 +6,12 @@
 //! that gets past the host's own checks) and over one realistic pod (two containers with
 //! probes and env, an init container, a ConfigMap volume, labels, annotations, tolerations, a
 //! spread constraint); the target, place + translate ≤ 50 µs p99, is judged on the corpus.
-//! Then placement and translation alone, instantiation, calls on prepared instances,
+//! Next to it, what the target is up against: the **floor**, the same corpus through the same
+//! path with do-nothing plugins (`plugins/fixtures/floor-*`, which answer a constant without
+//! reading their input: what a decision costs before any plugin code runs), and the shipped
+//! plugins' own code compiled into this binary (the SDK's decoder, the decision, the SDK's
+//! encoder) on the same input bytes, its answers checked byte for byte against the
+//! components'. Then placement and translation alone, instantiation, calls on prepared instances,
 //! the same placement logic compiled natively, and the time from a file write to the new
 //! version serving (target ≤ 1 s). Every row prints min/p50/p95/p99 and the load average is
 //! printed before and after, because on a shared 2-vCPU machine the tail is mostly other
