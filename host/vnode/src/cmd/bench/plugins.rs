@@ -176,6 +176,21 @@ async fn pause(pace: Duration) -> Duration {
     started.elapsed()
 }
 
+/// What a corpus loop does before each pod: the pause of a paced run (returned), or, back to
+/// back, a yield only, so each pod still starts in a fresh poll as in the daemon, where a pod's
+/// work awaits the API servers between decisions. Without it the task's cooperative budget ran
+/// out every 64th pod and that pod's permit acquire was made to yield inside the timed region
+/// (~1.6 % of samples, at the p99).
+async fn between_pods(pace: Option<Duration>) -> Option<Duration> {
+    match pace {
+        Some(pace) => Some(pause(pace).await),
+        None => {
+            tokio::task::yield_now().await;
+            None
+        }
+    }
+}
+
 /// `note`, then the pause a paced row was measured with (nothing more for a back-to-back row).
 fn with_pause(note: &str, pauses: &[Duration]) -> String {
     match pause_note(pauses) {
@@ -1267,14 +1282,10 @@ fn native_path(
     let task = handle.spawn(async move {
         let (mut samples, mut pauses) = (Vec::with_capacity(n), Vec::new());
         for (i, case) in cases.iter().cycle().take(n + 200).enumerate() {
-            match pace {
-                Some(pace) => {
-                    let paused = pause(pace).await;
-                    if i >= 200 {
-                        pauses.push(paused);
-                    }
-                }
-                None => tokio::task::yield_now().await,
+            if let Some(paused) = between_pods(pace).await
+                && i >= 200
+            {
+                pauses.push(paused);
             }
             let started = Instant::now();
             let decision = codec::place::<zone_spread::ZoneSpread>(black_box(&case.place));
@@ -1330,17 +1341,10 @@ fn daemon_path_with(
         let steps = observe == Observe::Steps;
         for (i, inputs) in pods.iter().cycle().take(n + 200).enumerate() {
             let recorded = i >= 200;
-            if let Some(pace) = pace {
-                let paused = pause(pace).await;
-                if recorded {
-                    pauses.push(paused);
-                }
-            } else {
-                // Back to back, each pod still starts in a fresh poll, as in the daemon, where
-                // a pod's work awaits the API servers between decisions. Without it the task's
-                // cooperative budget ran out every 64th pod and that pod's permit acquire was
-                // made to yield inside the timed region (~1.6 % of samples, at the p99).
-                tokio::task::yield_now().await;
+            if let Some(paused) = between_pods(pace).await
+                && recorded
+            {
+                pauses.push(paused);
             }
             let before = if observe == Observe::ThreadCounters {
                 thread_counters()
