@@ -297,21 +297,30 @@ async fn every_action(signature: SignatureVersion) {
     assert_eq!(status[0].uuid, "uid-1");
     assert!(pod.container_statuses[0].state.running.is_some());
 
-    // Logs: nginx-like images log at start and periodically.
-    let logs = client
-        .describe_container_log(&DescribeContainerLogRequest {
-            container_group_id: id.clone(),
-            container_name: "web".into(),
-            timestamps: Some(true),
-            ..Default::default()
-        })
-        .await
-        .expect("logs");
-    assert!(
-        logs.content.contains("start worker processes"),
-        "{:?}",
-        logs.content
-    );
+    // Logs: nginx-like images log two lines at start, 1 ms apart on the emulator's clock, and
+    // then periodically. The status above can come within that first millisecond (seen on a
+    // loaded machine: only the first line), so wait for the second line.
+    let deadline = Instant::now() + STATUS_TIMEOUT;
+    let logs = loop {
+        let logs = client
+            .describe_container_log(&DescribeContainerLogRequest {
+                container_group_id: id.clone(),
+                container_name: "web".into(),
+                timestamps: Some(true),
+                ..Default::default()
+            })
+            .await
+            .expect("logs");
+        if logs.content.contains("start worker processes") {
+            break logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no \"start worker processes\" line: {:?}",
+            logs.content
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let first = logs.content.lines().next().expect("a line");
     let stamp = first.split(' ').next().unwrap_or_default();
     assert!(
